@@ -1,0 +1,357 @@
+"""Audio in: decode (libsndfile, else ffmpeg), downmix to mono, resample to 16 kHz, in bounded blocks.
+
+Long recordings are never held whole: ``stream()`` yields 16 kHz mono blocks, resampled so that the
+concatenation equals resampling the whole signal at once (each block is filtered with enough
+neighbouring input around it; see ``StreamResampler``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from .errors import AudioError, UsageError
+
+SAMPLE_RATE = 16000  # every AST checkpoint was trained on 16 kHz audio
+BLOCK_SECONDS = 30.0  # decode granularity: ~10 MB of 44.1 kHz stereo float32 per block
+STDIN = "-"
+_SPOOL_BYTES = 64 << 20  # stdin kept in memory up to this size, then spilled to a temporary file
+
+ffmpeg_hint = "install ffmpeg (e.g. 'apt install ffmpeg') to decode formats libsndfile cannot read, or convert the file to WAV or FLAC"
+
+
+@dataclass
+class AudioInfo:
+    path: str
+    sample_rate: int
+    channels: int
+    frames: int | None  # samples per channel; None when the decoder cannot tell in advance (ffmpeg pipes)
+
+    @property
+    def duration_s(self) -> float | None:
+        return None if self.frames is None else self.frames / self.sample_rate
+
+
+def parse_channel(channel: str | int) -> str | int:
+    """``mean`` or a 0-based channel index."""
+    if isinstance(channel, int):
+        index = channel
+    elif channel == "mean":
+        return "mean"
+    else:
+        try:
+            index = int(channel)
+        except ValueError:
+            raise UsageError(f"--channel must be 'mean' or a channel number, got {channel!r}") from None
+    if index < 0:
+        raise UsageError(f"--channel must be 'mean' or a channel number >= 0, got {index}")
+    return index
+
+
+class AudioReader:
+    """An open audio input: a path, or ``-`` for standard input. Use as a context manager."""
+
+    def __init__(self, source: str | os.PathLike, channel: str | int = "mean"):
+        self.path = os.fspath(source)
+        self.channel = parse_channel(channel)
+        self._spool: BinaryIO | None = None
+        self._tmp_path: str | None = None
+        self._sf = None
+        self._proc: subprocess.Popen | None = None
+        try:
+            self.info = self._open()
+        except BaseException:
+            self.close()
+            raise
+        if isinstance(self.channel, int) and self.channel >= self.info.channels:
+            self.close()
+            raise AudioError(
+                f"{self.path}: has {self.info.channels} channel(s), no channel {self.channel}",
+                hint="use --channel mean or a number from 0",
+            )
+
+    # -- opening ------------------------------------------------------------------------------
+    def _open(self) -> AudioInfo:
+        import soundfile as sf
+
+        if self.path == STDIN:
+            self._spool = _spool_stdin()
+            target = self._spool
+        else:
+            _check_path(self.path)
+            target = self.path
+        try:
+            self._sf = sf.SoundFile(target)
+        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+            reason = _sf_reason(exc)
+            if shutil.which("ffmpeg") is None:
+                raise AudioError(f"{self.path}: cannot decode audio ({reason})", hint=ffmpeg_hint) from None
+            return self._open_ffmpeg(reason)
+        if self._sf.samplerate <= 0 or self._sf.channels <= 0:
+            raise AudioError(f"{self.path}: invalid header (sample rate {self._sf.samplerate}, {self._sf.channels} channels)")
+        return AudioInfo(self.path, self._sf.samplerate, self._sf.channels, self._sf.frames)
+
+    def _open_ffmpeg(self, sf_reason: str) -> AudioInfo:
+        path = self.path
+        if self._spool is not None:  # ffmpeg needs a real file to probe and seek in
+            self._spool.seek(0)
+            fd, self._tmp_path = tempfile.mkstemp(prefix="ast-stdin-")
+            with os.fdopen(fd, "wb") as f:
+                shutil.copyfileobj(self._spool, f)
+            path = self._tmp_path
+        rate, channels = _ffprobe(path, self.path, sf_reason)
+        self._proc = subprocess.Popen(
+            ["ffmpeg", "-nostdin", "-v", "error", "-i", path, "-map", "0:a:0", "-f", "f32le", "-acodec", "pcm_f32le", "-"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        return AudioInfo(self.path, rate, channels, None)
+
+    # -- reading ------------------------------------------------------------------------------
+    def blocks(self, seconds: float = BLOCK_SECONDS) -> Iterator[np.ndarray]:
+        """Mono float32 blocks at the file's own sample rate."""
+        n = max(1, int(seconds * self.info.sample_rate))
+        if self._sf is not None:
+            source = self._sf.blocks(blocksize=n, dtype="float32", always_2d=True)
+        else:
+            source = self._ffmpeg_blocks(n)
+        for block in _guarded(source, self.path):
+            if not np.isfinite(block).all():
+                raise AudioError(f"{self.path}: contains NaN or infinite samples", hint="repair or re-export the file")
+            yield self._downmix(block)
+
+    def _ffmpeg_blocks(self, n: int) -> Iterator[np.ndarray]:
+        assert self._proc is not None and self._proc.stdout is not None
+        ch = self.info.channels
+        frame_bytes = 4 * ch
+        while True:
+            data = self._proc.stdout.read(n * frame_bytes)
+            if not data:
+                break
+            usable = len(data) - len(data) % frame_bytes
+            yield np.frombuffer(data[:usable], dtype="<f4").reshape(-1, ch)
+        err = self._proc.stderr.read().decode(errors="replace").strip() if self._proc.stderr else ""
+        if self._proc.wait() != 0:
+            raise AudioError(f"{self.path}: ffmpeg could not decode it ({_last_line(err) or 'unknown error'})")
+
+    def _downmix(self, block: np.ndarray) -> np.ndarray:
+        # (n, channels) -> (n,). The authors' loader silently kept channel 0; we average unless asked.
+        if self.channel == "mean":
+            return block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
+        return np.ascontiguousarray(block[:, self.channel])
+
+    # -- closing ------------------------------------------------------------------------------
+    def close(self) -> None:
+        if self._sf is not None:
+            self._sf.close()
+            self._sf = None
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                self._proc.kill()
+            self._proc.wait()
+            for pipe in (self._proc.stdout, self._proc.stderr):
+                if pipe is not None:
+                    pipe.close()
+            self._proc = None
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
+        if self._tmp_path is not None:
+            os.unlink(self._tmp_path)
+            self._tmp_path = None
+
+    def __enter__(self) -> AudioReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class StreamResampler:
+    """Resample a stream block by block with the same result as resampling it whole.
+
+    torchaudio's sinc resampler maps each period of ``a`` input samples to ``b`` output samples
+    (a/b = orig/new reduced), reading ``width`` samples either side. Cutting the input on period
+    boundaries and giving each piece ``context`` samples of its neighbours reproduces every output.
+    """
+
+    def __init__(self, orig_freq: int, new_freq: int = SAMPLE_RATE):
+        g = math.gcd(orig_freq, new_freq)
+        self.orig_freq, self.new_freq = orig_freq, new_freq
+        self.a, self.b = orig_freq // g, new_freq // g
+        self.identity = orig_freq == new_freq
+        width = math.ceil(6 * self.a / (min(self.a, self.b) * 0.99))  # lowpass_filter_width 6, rolloff 0.99
+        self.context = (width // self.a + 2) * self.a  # a whole number of periods, > width + a
+        self._buf = np.zeros(0, dtype=np.float32)
+        self._buf_start = 0  # input index of _buf[0]
+        self._done = 0  # input index up to which output has been produced (a multiple of a)
+
+    def feed(self, block: np.ndarray) -> np.ndarray:
+        if self.identity:
+            return block
+        self._buf = np.concatenate([self._buf, block])
+        end = self._buf_start + len(self._buf)
+        upto = (end - self.context) // self.a * self.a
+        if upto <= self._done:
+            return np.zeros(0, dtype=np.float32)
+        return self._emit(upto, end_of_stream=False)
+
+    def flush(self, last: np.ndarray | None = None) -> np.ndarray:
+        """The rest of the stream; ``last`` (the final block) is resampled with it in one pass, so
+        an input of a single block is resampled exactly as ``torchaudio.functional.resample`` does."""
+        if self.identity:
+            return np.zeros(0, dtype=np.float32) if last is None else last
+        if last is not None:
+            self._buf = np.concatenate([self._buf, last])
+        return self._emit(self._buf_start + len(self._buf), end_of_stream=True)
+
+    def _emit(self, upto: int, end_of_stream: bool) -> np.ndarray:
+        import torch
+        import torchaudio
+
+        seg_start = max(self._done - self.context, 0)  # a multiple of a: _done and context are
+        seg_end = len(self._buf) + self._buf_start if end_of_stream else upto + self.context
+        segment = self._buf[seg_start - self._buf_start : seg_end - self._buf_start]
+        # the functional form (kernel built in float32 per call) is bit-identical to the reference's call
+        out = torchaudio.functional.resample(torch.from_numpy(np.ascontiguousarray(segment)), self.orig_freq, self.new_freq).numpy()
+        first = (self._done - seg_start) // self.a * self.b
+        if end_of_stream:
+            result = out[first:]
+        else:
+            result = out[first : first + (upto - self._done) // self.a * self.b]
+        self._done = upto
+        keep_from = max(self._done - self.context, 0)
+        self._buf = self._buf[keep_from - self._buf_start :]
+        self._buf_start = keep_from
+        return result
+
+
+def resampled(blocks: Iterable[np.ndarray], sample_rate: int) -> Iterator[np.ndarray]:
+    """Mono blocks at ``sample_rate`` -> 16 kHz mono blocks, equal to resampling them joined."""
+    resampler = StreamResampler(sample_rate)
+    pending = None  # one block of look-ahead: the last block goes out with the flush
+    for block in blocks:
+        if pending is not None:
+            out = resampler.feed(pending)
+            if len(out):
+                yield out
+        pending = block
+    tail = resampler.flush(pending)
+    if len(tail):
+        yield tail
+
+
+def stream(reader: AudioReader, block_seconds: float = BLOCK_SECONDS) -> Iterator[np.ndarray]:
+    """16 kHz mono float32 blocks of an open reader, in order."""
+    return resampled(reader.blocks(block_seconds), reader.info.sample_rate)
+
+
+def array_stream(waveform: np.ndarray, sample_rate: int, channel: str | int = "mean") -> Iterator[np.ndarray]:
+    """An in-memory waveform, (samples,) or (samples, channels) as soundfile returns it, as 16 kHz mono blocks."""
+    if not sample_rate or sample_rate <= 0:
+        raise UsageError("a waveform array needs a positive sample_rate")
+    wave = np.asarray(waveform, dtype=np.float32)
+    channel = parse_channel(channel)
+    if wave.ndim == 2:
+        if channel == "mean":
+            wave = wave.mean(axis=1, dtype=np.float32)
+        elif channel >= wave.shape[1]:
+            raise UsageError(f"the array has {wave.shape[1]} channel(s), no channel {channel}")
+        else:
+            wave = np.ascontiguousarray(wave[:, channel])
+    elif wave.ndim != 1:
+        raise UsageError(f"a waveform array must be (samples,) or (samples, channels), got shape {wave.shape}")
+    if not np.isfinite(wave).all():
+        raise AudioError("<array>: contains NaN or infinite samples")
+    step = int(BLOCK_SECONDS * sample_rate)
+    return resampled((wave[i : i + step] for i in range(0, len(wave), step)), sample_rate)
+
+
+def load(source: str | os.PathLike, channel: str | int = "mean") -> tuple[np.ndarray, AudioInfo]:
+    """The whole input as one 16 kHz mono array (for short clips and tests; prefer ``stream``)."""
+    with AudioReader(source, channel) as reader:
+        parts = list(stream(reader))
+        info = reader.info
+    return (np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)), info
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def _guarded(blocks: Iterator[np.ndarray], path: str) -> Iterator[np.ndarray]:
+    """Decoder errors in the middle of a file (truncated or corrupt data) become AudioError."""
+    import soundfile as sf
+
+    try:
+        yield from blocks
+    except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+        raise AudioError(f"{path}: cannot decode audio ({_sf_reason(exc)})") from None
+
+
+def _check_path(path: str) -> None:
+    p = Path(path)
+    if p.is_symlink() and not p.exists():
+        raise AudioError(f"{path}: broken symbolic link (or a link loop)")
+    if not p.exists():
+        raise AudioError(f"{path}: no such file", hint="check the path")
+    if p.is_dir():
+        raise AudioError(f"{path}: is a directory", hint="give audio files, or use 'ast batch DIR' for folders")
+    if not os.access(path, os.R_OK):
+        raise AudioError(f"{path}: permission denied", hint="check the file's read permission")
+    if p.stat().st_size == 0:
+        raise AudioError(f"{path}: empty file (0 bytes)")
+
+
+def _spool_stdin() -> BinaryIO:
+    stdin = sys.stdin.buffer if hasattr(sys.stdin, "buffer") else sys.stdin
+    if stdin is None or (hasattr(stdin, "isatty") and stdin.isatty()):
+        raise AudioError("-: no audio on standard input", hint="pipe a file in, e.g. 'cat a.wav | ast tag -'")
+    spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)
+    shutil.copyfileobj(stdin, spool)
+    if spool.tell() == 0:
+        spool.close()
+        raise AudioError("-: standard input was empty", hint="pipe an audio file in")
+    spool.seek(0)
+    return spool
+
+
+def _ffprobe(path: str, shown: str, sf_reason: str) -> tuple[int, int]:
+    if shutil.which("ffprobe") is None:
+        raise AudioError(f"{shown}: cannot decode audio ({sf_reason}); ffmpeg is installed but ffprobe is not")
+    proc = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries", "stream=sample_rate,channels", "-of", "json", path],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+    )
+    try:
+        stream = json.loads(proc.stdout or b"{}").get("streams", [])[0]
+        rate, channels = int(stream["sample_rate"]), int(stream["channels"])
+    except (IndexError, KeyError, ValueError, TypeError):
+        reason = _last_line(proc.stderr.decode(errors="replace")) or "no audio stream"
+        raise AudioError(f"{shown}: cannot decode audio (libsndfile: {sf_reason}; ffmpeg: {reason})") from None
+    if rate <= 0 or channels <= 0:
+        raise AudioError(f"{shown}: invalid audio stream ({rate} Hz, {channels} channels)")
+    return rate, channels
+
+
+def _sf_reason(exc: Exception) -> str:
+    text = str(exc).strip()
+    # "Error opening 'x.wav': Format not recognised." -> "Format not recognised."
+    if text.startswith("Error opening") and ": " in text:
+        text = text.split(": ", 1)[1]
+    return text.rstrip(".") or type(exc).__name__
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else ""

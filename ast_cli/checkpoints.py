@@ -1,0 +1,444 @@
+"""Checkpoints: find, read safely, rename keys, adapt position embeddings, and save in Hub layout.
+
+Three layouts load into ``model.AST``:
+- Hub layout (transformers): ``config.json`` + ``model.safetensors`` or ``pytorch_model.bin``
+  (+ optional ``preprocessor_config.json``), as a local folder or a Hub id;
+- the authors' ``.pth`` (DataParallel ``module.v.*`` / ``module.mlp_head.*`` keys);
+- what this package saves, which is the Hub layout (transformers loads it as is).
+Key renaming lives in ``hf_to_native`` / ``native_to_hf`` / ``authors_to_native``, position-embedding
+adaptation in ``adapt_pos_embed``: nowhere else.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import hub
+from .config import ASTConfig, PreprocessorConfig, patch_grid
+from .errors import ModelError, UnsafeCheckpointError
+from .model import AST
+
+HF_PREFIX = "audio_spectrogram_transformer."
+AUTHORS_SUFFIXES = (".pth", ".pt", ".ckpt")
+
+
+@dataclass
+class Checkpoint:
+    model: AST
+    preprocessor: PreprocessorConfig
+    source: str  # what the user passed, for messages and recorded settings
+
+
+# -- reading ---------------------------------------------------------------------------------
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file or a pickle loaded with ``weights_only=True`` (never arbitrary code)."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise ModelError(f"{path}: not a readable safetensors file ({exc})") from None
+    import pickle
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise UnsafeCheckpointError(
+            f"{path}: refused to load: the pickle holds more than tensors and could run code ({_first_line(exc)})",
+            hint="load only files you trust; convert trusted ones to safetensors",
+        ) from None
+    except (RuntimeError, OSError, EOFError, ValueError) as exc:
+        raise ModelError(f"{path}: not a readable PyTorch checkpoint ({_first_line(exc)})") from None
+    for key in ("state_dict", "model", "model_state_dict"):  # common training-script wrappers
+        if isinstance(state, dict) and isinstance(state.get(key), dict) and _has_tensors(state[key]):
+            state = state[key]
+    if not isinstance(state, dict) or not _has_tensors(state):
+        raise ModelError(f"{path}: holds no model weights (an optimizer or training-state file?)")
+    return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+def _has_tensors(d: dict) -> bool:
+    return any(isinstance(v, torch.Tensor) for v in d.values())
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+# -- key renaming -------------------------------------------------------------------------------
+# transformers' names (legacy, as written in every Hub file, and v5's in-memory names) -> ours.
+_HF_BLOCK = [
+    (r"attention\.attention\.query\.", "q."),
+    (r"attention\.attention\.key\.", "k."),
+    (r"attention\.attention\.value\.", "v."),
+    (r"attention\.q_proj\.", "q."),
+    (r"attention\.k_proj\.", "k."),
+    (r"attention\.v_proj\.", "v."),
+    (r"attention\.output\.dense\.", "attn.proj."),
+    (r"attention\.o_proj\.", "attn.proj."),
+    (r"intermediate\.dense\.", "mlp.fc1."),
+    (r"^output\.dense\.", "mlp.fc2."),
+    (r"mlp\.fc1\.", "mlp.fc1."),
+    (r"mlp\.fc2\.", "mlp.fc2."),
+    (r"layernorm_before\.", "norm1."),
+    (r"layernorm_after\.", "norm2."),
+]
+_HF_TOP = {
+    "embeddings.cls_token": "cls_token",
+    "embeddings.distillation_token": "dist_token",
+    "embeddings.position_embeddings": "pos_embed",
+    "embeddings.patch_embeddings.projection.weight": "patch_embed.proj.weight",
+    "embeddings.patch_embeddings.projection.bias": "patch_embed.proj.bias",
+    "layernorm.weight": "norm.weight",
+    "layernorm.bias": "norm.bias",
+}
+_HF_HEAD = {
+    "classifier.layernorm.weight": "fc_norm.weight",
+    "classifier.layernorm.bias": "fc_norm.bias",
+    "classifier.dense.weight": "head.weight",
+    "classifier.dense.bias": "head.bias",
+}
+
+
+def is_hf_layout(sd: dict[str, torch.Tensor]) -> bool:
+    return any(k.startswith(HF_PREFIX) or k.startswith("embeddings.") for k in sd)
+
+
+def hf_to_native(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """transformers' ``ASTForAudioClassification`` (or ``ASTModel``) keys -> ours; q, k, v fused into qkv."""
+    out: dict[str, torch.Tensor] = {}
+    qkv: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
+    for key, value in sd.items():
+        if key in _HF_HEAD:
+            out[_HF_HEAD[key]] = value
+            continue
+        k = key[len(HF_PREFIX) :] if key.startswith(HF_PREFIX) else key
+        if k in _HF_TOP:
+            out[_HF_TOP[k]] = value
+            continue
+        m = re.match(r"(?:encoder\.layer|layers)\.(\d+)\.(.+)$", k)
+        if not m:
+            continue  # unknown extras (e.g. buffers of other heads) are reported by the strict load
+        index, rest = m.groups()
+        for pattern, repl in _HF_BLOCK:
+            if re.search(pattern, rest):
+                rest = re.sub(pattern, repl, rest, count=1)
+                break
+        if rest[:2] in ("q.", "k.", "v."):
+            qkv.setdefault((index, rest[2:]), {})[rest[0]] = value
+        else:
+            out[f"blocks.{index}.{rest}"] = value
+    for (index, kind), parts in qkv.items():
+        if set(parts) != {"q", "k", "v"}:
+            raise ModelError(f"checkpoint: layer {index} lacks one of query/key/value {kind}")
+        out[f"blocks.{index}.attn.qkv.{kind}"] = torch.cat([parts["q"], parts["k"], parts["v"]], dim=0)
+    return out
+
+
+def native_to_hf(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Ours -> the Hub layout every transformers version reads (legacy ``encoder.layer`` names)."""
+    top = {v: k for k, v in _HF_TOP.items()}
+    head = {v: k for k, v in _HF_HEAD.items()}
+    block = {
+        "norm1": "layernorm_before",
+        "norm2": "layernorm_after",
+        "attn.proj": "attention.output.dense",
+        "mlp.fc1": "intermediate.dense",
+        "mlp.fc2": "output.dense",
+    }
+    out: dict[str, torch.Tensor] = {}
+    for key, value in sd.items():
+        value = value.detach().contiguous()
+        if key in head:
+            out[head[key]] = value
+        elif key in top:
+            out[HF_PREFIX + top[key]] = value
+        else:
+            m = re.match(r"blocks\.(\d+)\.(.+)\.(weight|bias)$", key)
+            if not m:
+                raise ModelError(f"cannot save unknown parameter {key!r}")
+            index, module, kind = m.groups()
+            prefix = f"{HF_PREFIX}encoder.layer.{index}."
+            if module == "attn.qkv":
+                for name, part in zip(("query", "key", "value"), value.chunk(3, dim=0)):
+                    out[f"{prefix}attention.attention.{name}.{kind}"] = part.contiguous()
+            else:
+                out[f"{prefix}{block[module]}.{kind}"] = value
+    return out
+
+
+def authors_to_native(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The authors' ``module.v.*`` / ``module.mlp_head.{0,1}.*`` keys -> ours (their timm names, minus
+    the DeiT heads ``head``/``head_dist`` that AST never uses), as transformers' conversion script does."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in sd.items():
+        k = key[len("module.") :] if key.startswith("module.") else key
+        if k.startswith("v.head") or k.startswith("v.head_dist"):
+            continue
+        if k.startswith("v."):
+            out[k[2:]] = value
+        elif k.startswith("mlp_head.0."):
+            out["fc_norm." + k[len("mlp_head.0.") :]] = value
+        elif k.startswith("mlp_head.1."):
+            out["head." + k[len("mlp_head.1.") :]] = value
+    return out
+
+
+def is_authors_layout(sd: dict[str, torch.Tensor]) -> bool:
+    return any(k.startswith(("module.v.", "v.cls_token", "module.mlp_head")) for k in sd)
+
+
+# -- position embeddings ------------------------------------------------------------------------
+def adapt_pos_embed(pos: torch.Tensor, old_grid: tuple[int, int], new_grid: tuple[int, int]) -> torch.Tensor:
+    """(1, 2 + f*t, D) position embeddings for another patch grid, the authors' way
+    (ast_models.py): cut around the centre where the new grid is smaller, bilinear interpolation
+    where it is larger; time first, then frequency. The two token embeddings are kept."""
+    if old_grid == new_grid:
+        return pos
+    (f0, t0), (f1, t1) = old_grid, new_grid
+    D = pos.shape[-1]
+    tokens, grid = pos[:, :2], pos[:, 2:]
+    grid = grid.detach().reshape(1, f0, t0, D).permute(0, 3, 1, 2).float()  # (1, D, f, t)
+    if t1 < t0:
+        start = t0 // 2 - t1 // 2
+        grid = grid[:, :, :, start : start + t1]
+    elif t1 > t0:
+        grid = torch.nn.functional.interpolate(grid, size=(f0, t1), mode="bilinear")
+    if f1 < f0:
+        start = f0 // 2 - f1 // 2
+        grid = grid[:, :, start : start + f1, :]
+    elif f1 > f0:
+        grid = torch.nn.functional.interpolate(grid, size=(f1, t1), mode="bilinear")
+    grid = grid.permute(0, 2, 3, 1).reshape(1, f1 * t1, D).to(pos.dtype)  # (1, f*t, D)
+    return torch.cat([tokens, grid], dim=1)
+
+
+# -- building a model ---------------------------------------------------------------------------
+def build_model(
+    config: ASTConfig,
+    sd: dict[str, torch.Tensor],
+    source: str,
+    *,
+    saved_grid: tuple[int, int] | None = None,
+    require_head: bool = True,
+) -> AST:
+    """An AST of ``config`` holding the native-layout weights ``sd``. ``saved_grid`` is the patch grid
+    the weights were trained on, when ``config`` asks for another one (other max_length or strides)."""
+    if "pos_embed" in sd:
+        expected = config.num_patches + 2
+        got = sd["pos_embed"].shape[1]
+        if got != expected:
+            grid = saved_grid or _grid_for(got - 2, config)
+            if grid is None:
+                raise ModelError(
+                    f"{source}: position embeddings for {got - 2} patches do not fit the config's {config.grid} grid"
+                )
+            sd = {**sd, "pos_embed": adapt_pos_embed(sd["pos_embed"], grid, config.grid)}
+    head = sd.get("head.weight")
+    if head is not None and head.shape[0] != config.num_labels:
+        raise ModelError(
+            f"{source}: the head has {head.shape[0]} outputs but config.json names {config.num_labels} labels",
+            hint="fix id2label in config.json so it has one label per output",
+        )
+    model = AST(config)
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    if not require_head:
+        missing = [k for k in missing if not k.startswith(("head.", "fc_norm."))]
+    if missing or unexpected:
+        detail = f"missing {_few(missing)}" if missing else f"unexpected {_few(unexpected)}"
+        raise ModelError(f"{source}: weights do not match an AST of this config ({detail})")
+    return model.eval()
+
+
+def _grid_for(num_patches: int, config: ASTConfig) -> tuple[int, int] | None:
+    """The grid a saved position table had, when the config changed only max_length (same strides)."""
+    f = config.grid[0]
+    return (f, num_patches // f) if num_patches % f == 0 else None
+
+
+def _few(keys: list[str]) -> str:
+    return ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+
+
+def infer_authors_config(sd: dict[str, torch.Tensor], source: str) -> tuple[ASTConfig, tuple[int, int]]:
+    """Config of an authors' checkpoint from its tensor shapes. Heads are not stored: ViT's 64-wide heads.
+    Strides and input length are solved from the position table (12 x 101 -> 10/10 strides, 1024 frames)."""
+    try:
+        D = sd["cls_token"].shape[-1]
+        proj = sd["patch_embed.proj.weight"]
+        n_patches = sd["pos_embed"].shape[1] - 2
+        layers = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("blocks."))
+        mlp = sd["blocks.0.mlp.fc1.weight"].shape[0]
+        labels = sd["head.weight"].shape[0]
+    except (KeyError, ValueError):
+        raise ModelError(
+            f"{source}: not an AST checkpoint (no cls_token/pos_embed/blocks/mlp_head weights)",
+            hint="pass the model's .pth (e.g. audioset_10_10_0.4593.pth), not an optimizer or other state file",
+        ) from None
+    patch = proj.shape[-1]
+    for stride in (10, 12, 14, 16, 8, 6, 11, 13, 15, 9, 7, 5, 4):
+        f = (128 - patch) // stride + 1
+        if n_patches % f:
+            continue
+        t = n_patches // f
+        candidates = [n for n in range((t - 1) * stride + patch, t * stride + patch) if patch_grid(128, n, patch, stride, stride)[1] == t]
+        # prefer the lengths the authors trained with (AudioSet 1024, ESC-50 512, Speech Commands 128)
+        length = next((n for n in (1024, 512, 128) if n in candidates), candidates[0] if candidates else None)
+        if length:
+            config = ASTConfig(
+                hidden_size=D,
+                num_hidden_layers=layers,
+                num_attention_heads=max(D // 64, 1),
+                intermediate_size=mlp,
+                layer_norm_eps=1e-6,  # timm's LayerNorm in the authors' code
+                patch_size=patch,
+                frequency_stride=stride,
+                time_stride=stride,
+                max_length=length,
+                id2label={i: f"LABEL_{i}" for i in range(labels)},
+            )
+            return config, (f, t)
+    raise ModelError(f"{source}: cannot work out strides and input length from {n_patches} position embeddings")
+
+
+def read_labels_csv(path: str | os.PathLike) -> list[str]:
+    """Label names from the authors' ``class_labels_indices.csv`` (index,mid,display_name) or a
+    plain file of one name a line."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = [row for row in csv.reader(f) if row]
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read labels ({exc.strerror})") from None
+    if rows and rows[0] and rows[0][0].strip().lower() == "index":
+        header = [h.strip().lower() for h in rows[0]]
+        col = header.index("display_name") if "display_name" in header else len(header) - 1
+        pairs = sorted((int(r[0]), r[col]) for r in rows[1:])
+        return [name for _, name in pairs]
+    return [row[-1] for row in rows]
+
+
+# -- loading ---------------------------------------------------------------------------------------
+def load(spec: str, *, labels: str | None = None, max_length: int | None = None) -> Checkpoint:
+    """A model from a Hub id, a local Hub-layout folder or the authors' ``.pth``.
+
+    ``max_length`` runs the model at another input length than it was saved with (position
+    embeddings adapted); ``labels`` names the outputs of a ``.pth`` (a class_labels_indices.csv).
+    """
+    path = Path(os.path.expanduser(spec))
+    if path.is_dir():
+        files = _local_files(path)
+    elif path.is_file():
+        if path.suffix in (".json",):
+            raise ModelError(f"{spec}: give the model's folder, not its config.json")
+        return _load_authors(path, spec, labels, max_length)
+    elif _looks_like_path(spec):
+        raise ModelError(f"{spec}: no such file or directory", hint="give a local model folder, a .pth file or a Hub id")
+    else:
+        files = hub.fetch_model(spec)
+    config = ASTConfig.from_file(files[hub.CONFIG_FILE])
+    if labels:
+        config = _with_labels(config, read_labels_csv(labels), spec)
+    pre_path = files.get(hub.PREPROCESSOR_FILE)
+    preprocessor = PreprocessorConfig.from_file(pre_path) if pre_path else PreprocessorConfig(max_length=config.max_length)
+    sd = read_state_dict(files["weights"])
+    if not is_hf_layout(sd):
+        raise ModelError(f"{files['weights']}: not transformers' AST weights (no audio_spectrogram_transformer.* keys)")
+    saved_grid = config.grid
+    if max_length and max_length != config.max_length:
+        config = config.replace(max_length=max_length)
+    model = build_model(config, hf_to_native(sd), spec, saved_grid=saved_grid)
+    return Checkpoint(model, preprocessor, spec)
+
+
+def _local_files(path: Path) -> dict[str, Path | None]:
+    config = path / hub.CONFIG_FILE
+    if not config.is_file():
+        raise ModelError(f"{path}: no config.json", hint="a model folder holds config.json and model.safetensors")
+    weights = next((path / w for w in hub.WEIGHT_FILES if (path / w).is_file()), None)
+    if weights is None:
+        raise ModelError(f"{path}: no model.safetensors or pytorch_model.bin")
+    pre = path / hub.PREPROCESSOR_FILE
+    return {hub.CONFIG_FILE: config, "weights": weights, hub.PREPROCESSOR_FILE: pre if pre.is_file() else None}
+
+
+def _looks_like_path(spec: str) -> bool:
+    """Not of the Hub's ``name`` / ``owner/name`` form, or named like a file: meant as a local path."""
+    hub_like = re.fullmatch(r"[\w][\w.-]*(/[\w][\w.-]*)?", spec) is not None
+    return not hub_like or spec.endswith(AUTHORS_SUFFIXES + (".bin", ".safetensors", ".json"))
+
+
+def _with_labels(config: ASTConfig, names: list[str], source: str) -> ASTConfig:
+    if len(names) != config.num_labels:
+        raise ModelError(f"{source}: the labels file names {len(names)} labels, the model has {config.num_labels} outputs")
+    return config.replace(id2label=dict(enumerate(names)))
+
+
+def _load_authors(path: Path, spec: str, labels: str | None, max_length: int | None) -> Checkpoint:
+    sd = read_state_dict(path)
+    if is_hf_layout(sd):
+        raise ModelError(f"{spec}: transformers weights without a config.json", hint="give the folder with config.json")
+    if not is_authors_layout(sd):
+        raise ModelError(
+            f"{spec}: not an AST checkpoint (no module.v.* / mlp_head weights)",
+            hint="pass the model's .pth (e.g. audioset_10_10_0.4593.pth), not an optimizer or other state file",
+        )
+    sd = authors_to_native(sd)
+    config, grid = infer_authors_config(sd, spec)
+    if labels:
+        config = _with_labels(config, read_labels_csv(labels), spec)
+    elif config.num_labels == 527:  # an AudioSet head: the names of the released model
+        default = ASTConfig.from_file(hub.fetch(hub.DEFAULT_MODEL, hub.CONFIG_FILE))
+        config = config.replace(id2label=default.id2label)
+    else:
+        warnings.warn(f"{spec}: no label names; pass --labels class_labels_indices.csv", stacklevel=2)
+    if max_length and max_length != config.max_length:
+        config = config.replace(max_length=max_length)
+    model = build_model(config, sd, spec, saved_grid=grid)
+    # The authors normalised AudioSet models with the AudioSet statistics; others need --norm-stats.
+    return Checkpoint(model, PreprocessorConfig(max_length=config.max_length), spec)
+
+
+# -- saving ----------------------------------------------------------------------------------------
+def save(model: AST, preprocessor: PreprocessorConfig, directory: str | os.PathLike) -> Path:
+    """Write a Hub-layout checkpoint (config.json, model.safetensors, preprocessor_config.json) that
+    transformers' ``ASTForAudioClassification.from_pretrained`` loads. Each file is written to a
+    temporary name and renamed, so a reader never sees half a file."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    sd = native_to_hf({k: v.float() for k, v in model.state_dict().items()})
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".model.", suffix=".safetensors")
+    os.close(fd)
+    try:
+        save_file(sd, tmp, metadata={"format": "pt"})
+        os.replace(tmp, directory / "model.safetensors")
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    stale = directory / "pytorch_model.bin"  # a reader would otherwise find two weight files
+    if stale.exists():
+        stale.unlink()
+    model.config.save(directory)
+    PreprocessorConfig(
+        sampling_rate=preprocessor.sampling_rate,
+        num_mel_bins=model.config.num_mel_bins,
+        max_length=model.config.max_length,
+        mean=preprocessor.mean,
+        std=preprocessor.std,
+        do_normalize=preprocessor.do_normalize,
+        extra=preprocessor.extra,
+    ).save(directory)
+    return directory

@@ -1,0 +1,214 @@
+"""The ``ast`` command line: thin Typer commands over the core modules.
+
+Importing this module does not import torch (``ast --help`` and shell completion stay instant): each
+command imports what it needs. Errors are typed (``errors.py``); ``main`` is the one exit point that
+turns them into a one-line message and an exit status, with a traceback only under ``--debug``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+import warnings
+from typing import Annotated, Optional
+
+import typer
+
+from . import DEFAULT_MODEL, __version__
+from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ASTError, UsageError
+
+app = typer.Typer(
+    name="ast",
+    help="Tag sounds with the Audio Spectrogram Transformer (AST).\n\nExample: ast tag song.wav --top 5",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what shells report for a writer whose reader went away
+
+
+class Interrupted(ASTError):
+    exit_code = EXIT_INTERRUPTED
+
+
+# -- shared options -------------------------------------------------------------------------------
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        envvar="AST_MODEL",
+        help="Hub id, local model folder (config.json + model.safetensors), or the authors' .pth.",
+    ),
+]
+LabelsOpt = Annotated[
+    Optional[str], typer.Option("--labels", help="Label names for a .pth model: the authors' class_labels_indices.csv.")
+]
+TopOpt = Annotated[int, typer.Option("--top", "-k", help="Labels to report per file (0: all).", min=0)]
+ThresholdOpt = Annotated[Optional[float], typer.Option("--threshold", "-t", help="Keep labels scoring at least this.")]
+WindowOpt = Annotated[
+    Optional[float], typer.Option("--window", help="Window length in seconds [default: the model's, 10.24 s].")
+]
+HopOpt = Annotated[Optional[float], typer.Option("--hop", help="Hop between windows in seconds [default: half a window].")]
+AggregateOpt = Annotated[str, typer.Option("--aggregate", help="Combine window scores per label: max or mean.")]
+ActivationOpt = Annotated[
+    Optional[str],
+    typer.Option("--activation", help="sigmoid, softmax or none [default: from the model: sigmoid for multi-label]."),
+]
+IncludeOpt = Annotated[list[str], typer.Option("--include", help="Only report this label (repeatable, any case).")]
+ExcludeOpt = Annotated[list[str], typer.Option("--exclude", help="Never report this label (repeatable, any case).")]
+TimelineOpt = Annotated[bool, typer.Option("--timeline", help="Also report labels per window with start/end times.")]
+ChannelOpt = Annotated[str, typer.Option("--channel", help="Downmix: 'mean' of all channels, or a channel number from 0.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")]
+PrecisionOpt = Annotated[
+    str, typer.Option("--precision", help="auto, fp32, bf16 or fp16 (auto: bf16 on CPUs with native bf16, fp16 on CUDA).")
+]
+BatchSizeOpt = Annotated[int, typer.Option("--batch-size", help="Windows per forward pass.", min=1)]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars; warnings and errors only.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")]
+
+
+def command(*args, **kwargs):
+    """``app.command`` that maps Ctrl-C and a closed stdout pipe to our exits (click would print 'Aborted!')."""
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(*a, **kw):
+            try:
+                return fn(*a, **kw)
+            except KeyboardInterrupt:
+                raise Interrupted("interrupted") from None
+            except BrokenPipeError:
+                _silence_stdout()
+                raise typer.Exit(EXIT_BROKEN_PIPE) from None
+
+        return app.command(*args, **kwargs)(wrapper)
+
+    return decorate
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ast {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """Tag sounds with the Audio Spectrogram Transformer (AST).
+
+    Example: ast tag song.wav --top 5
+    """
+
+
+# -- tag --------------------------------------------------------------------------------------------
+@command("tag", no_args_is_help=True)
+def tag(
+    files: Annotated[list[str], typer.Argument(help="Audio files; '-' reads one from standard input.", show_default=False)],
+    model: ModelOpt = DEFAULT_MODEL,
+    labels: LabelsOpt = None,
+    top: TopOpt = 5,
+    threshold: ThresholdOpt = None,
+    window: WindowOpt = None,
+    hop: HopOpt = None,
+    aggregate: AggregateOpt = "max",
+    activation: ActivationOpt = None,
+    include: IncludeOpt = [],  # noqa: B006 (Typer reads the default)
+    exclude: ExcludeOpt = [],  # noqa: B006
+    timeline: TimelineOpt = False,
+    fmt: Annotated[
+        Optional[str], typer.Option("--format", "-f", help="table, json, jsonl, csv or tsv [default: table at a terminal, else jsonl].")
+    ] = None,
+    channel: ChannelOpt = "mean",
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
+    batch_size: BatchSizeOpt = 8,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Tag audio files: the labels of each whole recording (sliding windows over long ones).
+
+    Example: ast tag song.wav --top 5       ast tag *.flac --format jsonl | jq .labels[0]
+    """
+    from .output import FORMATS, RecordWriter, default_format
+
+    fmt = fmt or default_format(sys.stdout)
+    if fmt not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if files.count("-") > 1:
+        raise UsageError("standard input ('-') can be read only once")
+    _setup(quiet)
+    from .inference import TagOptions, tag_files
+
+    options = TagOptions(top, threshold, window, hop, aggregate, activation, timeline, include, exclude, channel, batch_size)
+    tagger = _load(model, labels, device, precision)
+    columns = top or len(tagger.labels)
+    writer = RecordWriter(fmt, sys.stdout, columns=columns, timeline=timeline)
+    failed = 0
+    for record in tag_files(tagger, files, options):
+        if "error" in record:
+            failed += 1
+            _error(record["error"])
+        writer.write(record)
+    writer.close()
+    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+def _load(model: str, labels: str | None, device: str, precision: str):
+    from . import load_model
+
+    return load_model(model, labels=labels, device=device, precision=precision)
+
+
+def _setup(quiet: bool) -> None:
+    """Progress bars and warnings go to stderr; --quiet keeps warnings but drops bars."""
+    if quiet:
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"ast: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
+
+
+def _error(message: str) -> None:
+    print(f"ast: error: {message}", file=sys.stderr, flush=True)
+
+
+def _silence_stdout() -> None:
+    """After EPIPE, point stdout at /dev/null so the interpreter's final flush does not complain."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``ast`` script and ``python -m ast_cli``. Returns the exit status."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        app(args=args, prog_name="ast")
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else EXIT_FAILED)
+    except ASTError as exc:
+        if "--debug" in args:
+            traceback.print_exc()
+        _error(str(exc)) if not isinstance(exc, Interrupted) else print("ast: interrupted", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("ast: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+    return EXIT_OK

@@ -1,0 +1,250 @@
+"""Configuration dataclasses that mirror transformers' ``config.json`` and ``preprocessor_config.json``.
+
+No torch here: the CLI reads these to validate arguments before paying for the torch import.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelError
+
+MODEL_TYPE = "audio-spectrogram-transformer"
+ARCHITECTURE = "ASTForAudioClassification"
+
+# AudioSet statistics of the log-mel fbank (authors' src/run.sh; transformers' ASTFeatureExtractor defaults).
+AUDIOSET_MEAN = -4.2677393
+AUDIOSET_STD = 4.5689974
+
+SINGLE_LABEL = "single_label_classification"
+MULTI_LABEL = "multi_label_classification"
+
+_INT_FIELDS = (
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "patch_size",
+    "frequency_stride",
+    "time_stride",
+    "max_length",
+    "num_mel_bins",
+)
+_FLOAT_FIELDS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range", "layer_norm_eps")
+_ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "silu", "swish")
+
+
+@dataclass
+class ASTConfig:
+    """Field for field the ``ASTConfig`` of transformers; defaults are those of the released AudioSet model."""
+
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.0
+    attention_probs_dropout_prob: float = 0.0
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12  # transformers' value (the authors' timm blocks used 1e-6)
+    patch_size: int = 16
+    qkv_bias: bool = True
+    frequency_stride: int = 10  # 16x16 patches overlapping by 6 bins/frames, as in the paper
+    time_stride: int = 10
+    max_length: int = 1024  # frames: 10.24 s at the 10 ms frame shift
+    num_mel_bins: int = 128
+    id2label: dict[int, str] = field(default_factory=lambda: {0: "LABEL_0", 1: "LABEL_1"})
+    problem_type: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # keys we do not interpret, written back unchanged
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # -- derived -----------------------------------------------------------------------------
+    @property
+    def num_labels(self) -> int:
+        return len(self.id2label)
+
+    @property
+    def labels(self) -> list[str]:
+        return [self.id2label[i] for i in range(self.num_labels)]
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {label: i for i, label in self.id2label.items()}
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """Patch grid (frequency, time): 12 x 101 for the default config."""
+        return patch_grid(self.num_mel_bins, self.max_length, self.patch_size, self.frequency_stride, self.time_stride)
+
+    @property
+    def num_patches(self) -> int:
+        f, t = self.grid
+        return f * t
+
+    @property
+    def multi_label(self) -> bool:
+        # transformers' AST heads carry no problem_type; the AudioSet head is multi-label (sigmoid).
+        return self.problem_type != SINGLE_LABEL
+
+    def replace(self, **changes: Any) -> ASTConfig:
+        return dataclasses.replace(self, **changes)
+
+    # -- validation --------------------------------------------------------------------------
+    def validate(self) -> None:
+        for name in _INT_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ModelError(f"config.json: '{name}' must be a positive integer, got {value!r}")
+        for name in _FLOAT_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ModelError(f"config.json: '{name}' must be a number, got {value!r}")
+        if not isinstance(self.qkv_bias, bool):
+            raise ModelError(f"config.json: 'qkv_bias' must be true or false, got {self.qkv_bias!r}")
+        if self.hidden_act not in _ACTIVATIONS:
+            raise ModelError(f"config.json: hidden_act {self.hidden_act!r} is not supported (one of {', '.join(_ACTIVATIONS)})")
+        if self.hidden_size % self.num_attention_heads:
+            raise ModelError(
+                f"config.json: hidden_size {self.hidden_size} is not divisible by num_attention_heads {self.num_attention_heads}"
+            )
+        if self.num_mel_bins < self.patch_size or self.max_length < self.patch_size:
+            raise ModelError(f"config.json: num_mel_bins and max_length must be at least patch_size {self.patch_size}")
+        if self.problem_type not in (None, SINGLE_LABEL, MULTI_LABEL, "regression"):
+            raise ModelError(f"config.json: unknown problem_type {self.problem_type!r}")
+        if sorted(self.id2label) != list(range(len(self.id2label))) or not self.id2label:
+            raise ModelError("config.json: id2label must map 0..N-1 to label names")
+
+    # -- config.json -------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ASTConfig:
+        if not isinstance(data, dict):
+            raise ModelError("config.json: expected a JSON object")
+        model_type = data.get("model_type")
+        if model_type not in (None, MODEL_TYPE):
+            raise ModelError(f"config.json: model_type is {model_type!r}, not an Audio Spectrogram Transformer")
+        known = {f.name for f in dataclasses.fields(cls)} - {"id2label", "extra"}
+        kwargs = {k: data[k] for k in known if k in data}
+        raw = data.get("id2label")
+        if raw is None:
+            n = data.get("num_labels", 2)
+            id2label = {i: f"LABEL_{i}" for i in range(int(n))}
+        else:
+            try:
+                id2label = {int(k): str(v) for k, v in raw.items()}
+            except (AttributeError, TypeError, ValueError):
+                raise ModelError("config.json: id2label must be an object of index -> label") from None
+        skip = known | {"id2label", "label2id", "num_labels"}
+        extra = {k: v for k, v in data.items() if k not in skip}
+        try:
+            return cls(id2label=id2label, extra=extra, **kwargs)
+        except TypeError as exc:
+            raise ModelError(f"config.json: {exc}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = dict(self.extra)
+        data.setdefault("architectures", [ARCHITECTURE])
+        data["model_type"] = MODEL_TYPE
+        for f in dataclasses.fields(self):
+            if f.name in ("id2label", "extra"):
+                continue
+            value = getattr(self, f.name)
+            if f.name == "problem_type" and value is None:
+                continue
+            data[f.name] = value
+        data["id2label"] = {str(i): label for i, label in sorted(self.id2label.items())}
+        data["label2id"] = {label: i for i, label in sorted(self.id2label.items())}
+        return dict(sorted(data.items()))
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> ASTConfig:
+        return cls.from_dict(read_json(path))
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        return write_json(Path(directory) / "config.json", self.to_dict())
+
+
+@dataclass
+class PreprocessorConfig:
+    """``preprocessor_config.json`` of transformers' ``ASTFeatureExtractor``."""
+
+    sampling_rate: int = 16000
+    num_mel_bins: int = 128
+    max_length: int = 1024
+    mean: float = AUDIOSET_MEAN
+    std: float = AUDIOSET_STD
+    do_normalize: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ModelError(f"preprocessor_config.json: '{name}' must be a number, got {value!r}")
+        if self.std <= 0:
+            raise ModelError(f"preprocessor_config.json: std must be positive, got {self.std}")
+        if self.sampling_rate != 16000:
+            raise ModelError(
+                f"preprocessor_config.json: sampling_rate {self.sampling_rate} is not supported: AST models take 16 kHz"
+            )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PreprocessorConfig:
+        if not isinstance(data, dict):
+            raise ModelError("preprocessor_config.json: expected a JSON object")
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        kwargs = {k: data[k] for k in known if k in data}
+        extra = {k: v for k, v in data.items() if k not in known}
+        return cls(extra=extra, **kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {
+            "feature_extractor_type": "ASTFeatureExtractor",
+            "feature_size": 1,
+            "padding_side": "right",
+            "padding_value": 0.0,
+            "return_attention_mask": False,
+            **self.extra,
+        }
+        for f in dataclasses.fields(self):
+            if f.name != "extra":
+                data[f.name] = getattr(self, f.name)
+        return dict(sorted(data.items()))
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> PreprocessorConfig:
+        return cls.from_dict(read_json(path))
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        return write_json(Path(directory) / "preprocessor_config.json", self.to_dict())
+
+
+def patch_grid(num_mel_bins: int, frames: int, patch: int, fstride: int, tstride: int) -> tuple[int, int]:
+    """Number of patches along frequency and time (as Conv2d computes them, no padding)."""
+    return (num_mel_bins - patch) // fstride + 1, (frames - patch) // tstride + 1
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def write_json(path: Path, data: Any) -> Path:
+    """Write atomically: a temporary file in the same folder, then a rename."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,56 @@
+"""Typed errors and exit statuses.
+
+Every error a user can cause is one of these; ``cli.main`` is the one place that turns them into a
+one-line message and an exit status (a traceback only with ``--debug``).
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # some input failed; the rest was still processed
+EXIT_USAGE = 2  # bad arguments, a model that cannot be loaded, an output that would be overwritten
+EXIT_INTERRUPTED = 130  # Ctrl-C / SIGINT, as shells report it
+
+
+class ASTError(Exception):
+    """Base of all errors a user can cause. ``hint`` says what to do about it."""
+
+    exit_code = EXIT_FAILED
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class UsageError(ASTError):
+    """Arguments that cannot work together or make no sense."""
+
+    exit_code = EXIT_USAGE
+
+
+class AudioError(ASTError):
+    """One input could not be read or decoded. Batch runs record it and go on."""
+
+    exit_code = EXIT_FAILED
+
+
+class ModelError(ASTError):
+    """A model could not be found, downloaded, validated or loaded."""
+
+    exit_code = EXIT_USAGE
+
+
+class OfflineError(ModelError):
+    """The model is not cached and the Hub cannot be reached (or HF_HUB_OFFLINE is set)."""
+
+
+class UnsafeCheckpointError(ModelError):
+    """A pickle that would run code on load; refused by ``torch.load(weights_only=True)``."""
+
+
+class OutputExistsError(UsageError):
+    """An output file exists and neither ``--force`` nor ``--resume`` was given."""

@@ -1,0 +1,137 @@
+"""The Audio Spectrogram Transformer network (Gong, Chung & Glass, Interspeech 2021), nothing else.
+
+A DeiT-style ViT over the log-mel spectrogram: overlapping 16x16 patches, cls + distillation
+tokens, learned position embeddings, pre-norm blocks, and a LayerNorm + Linear head on the mean of
+the two token outputs. Parameter names follow the authors' timm-based code (``blocks.N.attn.qkv``);
+``checkpoints.py`` maps transformers' and the authors' files onto them.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ASTConfig
+
+_ACT = {
+    "gelu": nn.GELU,
+    "gelu_new": lambda: nn.GELU(approximate="tanh"),
+    "gelu_pytorch_tanh": lambda: nn.GELU(approximate="tanh"),
+    "relu": nn.ReLU,
+    "silu": nn.SiLU,
+    "swish": nn.SiLU,
+}
+
+
+class PatchEmbed(nn.Module):
+    def __init__(self, config: ASTConfig):
+        super().__init__()
+        self.proj = nn.Conv2d(
+            1,
+            config.hidden_size,
+            kernel_size=config.patch_size,
+            stride=(config.frequency_stride, config.time_stride),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.unsqueeze(1).transpose(2, 3)  # (B, T, F) -> (B, 1, F, T): frequency is the image height
+        x = self.proj(x)  # (B, D, f, t)
+        return x.flatten(2).transpose(1, 2)  # (B, f*t, D), frequency-major as in the reference
+
+
+class Attention(nn.Module):
+    def __init__(self, config: ASTConfig):
+        super().__init__()
+        self.n_head = config.num_attention_heads
+        self.dropout = config.attention_probs_dropout_prob
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.qkv_bias)
+        self.proj = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, N, C = x.shape
+        qkv = self.qkv(x).view(B, N, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)  # (3, B, nh, N, hs)
+        q, k, v = qkv.unbind(0)
+        x = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        x = x.transpose(1, 2).reshape(B, N, C)  # (B, N, C)
+        return self.proj(x)
+
+
+class MLP(nn.Module):
+    def __init__(self, config: ASTConfig):
+        super().__init__()
+        self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.act = _ACT[config.hidden_act]()
+        self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Block(nn.Module):
+    def __init__(self, config: ASTConfig):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.attn = Attention(config)
+        self.norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = MLP(config)
+        self.drop = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.norm1(x)))
+        x = x + self.drop(self.mlp(self.norm2(x)))
+        return x
+
+
+class AST(nn.Module):
+    def __init__(self, config: ASTConfig):
+        super().__init__()
+        self.config = config
+        D = config.hidden_size
+        self.patch_embed = PatchEmbed(config)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, D))
+        self.dist_token = nn.Parameter(torch.zeros(1, 1, D))
+        self.pos_embed = nn.Parameter(torch.zeros(1, config.num_patches + 2, D))
+        self.pos_drop = nn.Dropout(config.hidden_dropout_prob)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_hidden_layers))
+        self.norm = nn.LayerNorm(D, eps=config.layer_norm_eps)
+        self.fc_norm = nn.LayerNorm(D, eps=config.layer_norm_eps)  # the head's LayerNorm (mlp_head.0)
+        self.head = nn.Linear(D, config.num_labels)  # mlp_head.1
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """Truncated-normal init as transformers does (std ``initializer_range``), for random and new heads."""
+        std = self.config.initializer_range
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Conv2d)):
+                nn.init.trunc_normal_(m.weight, std=std)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        for p in (self.cls_token, self.dist_token, self.pos_embed):
+            nn.init.trunc_normal_(p, std=std)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, F) normalised log-mel -> (B, D) pooled embedding: mean of the cls and distillation outputs."""
+        x = self.patch_embed(x)  # (B, N, D)
+        tokens = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), self.dist_token.expand(x.shape[0], -1, -1)], 1)
+        x = self.pos_drop(torch.cat([tokens, x], dim=1) + self.pos_embed)  # (B, N+2, D)
+        for block in self.blocks:
+            x = block(x)
+        x = self.norm(x)
+        return (x[:, 0] + x[:, 1]) / 2
+
+    def forward_head(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.head(self.fc_norm(pooled))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, F) -> (B, num_labels) logits."""
+        return self.forward_head(self.forward_features(x))
+
+    def reset_classifier(self, num_labels: int) -> None:
+        """A fresh head of ``num_labels`` outputs (fine-tuning); the head's LayerNorm is kept."""
+        self.head = nn.Linear(self.config.hidden_size, num_labels).to(self.head.weight)
+        nn.init.trunc_normal_(self.head.weight, std=self.config.initializer_range)
+        nn.init.zeros_(self.head.bias)

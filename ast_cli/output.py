@@ -1,0 +1,141 @@
+"""Records out: a terminal table, JSON, JSON Lines, CSV and TSV, written as each record is ready.
+
+Every format is made from the same JSON record (see README, "JSON record"):
+``{"path", "duration_s", "labels": [{"label", "index", "score"}], "windows"?: [...], "error"?}``.
+No torch here.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from typing import IO, Any
+
+FORMATS = ("table", "json", "jsonl", "csv", "tsv")
+
+
+def default_format(stream: IO[str]) -> str:
+    """A table for people at a terminal, JSON Lines for pipes (so ``ast tag a.wav | jq`` works)."""
+    return "table" if _isatty(stream) else "jsonl"
+
+
+def format_from_path(path: str, default: str = "jsonl") -> str:
+    suffix = path.rsplit(".", 1)[-1].lower() if "." in path else ""
+    return {"json": "json", "jsonl": "jsonl", "ndjson": "jsonl", "csv": "csv", "tsv": "tsv"}.get(suffix, default)
+
+
+def _isatty(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class RecordWriter:
+    """Writes records one by one in ``fmt``; ``close()`` finishes the document (the JSON array's ``]``).
+
+    ``columns`` is the number of label/score column pairs in CSV/TSV (the ``--top`` value, or the
+    label count for ``--top 0``); ``timeline`` writes one CSV/TSV row per window instead of per file.
+    """
+
+    def __init__(self, fmt: str, stream: IO[str], *, columns: int = 5, timeline: bool = False):
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown format {fmt!r}")
+        self.fmt = fmt
+        self.stream = stream
+        self.columns = columns
+        self.timeline = timeline
+        self.count = 0
+        self._csv = None
+        if fmt in ("csv", "tsv"):
+            self._csv = csv.writer(stream, delimiter="," if fmt == "csv" else "\t", lineterminator="\n")
+            self._csv.writerow(self.header())
+        elif fmt == "table":
+            from rich.console import Console
+
+            self._console = Console(file=stream, highlight=False, soft_wrap=False)
+
+    # -- CSV / TSV ------------------------------------------------------------------------------
+    def header(self) -> list[str]:
+        head = ["path", "start_s", "end_s"] if self.timeline else ["path", "duration_s"]
+        for i in range(1, self.columns + 1):
+            head += [f"label_{i}", f"score_{i}"]
+        return head + ["error"]
+
+    def rows(self, record: dict[str, Any]) -> list[list[Any]]:
+        def pairs(labels: list[dict]) -> list[Any]:
+            cells: list[Any] = []
+            for item in labels[: self.columns]:
+                cells += [item["label"], _num(item["score"])]
+            return cells + [""] * (2 * self.columns - len(cells))
+
+        error = record.get("error", "")
+        if self.timeline:
+            if error or not record.get("windows"):
+                return [[record["path"], "", ""] + pairs([]) + [error]]
+            return [[record["path"], _num(w["start_s"]), _num(w["end_s"])] + pairs(w["labels"]) + [""] for w in record["windows"]]
+        return [[record["path"], _num(record["duration_s"])] + pairs(record.get("labels", [])) + [error]]
+
+    # -- writing --------------------------------------------------------------------------------
+    def write(self, record: dict[str, Any]) -> None:
+        if self.fmt == "jsonl":
+            self.stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+        elif self.fmt == "json":
+            self.stream.write(("[\n" if self.count == 0 else ",\n") + json.dumps(record, ensure_ascii=False))
+        elif self._csv is not None:
+            self._csv.writerows(self.rows(record))
+        else:
+            self._table(record)
+        self.count += 1
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.fmt == "json":
+            self.stream.write("[]\n" if self.count == 0 else "\n]\n")
+            self.stream.flush()
+
+    def _table(self, record: dict[str, Any]) -> None:
+        from rich.table import Table
+        from rich.text import Text
+
+        if "error" in record:
+            return  # failures are reported on stderr; stdout carries results only
+        title = f"{record['path']}  ({_duration(record['duration_s'])})"
+        table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+        table.add_column("#", justify="right", style="dim")
+        table.add_column("label")
+        table.add_column("score", justify="right")
+        table.add_column("", no_wrap=True)
+        for rank, item in enumerate(record["labels"], 1):
+            table.add_row(str(rank), item["label"], f"{item['score']:.3f}", Text(_bar(item["score"]), style="cyan"))
+        if not record["labels"]:
+            table.add_row("", Text("no label above the threshold", style="dim"), "", "")
+        self._console.print(table)
+        if record.get("windows"):
+            windows = Table(show_edge=False, pad_edge=False, title="timeline", title_justify="left")
+            windows.add_column("start", justify="right")
+            windows.add_column("end", justify="right")
+            windows.add_column("labels")
+            for w in record["windows"]:
+                names = ", ".join(f"{x['label']} {x['score']:.2f}" for x in w["labels"])
+                windows.add_row(f"{w['start_s']:.2f}", f"{w['end_s']:.2f}", names)
+            self._console.print(windows)
+        self._console.print()
+
+
+def _num(value: float | None) -> str:
+    if value is None:
+        return ""
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def _bar(score: float, width: int = 20) -> str:
+    score = min(max(score, 0.0), 1.0)
+    full, part = divmod(round(score * width * 8), 8)
+    return "█" * full + ("▏▎▍▌▋▊▉"[part - 1] if part else "")
+
+
+def _duration(seconds: float) -> str:
+    minutes, s = divmod(seconds, 60)
+    hours, m = divmod(int(minutes), 60)
+    return f"{hours}:{m:02d}:{s:05.2f}" if hours else f"{m}:{s:05.2f}"

@@ -1,0 +1,113 @@
+"""Decoding, downmix, streaming resampling, stdin, and the errors users meet."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import torchaudio
+
+from ast_cli import audio
+from ast_cli.errors import AudioError, UsageError
+
+from conftest import tone
+
+
+@pytest.mark.parametrize("sr", [8000, 11025, 22050, 44100, 48000, 96000, 7])
+def test_stream_resampler_equals_whole_signal_resampling(sr):
+    rng = np.random.default_rng(sr)
+    x = rng.standard_normal(int(sr * 3.7) + 13).astype(np.float32) * 0.3
+    whole = torchaudio.functional.resample(torch.from_numpy(x), sr, 16000).numpy()
+    resampler = audio.StreamResampler(sr)
+    parts, i = [], 0
+    while i < len(x):
+        n = int(rng.integers(1, max(2, sr)))
+        parts.append(resampler.feed(x[i : i + n]))
+        i += n
+    parts.append(resampler.flush())
+    streamed = np.concatenate(parts)
+    assert streamed.shape == whole.shape
+    assert np.max(np.abs(streamed - whole)) <= 1e-5
+
+
+def test_long_file_is_read_in_blocks(tmp_path):
+    path = tmp_path / "long.wav"
+    sf.write(path, tone(65.0, 44100, 2), 44100)
+    with audio.AudioReader(path) as reader:
+        sizes = [len(b) for b in audio.stream(reader, block_seconds=5.0)]
+    assert len(sizes) > 10  # 65 s in blocks of 5 s: never one array
+    assert max(sizes) <= 5 * 16000 + 1000
+    assert sum(sizes) == 65 * 16000
+
+
+def test_downmix_mean_and_channel(tmp_path):
+    x = np.stack([np.full(16000, 0.5), np.full(16000, -0.1), np.full(16000, 0.2)], 1).astype(np.float32)
+    path = tmp_path / "three.wav"
+    sf.write(path, x, 16000, subtype="FLOAT")
+    mean, info = audio.load(path)
+    assert info.channels == 3
+    assert np.allclose(mean, 0.2, atol=1e-6)
+    second, _ = audio.load(path, channel="1")
+    assert np.allclose(second, -0.1, atol=1e-6)
+    with pytest.raises(AudioError, match="no channel 3"):
+        audio.load(path, channel=3)
+    with pytest.raises(UsageError):
+        audio.parse_channel("left")
+
+
+@pytest.mark.parametrize("fmt,subtype", [("WAV", "PCM_16"), ("FLAC", "PCM_24"), ("OGG", "VORBIS"), ("OGG", "OPUS"), ("MP3", "MPEG_LAYER_III")])
+def test_formats_libsndfile_reads(tmp_path, fmt, subtype):
+    if fmt not in sf.available_formats() or subtype not in sf.available_subtypes(fmt):
+        pytest.skip(f"this libsndfile has no {fmt}/{subtype}")
+    sr = 48000 if subtype == "OPUS" else 44100
+    path = tmp_path / f"clip.{fmt.lower()}"
+    sf.write(path, tone(2.0, sr, 2), sr, format=fmt, subtype=subtype)
+    wave, info = audio.load(path)
+    assert info.channels == 2
+    assert abs(len(wave) / 16000 - 2.0) < 0.1
+    assert np.isfinite(wave).all() and np.abs(wave).max() > 0.1
+
+
+def test_stdin_is_read(tmp_path):
+    buf = io.BytesIO()
+    sf.write(buf, tone(1.5, 22050), 22050, format="FLAC")
+    code = (
+        "import sys; from ast_cli import audio; w, i = audio.load('-'); "
+        "print(len(w), i.sample_rate, i.channels)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], input=buf.getvalue(), capture_output=True, check=True)
+    n, sr, ch = out.stdout.split()
+    assert (int(n), int(sr), int(ch)) == (24000, 22050, 1)
+
+
+def test_errors_name_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", "")  # no ffmpeg to fall back on
+    with pytest.raises(AudioError, match="no such file"):
+        audio.load(tmp_path / "missing.wav")
+    (tmp_path / "dir.wav").mkdir()
+    with pytest.raises(AudioError, match="is a directory"):
+        audio.load(tmp_path / "dir.wav")
+    (tmp_path / "empty.wav").write_bytes(b"")
+    with pytest.raises(AudioError, match="empty file"):
+        audio.load(tmp_path / "empty.wav")
+    (tmp_path / "text.wav").write_text("hello, I am not audio\n" * 20)
+    with pytest.raises(AudioError, match=r"text\.wav: cannot decode audio .*ffmpeg"):
+        audio.load(tmp_path / "text.wav")
+    os.symlink(tmp_path / "gone.wav", tmp_path / "link.wav")
+    with pytest.raises(AudioError, match="broken symbolic link"):
+        audio.load(tmp_path / "link.wav")
+
+
+def test_nan_samples_are_refused(tmp_path):
+    x = tone(1.0)
+    x[100] = np.nan
+    path = tmp_path / "nan.wav"
+    sf.write(path, x, 16000, subtype="FLOAT")
+    with pytest.raises(AudioError, match="NaN"):
+        audio.load(path)
