@@ -1,0 +1,143 @@
+"""Whole-recording tagging: windows, aggregation, selection, activation, arrays vs files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from ast_cli.checkpoints import load
+from ast_cli.errors import AudioError, UsageError
+from ast_cli.features import extract
+from ast_cli.inference import TagOptions, Tagger, resolve_precision, sliding_windows
+
+from conftest import tone
+
+
+@pytest.fixture(scope="module")
+def tagger(tiny_model_dir):
+    return Tagger(load(str(tiny_model_dir)), device="cpu", precision="fp32")
+
+
+def frames(n):
+    return torch.arange(n, dtype=torch.float32)[:, None].expand(n, 4)
+
+
+@pytest.mark.parametrize("total,window,hop,starts", [
+    (50, 128, 64, [0]),
+    (128, 128, 64, [0]),
+    (300, 128, 64, [0, 64, 128, 172]),
+    (320, 128, 64, [0, 64, 128, 192]),
+    (300, 100, 100, [0, 100, 200]),
+    (301, 100, 100, [0, 100, 200, 201]),
+])
+def test_sliding_windows_cover_the_whole_stream(total, window, hop, starts):
+    blocks = torch.split(frames(total), 37)
+    got = list(sliding_windows(blocks, window, hop, 4))
+    assert [s for s, _ in got] == starts
+    for start, w in got:
+        assert torch.equal(w, frames(total)[start : start + window])
+
+
+def test_short_clip_is_one_window_equal_to_the_model_on_reference_features(tagger, wav):
+    path = wav(0.8)
+    result = tagger.run(path, TagOptions())
+    assert len(result.scores) == 1
+    x, _ = sf.read(path, dtype="float32")
+    feats = extract(x, 128, tagger.preprocessor.mean, tagger.preprocessor.std)[None]
+    expected = torch.sigmoid(tagger.model(feats))[0]
+    assert torch.allclose(result.scores[0], expected, atol=1e-5)
+
+
+def test_long_recording_uses_every_window_and_aggregates(tagger, wav):
+    path = wav(5.0, 22050, 2)  # 498 frames, window 128, hop 64 -> 7 windows, the last end-aligned
+    options = TagOptions(top=0, timeline=True)
+    record = tagger.tag(path, options=options)
+    starts = [w["start_s"] for w in record["windows"]]
+    assert starts == [0.0, 0.64, 1.28, 1.92, 2.56, 3.2, 3.7]
+    assert record["windows"][-1]["end_s"] == 4.98 or record["windows"][-1]["end_s"] == 5.0
+    per_label = {}
+    for w in record["windows"]:
+        for item in w["labels"]:
+            per_label.setdefault(item["label"], []).append(item["score"])
+    for item in record["labels"]:
+        assert item["score"] == pytest.approx(max(per_label[item["label"]]), abs=1e-6)
+    mean = tagger.tag(path, top=0, aggregate="mean")
+    for item in mean["labels"]:
+        assert item["score"] == pytest.approx(np.mean(per_label[item["label"]]), abs=1e-5)
+    assert record["duration_s"] == 5.0
+
+
+def test_selection_top_threshold_include_exclude(tagger, wav):
+    path = wav(1.0)
+    everything = tagger.tag(path, top=0)["labels"]
+    assert len(everything) == 5
+    assert [x["score"] for x in everything] == sorted((x["score"] for x in everything), reverse=True)
+    assert tagger.tag(path, top=2)["labels"] == everything[:2]
+    cut = everything[2]["score"]
+    assert tagger.tag(path, top=0, threshold=cut)["labels"] == everything[:3]
+    only = tagger.tag(path, include=["dog", "RAIN"])["labels"]
+    assert {x["label"] for x in only} == {"Dog", "Rain"}
+    dropped = tagger.tag(path, top=0, exclude=["speech"])["labels"]
+    assert "Speech" not in {x["label"] for x in dropped} and len(dropped) == 4
+    with pytest.raises(UsageError, match="did you mean 'Siren'"):
+        tagger.tag(path, include=["sirens"])
+
+
+def test_activation_from_problem_type_and_override(tiny_model_dir, wav):
+    path = wav(1.0)
+    checkpoint = load(str(tiny_model_dir))
+    checkpoint.model.config.problem_type = "single_label_classification"
+    single = Tagger(checkpoint, device="cpu", precision="fp32")
+    scores = [x["score"] for x in single.tag(path, top=0)["labels"]]
+    assert sum(scores) == pytest.approx(1.0, abs=1e-5)
+    raw = single.tag(path, top=0, activation="none")["labels"]
+    assert any(x["score"] < 0 or x["score"] > 1 for x in raw) or len(raw) == 5
+    sig = single.tag(path, top=0, activation="sigmoid")["labels"]
+    assert sum(x["score"] for x in sig) != pytest.approx(1.0, abs=1e-3)
+
+
+def test_array_input_equals_file_input(tagger, tmp_path):
+    x = tone(3.3, 44100, 2)
+    path = tmp_path / "a.wav"
+    sf.write(path, x, 44100, subtype="FLOAT")
+    from_file = tagger.tag(path, top=0)["labels"]
+    from_array = tagger.tag(x, sample_rate=44100, top=0)["labels"]
+    assert from_file == from_array
+
+
+def test_too_short_and_silence(tagger, tmp_path):
+    sf.write(tmp_path / "short.wav", np.zeros(100, dtype=np.float32), 16000)
+    with pytest.raises(AudioError, match="too short"):
+        tagger.tag(tmp_path / "short.wav")
+    sf.write(tmp_path / "silence.wav", np.zeros(16000, dtype=np.float32), 16000)
+    labels = tagger.tag(tmp_path / "silence.wav", top=0)["labels"]
+    assert all(np.isfinite(x["score"]) and 0 <= x["score"] <= 1 for x in labels)
+
+
+def test_window_and_hop_options(tagger, wav):
+    path = wav(3.0)
+    record = tagger.tag(path, window=0.5, hop=0.5, timeline=True)
+    assert [w["start_s"] for w in record["windows"]][:3] == [0.0, 0.5, 1.0]
+    with pytest.raises(UsageError, match="longer than the model's input"):
+        tagger.tag(path, window=5.0)
+    with pytest.raises(UsageError):
+        TagOptions(hop=0)
+
+
+def test_bf16_stays_close_to_fp32(tiny_model_dir, wav):
+    path = wav(2.0)
+    fp32 = Tagger(load(str(tiny_model_dir)), device="cpu", precision="fp32").tag(path, top=0)["labels"]
+    bf16 = Tagger(load(str(tiny_model_dir)), device="cpu", precision="bf16").tag(path, top=0)["labels"]
+    a = {x["label"]: x["score"] for x in fp32}
+    b = {x["label"]: x["score"] for x in bf16}
+    assert max(abs(a[k] - b[k]) for k in a) < 0.05
+
+
+def test_precision_rules():
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) == torch.float32
+    assert resolve_precision("auto", cpu) in (torch.float32, torch.bfloat16)
+    with pytest.raises(UsageError):
+        resolve_precision("fp16", cpu)
