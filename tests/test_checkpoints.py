@@ -194,7 +194,7 @@ def test_preprocessor_rejects_other_sample_rates():
 
 def test_training_wrappers_are_unwrapped(tmp_path):
     """Training scripts save {"state_dict": ..., "epoch": ...}: the weights inside still load."""
-    model = random_model(tiny_config(max_length=1024, layer_norm_eps=1e-6))
+    model = random_model(tiny_config(max_length=1024, layer_norm_eps=1e-6, hidden_size=128, num_attention_heads=2))
     path = tmp_path / "wrapped.pth"
     torch.save({"state_dict": authors_state_dict(model), "epoch": 3}, path)
     with pytest.warns(UserWarning, match="no label names"):
