@@ -29,6 +29,8 @@ ACTIVATIONS = ("sigmoid", "softmax", "none")
 AGGREGATES = ("max", "mean")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+SCORE_DECIMALS = 6
+SCORE_HALF_ULP = 0.5 * 10**-SCORE_DECIMALS
 
 
 # -- device and precision ---------------------------------------------------------------------
@@ -303,12 +305,13 @@ class Tagger:
     def select(self, scores: torch.Tensor, mask: torch.Tensor, options: TagOptions) -> list[dict]:
         keep = mask.clone()
         if options.threshold is not None:
-            keep &= scores >= options.threshold
+            # scores are reported to 6 decimals: a threshold equal to a reported score keeps it
+            keep &= scores >= options.threshold - SCORE_HALF_ULP
         idx = torch.nonzero(keep).flatten()
         order = idx[torch.argsort(scores[idx], descending=True, stable=True)]
         if options.top:
             order = order[: options.top]
-        return [{"label": self.labels[i], "index": int(i), "score": round(float(scores[i]), 6)} for i in order.tolist()]
+        return [{"label": self.labels[i], "index": int(i), "score": round(float(scores[i]), SCORE_DECIMALS)} for i in order.tolist()]
 
 
 # -- helpers --------------------------------------------------------------------------------------

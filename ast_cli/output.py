@@ -100,8 +100,9 @@ class RecordWriter:
 
         if "error" in record:
             return  # failures are reported on stderr; stdout carries results only
-        title = f"{record['path']}  ({_duration(record['duration_s'])})"
-        table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+        # the path on its own line, never wrapped to the table's width
+        self._console.print(Text(record["path"], style="bold") + Text(f"  {_duration(record['duration_s'])}", style="dim"), soft_wrap=True)
+        table = Table(show_edge=False, pad_edge=False)
         table.add_column("#", justify="right", style="dim")
         table.add_column("label")
         table.add_column("score", justify="right")
