@@ -252,13 +252,25 @@ def build_model(
             f"{source}: the head has {head.shape[0]} outputs but config.json names {config.num_labels} labels",
             hint="fix id2label in config.json so it has one label per output",
         )
-    model = AST(config)
-    missing, unexpected = model.load_state_dict(sd, strict=False)
+    # Built on the meta device and given the loaded tensors (assign=True): no time spent on a random
+    # initialisation that the weights overwrite (~1 s for the full-size model).
+    with torch.device("meta"):
+        model = AST(config)
+    sd = {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}  # fp16/bf16 files run in fp32
+    try:
+        missing, unexpected = model.load_state_dict(sd, strict=False, assign=True)
+    except RuntimeError as exc:
+        raise ModelError(f"{source}: weights do not match an AST of this config ({_first_line(exc)})") from None
+    head_missing = [k for k in missing if k.startswith(("head.", "fc_norm."))]
     if not require_head:
-        missing = [k for k in missing if not k.startswith(("head.", "fc_norm."))]
+        missing = [k for k in missing if k not in head_missing]
     if missing or unexpected:
         detail = f"missing {_few(missing)}" if missing else f"unexpected {_few(unexpected)}"
         raise ModelError(f"{source}: weights do not match an AST of this config ({detail})")
+    if head_missing:  # a backbone-only checkpoint (ASTModel): a fresh head, as for fine-tuning
+        model.fc_norm = torch.nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        model.head = torch.nn.Linear(config.hidden_size, config.num_labels)
+        model.reset_classifier(config.num_labels)
     return model.eval()
 
 
