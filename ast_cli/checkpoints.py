@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import os
 import re
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -432,14 +431,13 @@ def save(model: AST, preprocessor: PreprocessorConfig, directory: str | os.PathL
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     sd = native_to_hf({k: v.float() for k, v in model.state_dict().items()})
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".model.", suffix=".safetensors")
-    os.close(fd)
+    tmp = directory / f".model.safetensors.tmp{os.getpid()}"  # opened normally: the umask applies
     try:
-        save_file(sd, tmp, metadata={"format": "pt"})
+        save_file(sd, str(tmp), metadata={"format": "pt"})
         os.replace(tmp, directory / "model.safetensors")
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        if tmp.exists():
+            tmp.unlink()
     stale = directory / "pytorch_model.bin"  # a reader would otherwise find two weight files
     if stale.exists():
         stale.unlink()
