@@ -148,6 +148,8 @@ class Tagger:
         self.device = resolve_device(device)
         self.dtype = resolve_precision(precision, self.device)
         self.model: AST = checkpoint.model.to(self.device).eval()
+        if self.dtype != torch.float32:
+            cast_matmul_weights(self.model, self.dtype)
         self.config: ASTConfig = self.model.config
         self.preprocessor: PreprocessorConfig = checkpoint.preprocessor
         self.labels = self.config.labels
@@ -315,6 +317,15 @@ class Tagger:
 
 
 # -- helpers --------------------------------------------------------------------------------------
+def cast_matmul_weights(model: torch.nn.Module, dtype: torch.dtype) -> None:
+    """Store Linear and Conv weights in ``dtype`` once. Autocast would otherwise cast all 86 M
+    weights on every forward pass; LayerNorms, the tokens and the residual stream stay fp32
+    (autocast keeps layer_norm and additions in fp32), which keeps scores close to fp32."""
+    for module in model.modules():
+        if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
+            module.to(dtype)
+
+
 def sliding_windows(
     frame_blocks: Iterable[torch.Tensor], window: int, hop: int, num_mel_bins: int
 ) -> Iterator[tuple[int, torch.Tensor]]:
