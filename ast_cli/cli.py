@@ -64,7 +64,11 @@ TimelineOpt = Annotated[bool, typer.Option("--timeline", help="Also report label
 ChannelOpt = Annotated[str, typer.Option("--channel", help="Downmix: 'mean' of all channels, or a channel number from 0.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")]
 PrecisionOpt = Annotated[
-    str, typer.Option("--precision", help="auto, fp32, bf16 or fp16 (auto: bf16 on CPUs with native bf16, fp16 on CUDA).")
+    str,
+    typer.Option(
+        "--precision",
+        help="auto, fp32, bf16, fp16 or int8 (auto: bf16 on CPUs with native bf16, fp16 on CUDA; int8: CPU, quantized Linear layers).",
+    ),
 ]
 BatchSizeOpt = Annotated[int, typer.Option("--batch-size", help="Windows per forward pass.", min=1)]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars; warnings and errors only.")]

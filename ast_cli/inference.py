@@ -27,7 +27,7 @@ from .model import AST
 
 ACTIVATIONS = ("sigmoid", "softmax", "none")
 AGGREGATES = ("max", "mean")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 SCORE_DECIMALS = 6
 SCORE_HALF_ULP = 0.5 * 10**-SCORE_DECIMALS
@@ -64,7 +64,8 @@ def cpu_has_native_bf16() -> bool:
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
-    """auto: fp16 on CUDA, bf16 on a CPU with native bf16, else fp32."""
+    """The compute dtype: auto is fp16 on CUDA, bf16 on a CPU with native bf16, else fp32.
+    (``int8`` is an inference-only mode of ``Tagger``: its non-quantized part runs in fp32.)"""
     if precision not in PRECISIONS:
         raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision == "auto":
@@ -75,11 +76,24 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
         return torch.float32
     if precision == "fp16" and device.type == "cpu":
         raise UsageError("--precision fp16 is for GPUs; on the CPU use bf16 or fp32")
-    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    if precision == "int8" and device.type != "cpu":
+        raise UsageError("--precision int8 runs on the CPU only", hint="use --device cpu, or fp16 on the GPU")
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32}[precision]
 
 
 def precision_name(dtype: torch.dtype) -> str:
     return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+
+
+def quantize_int8(model: AST) -> torch.nn.Module:
+    """Dynamic int8 quantization of the Linear layers (weights int8, activations quantized per batch)."""
+    import warnings
+
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():  # torch deprecates the quantized-tensor API in favour of torchao
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
 # -- options ----------------------------------------------------------------------------------
@@ -146,11 +160,14 @@ class Tagger:
     def __init__(self, checkpoint: Checkpoint, device: str = "auto", precision: str = "auto"):
         self.checkpoint = checkpoint
         self.device = resolve_device(device)
-        self.dtype = resolve_precision(precision, self.device)
+        self.dtype = resolve_precision(precision, self.device)  # what autocast computes in
+        self.precision = "int8" if precision == "int8" else precision_name(self.dtype)  # as recorded with results
         self.model: AST = checkpoint.model.to(self.device).eval()
         if self.dtype != torch.float32:
             cast_matmul_weights(self.model, self.dtype)
-        self.config: ASTConfig = self.model.config
+        if self.precision == "int8":
+            self.model = quantize_int8(self.model)
+        self.config: ASTConfig = checkpoint.model.config
         self.preprocessor: PreprocessorConfig = checkpoint.preprocessor
         self.labels = self.config.labels
 

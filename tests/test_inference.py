@@ -135,9 +135,20 @@ def test_bf16_stays_close_to_fp32(tiny_model_dir, wav):
     assert max(abs(a[k] - b[k]) for k in a) < 0.05
 
 
+def test_int8_stays_close_to_fp32(tiny_model_dir, wav):
+    path = wav(2.0)
+    fp32 = Tagger(load(str(tiny_model_dir)), device="cpu", precision="fp32").tag(path, top=0)["labels"]
+    int8 = Tagger(load(str(tiny_model_dir)), device="cpu", precision="int8").tag(path, top=0)["labels"]
+    a = {x["label"]: x["score"] for x in fp32}
+    b = {x["label"]: x["score"] for x in int8}
+    assert max(abs(a[k] - b[k]) for k in a) < 0.05
+
+
 def test_precision_rules():
     cpu = torch.device("cpu")
     assert resolve_precision("fp32", cpu) == torch.float32
     assert resolve_precision("auto", cpu) in (torch.float32, torch.bfloat16)
     with pytest.raises(UsageError):
         resolve_precision("fp16", cpu)
+    with pytest.raises(UsageError):
+        resolve_precision("int8", torch.device("cuda"))
