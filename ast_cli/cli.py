@@ -161,6 +161,43 @@ def tag(
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
 
 
+# -- stats ------------------------------------------------------------------------------------------
+@command("stats", no_args_is_help=True)
+def stats(
+    data: Annotated[list[str], typer.Argument(help="Audio files and folders (searched recursively).", show_default=False)] = [],  # noqa: B006
+    files_from: Annotated[Optional[str], typer.Option("--files-from", help="Also the paths in this file, one a line ('-': stdin).")] = None,
+    method: Annotated[str, typer.Option("--method", help="authors (get_norm_stats.py: augmented, mean of batch stats) or exact (pooled, no augmentation).")] = "authors",
+    target_length: Annotated[int, typer.Option("--target-length", help="Frames each clip is padded or cut to.", min=1)] = 1024,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Clips a batch (authors): each batch's mean/std count equally.", min=1)] = 1000,
+    freqm: Annotated[int, typer.Option("--freqm", help="Frequency mask up to this many bins (authors; 0: none).", min=0)] = 24,
+    timem: Annotated[int, typer.Option("--timem", help="Time mask up to this many frames (authors; 0: none).", min=0)] = 192,
+    mixup: Annotated[float, typer.Option("--mixup", help="Probability of mixing a clip with a random other (authors).", min=0.0, max=1.0)] = 0.5,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the augmentation, to repeat a run [default: random].")] = None,
+    channel: ChannelOpt = "mean",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+    write: Annotated[Optional[str], typer.Option("--write", help="Store mean/std in DIR/preprocessor_config.json (other keys kept).")] = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Log-mel mean and std of a dataset, for normalising its input (the authors' get_norm_stats.py).
+
+    Example: ast stats data/train --format json       ast stats data/ --method exact --write my-model/
+    """
+    if fmt not in ("table", "json"):
+        raise UsageError(f"--format must be table or json, got {fmt!r}")
+    _setup(quiet)
+    from .stats import collect_audio, compute_stats, render, write_stats
+
+    paths = collect_audio(data, files_from)
+    result = compute_stats(
+        paths, method, target_length=target_length, batch_size=batch_size, freqm=freqm, timem=timem,
+        mixup=mixup, seed=seed, channel=channel, progress=not quiet,
+    )  # fmt: skip
+    if write:
+        write_stats(result, write, target_length)
+    render(result, fmt, sys.stdout)
+
+
 # -- helpers ----------------------------------------------------------------------------------------
 def _load(model: str, labels: str | None, device: str, precision: str):
     from . import load_model
