@@ -186,8 +186,9 @@ def stats(
     if fmt not in ("table", "json"):
         raise UsageError(f"--format must be table or json, got {fmt!r}")
     _setup(quiet)
-    from .stats import collect_audio, compute_stats, render, write_stats
+    from .stats import check_options, collect_audio, compute_stats, render, write_stats
 
+    check_options(method, target_length, batch_size, freqm, timem, mixup)
     paths = collect_audio(data, files_from)
     result = compute_stats(
         paths, method, target_length=target_length, batch_size=batch_size, freqm=freqm, timem=timem,

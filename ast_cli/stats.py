@@ -152,10 +152,7 @@ def compute_stats(
     ``exact`` ignores the augmentation settings. Unreadable files are skipped with a warning and
     counted in ``Stats.skipped``; if none can be read, ``UsageError``.
     """
-    if method not in METHODS:
-        raise UsageError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
-    if target_length < 1 or batch_size < 1 or freqm < 0 or timem < 0 or not 0.0 <= mixup <= 1.0:
-        raise UsageError("--target-length and --batch-size must be positive, --freqm/--timem >= 0, --mixup within [0, 1]")
+    check_options(method, target_length, batch_size, freqm, timem, mixup)
     paths = [os.fspath(p) for p in paths]
     if not paths:
         raise UsageError("no audio files to compute statistics of")
@@ -177,6 +174,13 @@ def compute_stats(
     if stats.files == 0:
         raise UsageError(f"none of the {len(paths)} files could be read", hint="see the warnings above")
     return stats
+
+
+def check_options(method: str, target_length: int, batch_size: int, freqm: int, timem: int, mixup: float) -> None:
+    if method not in METHODS:
+        raise UsageError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+    if target_length < 1 or batch_size < 1 or freqm < 0 or timem < 0 or not 0.0 <= mixup <= 1.0:
+        raise UsageError("--target-length and --batch-size must be positive, --freqm/--timem >= 0, --mixup within [0, 1]")
 
 
 def _exact(paths: list[str], reader: _ClipReader, bar) -> Stats:
