@@ -199,6 +199,42 @@ def stats(
     render(result, fmt, sys.stdout)
 
 
+# -- export -----------------------------------------------------------------------------------------
+@command("export", no_args_is_help=True)
+def export(
+    model: Annotated[str, typer.Argument(help="Hub id, local model folder, or the authors' .pth.", show_default=False)],
+    out: Annotated[str, typer.Option("--output", "-o", help="File (onnx, torchscript) or folder (hub) to write.", show_default=False)],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="onnx, torchscript or hub.")] = "onnx",
+    with_frontend: Annotated[
+        bool, typer.Option("--with-frontend", help="Graph takes 16 kHz waveforms and computes the log-mel itself (onnx, torchscript; not hub).")
+    ] = False,
+    precision: Annotated[str, typer.Option("--precision", help="fp32; fp16 (onnx, torchscript); bf16 (torchscript).")] = "fp32",
+    verify: Annotated[
+        Optional[bool], typer.Option("--verify/--no-verify", help="Run the export against PyTorch [default: on when the runtime is installed].")
+    ] = None,
+    labels: LabelsOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite OUT.")] = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Export a model for other runtimes: ONNX, TorchScript, or a clean Hub-layout folder.
+
+    onnx/torchscript: normalised log-mel (batch, frames, mel bins) -> scores (batch, labels), the
+    model's activation included (sigmoid for AudioSet); dynamic batch axis; labels and
+    normalisation stored in the file. hub: config.json, model.safetensors and
+    preprocessor_config.json that transformers loads (also from the authors' .pth).
+
+    Example: ast export MIT/ast-finetuned-audioset-10-10-0.4593 -o ast.onnx --with-frontend
+    """
+    _setup(quiet)
+    from .export import check_options, export as run_export
+
+    check_options(fmt, precision, with_frontend)
+    result = run_export(model, out, fmt, with_frontend=with_frontend, precision=precision, verify=verify, labels=labels, force=force)
+    for line in result.summary():
+        typer.echo(line)
+
+
 # -- helpers ----------------------------------------------------------------------------------------
 def _load(model: str, labels: str | None, device: str, precision: str):
     from . import load_model
