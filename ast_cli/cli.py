@@ -172,7 +172,7 @@ def stats(
     freqm: Annotated[int, typer.Option("--freqm", help="Frequency mask up to this many bins (authors; 0: none).", min=0)] = 24,
     timem: Annotated[int, typer.Option("--timem", help="Time mask up to this many frames (authors; 0: none).", min=0)] = 192,
     mixup: Annotated[float, typer.Option("--mixup", help="Probability of mixing a clip with a random other (authors).", min=0.0, max=1.0)] = 0.5,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the augmentation, to repeat a run [default: random].")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the augmentation, to repeat a run (default: a fresh one each run).")] = None,
     channel: ChannelOpt = "mean",
     fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
     write: Annotated[Optional[str], typer.Option("--write", help="Store mean/std in DIR/preprocessor_config.json (other keys kept).")] = None,
@@ -210,7 +210,7 @@ def export(
     ] = False,
     precision: Annotated[str, typer.Option("--precision", help="fp32; fp16 (onnx, torchscript); bf16 (torchscript).")] = "fp32",
     verify: Annotated[
-        Optional[bool], typer.Option("--verify/--no-verify", help="Run the export against PyTorch [default: on when the runtime is installed].")
+        Optional[bool], typer.Option("--verify/--no-verify", help="Run the export against PyTorch and print the largest difference (default: on when its runtime is installed).")
     ] = None,
     labels: LabelsOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite OUT.")] = False,
@@ -219,10 +219,13 @@ def export(
 ) -> None:
     """Export a model for other runtimes: ONNX, TorchScript, or a clean Hub-layout folder.
 
-    onnx/torchscript: normalised log-mel (batch, frames, mel bins) -> scores (batch, labels), the
-    model's activation included (sigmoid for AudioSet); dynamic batch axis; labels and
-    normalisation stored in the file. hub: config.json, model.safetensors and
-    preprocessor_config.json that transformers loads (also from the authors' .pth).
+    onnx, torchscript: input 'features', the normalised log-mel (batch, frames, mel bins) that 'ast tag' makes.
+
+    --with-frontend: input 'waveform' instead, 16 kHz mono (batch, samples >= 400); not for hub.
+
+    Output 'scores' (batch, labels), the model's activation included (sigmoid for AudioSet); batch axis dynamic.
+
+    hub: config.json, model.safetensors, preprocessor_config.json for transformers (also from a .pth); fp32.
 
     Example: ast export MIT/ast-finetuned-audioset-10-10-0.4593 -o ast.onnx --with-frontend
     """
