@@ -172,7 +172,7 @@ def stats(
     freqm: Annotated[int, typer.Option("--freqm", help="Frequency mask up to this many bins (authors; 0: none).", min=0)] = 24,
     timem: Annotated[int, typer.Option("--timem", help="Time mask up to this many frames (authors; 0: none).", min=0)] = 192,
     mixup: Annotated[float, typer.Option("--mixup", help="Probability of mixing a clip with a random other (authors).", min=0.0, max=1.0)] = 0.5,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the augmentation, to repeat a run (default: a fresh one each run).")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the augmentation, to repeat a run (default: a fresh one, shown in the table).")] = None,
     channel: ChannelOpt = "mean",
     fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
     write: Annotated[Optional[str], typer.Option("--write", help="Store mean/std in DIR/preprocessor_config.json (other keys kept).")] = None,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import secrets
 import sys
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -165,6 +166,8 @@ def compute_stats(
         if method == "exact":
             stats = _exact(paths, reader, bar)
         else:
+            if seed is None:  # a fresh seed, shown with the result so the run can be repeated
+                seed = secrets.randbelow(2**31)
             rng = np.random.default_rng(seed)
             stats = _authors(paths, reader, bar, rng, batch_size, freqm, timem, mixup)
             stats.seed = seed
@@ -394,8 +397,9 @@ def render(stats: Stats, fmt: str, stream) -> None:
     rows = [("mean", f"{stats.mean:.7g}"), ("std", f"{stats.std:.7g}"), ("files", str(stats.files))]
     if stats.skipped:
         rows.append(("skipped", str(stats.skipped)))
-    rows.append(("method", stats.method + (f" ({stats.batches} batches)" if stats.method == "authors" else "")))
-    if stats.method == "authors" and stats.seed is not None:
+    batches = f" ({stats.batches} batch{'es' if stats.batches != 1 else ''})" if stats.method == "authors" else ""
+    rows.append(("method", stats.method + batches))
+    if stats.seed is not None:
         rows.append(("seed", str(stats.seed)))
     for name, value in rows:
         table.add_row(name, value)
