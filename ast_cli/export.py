@@ -29,6 +29,7 @@ from .checkpoints import Checkpoint, load, save
 from .errors import ASTError, OutputExistsError, UsageError
 from .features import FRAME_LENGTH, FRAME_SHIFT, extract
 from .frontend import Frontend
+from .inference import Tagger
 from .model import AST
 
 FORMATS = ("onnx", "torchscript", "hub")
@@ -102,10 +103,8 @@ class Scorer(nn.Module):
 
 
 def activation_of(checkpoint: Checkpoint) -> str:
-    config = checkpoint.model.config
-    if config.problem_type == "regression":
-        return "none"
-    return "sigmoid" if config.multi_label else "softmax"
+    """The activation ``ast tag`` applies by default: sigmoid, softmax or none."""
+    return Tagger(checkpoint, device="cpu", precision="fp32").default_activation()
 
 
 # -- the command's core -------------------------------------------------------------------------------
@@ -305,8 +304,9 @@ def _export_hub(checkpoint: Checkpoint, out: Path, activation: str) -> ExportRes
 
 # -- verification ---------------------------------------------------------------------------------
 def _reference(checkpoint: Checkpoint, activation: str, features: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return Scorer(checkpoint.model.float(), activation)(features)
+    """What ``ast tag`` computes from these features, in fp32."""
+    tagger = Tagger(checkpoint, device="cpu", precision="fp32")
+    return tagger.activate(tagger.logits(features), activation)
 
 
 def _verify_onnx(checkpoint: Checkpoint, result: ExportResult) -> float:

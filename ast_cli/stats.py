@@ -17,6 +17,7 @@ with Chan's parallel formula) are kept, never a batch of features.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import secrets
@@ -271,7 +272,6 @@ def augmented_item(
 @dataclass
 class Clip:
     samples: np.ndarray  # the first samples needed for target_length frames, DC removed (whole-file mean)
-    length: int  # samples in the whole clip
 
 
 def mix(first: Clip, second: Clip, lam: float) -> np.ndarray:
@@ -328,7 +328,8 @@ class _ClipReader:
 
     def features(self, path: str) -> torch.Tensor:
         """(T, F) fbank as the model is fed (no DC removal), padded or cut. Stops reading at T frames."""
-        kept = _take(self._stream(path), self.keep)
+        with contextlib.closing(self._stream(path)) as blocks:  # stopping early closes the decoder now
+            kept = _take(blocks, self.keep)
         return pad_or_cut(fbank(kept, self.num_mel_bins), self.target_length)
 
     def waveform(self, path: str) -> Clip:
@@ -342,7 +343,7 @@ class _ClipReader:
                 kept += len(parts[-1])
         samples = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
         mean = total / length if length else 0.0
-        return Clip((samples - mean).astype(np.float32), length)
+        return Clip((samples - mean).astype(np.float32))
 
     def partner(self, dataset: Sequence[str], rng: np.random.Generator) -> Clip | None:
         """A mixup partner drawn uniformly from the dataset; unreadable draws are marked bad and

@@ -118,9 +118,9 @@ def test_a_small_last_batch_weighs_as_much_as_a_full_one(tmp_path):
 
 
 def test_mix_pads_or_cuts_the_partner_to_the_first_clip():
-    a = Clip(np.ones(5, dtype=np.float32), 5)
-    short = Clip(np.full(3, 2.0, dtype=np.float32), 3)
-    long = Clip(np.full(8, 2.0, dtype=np.float32), 8)
+    a = Clip(np.ones(5, dtype=np.float32))
+    short = Clip(np.full(3, 2.0, dtype=np.float32))
+    long = Clip(np.full(8, 2.0, dtype=np.float32))
     assert mix(a, short, 0.25).tolist() == [1.75, 1.75, 1.75, 0.25, 0.25]
     assert mix(a, long, 0.25).tolist() == [1.75] * 5
 
