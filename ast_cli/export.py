@@ -182,7 +182,8 @@ def _check_output(out: Path, fmt: str, force: bool) -> None:
             raise OutputExistsError(f"{out}: folder is not empty", hint="pass --force to write into it")
     else:
         if out.is_dir():
-            raise UsageError(f"{out}: is a folder", hint=f"give a file name, e.g. {out / ('model.onnx' if fmt == 'onnx' else 'model.pt')}")
+            example = out / ("model.onnx" if fmt == "onnx" else "model.pt")
+            raise UsageError(f"{out}: is a folder", hint=f"give a file name, e.g. {example}")
         if out.exists() and not force:
             raise OutputExistsError(f"{out}: exists", hint="pass --force to overwrite it")
         if not out.parent.is_dir():
@@ -286,7 +287,9 @@ def _write_onnx(module: Scorer, example: torch.Tensor, path: Path, checkpoint, a
     onnx.save(graph, str(path))
 
 
-def _write_torchscript(module: Scorer, example: torch.Tensor, path: Path, checkpoint, activation: str, with_frontend: bool) -> None:
+def _write_torchscript(
+    module: Scorer, example: torch.Tensor, path: Path, checkpoint, activation: str, with_frontend: bool
+) -> None:
     traced = torch.jit.trace(module, (example,), check_trace=False)
     extra = {
         "config.json": json.dumps(checkpoint.model.config.to_dict(), ensure_ascii=False),

@@ -108,7 +108,8 @@ def collect_audio(inputs: Sequence[str], files_from: str | None = None) -> list[
         paths.extend(_read_list(files_from))
     if not paths:
         where = ", ".join(list(inputs) + ([files_from] if files_from else [])) or "the arguments"
-        raise UsageError(f"no audio files in {where}", hint=f"folders are searched for {', '.join(sorted(AUDIO_EXTENSIONS)[:6])}, ...")
+        known = ", ".join(sorted(AUDIO_EXTENSIONS)[:6])
+        raise UsageError(f"no audio files in {where}", hint=f"folders are searched for {known}, ...")
     return paths
 
 
