@@ -173,3 +173,23 @@ def test_cli_errors_are_one_line(dataset, tmp_path, capsys):
     empty.mkdir()
     assert main(["stats", str(empty)]) == 2
     assert capsys.readouterr().err.startswith("ast: error: no audio files")
+
+
+class _TorchDraws:
+    """An rng whose draws are torch.rand's, so our masks can be compared with torchaudio's."""
+
+    def random(self) -> float:
+        return float(torch.rand(1))
+
+
+@pytest.mark.parametrize("axis,param", [(1, 24), (0, 48)])
+def test_masks_equal_torchaudios_for_the_same_draws(axis, param):
+    """dataloader.py applies torchaudio's FrequencyMasking/TimeMasking to the (F, T) transpose."""
+    masking = torchaudio.transforms.FrequencyMasking(param) if axis == 1 else torchaudio.transforms.TimeMasking(param)
+    x = torch.randn(T, 128) - 5
+    for seed in range(100):
+        torch.manual_seed(seed)
+        want = masking(x.T.clone()).T
+        torch.manual_seed(seed)
+        got = mask_along_axis(x, param, axis=axis, rng=_TorchDraws())
+        assert torch.equal(got, want), seed
