@@ -249,7 +249,8 @@ def export(
 
     check_options(fmt, precision, with_frontend)
     options = dict(with_frontend=with_frontend, precision=precision, verify=verify, labels=labels, force=force)
-    result = run_export(model, out, fmt, **options)
+    status = None if quiet else (lambda message: print(f"ast: {message}", file=sys.stderr, flush=True))
+    result = run_export(model, out, fmt, status=status, **options)
     for line in result.summary():
         typer.echo(line)
 

@@ -19,6 +19,7 @@ import json
 import os
 import warnings
 from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -118,12 +119,15 @@ def export(
     verify: bool | None = None,
     labels: str | None = None,
     force: bool = False,
+    status: Callable[[str], None] | None = None,
 ) -> ExportResult:
     """Export the model ``spec`` (anything ``ast tag -m`` takes) to ``out`` in ``fmt``.
 
     ``verify`` None: check when the runtime is installed (onnxruntime for ONNX, transformers for
     the Hub layout; torch always for TorchScript). A failed check raises ``ASTError`` (the file is kept).
+    ``status`` is told what is being done (a full-size export takes about a minute).
     """
+    status = status or (lambda message: None)
     check_options(fmt, precision, with_frontend)
     runtime = {"onnx": "onnxruntime", "torchscript": "torch", "hub": "transformers"}[fmt]
     available = importlib.util.find_spec(runtime) is not None
@@ -134,8 +138,10 @@ def export(
         raise UsageError(f"--verify needs {runtime}, which is not installed", hint=hint)
     out = Path(out)
     _check_output(out, fmt, force)
+    status(f"loading {spec}")
     checkpoint = load(spec, labels=labels)
     activation = activation_of(checkpoint)
+    status(f"exporting to {out} ({fmt}, {precision}{', with the front end' if with_frontend else ''})")
     if fmt == "hub":
         result = _export_hub(checkpoint, out, activation)
     else:
@@ -145,6 +151,7 @@ def export(
     elif not available:
         result.verify_note = f"{runtime} is not installed ({ONNX_HINT if fmt == 'onnx' else 'pip install transformers'})"
     else:
+        status(f"checking {out} with {runtime}")
         result.tolerance = TOLERANCE[precision]
         result.max_abs_diff = VERIFIERS[fmt](checkpoint, result)
         if not result.max_abs_diff <= result.tolerance:  # also catches NaN
