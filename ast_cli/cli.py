@@ -165,6 +165,100 @@ def tag(
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
 
 
+# -- stats ------------------------------------------------------------------------------------------
+@command("stats", no_args_is_help=True)
+def stats(
+    data: Annotated[list[str], typer.Argument(help="Audio files and folders (searched recursively).", show_default=False)] = [],  # noqa: B006
+    files_from: Annotated[
+        Optional[str], typer.Option("--files-from", help="Also the paths in this file, one a line ('-': stdin).")
+    ] = None,
+    method: Annotated[
+        str,
+        typer.Option("--method", help="authors (get_norm_stats.py: augmented, mean of batch stats) or exact (pooled, no augmentation)."),
+    ] = "authors",
+    target_length: Annotated[int, typer.Option("--target-length", help="Frames each clip is padded or cut to.", min=1)] = 1024,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Clips a batch (authors): each batch's mean/std count equally.", min=1)
+    ] = 1000,
+    freqm: Annotated[int, typer.Option("--freqm", help="Frequency mask up to this many bins (authors; 0: none).", min=0)] = 24,
+    timem: Annotated[int, typer.Option("--timem", help="Time mask up to this many frames (authors; 0: none).", min=0)] = 192,
+    mixup: Annotated[
+        float, typer.Option("--mixup", help="Probability of mixing a clip with a random other (authors).", min=0.0, max=1.0)
+    ] = 0.5,
+    seed: Annotated[
+        Optional[int], typer.Option("--seed", help="Seed of the augmentation, to repeat a run (default: a fresh one, shown in the table).")
+    ] = None,
+    channel: ChannelOpt = "mean",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+    write: Annotated[
+        Optional[str], typer.Option("--write", help="Store mean/std in DIR/preprocessor_config.json (other keys kept).")
+    ] = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Log-mel mean and std of a dataset, for normalising its input (the authors' get_norm_stats.py).
+
+    Example: ast stats data/train --format json       ast stats data/ --method exact --write my-model/
+    """
+    if fmt not in ("table", "json"):
+        raise UsageError(f"--format must be table or json, got {fmt!r}")
+    _setup(quiet)
+    from .stats import check_options, collect_audio, compute_stats, render, write_stats
+
+    check_options(method, target_length, batch_size, freqm, timem, mixup)
+    paths = collect_audio(data, files_from)
+    options = dict(target_length=target_length, batch_size=batch_size, freqm=freqm, timem=timem, mixup=mixup, seed=seed)
+    result = compute_stats(paths, method, channel=channel, progress=not quiet, **options)
+    if write:
+        write_stats(result, write, target_length)
+    render(result, fmt, sys.stdout)
+
+
+# -- export -----------------------------------------------------------------------------------------
+@command("export", no_args_is_help=True)
+def export(
+    model: Annotated[str, typer.Argument(help="Hub id, local model folder, or the authors' .pth.", show_default=False)],
+    out: Annotated[
+        str, typer.Option("--output", "-o", help="File (onnx, torchscript) or folder (hub) to write.", show_default=False)
+    ],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="onnx, torchscript or hub.")] = "onnx",
+    with_frontend: Annotated[
+        bool,
+        typer.Option("--with-frontend", help="Graph takes 16 kHz waveforms and computes the log-mel itself (onnx, torchscript; not hub)."),
+    ] = False,
+    precision: Annotated[str, typer.Option("--precision", help="fp32; fp16 (onnx, torchscript); bf16 (torchscript).")] = "fp32",
+    verify: Annotated[
+        Optional[bool],
+        typer.Option("--verify/--no-verify", help="Run the export against PyTorch (default: on when its runtime is installed)."),
+    ] = None,
+    labels: LabelsOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite OUT.")] = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Export a model for other runtimes: ONNX, TorchScript, or a clean Hub-layout folder.
+
+    onnx, torchscript: input 'features', the normalised log-mel (batch, frames, mel bins) as 'ast tag' makes it.
+
+    --with-frontend: input 'waveform' instead, 16 kHz mono (batch, samples >= 400); not for hub.
+
+    Output 'scores' (batch, labels), the model's activation included (sigmoid for AudioSet); batch axis dynamic.
+
+    hub: config.json, model.safetensors, preprocessor_config.json for transformers (also from a .pth); fp32.
+
+    Example: ast export MIT/ast-finetuned-audioset-10-10-0.4593 -o ast.onnx --with-frontend
+    """
+    _setup(quiet)
+    from .export import check_options, export as run_export
+
+    check_options(fmt, precision, with_frontend)
+    options = dict(with_frontend=with_frontend, precision=precision, verify=verify, labels=labels, force=force)
+    status = None if quiet else (lambda message: print(f"ast: {message}", file=sys.stderr, flush=True))
+    result = run_export(model, out, fmt, status=status, **options)
+    for line in result.summary():
+        typer.echo(line)
+
+
 # -- helpers ----------------------------------------------------------------------------------------
 def _load(model: str, labels: str | None, device: str, precision: str):
     from . import load_model

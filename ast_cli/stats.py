@@ -1,0 +1,408 @@
+"""Dataset statistics of the log-mel fbank: the mean and std that normalise a model's input.
+
+Two methods:
+
+- ``authors``: what the authors' ``src/get_norm_stats.py`` computes. Their training dataloader
+  (``src/dataloader.py``) with normalisation off but augmentation on -- mixup of waveforms, then
+  SpecAugment frequency and time masks writing 0 into the raw log-mel -- padded or cut to
+  ``target_length`` frames; batches of 1000 clips in file order; per batch ``torch.mean`` and the
+  unbiased ``torch.std`` of all values; the result is the plain mean of the batch means and of the
+  batch stds (so a small last batch weighs as much as a full one, and the std is not a pooled std).
+- ``exact``: the pooled mean and (unbiased) std of every value of the padded features the model
+  is fed, with no augmentation. Deterministic.
+
+Memory stays bounded: clips are streamed one at a time and only running moments (float64, combined
+with Chan's parallel formula) are kept, never a batch of features.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import secrets
+import sys
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import audio
+from .errors import AudioError, UsageError
+from .features import FRAME_LENGTH, FRAME_SHIFT, fbank, pad_or_cut
+
+METHODS = ("authors", "exact")
+
+# The authors' get_norm_stats.py settings (AudioSet): audio_conf and the DataLoader's batch size.
+TARGET_LENGTH = 1024
+BATCH_SIZE = 1000
+FREQM = 24
+TIMEM = 192
+MIXUP = 0.5
+MIXUP_BETA = 10.0  # dataloader.py: mix_lambda = np.random.beta(10, 10)
+
+# What a folder is searched for: the formats libsndfile reads, plus common ones ffmpeg decodes.
+AUDIO_EXTENSIONS = frozenset(
+    ".wav .wave .flac .ogg .oga .opus .mp3 .aif .aiff .aifc .au .snd .caf .w64 .wv .m4a .aac .wma .webm .mka".split()
+)
+
+
+@dataclass
+class Stats:
+    mean: float
+    std: float
+    files: int  # clips that went into the numbers
+    method: str
+    skipped: int = 0  # files that could not be read
+    batches: int = 0  # batches of the authors' method (1 for exact)
+    seed: int | None = None
+
+    def to_json(self) -> dict:
+        return {"mean": self.mean, "std": self.std, "files": self.files, "method": self.method}
+
+
+class Moments:
+    """Running count, mean and sum of squared deviations, in float64 (Chan et al.'s pairwise update)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.mean = 0.0
+        self.m2 = 0.0
+
+    def add(self, values: torch.Tensor) -> None:
+        x = values.detach().reshape(-1).double()
+        n = x.numel()
+        if n == 0:
+            return
+        mean = float(x.mean())
+        m2 = float(((x - mean) ** 2).sum())
+        total = self.n + n
+        delta = mean - self.mean
+        self.mean += delta * n / total
+        self.m2 += m2 + delta * delta * self.n * n / total
+        self.n = total
+
+    @property
+    def std(self) -> float:
+        """Unbiased (n - 1), as ``torch.std``."""
+        return math.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else float("nan")
+
+
+# -- inputs ------------------------------------------------------------------------------------
+def collect_audio(inputs: Sequence[str], files_from: str | None = None) -> list[str]:
+    """Audio paths: folders searched recursively (sorted, hidden entries skipped, audio extensions
+    only), files as given, and the lines of ``files_from`` (``-``: standard input)."""
+    paths: list[str] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            paths.extend(_walk(p))
+        elif p.exists():
+            paths.append(item)
+        else:
+            raise UsageError(f"{item}: no such file or directory")
+    if files_from is not None:
+        paths.extend(_read_list(files_from))
+    if not paths:
+        where = ", ".join(list(inputs) + ([files_from] if files_from else [])) or "the arguments"
+        known = ", ".join(sorted(AUDIO_EXTENSIONS)[:6])
+        raise UsageError(f"no audio files in {where}", hint=f"folders are searched for {known}, ...")
+    return paths
+
+
+def _walk(folder: Path) -> list[str]:
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found.extend(
+            os.path.join(root, f) for f in sorted(files) if not f.startswith(".") and Path(f).suffix.lower() in AUDIO_EXTENSIONS
+        )
+    return found
+
+
+def _read_list(source: str) -> list[str]:
+    try:
+        if source == "-":
+            lines = sys.stdin.read().splitlines()
+        else:
+            with open(source, encoding="utf-8") as f:
+                lines = f.read().splitlines()
+    except OSError as exc:
+        raise UsageError(f"--files-from {source}: cannot read ({exc.strerror})") from None
+    return [line.strip() for line in lines if line.strip()]
+
+
+# -- the computation ---------------------------------------------------------------------------
+def compute_stats(
+    paths: Sequence[str | os.PathLike],
+    method: str = "authors",
+    *,
+    target_length: int = TARGET_LENGTH,
+    batch_size: int = BATCH_SIZE,
+    freqm: int = FREQM,
+    timem: int = TIMEM,
+    mixup: float = MIXUP,
+    seed: int | None = None,
+    num_mel_bins: int = 128,
+    channel: str | int = "mean",
+    progress: bool = False,
+) -> Stats:
+    """Mean and std of the log-mel fbank of ``paths`` (see the module's docstring for the methods).
+
+    ``exact`` ignores the augmentation settings. Unreadable files are skipped with a warning and
+    counted in ``Stats.skipped``; if none can be read, ``UsageError``.
+    """
+    check_options(method, target_length, batch_size, freqm, timem, mixup)
+    paths = [os.fspath(p) for p in paths]
+    if not paths:
+        raise UsageError("no audio files to compute statistics of")
+    reader = _ClipReader(target_length, num_mel_bins, channel)
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(paths), unit="file", file=sys.stderr, disable=not progress, dynamic_ncols=True, leave=False)
+    reader.bar = bar
+    try:
+        if method == "exact":
+            stats = _exact(paths, reader, bar)
+        else:
+            if seed is None:  # a fresh seed, shown with the result so the run can be repeated
+                seed = secrets.randbelow(2**31)
+            rng = np.random.default_rng(seed)
+            stats = _authors(paths, reader, bar, rng, batch_size, freqm, timem, mixup)
+            stats.seed = seed
+    finally:
+        bar.close()
+    stats.skipped = len(reader.bad)
+    if stats.files == 0:
+        raise UsageError(f"none of the {len(paths)} files could be read", hint="see the warnings above")
+    return stats
+
+
+def check_options(method: str, target_length: int, batch_size: int, freqm: int, timem: int, mixup: float) -> None:
+    if method not in METHODS:
+        raise UsageError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+    if target_length < 1 or batch_size < 1 or freqm < 0 or timem < 0 or not 0.0 <= mixup <= 1.0:
+        raise UsageError("--target-length and --batch-size must be positive, --freqm/--timem >= 0, --mixup within [0, 1]")
+
+
+def _exact(paths: list[str], reader: _ClipReader, bar) -> Stats:
+    moments = Moments()
+    files = 0
+    for features in _clips(paths, reader, bar, lambda path: reader.features(path)):
+        moments.add(features)
+        files += 1
+    return Stats(moments.mean, moments.std, files, "exact", batches=1)
+
+
+def _authors(
+    paths: list[str], reader: _ClipReader, bar, rng: np.random.Generator, batch_size: int, freqm: int, timem: int, mixup: float
+) -> Stats:
+    def item(path: str) -> torch.Tensor:
+        return augmented_item(path, paths, reader, rng, freqm, timem, mixup)
+
+    means: list[float] = []
+    stds: list[float] = []
+    batch = Moments()
+    in_batch = files = 0
+    for features in _clips(paths, reader, bar, item):
+        batch.add(features)
+        in_batch += 1
+        files += 1
+        if in_batch == batch_size:
+            means.append(batch.mean)
+            stds.append(batch.std)
+            batch, in_batch = Moments(), 0
+    if in_batch:
+        means.append(batch.mean)
+        stds.append(batch.std)
+    # get_norm_stats.py: print(np.mean(mean), np.mean(std)) -- unweighted over batches
+    mean = float(np.mean(means)) if means else float("nan")
+    std = float(np.mean(stds)) if stds else float("nan")
+    return Stats(mean, std, files, "authors", batches=len(means))
+
+
+def _clips(paths: list[str], reader: _ClipReader, bar, make) -> Iterator[torch.Tensor]:
+    """``make(path)`` for each readable path in order; unreadable ones warned about and skipped."""
+    for path in paths:
+        try:
+            features = make(path)
+        except AudioError as exc:
+            reader.mark_bad(path, exc)
+            features = None
+        bar.update(1)
+        if features is not None:
+            yield features
+
+
+def augmented_item(
+    path: str,
+    dataset: Sequence[str],
+    reader: _ClipReader,
+    rng: np.random.Generator,
+    freqm: int,
+    timem: int,
+    mixup: float,
+) -> torch.Tensor:
+    """One training item of the authors' ``AudiosetDataset.__getitem__`` with ``skip_norm``: (T, F).
+
+    Mirrored from src/dataloader.py: with probability ``mixup`` the partner is drawn uniformly from
+    the whole dataset (``random.randint(0, len(data) - 1)``, the clip itself included); each waveform
+    has its DC removed, the partner is zero-padded or cut to the first clip's length, and they are
+    mixed with lambda ~ Beta(10, 10); fbank; pad/cut to ``target_length``; then one frequency mask
+    and one time mask (torchaudio's FrequencyMasking/TimeMasking on the (F, T) transpose) writing 0.
+    The mix's final DC removal is left out: kaldi's per-frame DC removal makes a constant offset
+    vanish exactly. A partner that cannot be read is replaced by another draw.
+    """
+    if rng.random() < mixup:
+        first = reader.waveform(path)
+        second = reader.partner(dataset, rng)
+        wave = first.samples if second is None else mix(first, second, rng.beta(MIXUP_BETA, MIXUP_BETA))
+    else:
+        wave = reader.waveform(path).samples
+    features = pad_or_cut(fbank(wave, reader.num_mel_bins), reader.target_length)
+    if freqm:
+        features = mask_along_axis(features, freqm, axis=1, rng=rng)
+    if timem:
+        features = mask_along_axis(features, timem, axis=0, rng=rng)
+    return features
+
+
+@dataclass
+class Clip:
+    samples: np.ndarray  # the first samples needed for target_length frames, DC removed (whole-file mean)
+
+
+def mix(first: Clip, second: Clip, lam: float) -> np.ndarray:
+    """lambda * first + (1 - lambda) * second, second zero-padded/cut to first's length (dataloader.py)."""
+    n = len(first.samples)
+    other = np.zeros(n, dtype=np.float32)
+    take = min(n, len(second.samples))
+    other[:take] = second.samples[:take]
+    return (lam * first.samples + (1 - lam) * other).astype(np.float32)
+
+
+def mask_along_axis(features: torch.Tensor, mask_param: int, axis: int, rng: np.random.Generator) -> torch.Tensor:
+    """torchaudio.functional.mask_along_axis on (T, F), drawing from ``rng``: a width
+    ``v = U * mask_param`` and a start ``U * (size - v)``, both truncated; rows or columns
+    ``[start, start + int(v))`` set to 0."""
+    size = features.shape[axis]
+    value = rng.random() * mask_param
+    start = int(rng.random() * (size - value))
+    end = start + int(value)
+    if end <= start:
+        return features
+    features = features.clone()
+    if axis == 0:
+        features[start:end] = 0
+    else:
+        features[:, start:end] = 0
+    return features
+
+
+class _ClipReader:
+    """Reads clips as the statistics need them: only the samples of the first ``target_length``
+    frames are kept, the rest of a file is streamed through for its mean and length."""
+
+    def __init__(self, target_length: int, num_mel_bins: int, channel: str | int):
+        self.target_length = target_length
+        self.num_mel_bins = num_mel_bins
+        self.channel = channel
+        self.keep = (target_length - 1) * FRAME_SHIFT + FRAME_LENGTH  # samples of target_length frames
+        self.bad: dict[str, str] = {}
+        self.bar = None  # the progress bar, cleared while a warning is printed
+
+    def mark_bad(self, path: str, exc: AudioError) -> None:
+        if path not in self.bad:
+            self.bad[path] = str(exc)
+            if self.bar is not None:
+                self.bar.clear()
+            warnings.warn(f"{exc}; skipped", stacklevel=2)
+            if self.bar is not None:
+                self.bar.refresh()
+
+    def _stream(self, path: str) -> Iterator[np.ndarray]:
+        with audio.AudioReader(path, self.channel) as reader:
+            yield from audio.stream(reader)
+
+    def features(self, path: str) -> torch.Tensor:
+        """(T, F) fbank as the model is fed (no DC removal), padded or cut. Stops reading at T frames."""
+        with contextlib.closing(self._stream(path)) as blocks:  # stopping early closes the decoder now
+            kept = _take(blocks, self.keep)
+        return pad_or_cut(fbank(kept, self.num_mel_bins), self.target_length)
+
+    def waveform(self, path: str) -> Clip:
+        """The clip minus its mean over the whole file (dataloader.py: ``waveform - waveform.mean()``)."""
+        parts, kept, total, length = [], 0, 0.0, 0
+        for block in self._stream(path):
+            total += float(block.sum(dtype=np.float64))
+            length += len(block)
+            if kept < self.keep:
+                parts.append(block[: self.keep - kept])
+                kept += len(parts[-1])
+        samples = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+        mean = total / length if length else 0.0
+        return Clip((samples - mean).astype(np.float32))
+
+    def partner(self, dataset: Sequence[str], rng: np.random.Generator) -> Clip | None:
+        """A mixup partner drawn uniformly from the dataset; unreadable draws are marked bad and
+        drawn again (None once no file of the dataset can be read)."""
+        while len(self.bad) < len(dataset):
+            candidate = dataset[int(rng.integers(0, len(dataset)))]
+            if candidate in self.bad:
+                continue
+            try:
+                return self.waveform(candidate)
+            except AudioError as exc:
+                self.mark_bad(candidate, exc)
+        return None
+
+
+def _take(blocks: Iterable[np.ndarray], n: int) -> np.ndarray:
+    parts, kept = [], 0
+    for block in blocks:
+        parts.append(block[: n - kept])
+        kept += len(parts[-1])
+        if kept >= n:
+            break
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+
+# -- output --------------------------------------------------------------------------------------
+def write_stats(stats: Stats, directory: str | os.PathLike, target_length: int) -> Path:
+    """Set mean/std in ``directory/preprocessor_config.json``, keeping its other keys (a new file
+    gets the feature extractor's defaults with ``max_length = target_length``)."""
+    from .config import PreprocessorConfig
+
+    directory = Path(directory)
+    path = directory / "preprocessor_config.json"
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"--write {directory}: not a directory")
+    directory.mkdir(parents=True, exist_ok=True)
+    config = PreprocessorConfig.from_file(path) if path.is_file() else PreprocessorConfig(max_length=target_length)
+    config.mean, config.std = stats.mean, stats.std
+    return config.save(directory)
+
+
+def render(stats: Stats, fmt: str, stream) -> None:
+    if fmt == "json":
+        import json
+
+        stream.write(json.dumps(stats.to_json()) + "\n")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_header=False, box=None, pad_edge=False)
+    rows = [("mean", f"{stats.mean:.7g}"), ("std", f"{stats.std:.7g}"), ("files", str(stats.files))]
+    if stats.skipped:
+        rows.append(("skipped", str(stats.skipped)))
+    batches = f" ({stats.batches} batch{'es' if stats.batches != 1 else ''})" if stats.method == "authors" else ""
+    rows.append(("method", stats.method + batches))
+    if stats.seed is not None:
+        rows.append(("seed", str(stats.seed)))
+    for name, value in rows:
+        table.add_row(name, value)
+    Console(file=stream, highlight=False, soft_wrap=True).print(table)
