@@ -50,13 +50,13 @@ LabelsOpt = Annotated[
 TopOpt = Annotated[int, typer.Option("--top", "-k", help="Labels to report per file (0: all).", min=0)]
 ThresholdOpt = Annotated[Optional[float], typer.Option("--threshold", "-t", help="Keep labels scoring at least this.")]
 WindowOpt = Annotated[
-    Optional[float], typer.Option("--window", help="Window length in seconds [default: the model's, 10.24 s].")
+    Optional[float], typer.Option("--window", help="Window length in seconds (default: the model's, 10.24 s).")
 ]
-HopOpt = Annotated[Optional[float], typer.Option("--hop", help="Hop between windows in seconds [default: half a window].")]
+HopOpt = Annotated[Optional[float], typer.Option("--hop", help="Hop between windows in seconds (default: half a window).")]
 AggregateOpt = Annotated[str, typer.Option("--aggregate", help="Combine window scores per label: max or mean.")]
 ActivationOpt = Annotated[
     Optional[str],
-    typer.Option("--activation", help="sigmoid, softmax or none [default: from the model: sigmoid for multi-label]."),
+    typer.Option("--activation", help="sigmoid, softmax or none (default: from the model: sigmoid for multi-label)."),
 ]
 IncludeOpt = Annotated[list[str], typer.Option("--include", help="Only report this label (repeatable, any case).")]
 ExcludeOpt = Annotated[list[str], typer.Option("--exclude", help="Never report this label (repeatable, any case).")]
@@ -128,7 +128,7 @@ def tag(
     exclude: ExcludeOpt = [],  # noqa: B006
     timeline: TimelineOpt = False,
     fmt: Annotated[
-        Optional[str], typer.Option("--format", "-f", help="table, json, jsonl, csv or tsv [default: table at a terminal, else jsonl].")
+        Optional[str], typer.Option("--format", "-f", help="table, json, jsonl, csv or tsv (default: table at a terminal, else jsonl).")
     ] = None,
     channel: ChannelOpt = "mean",
     device: DeviceOpt = "auto",
@@ -139,7 +139,11 @@ def tag(
 ) -> None:
     """Tag audio files: the labels of each whole recording (sliding windows over long ones).
 
-    Example: ast tag song.wav --top 5       ast tag *.flac --format jsonl | jq .labels[0]
+    Examples:
+
+      ast tag song.wav --top 5
+
+      ast tag *.flac --format jsonl | jq '.labels[0]'
     """
     from .output import FORMATS, RecordWriter, default_format
 
