@@ -115,7 +115,7 @@ def _root(
 # -- tag --------------------------------------------------------------------------------------------
 @command("tag", no_args_is_help=True)
 def tag(
-    files: Annotated[list[str], typer.Argument(help="Audio files; '-' reads one from standard input.", show_default=False)],
+    files: Annotated[list[str], typer.Argument(help="Audio files; '-' reads one from standard input.", show_default=False, metavar="FILES")],
     model: ModelOpt = DEFAULT_MODEL,
     labels: LabelsOpt = None,
     top: TopOpt = 5,
@@ -172,7 +172,7 @@ def tag(
 # -- stats ------------------------------------------------------------------------------------------
 @command("stats", no_args_is_help=True)
 def stats(
-    data: Annotated[list[str], typer.Argument(help="Audio files and folders (searched recursively).", show_default=False)] = [],  # noqa: B006
+    data: Annotated[list[str], typer.Argument(help="Audio files and folders (searched recursively).", show_default=False, metavar="DATA")] = [],  # noqa: B006
     files_from: Annotated[
         Optional[str], typer.Option("--files-from", help="Also the paths in this file, one a line ('-': stdin).")
     ] = None,
@@ -221,7 +221,7 @@ def stats(
 # -- export -----------------------------------------------------------------------------------------
 @command("export", no_args_is_help=True)
 def export(
-    model: Annotated[str, typer.Argument(help="Hub id, local model folder, or the authors' .pth.", show_default=False)],
+    model: Annotated[str, typer.Argument(help="Hub id, local model folder, or the authors' .pth.", show_default=False, metavar="MODEL")],
     out: Annotated[
         str, typer.Option("--output", "-o", help="File (onnx, torchscript) or folder (hub) to write.", show_default=False)
     ],
