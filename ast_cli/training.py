@@ -81,6 +81,8 @@ class FinetuneOptions:
             raise UsageError(f"--mixup is a probability between 0 and 1, got {self.mixup}")
         if self.target_length is not None and self.target_length < 16:
             raise UsageError(f"--target-length must be at least 16 frames (one patch), got {self.target_length}")
+        if self.val_dir and self.labels_csv:
+            raise UsageError("--val with --labels is not supported: list every clip in the CSV and use --val-split")
         if self.resume and self.force:
             raise UsageError("--resume and --force contradict each other: give one")
         parse_norm_stats(self.norm_stats)
@@ -159,7 +161,7 @@ def load_data(data_dir: str, options: FinetuneOptions, keep_fbanks: bool) -> tup
     """Training and validation sets (unreadable clips dropped), with cached fbanks and training clip lengths."""
     found, fbanks, frames = D.scan(D.discover(data_dir, options.labels_csv), keep=keep_fbanks)
     if options.val_dir:
-        val = D.csv_labels(options.labels_csv, options.val_dir) if options.labels_csv else D.folder_classes(options.val_dir)
+        val = D.folder_classes(options.val_dir)
         val, val_fbanks, _ = D.scan(D.relabel(val, found.labels, "the training set"))
         return found, fbanks, frames, val, val_fbanks
     train, val = D.stratified_split(found, options.val_split, options.seed)
