@@ -222,7 +222,7 @@ def finetune(data_dir: str, out_dir: str, options: FinetuneOptions, log: Callabl
     if device.type == "cuda" and world.size > 1:
         device = torch.device("cuda", world.local_rank)
     dtype = resolve_precision(options.precision, device)
-    state = torch.load(out / STATE_FILE, map_location="cpu", weights_only=True) if options.resume else None
+    state = _load_state(out / STATE_FILE) if options.resume else None
     world.start(device)
     try:
         with warnings.catch_warnings():
@@ -416,6 +416,14 @@ def _save_state(path: Path, model, optimizer, scheduler, scaler, run, run_settin
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     torch.save(state, tmp)
     os.replace(tmp, path)
+
+
+def _load_state(path: Path) -> dict[str, Any]:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 (a damaged or foreign file fails in many ways inside the unpickler)
+        raise UsageError(f"{path}: cannot read the training state ({type(exc).__name__}: {exc})",
+                         hint="start again with --force") from None
 
 
 def _write_history(path: Path, history: list[dict]) -> None:

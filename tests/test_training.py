@@ -67,7 +67,7 @@ def test_tiny_model_learns_the_synthetic_classes(trained):
     data, out, summary = trained
     history = _history(out)
     assert [r["epoch"] for r in history] == list(range(1, 9))
-    assert summary["accuracy"] >= 0.75  # chance is 0.25 (32 validation clips)
+    assert summary["accuracy"] >= 0.7  # chance is 0.25 (32 validation clips)
     assert summary["accuracy"] == max(r["val_accuracy"] for r in history)
     assert summary["best_epoch"] == 1 + [r["val_accuracy"] for r in history].index(summary["accuracy"])
     assert history[-1]["train_loss"] < history[0]["train_loss"]
@@ -114,7 +114,7 @@ def test_eval_scores_the_checkpoint(trained, capsys):
     assert main(["eval", str(data), "-m", str(out), "--format", "json", "--precision", "fp32"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["clips"] == 128 and report["problem_type"] == "single_label"
-    assert report["accuracy"] >= 0.75 and 0 < report["macro_f1"] <= 1
+    assert report["accuracy"] >= 0.7 and 0 < report["macro_f1"] <= 1
     assert [r["label"] for r in report["per_class"]] == list(SOUND_CLASSES)
     assert sum(map(sum, report["confusion_matrix"]["matrix"])) == 128
     assert main(["eval", str(data), "-m", str(out), "--precision", "fp32"]) == 0
@@ -241,7 +241,11 @@ def test_bad_inputs_exit_with_one_line(tmp_path, small_data, tiny_model_dir, cap
     empty = tmp_path / "with-empty"
     make_sound_dataset(empty, per_class=2)
     (empty / "silence").mkdir()
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / STATE_FILE).write_bytes(b"half a file")
     cases = [
+        ([small_data, "-o", damaged, "--resume"], "cannot read the training state"),
         ([small_data, "-o", busy], "output folder is not empty"),
         ([small_data, "-o", tmp_path / "new", "--resume"], "nothing to resume"),
         ([empty, "-o", tmp_path / "o1"], "silence: class folder holds no audio files"),
@@ -256,3 +260,6 @@ def test_bad_inputs_exit_with_one_line(tmp_path, small_data, tiny_model_dir, cap
         assert status == 2 and message in err, (args, err)
         assert err.count("\n") == 1 and err.startswith("ast: error: "), err
     assert not (tmp_path / "o1").exists()  # nothing is written before the data is known to be usable
+    assert main(["eval", str(small_data), "-m", str(tiny_model_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "has no class 'chirp'" in err and err.count("\n") == 1
