@@ -201,8 +201,10 @@ def finetune(
     from .training import finetune as run
 
     options = FinetuneOptions(
-        base, val, val_split, seed, target_length, freeze_backbone, epochs, lr, batch_size, mixup, freqm, timem, warmup,
-        weight_decay, patience, labels, norm_stats, resume, force, device, precision, workers,
+        base=base, val_dir=val, val_split=val_split, seed=seed, target_length=target_length, freeze_backbone=freeze_backbone,
+        epochs=epochs, lr=lr, batch_size=batch_size, mixup=mixup, freqm=freqm, timem=timem, warmup=warmup,
+        weight_decay=weight_decay, patience=patience, labels_csv=labels, norm_stats=norm_stats, resume=resume, force=force,
+        device=device, precision=precision, workers=workers,
     )  # fmt: skip
     run(data_dir, out_dir, options, log=None if not quiet else (lambda _: None))
 

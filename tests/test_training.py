@@ -263,3 +263,23 @@ def test_bad_inputs_exit_with_one_line(tmp_path, small_data, tiny_model_dir, cap
     assert main(["eval", str(small_data), "-m", str(tiny_model_dir)]) == 2
     err = capsys.readouterr().err
     assert "has no class 'chirp'" in err and err.count("\n") == 1
+
+
+def test_cli_passes_every_flag(monkeypatch, tmp_path):
+    import ast_cli.training
+
+    seen = {}
+    monkeypatch.setattr(ast_cli.training, "finetune", lambda data, out, options, log=None: seen.update(data=data, out=out, options=options))
+    args = ["finetune", "d", "-o", "o", "--base", "b", "--val", "v", "--val-split", "0.2", "--seed", "3", "--target-length", "300",
+            "--freeze-backbone", "--epochs", "7", "--lr", "2e-4", "--batch-size", "5", "--mixup", "0.5", "--freqm", "10",
+            "--timem", "20", "--warmup", "30", "--weight-decay", "1e-6", "--patience", "2", "--labels", "l.csv",
+            "--norm-stats", "base", "--resume", "--workers", "0", "--device", "cpu", "--precision", "bf16"]  # fmt: skip
+    assert main(args) == 0
+    assert (seen["data"], seen["out"]) == ("d", "o")
+    assert seen["options"] == FinetuneOptions(
+        base="b", val_dir="v", val_split=0.2, seed=3, target_length=300, freeze_backbone=True, epochs=7, lr=2e-4,
+        batch_size=5, mixup=0.5, freqm=10, timem=20, warmup=30, weight_decay=1e-6, patience=2, labels_csv="l.csv",
+        norm_stats="base", resume=True, force=False, device="cpu", precision="bf16", workers=0,
+    )  # fmt: skip
+    assert main(["finetune", "d", "-o", "o"]) == 0
+    assert seen["options"] == FinetuneOptions()  # the command's defaults are the library's
