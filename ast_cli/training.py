@@ -16,7 +16,7 @@ import random
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -240,22 +240,13 @@ def _run(data_dir, out: Path, options: FinetuneOptions, world: World, device, dt
     if state is None:
         model, pre = build_model(options, train, frames)
     else:
-        model = AST(ASTConfig.from_dict(state["config"]))
-        model.load_state_dict(state["model"])
-        pre = PreprocessorConfig.from_dict(state["preprocessor"])
-        if model.config.labels != train.labels:
-            raise UsageError(f"{data_dir}: the classes differ from the interrupted run's ({', '.join(model.config.labels)})")
+        model, pre = _resumed_model(state, train, data_dir)
     T = model.config.max_length
     if options.timem is None:
-        options.timem = T // 5
+        options = replace(options, timem=T // 5)
     run_settings = settings(options, world)
-    if state is not None and state["settings"] != run_settings:
-        before = state["settings"]
-        changed = [k for k in run_settings if before.get(k) != run_settings[k]]
-        raise UsageError(
-            f"--resume with other settings than the interrupted run: {', '.join(changed)}",
-            hint="it ran with " + ", ".join(f"{k}={before.get(k)!r}" for k in changed),
-        )
+    if state is not None:
+        _check_same_settings(state["settings"], run_settings)
     multi = train.multi_label
     augment = D.Augment(options.freqm, options.timem, options.mixup, D.MAX_SHIFT)
     train_set = D.ClipDataset(train, T, pre.mean, pre.std, augment, fbanks, options.seed, model.config.num_mel_bins)
@@ -337,6 +328,23 @@ def _run(data_dir, out: Path, options: FinetuneOptions, world: World, device, dt
     report = run["best_report"]
     say(f"best epoch {run['best_epoch']}: val {main_metric(report)[0]} {run['best']:.4f}; model in {out}\n{render(report)}")
     return {"out_dir": str(out), "best_epoch": run["best_epoch"], "epochs": run["epoch"], **report}
+
+
+def _resumed_model(state: dict[str, Any], train: D.LabelledSet, data_dir: str) -> tuple[AST, PreprocessorConfig]:
+    model = AST(ASTConfig.from_dict(state["config"]))
+    model.load_state_dict(state["model"])
+    if model.config.labels != train.labels:
+        raise UsageError(f"{data_dir}: the classes differ from the interrupted run's ({', '.join(model.config.labels)})")
+    return model, PreprocessorConfig.from_dict(state["preprocessor"])
+
+
+def _check_same_settings(before: dict[str, Any], now: dict[str, Any]) -> None:
+    changed = [k for k in now if before.get(k) != now[k]]
+    if changed:
+        raise UsageError(
+            f"--resume with other settings than the interrupted run: {', '.join(changed)}",
+            hint="it ran with " + ", ".join(f"{k}={before.get(k)!r}" for k in changed),
+        )
 
 
 def _train_epoch(net, loader, optimizer, scheduler, scaler, device, dtype, multi: bool, world: World, desc: str) -> tuple[float, int]:
