@@ -116,11 +116,13 @@ def discover(data_dir: str | os.PathLike, labels_csv: str | os.PathLike | None =
 
 def relabel(data: LabelledSet, labels: list[str], what: str) -> LabelledSet:
     """``data`` with class ids of ``labels`` (a validation set in the training set's ids, or a model's)."""
-    index = {name: i for i, name in enumerate(labels)}
-    unknown = [name for name in data.labels if name not in index]
+    index = {name.lower(): i for i, name in reversed(list(enumerate(labels)))}  # folder 'dog' is label 'Dog'
+    index.update({name: i for i, name in enumerate(labels)})  # an exact match wins
+    lookup = {name: index.get(name, index.get(name.lower())) for name in data.labels}
+    unknown = [name for name, i in lookup.items() if i is None]
     if unknown:
         raise UsageError(f"{data.root}: {what} has no class {', '.join(map(repr, unknown[:5]))}", hint=f"known: {', '.join(labels[:10])}")
-    clips = [Clip(c.path, tuple(index[data.labels[k]] for k in c.target)) for c in data.clips]
+    clips = [Clip(c.path, tuple(lookup[data.labels[k]] for k in c.target)) for c in data.clips]
     return LabelledSet(data.root, list(labels), clips, data.multi_label, data.skipped)
 
 

@@ -106,6 +106,8 @@ def test_relabel_refuses_unknown_classes(tmp_path):
     _write(tmp_path / "dog" / "1.wav")
     found = D.folder_classes(tmp_path)
     assert [c.target for c in D.relabel(found, ["bird", "cat", "dog"], "x").clips] == [(1,), (2,)]
+    assert [c.target for c in D.relabel(found, ["Dog", "Cat"], "x").clips] == [(1,), (0,)]  # AudioSet's 'Dog'
+    assert [c.target for c in D.relabel(found, ["Dog", "dog", "Cat"], "x").clips] == [(2,), (1,)]
     with pytest.raises(UsageError, match="has no class 'cat'"):
         D.relabel(found, ["dog", "rain"], "model m")
 
