@@ -22,7 +22,7 @@ from ast_cli.cli import main
 from ast_cli.config import PreprocessorConfig
 from ast_cli.evaluation import evaluate
 from ast_cli.model import AST
-from ast_cli.training import METRICS_FILE, STATE_FILE, FinetuneOptions, finetune
+from ast_cli.training import METRICS_FILE, STATE_FILE, FinetuneOptions, finetune, lr_factor
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
@@ -121,6 +121,20 @@ def test_eval_scores_the_checkpoint(trained, capsys):
     assert "confusion matrix" in capsys.readouterr().out
 
 
+def test_learning_rate_schedule_is_the_authors():
+    """Warm-up, then MultiStepLR(range(5, 21), gamma=0.85) stepped once per epoch (traintest.py)."""
+    model = torch.nn.Linear(1, 1)
+    optimizer = torch.optim.Adam(model.parameters(), 1.0)
+    reference = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(range(5, 21)), gamma=0.85)
+    steps_per_epoch = 3
+    for epoch in range(25):
+        for step in range(epoch * steps_per_epoch, (epoch + 1) * steps_per_epoch):
+            assert lr_factor(step, 0, steps_per_epoch) == pytest.approx(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        reference.step()
+    assert [lr_factor(s, 4, 100) for s in range(5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
+
+
 # -- resume --------------------------------------------------------------------------------------
 def test_resume_after_kill_gives_the_weights_of_an_uninterrupted_run(tmp_path, base16):
     data = tmp_path / "data"
@@ -213,7 +227,9 @@ def test_multi_label_from_a_csv(tmp_path, base16, capsys):
     out = tmp_path / "out"
     common = ["--labels", str(tmp_path / "labels.csv"), "--precision", "fp32"]
     assert main(["finetune", str(tmp_path / "data"), "-o", str(out), "--base", str(base16), "--epochs", "2", "--lr", "1e-3",
-                 "--batch-size", "4", "--val-split", "0.25", "--workers", "0", "-q", *common]) == 0  # fmt: skip
+                 "--batch-size", "4", "--val-split", "0.25", "--workers", "0", "--norm-stats", "base", "-q", *common]) == 0  # fmt: skip
+    pre = json.loads((out / "preprocessor_config.json").read_text())
+    assert (pre["mean"], pre["std"]) == (-5.0, 4.0)  # base16's
     config = json.loads((out / "config.json").read_text())
     assert config["problem_type"] == "multi_label_classification"
     assert list(config["label2id"]) == ["chirp", "clicks", "loud", "noise", "tone"]
