@@ -157,10 +157,3 @@ def make_sound_dataset(root, per_class: int = 16, seed: int = 0) -> dict[str, li
             paths[kind].append(path)
     return paths
 
-
-@pytest.fixture(scope="session")
-def sound_dataset(tmp_path_factory):
-    """A four-class folder-per-class dataset, 16 clips a class (made once per session)."""
-    root = tmp_path_factory.mktemp("sounds")
-    make_sound_dataset(root)
-    return root
