@@ -263,6 +263,84 @@ def export(
         typer.echo(line)
 
 
+# -- finetune ---------------------------------------------------------------------------------------
+@command("finetune", no_args_is_help=True)
+def finetune(
+    data_dir: Annotated[str, typer.Argument(help="One sub-folder of audio clips per class (dog/, rain/, ...).", show_default=False)],
+    out_dir: Annotated[str, typer.Option("--out", "-o", help="Output folder: a model 'ast tag -m' and transformers load.", show_default=False)],
+    base: Annotated[str, typer.Option("--base", help="Model to start from: anything 'ast tag -m' accepts.")] = DEFAULT_MODEL,
+    val: Annotated[Optional[str], typer.Option("--val", help="Validation folder with the same class folders (default: a split of DATA_DIR).")] = None,
+    val_split: Annotated[float, typer.Option("--val-split", help="Share of each class held out for validation without --val.")] = 0.1,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the split, the new head, shuffling and augmentation.")] = 0,
+    target_length: Annotated[Optional[int], typer.Option("--target-length", help="Input frames (100 a second) (default: the longest clip, at most the base model's).")] = None,
+    freeze_backbone: Annotated[bool, typer.Option("--freeze-backbone", help="Train the head only (a fast linear probe; try --lr 1e-3).")] = False,
+    epochs: Annotated[int, typer.Option("--epochs", help="Training epochs (authors' ESC-50 recipe: 25).")] = 25,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (ESC-50 from AudioSet: 1e-5); x0.85 per epoch from epoch 6 to 21.")] = 1e-5,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Clips per step and process (ESC-50: 48).")] = 48,
+    mixup: Annotated[float, typer.Option("--mixup", help="Probability of mixing a clip's waveform with another's (ESC-50: 0, AudioSet: 0.5).")] = 0.0,
+    freqm: Annotated[int, typer.Option("--freqm", help="Max mel bins of a SpecAugment frequency mask (authors' advice: 48).")] = 48,
+    timem: Annotated[Optional[int], typer.Option("--timem", help="Max frames of a SpecAugment time mask (default: 20% of --target-length).")] = None,
+    warmup: Annotated[Optional[int], typer.Option("--warmup", help="Steps of linear learning-rate warm-up (default: 1000, at most one epoch).")] = None,
+    weight_decay: Annotated[float, typer.Option("--weight-decay", help="Adam weight decay (authors: 5e-7).")] = 5e-7,
+    patience: Annotated[int, typer.Option("--patience", help="Stop after this many epochs without a better validation score (0: never).")] = 0,
+    labels: Annotated[Optional[str], typer.Option("--labels", help="Multi-label data: CSV of 'path,label;label' rows, paths relative to DATA_DIR.")] = None,
+    norm_stats: Annotated[str, typer.Option("--norm-stats", help="auto (the training clips' mean/std), base (the base model's) or MEAN,STD.")] = "auto",
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in OUT_DIR after its last finished epoch.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Write into a non-empty OUT_DIR, replacing an earlier run.")] = False,
+    workers: Annotated[int, typer.Option("--workers", help="Data-loading processes (0: in the training process).")] = 2,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Fine-tune an AST on a folder-per-class dataset; the best epoch is kept in OUT_DIR.
+
+    Example: ast finetune sounds/ -o my-model --epochs 10      then: ast tag -m my-model clip.wav
+    Several devices: torchrun --nproc-per-node 2 -m ast_cli finetune sounds/ -o my-model
+    """
+    _setup(quiet)
+    from .training import FinetuneOptions
+    from .training import finetune as run
+
+    options = FinetuneOptions(
+        base=base, val_dir=val, val_split=val_split, seed=seed, target_length=target_length, freeze_backbone=freeze_backbone,
+        epochs=epochs, lr=lr, batch_size=batch_size, mixup=mixup, freqm=freqm, timem=timem, warmup=warmup,
+        weight_decay=weight_decay, patience=patience, labels_csv=labels, norm_stats=norm_stats, resume=resume, force=force,
+        device=device, precision=precision, workers=workers,
+    )  # fmt: skip
+    run(data_dir, out_dir, options, log=None if not quiet else (lambda _: None))
+
+
+# -- eval -------------------------------------------------------------------------------------------
+@command("eval", no_args_is_help=True)
+def evaluate(
+    data_dir: Annotated[str, typer.Argument(help="One sub-folder of clips per class, named as the model's labels.", show_default=False)],
+    model: ModelOpt = DEFAULT_MODEL,
+    labels: Annotated[Optional[str], typer.Option("--labels", help="Multi-label data: CSV of 'path,label;label' rows, paths relative to DATA_DIR.")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
+    batch_size: BatchSizeOpt = 16,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Score a model on labelled clips: accuracy, macro-F1, per-class accuracy and the confusion matrix;
+    mAP, mAUC and d-prime for multi-label data (--labels).
+
+    Example: ast eval test-sounds/ -m my-model --format json
+    """
+    if fmt not in ("table", "json"):
+        raise UsageError(f"--format must be table or json, got {fmt!r}")
+    _setup(quiet)
+    import json
+
+    from .evaluation import evaluate as run
+    from .metrics import render
+
+    report = run(data_dir, model, labels, device=device, precision=precision, batch_size=batch_size)
+    typer.echo(json.dumps(report, indent=2) if fmt == "json" else render(report))
+
+
 # -- helpers ----------------------------------------------------------------------------------------
 def _load(model: str, labels: str | None, device: str, precision: str):
     from . import load_model

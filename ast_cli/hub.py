@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from . import DEFAULT_MODEL  # noqa: F401  (re-exported: hub.DEFAULT_MODEL)
 from .errors import ModelError, OfflineError
 
-from . import DEFAULT_MODEL
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 CONFIG_FILE = "config.json"
 PREPROCESSOR_FILE = "preprocessor_config.json"

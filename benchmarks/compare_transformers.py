@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -114,8 +113,8 @@ def main() -> None:
     base32 = results["transformers fp32"]
     base16 = results["transformers bf16 autocast"]
     print(f"\n{len(paths)} clips of 10 s, full-size AST (random weights)\n")
-    print(f"| method | clips/s | x transformers fp32 | x transformers bf16 |")
-    print(f"|---|---|---|---|")
+    print("| method | clips/s | x transformers fp32 | x transformers bf16 |")
+    print("|---|---|---|---|")
     for name, rate in results.items():
         print(f"| {name} | {rate:.2f} | {rate / base32:.2f} | {rate / base16:.2f} |")
     ref = np.stack(scores["transformers fp32"])

@@ -113,3 +113,47 @@ def wav(tmp_path):
         return path
 
     return make
+
+
+# -- labelled datasets (finetune, eval) ---------------------------------------------------------------
+SOUND_CLASSES = ("chirp", "clicks", "noise", "tone")
+
+
+def synthetic_sound(kind: str, rng: np.random.Generator, sr: int = 16000) -> np.ndarray:
+    """One clip of 0.6-1 s of a learnable class with random pitch, length and gain: a steady low tone,
+    a broadband noise burst, a high rising chirp or a slow click train (each class also has its own
+    spectral region or rhythm, so a tiny model learns them in a few epochs)."""
+    n = int(sr * rng.uniform(0.6, 1.0))
+    t = np.arange(n) / sr
+    if kind == "tone":
+        x = np.sin(2 * np.pi * rng.uniform(300, 1200) * t)
+    elif kind == "noise":
+        x = np.zeros(n)
+        a, b = sorted(rng.integers(0, n, 2))
+        b = max(b, a + n // 4)
+        x[a:b] = rng.standard_normal(len(x[a:b]))
+    elif kind == "chirp":
+        f0, f1 = rng.uniform(1500, 2500), rng.uniform(5000, 7000)
+        x = np.sin(2 * np.pi * (f0 * t + (f1 - f0) * t**2 / (2 * t[-1])))
+    else:  # clicks
+        x = np.zeros(n)
+        period = int(sr / rng.uniform(3, 8))
+        x[rng.integers(0, period) :: period] = 1.0
+    x = x * rng.uniform(0.1, 0.8) + 0.003 * rng.standard_normal(n)
+    return np.clip(x, -1, 1).astype(np.float32)
+
+
+def make_sound_dataset(root, per_class: int = 16, seed: int = 0) -> dict[str, list]:
+    """DATA_DIR/<class>/<class>_NN.wav for the four SOUND_CLASSES; returns the paths per class."""
+    rng = np.random.default_rng(seed)
+    paths: dict[str, list] = {}
+    for kind in SOUND_CLASSES:
+        folder = root / kind
+        folder.mkdir(parents=True, exist_ok=True)
+        paths[kind] = []
+        for i in range(per_class):
+            path = folder / f"{kind}_{i:02d}.wav"
+            sf.write(path, synthetic_sound(kind, rng), 16000)
+            paths[kind].append(path)
+    return paths
+

@@ -10,7 +10,6 @@ import pytest
 import torch
 from transformers import ASTForAudioClassification
 
-from ast_cli import checkpoints
 from ast_cli.checkpoints import adapt_pos_embed, hf_to_native, load, native_to_hf, save
 from ast_cli.config import ASTConfig, PreprocessorConfig
 from ast_cli.errors import ModelError, OfflineError, UnsafeCheckpointError

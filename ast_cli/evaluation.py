@@ -1,0 +1,70 @@
+"""``ast eval``: score a checkpoint on labelled clips, with the metric code ``finetune`` validates with.
+
+Each clip is one window of the model's input length (the first ``max_length`` frames, zero-padded),
+as the authors evaluate; the scores are the model's logits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+
+from . import data as D
+from . import metrics
+
+
+def autocast(device: torch.device, dtype: torch.dtype):
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, loader, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, C) float32 logits and (N, C) targets of every item of ``loader``, in its order."""
+    model.eval()
+    outputs, targets = [], []
+    for x, y in loader:
+        with autocast(device, dtype):
+            outputs.append(model(x.to(device)).float().cpu())
+        targets.append(y)
+    return torch.cat(outputs), torch.cat(targets)
+
+
+def score(logits: torch.Tensor, targets: torch.Tensor, labels: list[str], multi_label: bool) -> dict[str, Any]:
+    """The report of ``metrics``: mAP/mAUC/d-prime on sigmoid scores, or accuracy/F1 on the argmax."""
+    if multi_label:
+        return metrics.multi_label(torch.sigmoid(logits).numpy(), (targets > 0.5).numpy(), labels)
+    return metrics.single_label(logits.numpy(), targets.argmax(1).numpy(), labels)
+
+
+def evaluate(
+    data_dir: str,
+    model_spec: str,
+    labels_csv: str | None = None,
+    device: str = "auto",
+    precision: str = "auto",
+    batch_size: int = 16,
+) -> dict[str, Any]:
+    """Metrics of ``model_spec`` on a folder-per-class set (or ``labels_csv``), whose class names must be
+    the model's labels."""
+    from .checkpoints import load
+    from .inference import resolve_device, resolve_precision
+
+    dev = resolve_device(device)
+    dtype = resolve_precision(precision, dev)
+    checkpoint = load(model_spec)
+    model = checkpoint.model.to(dev)
+    config, pre = model.config, checkpoint.preprocessor
+    found = D.csv_labels(labels_csv, data_dir) if labels_csv else D.folder_classes(data_dir)
+    found = D.relabel(found, config.labels, f"model {model_spec}")
+    found, fbanks, _ = D.scan(found, config.num_mel_bins)
+    mean, std = (pre.mean, pre.std) if pre.do_normalize else (0.0, 0.5)  # (x - 0) / (2 * 0.5) = x
+    dataset = D.ClipDataset(found, config.max_length, mean, std, fbanks=fbanks, num_mel_bins=config.num_mel_bins)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size)
+    logits, targets = predict(model, loader, dev, dtype)
+    multi = found.multi_label
+    report = score(logits, targets, config.labels, multi)
+    return {"model": model_spec, "data": str(data_dir), "problem_type": "multi_label" if multi else "single_label", "skipped": len(found.skipped), **report}

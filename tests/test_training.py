@@ -1,0 +1,306 @@
+"""ast finetune / ast eval end to end on generated sounds with a tiny model: it learns, the checkpoint
+loads in transformers and `ast tag`, a killed run resumes to the same weights, DDP on 2 gloo processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import SOUND_CLASSES, make_sound_dataset, tiny_config
+from safetensors.torch import load_file
+
+from ast_cli import checkpoints
+from ast_cli import data as D
+from ast_cli.cli import main
+from ast_cli.config import PreprocessorConfig
+from ast_cli.evaluation import evaluate
+from ast_cli.model import AST
+from ast_cli.training import METRICS_FILE, STATE_FILE, FinetuneOptions, finetune, lr_factor
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+FAST = ["--precision", "fp32", "--workers", "0", "-q"]  # deterministic and in one process per rank
+
+
+def _cli(*args) -> list[str]:
+    return [sys.executable, "-m", "ast_cli", *map(str, args)]
+
+
+def _history(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / METRICS_FILE).read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def base16(tmp_path_factory):
+    """A tiny base: 16x16 patches without overlap (fast) and a wider initialisation, which a random
+    transformer needs to learn from 100 clips in a few epochs."""
+    torch.manual_seed(0)
+    directory = tmp_path_factory.mktemp("base16")
+    model = AST(tiny_config(frequency_stride=16, time_stride=16, initializer_range=0.1))
+    checkpoints.save(model, PreprocessorConfig(max_length=128, mean=-5.0, std=4.0), directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, base16):
+    """Four classes x 32 clips, 8 epochs, a quarter held out for validation."""
+    data = tmp_path_factory.mktemp("sounds32")
+    make_sound_dataset(data, per_class=32)
+    out = tmp_path_factory.mktemp("run") / "model"
+    options = FinetuneOptions(
+        base=str(base16), epochs=8, lr=1e-3, batch_size=8, freqm=0, timem=0, val_split=0.25,
+        precision="fp32", workers=0,
+    )  # fmt: skip
+    summary = finetune(str(data), str(out), options, log=lambda _: None)
+    return data, out, summary
+
+
+# -- learning and the checkpoint ------------------------------------------------------------------
+def test_tiny_model_learns_the_synthetic_classes(trained, capsys):
+    data, out, summary = trained
+    history = _history(out)
+    assert [r["epoch"] for r in history] == list(range(1, 9))
+    assert summary["accuracy"] >= 0.7  # chance is 0.25 (32 validation clips)
+    assert summary["accuracy"] == max(r["val_accuracy"] for r in history)
+    assert summary["best_epoch"] == 1 + [r["val_accuracy"] for r in history].index(summary["accuracy"])
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert summary["clips"] == 32 and sum(map(sum, summary["confusion_matrix"]["matrix"])) == 32
+
+    config = json.loads((out / "config.json").read_text())
+    assert config["id2label"] == {str(i): name for i, name in enumerate(SOUND_CLASSES)}
+    assert config["label2id"] == {name: i for i, name in enumerate(SOUND_CLASSES)}
+    assert config["problem_type"] == "single_label_classification"
+    assert config["max_length"] == 98  # the longest clip (1 s), under the base's 128
+    # --norm-stats auto: `ast stats --method exact` of the training clips (the same split again
+    # from the same seed), run here through the command line, cached in OUT_DIR
+    train, _ = D.stratified_split(D.scan(D.discover(data))[0], 0.25, 0)
+    code = main(["stats", *[c.path for c in train.clips], "--method", "exact", "--target-length", "98", "--format", "json"])
+    stats = json.loads(capsys.readouterr().out)
+    assert code == 0 and stats["files"] == len(train.clips)
+    pre = json.loads((out / "preprocessor_config.json").read_text())
+    assert (pre["mean"], pre["std"], pre["max_length"]) == (pytest.approx(stats["mean"]), pytest.approx(stats["std"]), 98)
+    cached = json.loads((out / "norm_stats.json").read_text())
+    assert (cached["mean"], cached["std"]) == (pre["mean"], pre["std"])
+    state = torch.load(out / STATE_FILE, weights_only=True)
+    assert state["run"]["epoch"] == 8
+
+
+def test_checkpoint_gives_equal_logits_in_transformers(trained):
+    from transformers import ASTForAudioClassification
+
+    _, out, _ = trained
+    ours = checkpoints.load(str(out)).model
+    theirs = ASTForAudioClassification.from_pretrained(out).eval()
+    torch.manual_seed(0)
+    x = torch.randn(3, 98, 128) * 0.5
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), theirs(x).logits, atol=1e-4, rtol=1e-4)
+    assert theirs.config.id2label[0] == SOUND_CLASSES[0]
+
+
+def test_tag_prints_a_training_clip_class_first(trained):
+    data, out, _ = trained
+    files = [sorted((data / name).iterdir())[0] for name in SOUND_CLASSES]
+    proc = subprocess.run(_cli("tag", *files, "-m", out, "--format", "jsonl", "--precision", "fp32"), capture_output=True, text=True, env=ENV)
+    assert proc.returncode == 0, proc.stderr
+    top = [json.loads(line)["labels"][0]["label"] for line in proc.stdout.splitlines()]
+    assert top == list(SOUND_CLASSES)
+
+
+def test_eval_scores_the_checkpoint(trained, capsys):
+    data, out, summary = trained
+    assert main(["eval", str(data), "-m", str(out), "--format", "json", "--precision", "fp32"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["clips"] == 128 and report["problem_type"] == "single_label"
+    assert report["accuracy"] >= 0.7 and 0 < report["macro_f1"] <= 1
+    assert [r["label"] for r in report["per_class"]] == list(SOUND_CLASSES)
+    assert sum(map(sum, report["confusion_matrix"]["matrix"])) == 128
+    assert main(["eval", str(data), "-m", str(out), "--precision", "fp32"]) == 0
+    assert "confusion matrix" in capsys.readouterr().out
+
+
+def test_learning_rate_schedule_is_the_authors():
+    """Warm-up, then MultiStepLR(range(5, 21), gamma=0.85) stepped once per epoch (traintest.py)."""
+    model = torch.nn.Linear(1, 1)
+    optimizer = torch.optim.Adam(model.parameters(), 1.0)
+    reference = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(range(5, 21)), gamma=0.85)
+    steps_per_epoch = 3
+    for epoch in range(25):
+        for step in range(epoch * steps_per_epoch, (epoch + 1) * steps_per_epoch):
+            assert lr_factor(step, 0, steps_per_epoch) == pytest.approx(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        reference.step()
+    assert [lr_factor(s, 4, 100) for s in range(5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
+
+
+# -- resume --------------------------------------------------------------------------------------
+def test_resume_after_kill_gives_the_weights_of_an_uninterrupted_run(tmp_path, base16):
+    data = tmp_path / "data"
+    make_sound_dataset(data, per_class=6, seed=1)
+    args = [data, "--base", base16, "--epochs", 4, "--lr", "1e-3", "--batch-size", 4, "--mixup", "0.5",
+            "--freqm", 20, "--timem", 20, "--val-split", "0.25", "--seed", 5, *FAST]  # fmt: skip
+    env = {**ENV, "OMP_NUM_THREADS": "1"}  # two runs side by side; every run with the same thread count
+    full = subprocess.Popen(_cli("finetune", *args, "-o", tmp_path / "full"), env=env, stderr=subprocess.PIPE, text=True)
+    killed = subprocess.Popen(_cli("finetune", *args, "-o", tmp_path / "killed"), env=env, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "killed" / METRICS_FILE
+    deadline = time.monotonic() + 300
+    while not (log.exists() and log.read_text().strip()):  # after epoch 1
+        assert killed.poll() is None, killed.stderr.read()
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert killed.returncode == -signal.SIGKILL
+    resumed = subprocess.run(_cli("finetune", *args, "-o", tmp_path / "killed", "--resume"), env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert full.wait() == 0, full.stderr.read()
+
+    a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(tmp_path / "killed" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    last_a = torch.load(tmp_path / "full" / STATE_FILE, weights_only=True)["model"]
+    last_b = torch.load(tmp_path / "killed" / STATE_FILE, weights_only=True)["model"]
+    assert all(torch.equal(last_a[k], last_b[k]) for k in last_a)
+    timing = ("clips_per_s", "seconds")
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in timing} for r in rows]  # noqa: E731
+    assert strip(_history(tmp_path / "full")) == strip(_history(tmp_path / "killed"))
+    assert len(_history(tmp_path / "killed")) == 4
+
+    changed = subprocess.run(_cli("finetune", *args[:-5], "--lr", "1e-2", *FAST, "-o", tmp_path / "killed", "--resume"),
+                             env=ENV, capture_output=True, text=True)  # fmt: skip
+    assert changed.returncode == 2 and "other settings than the interrupted run: lr" in changed.stderr
+
+
+# -- DDP -------------------------------------------------------------------------------------------
+def test_ddp_on_two_gloo_processes(tmp_path, base16):
+    train, val = tmp_path / "train", tmp_path / "val"
+    make_sound_dataset(train, per_class=6, seed=2)
+    make_sound_dataset(val, per_class=3, seed=3)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "ast_cli",
+           "finetune", train, "-o", out, "--base", base16, "--val", val, "--epochs", 2, "--lr", "1e-3", "--batch-size", 4, *FAST]  # fmt: skip
+    proc = subprocess.run(list(map(str, cmd)), env={**ENV, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    history = _history(out)
+    assert [r["epoch"] for r in history] == [1, 2]
+    # each process scored half of the 12 validation clips; the gathered metrics are those of all 12
+    best = max(r["val_accuracy"] for r in history)
+    report = evaluate(str(val), str(out), precision="fp32")
+    assert report["clips"] == 12 and report["accuracy"] == pytest.approx(best)
+    state = torch.load(out / STATE_FILE, weights_only=True)
+    assert state["settings"]["processes"] == 2
+    assert not list(out.glob("*.tmp*")) and not list(out.glob(".*.tmp*"))
+
+
+# -- variants --------------------------------------------------------------------------------------
+def test_freeze_backbone_trains_only_the_head(tmp_path, base16, capsys):
+    data = tmp_path / "data"
+    make_sound_dataset(data, per_class=3)
+    (data / "tone" / "broken.wav").write_bytes(b"RIFF, but not audio")
+    out = tmp_path / "out"
+    status = main(["finetune", str(data), "-o", str(out), "--base", str(base16), "--freeze-backbone", "--epochs", "1",
+                   "--lr", "1e-2", "--batch-size", "4", "--norm-stats", "-3,5", "--val-split", "0.3", "--precision", "fp32", "--workers", "0"])  # fmt: skip
+    assert status == 0
+    err = capsys.readouterr().err
+    assert "broken.wav" in err and "skipped 1 unreadable file(s)" in err and "best epoch 1" in err
+    tuned = checkpoints.load(str(out)).model
+    base = checkpoints.load(str(base16), max_length=tuned.config.max_length).model.state_dict()
+    tuned = tuned.state_dict()
+    for name, value in tuned.items():
+        if name.startswith(("head.", "fc_norm.")):
+            assert name.startswith("head.") or not torch.equal(value, base[name]), name
+        else:
+            assert torch.equal(value, base[name]), name
+    pre = json.loads((out / "preprocessor_config.json").read_text())
+    assert (pre["mean"], pre["std"]) == (-3.0, 5.0)
+
+
+def test_multi_label_from_a_csv(tmp_path, base16, capsys):
+    paths = make_sound_dataset(tmp_path / "data", per_class=4)
+    rows = ["path,labels"]
+    for kind, files in paths.items():
+        for i, path in enumerate(files):
+            extra = ";loud" if i % 2 else ""
+            rows.append(f"{path.relative_to(tmp_path / 'data')},{kind}{extra}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    common = ["--labels", str(tmp_path / "labels.csv"), "--precision", "fp32"]
+    assert main(["finetune", str(tmp_path / "data"), "-o", str(out), "--base", str(base16), "--epochs", "2", "--lr", "1e-3",
+                 "--batch-size", "4", "--val-split", "0.25", "--workers", "0", "--norm-stats", "base", "-q", *common]) == 0  # fmt: skip
+    pre = json.loads((out / "preprocessor_config.json").read_text())
+    assert (pre["mean"], pre["std"]) == (-5.0, 4.0)  # base16's
+    config = json.loads((out / "config.json").read_text())
+    assert config["problem_type"] == "multi_label_classification"
+    assert list(config["label2id"]) == ["chirp", "clicks", "loud", "noise", "tone"]
+    assert {"val_mAP", "val_mAUC", "val_d_prime"} <= set(_history(out)[0])
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "data"), "-m", str(out), "--format", "json", *common]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["problem_type"] == "multi_label" and report["classes_scored"] == 5 and 0 < report["mAP"] <= 1
+
+
+# -- bad input ------------------------------------------------------------------------------------
+@pytest.fixture
+def small_data(tmp_path):
+    data = tmp_path / "data"
+    make_sound_dataset(data, per_class=2)
+    return data
+
+
+def test_bad_inputs_exit_with_one_line(tmp_path, small_data, tiny_model_dir, capsys):
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "keep.txt").write_text("x")
+    one = tmp_path / "one"
+    make_sound_dataset(one, per_class=1)
+    empty = tmp_path / "with-empty"
+    make_sound_dataset(empty, per_class=2)
+    (empty / "silence").mkdir()
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / STATE_FILE).write_bytes(b"half a file")
+    cases = [
+        ([small_data, "-o", damaged, "--resume"], "cannot read the training state"),
+        ([small_data, "-o", busy], "output folder is not empty"),
+        ([small_data, "-o", tmp_path / "new", "--resume"], "nothing to resume"),
+        ([empty, "-o", tmp_path / "o1"], "silence: class folder holds no audio files"),
+        ([small_data, "-o", tmp_path / "o2", "--mixup", "2"], "--mixup is a probability"),
+        ([small_data, "-o", tmp_path / "o3", "--norm-stats", "loud"], "--norm-stats must be auto, base or MEAN,STD"),
+        ([one, "-o", tmp_path / "o4"], "too few to split"),
+        ([small_data, "-o", tmp_path / "o5", "--labels", busy / "keep.txt", "--val", small_data], "--val with --labels"),
+    ]
+    for args, message in cases:
+        status = main(["finetune", *map(str, args), "--base", str(tiny_model_dir), "--epochs", "1", "--workers", "0"])
+        err = capsys.readouterr().err
+        assert status == 2 and message in err, (args, err)
+        assert err.count("\n") == 1 and err.startswith("ast: error: "), err
+    assert not (tmp_path / "o1").exists()  # nothing is written before the data is known to be usable
+    assert main(["eval", str(small_data), "-m", str(tiny_model_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "has no class 'chirp'" in err and err.count("\n") == 1
+
+
+def test_cli_passes_every_flag(monkeypatch, tmp_path):
+    import ast_cli.training
+
+    seen = {}
+    monkeypatch.setattr(ast_cli.training, "finetune", lambda data, out, options, log=None: seen.update(data=data, out=out, options=options))
+    args = ["finetune", "d", "-o", "o", "--base", "b", "--val", "v", "--val-split", "0.2", "--seed", "3", "--target-length", "300",
+            "--freeze-backbone", "--epochs", "7", "--lr", "2e-4", "--batch-size", "5", "--mixup", "0.5", "--freqm", "10",
+            "--timem", "20", "--warmup", "30", "--weight-decay", "1e-6", "--patience", "2", "--labels", "l.csv",
+            "--norm-stats", "base", "--resume", "--workers", "0", "--device", "cpu", "--precision", "bf16"]  # fmt: skip
+    assert main(args) == 0
+    assert (seen["data"], seen["out"]) == ("d", "o")
+    assert seen["options"] == FinetuneOptions(
+        base="b", val_dir="v", val_split=0.2, seed=3, target_length=300, freeze_backbone=True, epochs=7, lr=2e-4,
+        batch_size=5, mixup=0.5, freqm=10, timem=20, warmup=30, weight_decay=1e-6, patience=2, labels_csv="l.csv",
+        norm_stats="base", resume=True, force=False, device="cpu", precision="bf16", workers=0,
+    )  # fmt: skip
+    assert main(["finetune", "d", "-o", "o"]) == 0
+    assert seen["options"] == FinetuneOptions()  # the command's defaults are the library's
