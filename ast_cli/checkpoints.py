@@ -22,7 +22,7 @@ import torch
 
 from . import hub
 from .config import ASTConfig, PreprocessorConfig, patch_grid
-from .errors import ModelError, UnsafeCheckpointError
+from .errors import ModelError, OfflineError, UnsafeCheckpointError
 from .model import AST
 
 HF_PREFIX = "audio_spectrogram_transformer."
@@ -410,8 +410,11 @@ def _load_authors(path: Path, spec: str, labels: str | None, max_length: int | N
     if labels:
         config = _with_labels(config, read_labels_csv(labels), spec)
     elif config.num_labels == 527:  # an AudioSet head: the names of the released model
-        default = ASTConfig.from_file(hub.fetch(hub.DEFAULT_MODEL, hub.CONFIG_FILE))
-        config = config.replace(id2label=default.id2label)
+        try:
+            default = ASTConfig.from_file(hub.fetch(hub.DEFAULT_MODEL, hub.CONFIG_FILE))
+            config = config.replace(id2label=default.id2label)
+        except OfflineError as exc:  # fine-tuning or exporting needs no names: go on, and say so
+            warnings.warn(f"{spec}: AudioSet label names unavailable ({exc.message}); pass --labels class_labels_indices.csv", stacklevel=2)
     else:
         warnings.warn(f"{spec}: no label names; pass --labels class_labels_indices.csv", stacklevel=2)
     if max_length and max_length != config.max_length:
