@@ -169,6 +169,74 @@ def tag(
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
 
 
+# -- batch ----------------------------------------------------------------------------------------
+@command("batch", no_args_is_help=True)
+def batch(
+    inputs: Annotated[
+        list[str], typer.Argument(help="Audio files, folders (searched recursively) and glob patterns ('data/**/*.flac').", show_default=False, metavar="INPUT...")
+    ] = [],  # noqa: B006
+    out: Annotated[str, typer.Option("--output", "-o", help="Output file ('-': standard output), or a folder for --format audacity.", show_default=False)] = "-",
+    fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="csv, tsv, json, jsonl or audacity (default: from OUT's extension; jsonl on stdout).")] = None,
+    files_from: Annotated[Optional[str], typer.Option("--files-from", help="Also the paths in this file, one a line ('-': standard input).")] = None,
+    recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Search folders recursively.")] = True,
+    ext: Annotated[list[str], typer.Option("--ext", help="Extensions to take from folders, e.g. --ext wav,flac (default: what libsndfile reads, plus ffmpeg's when installed).")] = [],  # noqa: B006
+    relative: Annotated[bool, typer.Option("--relative", help="Write paths of files found in a folder relative to that folder.")] = False,
+    model: ModelOpt = DEFAULT_MODEL,
+    labels: LabelsOpt = None,
+    top: TopOpt = 5,
+    threshold: ThresholdOpt = None,
+    window: WindowOpt = None,
+    hop: HopOpt = None,
+    aggregate: AggregateOpt = "max",
+    activation: ActivationOpt = None,
+    include: IncludeOpt = [],  # noqa: B006
+    exclude: ExcludeOpt = [],  # noqa: B006
+    timeline: TimelineOpt = False,
+    merge: Annotated[bool, typer.Option("--merge", help="Join consecutive windows carrying a label into one event (start, end, label, score); implies --timeline.")] = False,
+    all_scores: Annotated[bool, typer.Option("--all-scores", help="Every label's score: one CSV column per label; 'scores' in JSON.")] = False,
+    channel: ChannelOpt = "mean",
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
+    batch_size: BatchSizeOpt = 8,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Decoding processes beside the model (0: in the main process) (default: half the cores, at least 1).")] = None,
+    unordered: Annotated[bool, typer.Option("--unordered", help="Write files as they finish, not in input order.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue OUT: skip the files already in it and append the rest (same settings only).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite OUT.")] = False,
+    shard: Annotated[Optional[str], typer.Option("--shard", help="K/N: tag only shard K (0 to N-1) of N, by a stable hash of each path.")] = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Tag whole collections into CSV, TSV, JSON, JSON Lines or Audacity labels: streaming, resumable.
+
+    Examples:
+
+      ast batch recordings/ -o tags.csv
+
+      find /data -name '*.flac' | ast batch --files-from - -o - | jq .labels[0]
+
+      ast batch recordings/ -o tags.csv --resume          (after a stop: adds only what is missing)
+
+      ast batch recordings/ -o part-$SLURM_ARRAY_TASK_ID.jsonl --shard $SLURM_ARRAY_TASK_ID/8
+    """
+    from .inputs import InputSpec, parse_extensions, parse_shard
+    from .output import format_from_path
+
+    fmt = fmt or (format_from_path(out, default="") if out != "-" else "jsonl")
+    if not fmt:
+        raise UsageError(f"cannot tell the output format from {out!r}", hint="give --format csv, tsv, json, jsonl or audacity")
+    spec = InputSpec(inputs, files_from, recursive, parse_extensions(ext), relative, parse_shard(shard))
+    _setup(quiet)
+    from .batch import BatchOptions, default_workers, run_batch
+    from .inference import TagOptions
+
+    options = BatchOptions(out, fmt, default_workers() if workers is None else workers, unordered, resume, force, progress=not quiet)
+    tag_options = TagOptions(
+        top, threshold, window, hop, aggregate, activation, timeline, include, exclude, channel, batch_size, all_scores, merge
+    )
+    summary = run_batch(_load(model, labels, device, precision), spec, tag_options, options)
+    raise typer.Exit(EXIT_FAILED if summary.failed else EXIT_OK)
+
+
 # -- stats ------------------------------------------------------------------------------------------
 @command("stats", no_args_is_help=True)
 def stats(

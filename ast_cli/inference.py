@@ -112,6 +112,8 @@ class TagOptions:
     exclude: Sequence[str] = ()
     channel: str | int = "mean"
     batch_size: int = 8
+    all_scores: bool = False  # also every label's score: "scores" {label: score} in the record
+    merge: bool = False  # also "events": consecutive windows carrying a label joined (implies timeline)
 
     def __post_init__(self) -> None:
         if self.top < 0:
@@ -129,6 +131,8 @@ class TagOptions:
         if self.batch_size < 1:
             raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
         self.channel = audio.parse_channel(self.channel)
+        if self.merge:
+            self.timeline = True
 
 
 @dataclass
@@ -136,6 +140,49 @@ class Window:
     start: int  # first frame
     frames: int  # frames of audio in it (the rest is padding)
     features: torch.Tensor  # (T, F) normalised, T = the model's max_length
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """How an input becomes windows: fbank size, window/hop in frames, normalisation, downmix."""
+
+    num_mel_bins: int
+    max_length: int  # frames the model takes; shorter windows are zero-padded to it
+    window: int
+    hop: int
+    mean: float
+    std: float
+    do_normalize: bool = True
+    channel: str | int = "mean"
+
+    def prepare(self, feats: torch.Tensor) -> torch.Tensor:
+        feats = pad_or_cut(feats, self.max_length)  # (T, F): padding before normalisation, as the reference
+        return normalize(feats, self.mean, self.std) if self.do_normalize else feats
+
+
+def iter_windows(
+    source: str | os.PathLike | np.ndarray, spec: WindowSpec, sample_rate: int | None = None, meta: dict | None = None
+) -> Iterator[Window]:
+    """Normalised windows of a path (``-``: stdin) or a waveform array; ``meta["duration_s"]`` is set at the end.
+
+    The fbank is computed once over the whole stream, block by block, and cut into windows: memory
+    stays at about one window plus one decoded block whatever the recording's length."""
+    stream = FbankStream(spec.num_mel_bins)
+    with contextlib.ExitStack() as stack:
+        if isinstance(source, np.ndarray):
+            blocks, name = audio.array_stream(source, sample_rate, spec.channel), "<array>"
+        else:
+            reader = stack.enter_context(audio.AudioReader(source, spec.channel))
+            blocks, name = audio.stream(reader), reader.path
+        frames = (stream.feed(block) for block in blocks)
+        for start, feats in sliding_windows(frames, spec.window, spec.hop, spec.num_mel_bins):
+            yield Window(start, feats.shape[0], spec.prepare(feats))
+        if meta is not None:
+            meta["duration_s"] = stream.samples / audio.SAMPLE_RATE
+    if stream.samples < FRAME_LENGTH:
+        raise AudioError(
+            f"{name}: too short to tag ({stream.samples / audio.SAMPLE_RATE * 1000:.1f} ms of audio at 16 kHz; one 25 ms frame is the minimum)"
+        )
 
 
 @dataclass
@@ -212,37 +259,18 @@ class Tagger:
         return mask
 
     # -- audio -> windows -------------------------------------------------------------------
+    def window_spec(self, options: TagOptions) -> WindowSpec:
+        """Everything it takes to cut an input into normalised windows (picklable: decode workers use it)."""
+        window, hop = self.window_hop_frames(options)
+        p = self.preprocessor
+        return WindowSpec(self.config.num_mel_bins, self.window_frames, window, hop, p.mean, p.std, p.do_normalize, options.channel)
+
     def windows(
         self, source: str | os.PathLike | np.ndarray, options: TagOptions, sample_rate: int | None = None
     ) -> tuple[Iterator[Window], dict]:
         """Normalised windows of one input, and a dict whose ``duration_s`` is set once they are consumed."""
-        window, hop = self.window_hop_frames(options)
         meta: dict = {"duration_s": 0.0}
-        return self._windows(source, options.channel, sample_rate, window, hop, meta), meta
-
-    def _windows(self, source, channel, sample_rate, window: int, hop: int, meta: dict) -> Iterator[Window]:
-        F = self.config.num_mel_bins
-        stream = FbankStream(F)
-        with contextlib.ExitStack() as stack:
-            if isinstance(source, np.ndarray):
-                blocks, name = audio.array_stream(source, sample_rate, channel), "<array>"
-            else:
-                reader = stack.enter_context(audio.AudioReader(source, channel))
-                blocks, name = audio.stream(reader), reader.path
-            frames = (stream.feed(block) for block in blocks)
-            for start, feats in sliding_windows(frames, window, hop, F):
-                yield Window(start, feats.shape[0], self._prepare(feats))
-            meta["duration_s"] = stream.samples / audio.SAMPLE_RATE
-        if stream.samples < FRAME_LENGTH:
-            raise AudioError(
-                f"{name}: too short to tag ({stream.samples / audio.SAMPLE_RATE * 1000:.1f} ms of audio at 16 kHz; one 25 ms frame is the minimum)"
-            )
-
-    def _prepare(self, feats: torch.Tensor) -> torch.Tensor:
-        feats = pad_or_cut(feats, self.window_frames)  # (T, F): padding before normalisation, as the reference
-        if not self.preprocessor.do_normalize:
-            return feats
-        return normalize(feats, self.preprocessor.mean, self.preprocessor.std)
+        return iter_windows(source, self.window_spec(options), sample_rate, meta), meta
 
     # -- the network -------------------------------------------------------------------------
     def autocast(self):
@@ -265,6 +293,10 @@ class Tagger:
         with self.autocast():
             out = self.model.forward_features(x)
         return out.float().cpu()
+
+    def scores(self, features: torch.Tensor, activation: str | None = None) -> torch.Tensor:
+        """(B, T, F) normalised features -> (B, C) scores with the model's (or the given) activation."""
+        return self.activate(self.logits(features), activation)
 
     def activate(self, logits: torch.Tensor, activation: str | None) -> torch.Tensor:
         activation = activation or self.default_activation()
@@ -294,14 +326,15 @@ class Tagger:
         windows, meta = self.windows(source, options, sample_rate)
         result = FileResult(path="<array>" if isinstance(source, np.ndarray) else os.fspath(source))
         for batch in batched(windows, options.batch_size):
-            scores = self.activate(self.logits(torch.stack([w.features for w in batch])), options.activation)
+            scores = self.scores(torch.stack([w.features for w in batch]), options.activation)
             result.starts.extend(w.start for w in batch)
             result.scores.extend(scores)
         result.duration_s = meta["duration_s"]
         return result
 
     def record(self, result: FileResult, options: TagOptions) -> dict:
-        """The JSON record: path, duration_s, labels (and windows with --timeline, error on failure)."""
+        """The JSON record: path, duration_s, labels (windows with --timeline, scores with --all-scores,
+        events with --merge, error on failure)."""
         if result.error is not None:
             return {"path": result.path, "duration_s": None, "labels": [], "error": result.error}
         record: dict = {"path": result.path, "duration_s": round(result.duration_s, 3)}
@@ -309,17 +342,26 @@ class Tagger:
         stacked = torch.stack(result.scores)  # (W, C)
         overall = stacked.amax(0) if options.aggregate == "max" else stacked.mean(0)
         record["labels"] = self.select(overall, mask, options)
+        if options.all_scores:
+            record["scores"] = self.all_scores(overall, mask)
         if options.timeline:
             window, _ = self.window_hop_frames(options)
-            record["windows"] = [
-                {
+            record["windows"] = []
+            for start, scores in zip(result.starts, result.scores):
+                item = {
                     "start_s": round(start / FRAMES_PER_SECOND, 3),
                     "end_s": round(min((start + window) / FRAMES_PER_SECOND, result.duration_s), 3),
                     "labels": self.select(scores, mask, options),
                 }
-                for start, scores in zip(result.starts, result.scores)
-            ]
+                if options.all_scores:
+                    item["scores"] = self.all_scores(scores, mask)
+                record["windows"].append(item)
+        if options.merge:
+            record["events"] = merge_events(record["windows"])
         return record
+
+    def all_scores(self, scores: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+        return {self.labels[i]: round(float(scores[i]), SCORE_DECIMALS) for i in torch.nonzero(mask).flatten().tolist()}
 
     def select(self, scores: torch.Tensor, mask: torch.Tensor, options: TagOptions) -> list[dict]:
         keep = mask.clone()
@@ -375,6 +417,27 @@ def sliding_windows(
     elif last_end < total:
         start = total - window
         yield start, buf[start - buf_start :]
+
+
+def merge_events(windows: list[dict]) -> list[dict]:
+    """Events from the per-window selections: a label reported in consecutive windows is one event,
+    from the first window's start to the last one's end, scored with its highest window score."""
+    events: list[dict] = []
+    open_events: dict[int, dict] = {}  # label index -> the event it is in, while it goes on
+    for w in windows:
+        current = {item["index"]: item for item in w["labels"]}
+        for index in [i for i in open_events if i not in current]:
+            del open_events[index]
+        for index, item in current.items():
+            event = open_events.get(index)
+            if event is None:
+                event = {"label": item["label"], "index": index, "start_s": w["start_s"], "end_s": w["end_s"], "score": item["score"]}
+                open_events[index] = event
+                events.append(event)
+            else:
+                event["end_s"] = max(event["end_s"], w["end_s"])
+                event["score"] = max(event["score"], item["score"])
+    return sorted(events, key=lambda e: (e["start_s"], -e["score"], e["index"]))
 
 
 def batched(items: Iterable, size: int) -> Iterator[list]:

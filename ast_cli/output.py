@@ -8,6 +8,7 @@ No torch here.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from typing import IO, Any
 
@@ -35,21 +36,35 @@ class RecordWriter:
     """Writes records one by one in ``fmt``; ``close()`` finishes the document (the JSON array's ``]``).
 
     ``columns`` is the number of label/score column pairs in CSV/TSV (the ``--top`` value, or the
-    label count for ``--top 0``); ``timeline`` writes one CSV/TSV row per window instead of per file.
+    label count for ``--top 0``); ``timeline`` writes one CSV/TSV row per window instead of per file,
+    ``merge`` one row per event; ``score_columns`` (label names, for ``--all-scores``) writes one
+    column per label instead of the label/score pairs. ``header=False`` and ``count`` continue a
+    document that is already partly written (``ast batch --resume``).
     """
 
-    def __init__(self, fmt: str, stream: IO[str], *, columns: int = 5, timeline: bool = False):
+    def __init__(
+        self,
+        fmt: str,
+        stream: IO[str],
+        *,
+        columns: int = 5,
+        timeline: bool = False,
+        merge: bool = False,
+        score_columns: list[str] | None = None,
+        header: bool = True,
+        count: int = 0,
+    ):
         if fmt not in FORMATS:
             raise ValueError(f"unknown format {fmt!r}")
         self.fmt = fmt
         self.stream = stream
         self.columns = columns
         self.timeline = timeline
-        self.count = 0
-        self._csv = None
-        if fmt in ("csv", "tsv"):
-            self._csv = csv.writer(stream, delimiter="," if fmt == "csv" else "\t", lineterminator="\n")
-            self._csv.writerow(self.header())
+        self.merge = merge
+        self.score_columns = score_columns
+        self.count = count
+        if fmt in ("csv", "tsv") and header:
+            self.stream.write(self._csv_text([self.header()]))
         elif fmt == "table":
             from rich.console import Console
 
@@ -57,41 +72,67 @@ class RecordWriter:
 
     # -- CSV / TSV ------------------------------------------------------------------------------
     def header(self) -> list[str]:
+        if self.merge:
+            return ["path", "start_s", "end_s", "label", "score", "error"]
         head = ["path", "start_s", "end_s"] if self.timeline else ["path", "duration_s"]
+        if self.score_columns is not None:
+            return head + list(self.score_columns) + ["error"]
         for i in range(1, self.columns + 1):
             head += [f"label_{i}", f"score_{i}"]
         return head + ["error"]
 
     def rows(self, record: dict[str, Any]) -> list[list[Any]]:
-        def pairs(labels: list[dict]) -> list[Any]:
-            cells: list[Any] = []
-            for item in labels[: self.columns]:
-                cells += [item["label"], _num(item["score"])]
-            return cells + [""] * (2 * self.columns - len(cells))
+        def cells(item: dict[str, Any]) -> list[Any]:
+            if self.score_columns is not None:
+                scores = item.get("scores", {})
+                return [_num(scores.get(label)) for label in self.score_columns]
+            pairs: list[Any] = []
+            for label in item.get("labels", [])[: self.columns]:
+                pairs += [label["label"], _num(label["score"])]
+            return pairs + [""] * (2 * self.columns - len(pairs))
 
         error = record.get("error", "")
+        if self.merge:
+            if error or not record.get("events"):
+                return [[record["path"], "", "", "", "", error]]
+            return [[record["path"], _num(e["start_s"]), _num(e["end_s"]), e["label"], _num(e["score"]), ""] for e in record["events"]]
         if self.timeline:
             if error or not record.get("windows"):
-                return [[record["path"], "", ""] + pairs([]) + [error]]
-            return [[record["path"], _num(w["start_s"]), _num(w["end_s"])] + pairs(w["labels"]) + [""] for w in record["windows"]]
-        return [[record["path"], _num(record["duration_s"])] + pairs(record.get("labels", [])) + [error]]
+                return [[record["path"], "", ""] + cells({}) + [error]]
+            return [[record["path"], _num(w["start_s"]), _num(w["end_s"])] + cells(w) + [""] for w in record["windows"]]
+        return [[record["path"], _num(record["duration_s"])] + cells(record) + [error]]
+
+    def _csv_text(self, rows: list[list[Any]]) -> str:
+        buffer = io.StringIO()
+        csv.writer(buffer, delimiter="," if self.fmt == "csv" else "\t", lineterminator="\n").writerows(rows)
+        return buffer.getvalue()
 
     # -- writing --------------------------------------------------------------------------------
-    def write(self, record: dict[str, Any]) -> None:
+    def render(self, record: dict[str, Any]) -> str:
+        """The text one record adds to the document (not for ``table``)."""
         if self.fmt == "jsonl":
-            self.stream.write(json.dumps(record, ensure_ascii=False) + "\n")
-        elif self.fmt == "json":
-            self.stream.write(("[\n" if self.count == 0 else ",\n") + json.dumps(record, ensure_ascii=False))
-        elif self._csv is not None:
-            self._csv.writerows(self.rows(record))
-        else:
+            return json.dumps(record, ensure_ascii=False) + "\n"
+        if self.fmt == "json":
+            return ("[\n" if self.count == 0 else ",\n") + json.dumps(record, ensure_ascii=False)
+        return self._csv_text(self.rows(record))
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.fmt == "table":
             self._table(record)
+        else:
+            # one write a record: a reader (or a killed run) never sees half of one
+            self.stream.write(self.render(record))
         self.count += 1
         self.stream.flush()
 
-    def close(self) -> None:
+    def closing(self) -> str:
         if self.fmt == "json":
-            self.stream.write("[]\n" if self.count == 0 else "\n]\n")
+            return "[]\n" if self.count == 0 else "\n]\n"
+        return ""
+
+    def close(self) -> None:
+        if self.closing():
+            self.stream.write(self.closing())
             self.stream.flush()
 
     def _table(self, record: dict[str, Any]) -> None:

@@ -1,0 +1,450 @@
+"""``ast batch``: tag a whole collection, streaming, with decoding in worker processes.
+
+The pipeline: inputs are walked lazily (``inputs.py``); each input goes to a decode worker, which
+reads, resamples, computes the fbank once and cuts it into normalised windows (``iter_windows``,
+the code ``ast tag`` runs), sending them back in small chunks; the main process stacks windows of
+any files into batches for the model, collects each file's window scores and turns them into the
+record ``ast tag`` makes (``Tagger.record``). Records go out in input order (or as they finish
+with ``unordered``), each in one write, so a stopped run loses only the files in flight.
+
+Memory is bounded: at most ``2 x workers`` files are in flight, the result queue holds a few
+chunks, and no list of the whole collection is kept (the resume set holds output paths only).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing as mp
+import multiprocessing.connection as mp_connection
+import os
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from . import __version__
+from .errors import ASTError, AudioError, UsageError
+from .inference import FileResult, TagOptions, Tagger, WindowSpec, iter_windows
+from .inputs import Counts, Input, InputSpec
+from .progress import Progress
+from .sinks import BATCH_FORMATS, Sink, check_settings, open_sink, settings_path, write_settings
+
+CHUNK_WINDOWS = 4  # windows per message from a worker: ~2 MB of features at the default size
+FILES_PER_WORKER = 2  # in flight per worker: one decoding, one queued so it never idles
+WORKER_PRELOAD = ("ast_cli.batch", "soundfile", "torchaudio.functional", "torchaudio.compliance.kaldi")
+POLL_SECONDS = 0.5  # how often a waiting main process checks its workers and the progress line
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+
+class Terminated(ASTError):
+    exit_code = EXIT_TERMINATED
+
+
+@dataclass
+class BatchOptions:
+    out: str  # a file, '-' for standard output, or a folder (audacity)
+    fmt: str
+    workers: int = 1
+    unordered: bool = False
+    resume: bool = False
+    force: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.fmt not in BATCH_FORMATS:
+            raise UsageError(f"--format must be one of {', '.join(BATCH_FORMATS)}, got {self.fmt!r}")
+        if self.workers < 0:
+            raise UsageError(f"--workers must be 0 (decode in the main process) or more, got {self.workers}")
+        if self.resume and self.out == "-":
+            raise UsageError("--resume needs an output file", hint="give -o FILE")
+        if self.resume and self.force:
+            raise UsageError("--resume and --force exclude each other")
+
+
+def default_workers() -> int:
+    """Decode workers beside the model: on a small machine one, so the model keeps most cores."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(8, cores // 2))
+
+
+@dataclass
+class Summary:
+    tagged: int = 0
+    failed: int = 0
+    resumed: int = 0  # already in the output (--resume)
+    counts: Counts = field(default_factory=Counts)
+    audio_s: float = 0.0
+    seconds: float = 0.0
+    stopped: str | None = None  # why the run stopped early
+
+    def line(self) -> str:
+        parts = [f"{self.tagged} tagged", f"{self.failed} failed"]
+        if self.counts.skipped:
+            parts.append(f"{self.counts.skipped} skipped (hidden or not audio)")
+        if self.resumed:
+            parts.append(f"{self.resumed} already in the output")
+        if self.counts.other_shard:
+            parts.append(f"{self.counts.other_shard} in other shards")
+        rate = (self.tagged + self.failed) / self.seconds if self.seconds else 0.0
+        speed = f"{self.seconds:.1f} s, {rate:.2f} files/s, {self.audio_s / max(self.seconds, 1e-9):.0f}x real time"
+        head = f"{self.stopped}: " if self.stopped else ""
+        return f"{head}{', '.join(parts)}; {speed}"
+
+
+# -- the run ------------------------------------------------------------------------------------
+def settings(tagger: Tagger, options: TagOptions, inputs: InputSpec, fmt: str) -> dict:
+    """What changes the results; recorded beside the output and compared by ``--resume``."""
+    window, hop = tagger.window_hop_frames(options)
+    source = tagger.checkpoint.source
+    return {
+        "model": os.path.abspath(source) if os.path.exists(source) else source,
+        "format": fmt,
+        "window_frames": window,
+        "hop_frames": hop,
+        "aggregate": options.aggregate,
+        "top": options.top,
+        "threshold": options.threshold,
+        "activation": options.activation or tagger.default_activation(),
+        "precision": tagger.precision,
+        "include": sorted(x.lower() for x in options.include),
+        "exclude": sorted(x.lower() for x in options.exclude),
+        "timeline": options.timeline,
+        "merge": options.merge,
+        "all_scores": options.all_scores,
+        "channel": options.channel,
+        "relative": inputs.relative,
+    }
+
+
+def run_batch(tagger: Tagger, inputs: InputSpec, tag_options: TagOptions, options: BatchOptions, log=None) -> Summary:
+    """Tag every input into ``options.out``; returns the summary (also printed through ``log``)."""
+    log = log or (lambda line: print(f"ast: {line}", file=sys.stderr, flush=True))
+    if options.fmt == "audacity" and not tag_options.merge:  # a label track holds events
+        tag_options = dataclasses.replace(tag_options, merge=True)
+    tagger.label_mask(tag_options.include, tag_options.exclude)  # unknown labels fail before any work
+    spec = tagger.window_spec(tag_options)
+    run_settings = settings(tagger, tag_options, inputs, options.fmt)
+    side = settings_path(options.out, options.fmt)
+    if options.resume and (side.exists() or os.path.exists(options.out)):
+        check_settings(side, run_settings)
+    writer_options = dict(
+        columns=tag_options.top or len(tagger.labels),
+        timeline=tag_options.timeline,
+        merge=tag_options.merge,
+        score_columns=[label for label, keep in zip(tagger.labels, tagger.label_mask(tag_options.include, tag_options.exclude)) if keep]
+        if tag_options.all_scores
+        else None,
+    )
+    summary = Summary()
+    items = inputs.iter(summary.counts)
+    first = next(items, None)
+    if first is None and not summary.counts.other_shard:
+        raise UsageError("no audio files to tag", hint=f"looked for {', '.join(sorted(inputs.extensions)[:8])}, ... (--ext)")
+    sink = open_sink(options.out, options.fmt, writer_options, resume=options.resume, force=options.force)
+    if options.out != "-":
+        write_settings(side, run_settings, __version__)
+
+    # workers are forked before any other thread starts (a fork copies no thread, but their locks)
+    source = WorkerPool(spec, options.workers) if options.workers > 0 else InlineSource(spec)
+    progress = Progress(enabled=options.progress)
+    if inputs.countable():
+        _count_in_background(inputs, progress, sink)
+    start = time.monotonic()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if threading.current_thread() is threading.main_thread() else None
+    records = _pipeline(tagger, tag_options, _chain(first, items), source, sink, summary, options.unordered, progress.tick)
+    try:
+        for record in records:
+            failed = "error" in record
+            summary.failed += failed
+            summary.tagged += not failed
+            summary.audio_s += record["duration_s"] or 0.0
+            if failed:
+                log(f"error: {record['error']}")
+            sink.write(record)
+            progress.update(record["duration_s"] or 0.0, failed)
+    except KeyboardInterrupt:
+        summary.stopped = "interrupted"
+        raise
+    except Terminated:
+        summary.stopped = "terminated"
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        source.close()
+        progress.close()
+        try:
+            sink.close()
+        finally:
+            summary.seconds = time.monotonic() - start
+            for pattern in summary.counts.unmatched:
+                log(f"warning: {pattern}: no file matches")
+            log(summary.line() + (" (continue with --resume)" if summary.stopped and options.out != "-" else ""))
+    return summary
+
+
+def _chain(first: Input | None, rest: Iterator[Input]) -> Iterator[Input]:
+    if first is not None:
+        yield first
+    yield from rest
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated("terminated")
+
+
+def _count_in_background(inputs: InputSpec, progress: Progress, sink: Sink) -> None:
+    """The total for the progress line, from a second walk of the inputs (files not yet done)."""
+
+    def count() -> None:
+        try:
+            total = sum(1 for item in inputs.iter() if not sink.done(item.name))
+        except Exception:  # noqa: BLE001 (the total is a nicety: the run itself reports real errors)
+            return
+        progress.set_total(total)
+
+    threading.Thread(target=count, name="ast-count", daemon=True).start()
+
+
+@dataclass
+class _FileState:
+    item: Input
+    starts: list[int] = field(default_factory=list)
+    scores: list[torch.Tensor] = field(default_factory=list)
+    expected: int | None = None  # windows, known once the worker is done with the file
+    duration_s: float = 0.0
+    error: str | None = None
+
+
+def _pipeline(
+    tagger: Tagger, options: TagOptions, items: Iterator[Input], source, sink: Sink, summary: Summary, unordered: bool, tick
+) -> Iterator[dict]:
+    """Records of the inputs (skipping what the sink already has), batching windows across files."""
+    states: dict[int, _FileState] = {}
+    pending: deque[tuple[int, int, np.ndarray]] = deque()  # (seq, start frame, (T, F) features)
+    finished: dict[int, dict] = {}
+    next_seq = next_out = 0
+    exhausted = False
+
+    def finish(seq: int) -> None:
+        state = states.pop(seq)
+        result = FileResult(state.item.name, state.duration_s, state.starts, state.scores, state.error)
+        finished[seq] = tagger.record(result, options)
+
+    def ready(seq: int) -> bool:
+        state = states[seq]
+        return state.error is not None or (state.expected is not None and len(state.scores) == state.expected)
+
+    while True:
+        while not exhausted and source.has_room():  # keep the workers fed
+            item = next(items, None)
+            if item is None:
+                exhausted = True
+            elif sink.done(item.name):
+                summary.resumed += 1
+            else:
+                states[next_seq] = _FileState(item)
+                source.submit(next_seq, item.path)
+                next_seq += 1
+        if exhausted and not states:
+            break
+        message = None if len(pending) >= options.batch_size else source.get(block=not pending)
+        if message is None:
+            if not pending:
+                tick()  # waiting on a long file: the status line still comes
+            else:  # a full batch, or nothing else is ready: keep the model busy
+                batch = [pending.popleft() for _ in range(min(options.batch_size, len(pending)))]
+                scores = tagger.scores(torch.from_numpy(np.stack([w[2] for w in batch])), options.activation)
+                for (seq, start, _), row in zip(batch, scores):
+                    state = states.get(seq)
+                    if state is not None and state.error is None:
+                        state.starts.append(start)
+                        state.scores.append(row)
+                        if ready(seq):
+                            finish(seq)
+        else:
+            kind, seq = message[0], message[1]
+            state = states.get(seq)
+            if state is None or state.error is not None:
+                continue
+            if kind == "w":
+                pending.extend((seq, start, feats) for start, feats in zip(message[2], message[3]))
+            elif kind == "d":
+                state.expected, state.duration_s = message[2], message[3]
+            else:
+                state.error = message[2]
+            if ready(seq):
+                finish(seq)
+        if unordered:
+            for seq in list(finished):
+                yield finished.pop(seq)
+        else:
+            while next_out in finished:
+                yield finished.pop(next_out)
+                next_out += 1
+
+
+# -- decoding: in the main process, or in workers ---------------------------------------------------
+def decode(seq: int, path: str, spec: WindowSpec) -> Iterator[tuple]:
+    """Messages for one input: ("w", seq, starts, features (n, T, F)) chunks, then ("d", seq,
+    windows, duration_s), or ("e", seq, message) when it cannot be read (after any chunks)."""
+    meta: dict = {}
+    count = 0
+    starts: list[int] = []
+    chunk: list[np.ndarray] = []
+    try:
+        for window in iter_windows(path, spec, meta=meta):
+            starts.append(window.start)
+            chunk.append(window.features.numpy())
+            if len(chunk) == CHUNK_WINDOWS:
+                yield ("w", seq, starts, np.stack(chunk))
+                count += len(chunk)
+                starts, chunk = [], []
+        if chunk:
+            yield ("w", seq, starts, np.stack(chunk))
+            count += len(chunk)
+        yield ("d", seq, count, meta.get("duration_s", 0.0))
+    except AudioError as exc:
+        yield ("e", seq, str(exc))
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # noqa: BLE001 (a batch goes on past any one file; the message names it)
+        yield ("e", seq, f"{path}: cannot tag ({type(exc).__name__}: {exc})")
+
+
+class InlineSource:
+    """Decoding in the main process, one file at a time (``--workers 0``)."""
+
+    def __init__(self, spec: WindowSpec):
+        self.spec = spec
+        self._current: Iterator[tuple] | None = None
+        self._queue: deque[tuple[int, str]] = deque()
+
+    def has_room(self) -> bool:
+        return not self._queue and self._current is None
+
+    def submit(self, seq: int, path: str) -> None:
+        self._queue.append((seq, path))
+
+    def get(self, block: bool) -> tuple | None:
+        while True:
+            if self._current is None:
+                if not self._queue:
+                    return None
+                self._current = decode(*self._queue.popleft(), self.spec)
+            message = next(self._current, None)
+            if message is not None:
+                return message
+            self._current = None
+
+    def close(self) -> None:
+        self._current = None
+
+
+class WorkerPool:
+    """Decode workers, each with a pipe of its own each way. A worker that dies (killed, out of
+    memory) fails only its own files and is replaced; a message it tore is never read as data.
+
+    Workers are forked from a server process that imported torch once (``forkserver``): they start
+    at once, hold no copy of the model, and inherit none of this process's threads or pipes, so
+    the end of a worker's pipe closes with it. Messages go synchronously (no feeder thread), one in
+    flight per worker, which bounds memory.
+    """
+
+    def __init__(self, spec: WindowSpec, workers: int):
+        self.spec = spec
+        methods = mp.get_all_start_methods()
+        self.ctx = mp.get_context("forkserver" if "forkserver" in methods else "spawn")
+        if "forkserver" in methods:
+            self.ctx.set_forkserver_preload(list(WORKER_PRELOAD))
+        self.workers: list[_Worker] = [self._start() for _ in range(workers)]
+        self.lost: deque[tuple] = deque()
+
+    def _start(self) -> _Worker:
+        tasks_r, tasks_w = self.ctx.Pipe(duplex=False)
+        results_r, results_w = self.ctx.Pipe(duplex=False)
+        process = self.ctx.Process(target=_worker_main, args=(self.spec, tasks_r, results_w), daemon=True, name="ast-decode")
+        process.start()
+        tasks_r.close()  # the worker's ends live in the worker only: its death closes them
+        results_w.close()
+        return _Worker(process, tasks_w, results_r)
+
+    def has_room(self) -> bool:
+        return any(len(w.seqs) < FILES_PER_WORKER for w in self.workers)
+
+    def submit(self, seq: int, path: str) -> None:
+        worker = min(self.workers, key=lambda w: len(w.seqs))
+        worker.seqs.add(seq)
+        try:
+            worker.tasks.send((seq, path))
+        except OSError:  # it died a moment ago: the next get() reports its files
+            pass
+
+    def get(self, block: bool) -> tuple | None:
+        """The next message; None when there is none now (or, with ``block``, within POLL_SECONDS)."""
+        if self.lost:
+            return self.lost.popleft()
+        ready = mp_connection.wait([w.results for w in self.workers], timeout=POLL_SECONDS if block else 0)
+        for conn in ready:
+            worker = next(w for w in self.workers if w.results is conn)
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                self._replace(worker)
+                continue
+            if message[0] in ("d", "e"):
+                worker.seqs.discard(message[1])
+            return message
+        return self.lost.popleft() if self.lost else None
+
+    def _replace(self, worker: _Worker) -> None:
+        worker.process.join(timeout=5.0)
+        code = worker.process.exitcode
+        for seq in sorted(worker.seqs):
+            self.lost.append(("e", seq, f"decoder process died (exit status {code}) while reading this file"))
+        worker.close()
+        self.workers[self.workers.index(worker)] = self._start()
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.close()  # a worker sees the end of its task pipe and exits
+        for worker in self.workers:
+            worker.process.join(timeout=2.0)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()
+
+
+@dataclass
+class _Worker:
+    process: mp.process.BaseProcess
+    tasks: mp_connection.Connection
+    results: mp_connection.Connection
+    seqs: set[int] = field(default_factory=set)
+
+    def close(self) -> None:
+        for conn in (self.tasks, self.results):
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+
+def _worker_main(spec: WindowSpec, tasks, results) -> None:
+    """A decode worker: one thread for torch (the model has the cores), Ctrl-C left to the parent;
+    it ends when its task pipe closes (the parent finished, or was killed)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(1)
+    try:
+        while True:
+            task = tasks.recv()
+            for message in decode(task[0], task[1], spec):
+                results.send(message)
+    except (EOFError, OSError):  # the parent is gone or done
+        return

@@ -1,0 +1,165 @@
+"""Which files a batch run tags: folders walked in sorted order, files, glob patterns and path lists,
+streamed (no list of the whole collection is built), filtered by extension, split into shards.
+
+No torch here.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import shutil
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from .errors import UsageError
+
+# What libsndfile reads (soundfile.available_formats(): WAV, FLAC, OGG/Vorbis/Opus, MP3, AIFF, AU,
+# CAF, W64, RF64, ...) and, when an ffmpeg executable is on PATH, the containers it decodes too.
+SNDFILE_EXTENSIONS = frozenset(
+    ".wav .wave .flac .ogg .oga .opus .mp3 .aif .aiff .aifc .au .snd .caf .w64 .rf64 .voc .sd2 .paf .svx .nist .sph .wv".split()
+)
+FFMPEG_EXTENSIONS = frozenset(".m4a .aac .wma .webm .mka .mp4 .mkv .mov .ac3 .amr .3gp".split())
+
+
+def default_extensions() -> frozenset[str]:
+    return SNDFILE_EXTENSIONS | FFMPEG_EXTENSIONS if shutil.which("ffmpeg") else SNDFILE_EXTENSIONS
+
+
+def parse_extensions(values: Sequence[str]) -> frozenset[str]:
+    """``--ext wav,flac --ext .mp3`` -> {'.wav', '.flac', '.mp3'}; nothing given -> the defaults."""
+    found = {("." + e.strip().lstrip(".")).lower() for v in values for e in v.split(",") if e.strip().lstrip(".")}
+    return frozenset(found) if found else default_extensions()
+
+
+def parse_shard(value: str | None) -> tuple[int, int] | None:
+    """``K/N`` (K from 0 to N-1, as SLURM_ARRAY_TASK_ID and JOB_COMPLETION_INDEX count) -> (K, N)."""
+    if value is None:
+        return None
+    try:
+        k, n = (int(x) for x in value.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard must be K/N, e.g. 0/4, got {value!r}") from None
+    if n < 1 or not 0 <= k < n:
+        raise UsageError(f"--shard {value}: K counts from 0 to N-1", hint=f"the {n} shards are 0/{n} ... {n - 1}/{n}")
+    return k, n
+
+
+def shard_of(name: str, shards: int) -> int:
+    """A stable shard number for a path: a hash of its text, the same on every machine and run."""
+    digest = hashlib.blake2b(name.encode("utf-8", "surrogateescape"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % shards
+
+
+@dataclass(frozen=True)
+class Input:
+    path: str  # what to open
+    name: str  # what the output calls it: as given, or relative to the folder it was found in
+
+
+@dataclass
+class Counts:
+    """Files passed over while walking folders (not errors: they are not audio)."""
+
+    hidden: int = 0
+    not_audio: int = 0
+    other_shard: int = 0
+    unmatched: list[str] = field(default_factory=list)  # glob patterns that matched nothing
+
+    @property
+    def skipped(self) -> int:
+        return self.hidden + self.not_audio
+
+
+@dataclass
+class InputSpec:
+    """The inputs of ``ast batch``: what was given on the command line and how to expand it."""
+
+    items: Sequence[str] = ()
+    files_from: str | None = None  # a file of paths, one a line; '-' = standard input
+    recursive: bool = True
+    extensions: frozenset[str] = field(default_factory=default_extensions)
+    relative: bool = False  # names of files found in a folder are relative to that folder
+    shard: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.items and self.files_from is None:
+            raise UsageError("no inputs", hint="give audio files, folders or glob patterns, or --files-from LIST")
+
+    def iter(self, counts: Counts | None = None, stdin: Iterable[str] | None = None) -> Iterator[Input]:
+        """The inputs in a deterministic order: each argument in turn, a folder's files sorted by
+        path; then the lines of ``--files-from``. Repeated names are tagged once."""
+        counts = counts if counts is not None else Counts()
+        seen: set[str] | None = set() if len(self.items) + (self.files_from is not None) > 1 else None
+        for item in self._expand(counts, stdin):
+            if seen is not None:
+                if item.name in seen:
+                    continue
+                seen.add(item.name)
+            if self.shard is not None and shard_of(item.name, self.shard[1]) != self.shard[0]:
+                counts.other_shard += 1
+                continue
+            yield item
+
+    def countable(self) -> bool:
+        """Whether a second pass over the inputs (to count them for progress) reads the same thing."""
+        return self.files_from != "-"
+
+    def _expand(self, counts: Counts, stdin: Iterable[str] | None) -> Iterator[Input]:
+        for item in self.items:
+            if os.path.isdir(item):
+                yield from self._walk(item, item, counts)
+            elif not os.path.lexists(item) and glob.has_magic(item):
+                matches = sorted(glob.glob(item, recursive=True))
+                if not matches:
+                    counts.unmatched.append(item)
+                for match in matches:
+                    if os.path.isdir(match):
+                        yield from self._walk(match, match, counts)
+                    elif self._wanted(os.path.basename(match), counts):
+                        yield Input(match, match)
+            else:  # a file given by name is tagged whatever its extension (a missing one fails as a file)
+                yield Input(item, item)
+        if self.files_from is not None:
+            for line in self._lines(stdin):
+                yield Input(line, line)
+
+    def _walk(self, root: str, folder: str, counts: Counts) -> Iterator[Input]:
+        """Files below ``folder`` in sorted order, one directory listing in memory at a time."""
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            print(f"ast: warning: {folder}: cannot list ({exc.strerror})", file=sys.stderr)
+            return
+        for entry in entries:
+            if entry.name.startswith("."):
+                counts.hidden += 1
+                continue
+            try:
+                is_dir = entry.is_dir()
+            except OSError:  # a symlink loop, a vanished entry: tagging it reports the reason
+                is_dir = False
+            if is_dir:
+                if self.recursive:
+                    yield from self._walk(root, entry.path, counts)
+            elif self._wanted(entry.name, counts):
+                yield Input(entry.path, os.path.relpath(entry.path, root) if self.relative else entry.path)
+
+    def _wanted(self, name: str, counts: Counts) -> bool:
+        if os.path.splitext(name)[1].lower() in self.extensions:
+            return True
+        counts.not_audio += 1
+        return False
+
+    def _lines(self, stdin: Iterable[str] | None) -> Iterator[str]:
+        if self.files_from == "-":
+            source: Iterable[str] = stdin if stdin is not None else sys.stdin
+            yield from (line.rstrip("\r\n") for line in source if line.strip())
+            return
+        try:
+            with open(self.files_from, encoding="utf-8", errors="surrogateescape") as f:
+                yield from (line.rstrip("\r\n") for line in f if line.strip())
+        except OSError as exc:
+            raise UsageError(f"--files-from {self.files_from}: cannot read ({exc.strerror})") from None

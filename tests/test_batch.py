@@ -1,0 +1,340 @@
+"""`ast batch` end to end: a generated tree of a few hundred files (mixed formats, rates, channels,
+nested folders, corrupt files, awkward names), every format, equality with `ast tag`, resume after
+SIGINT and SIGKILL of a real process, shards, streaming into a pipe."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from ast_cli.cli import main
+
+from conftest import tone
+
+ROOT = Path(__file__).resolve().parents[1]
+NAMES = ["plain", "with space", "comma, here", 'quote "q"', "ünïcödé 音", "semi;colon"]
+FORMATS = [("wav", "PCM_16"), ("flac", "PCM_16"), ("ogg", "VORBIS"), ("wav", "FLOAT")]
+RATES = [8000, 16000, 22050, 44100]
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    """~300 short clips in nested folders; 4 corrupt files; a hidden file and a text file to skip."""
+    root = tmp_path_factory.mktemp("collection")
+    rng = np.random.default_rng(0)
+    good = []
+    for i in range(296):
+        ext, subtype = FORMATS[i % len(FORMATS)]
+        sr = RATES[(i // 4) % len(RATES)]
+        channels = 1 + (i % 3 == 0)
+        folder = root / f"set{i % 5}" / (f"sub{i % 3}" if i % 2 else "")
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{NAMES[i % len(NAMES)]} {i:03d}.{ext}"
+        sf.write(path, tone(rng.uniform(0.15, 0.45), sr, channels, freq=float(rng.uniform(200, 3000)), seed=i), sr, subtype=subtype)
+        good.append(path)
+    bad = []
+    for i, payload in enumerate([b"", b"RIFF\x00\x00", b"this is not audio at all" * 20, os.urandom(3000)]):
+        path = root / "set0" / f"broken {i}.wav"
+        path.write_bytes(payload)
+        bad.append(path)
+    (root / "set1" / ".hidden.wav").write_bytes(b"x")
+    (root / "set1" / "notes.txt").write_text("not audio")
+    return root, sorted(good), sorted(bad)
+
+
+def run(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def ast_cmd(*args) -> list[str]:
+    return [sys.executable, "-m", "ast_cli", *map(str, args)]
+
+
+def jsonl(path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines()]
+
+
+def test_whole_tree_to_csv_goes_past_bad_files(capsys, tree, tiny_model_dir, tmp_path):
+    root, good, bad = tree
+    out = tmp_path / "tags.csv"
+    code, stdout, err = run(capsys, "batch", root, "-o", out, "-m", tiny_model_dir, "--workers", "2", "-q")
+    assert code == 1 and stdout == ""  # some file failed; nothing but results on stdout (here: a file)
+    rows = list(csv.DictReader(out.open(encoding="utf-8", newline="")))
+    paths = [r["path"] for r in rows]
+    assert paths == sorted(paths, key=lambda p: Path(p).relative_to(root).parts)  # the sorted walk
+    by_path = {r["path"]: r for r in rows}
+    assert set(by_path) == {str(p) for p in good + bad}  # every file exactly once, hidden/text skipped
+    assert all(by_path[str(p)]["error"] for p in bad)
+    assert not any(by_path[str(p)]["error"] for p in good)
+    assert all(by_path[str(p)]["label_1"] and 0 <= float(by_path[str(p)]["score_1"]) <= 1 for p in good)
+    assert "300 tagged" not in err and "296 tagged, 4 failed, 2 skipped" in err
+    assert err.count("ast: error:") == 4 and all(str(p) in err for p in bad)
+
+
+def test_order_is_the_sorted_walk_and_unordered_has_the_same_records(capsys, tree, tiny_model_dir, tmp_path):
+    root, good, _ = tree
+    folder = root / "set2"
+    _, ordered, _ = run(capsys, "batch", folder, "-o", "-", "-m", tiny_model_dir, "--workers", "2", "-q")
+    _, loose, _ = run(capsys, "batch", folder, "-o", "-", "-m", tiny_model_dir, "--workers", "2", "--unordered", "-q")
+    paths = [json.loads(line)["path"] for line in ordered.splitlines()]
+    expected = []
+    for dirpath, dirs, files in os.walk(folder):
+        dirs.sort()
+        expected += [os.path.join(dirpath, f) for f in files]
+    assert sorted(paths) == sorted(expected)
+    # sorted walk: a folder's files by name, sub-folders where their names sort
+    assert paths == sorted(paths, key=lambda p: Path(p).relative_to(folder).parts)
+    assert sorted(loose.splitlines()) == sorted(ordered.splitlines())
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_scores_equal_ast_tag(capsys, tree, tiny_model_dir, workers):
+    root, good, _ = tree
+    files = good[:24:3] + good[-3:]
+    common = ["-m", tiny_model_dir, "--top", "0", "--timeline", "-f", "jsonl", "--precision", "fp32"]
+    # batch size 1: the same matrix products as `ast tag`, so the same numbers to the last digit
+    _, tagged, _ = run(capsys, "tag", *files, *common, "--batch-size", "1")
+    _, batched, _ = run(capsys, "batch", *files, "-o", "-", *common, "--batch-size", "1", "--workers", workers)
+    assert batched == tagged
+    # windows of several files in one batch: equal to within the last reported digit
+    _, shared, _ = run(capsys, "batch", *files, "-o", "-", *common, "--batch-size", "7", "--workers", workers)
+    for a, b in zip(map(json.loads, tagged.splitlines()), map(json.loads, shared.splitlines())):
+        assert a["path"] == b["path"] and a["duration_s"] == b["duration_s"]
+        sa = {x["index"]: x["score"] for x in a["labels"]}
+        sb = {x["index"]: x["score"] for x in b["labels"]}
+        assert sa.keys() == sb.keys() and max(abs(sa[k] - sb[k]) for k in sa) <= 2e-6
+
+
+def test_long_recording_windows_equal_tag(capsys, tiny_model_dir, wav):
+    path = wav(9.3, 44100, 2, name="long.wav")
+    common = ["-m", tiny_model_dir, "--timeline", "--hop", "0.4", "-f", "json", "--precision", "fp32", "--batch-size", "1"]
+    _, tagged, _ = run(capsys, "tag", path, *common)
+    _, batched, _ = run(capsys, "batch", path, "-o", "-", *common, "--workers", "1")
+    assert json.loads(batched) == json.loads(tagged)
+    assert len(json.loads(batched)[0]["windows"]) > 10
+
+
+def test_every_format(capsys, tree, tiny_model_dir, tmp_path):
+    root, good, bad = tree
+    files = [good[0], good[1], bad[2]]
+    common = ["-m", tiny_model_dir, "--top", "2", "--workers", "0", "-q"]
+    for ext in ("csv", "tsv", "json", "jsonl"):
+        out = tmp_path / f"t.{ext}"
+        code, _, _ = run(capsys, "batch", *files, "-o", out, *common)
+        assert code == 1
+        text = out.read_text(encoding="utf-8")
+        if ext == "json":
+            records = json.loads(text)
+        elif ext == "jsonl":
+            records = [json.loads(x) for x in text.splitlines()]
+        else:
+            rows = list(csv.DictReader(io.StringIO(text), delimiter="," if ext == "csv" else "\t"))
+            assert list(rows[0]) == ["path", "duration_s", "label_1", "score_1", "label_2", "score_2", "error"]
+            records = [{"path": r["path"], "error": r["error"]} for r in rows]
+        assert [r["path"] for r in records] == [str(f) for f in files]
+        assert bool(records[2].get("error")) and not records[0].get("error")
+        settings = json.loads(Path(f"{out}.ast.json").read_text())["settings"]
+        assert settings["format"] == ext and settings["top"] == 2
+    code, _, err = run(capsys, "batch", good[0], "-o", tmp_path / "t.xyz", *common)
+    assert code == 2 and "--format" in err
+
+
+def test_all_scores_timeline_and_merge(capsys, tiny_model_dir, wav, tmp_path):
+    path = wav(4.0, name="a.wav")
+    common = ["-m", tiny_model_dir, "--workers", "0", "-q"]
+    code, out, _ = run(capsys, "batch", path, "-o", "-", "-f", "csv", "--all-scores", *common)
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert list(rows[0]) == ["path", "duration_s", "Speech", "Music", "Dog", "Rain", "Siren", "error"]
+    code, out, _ = run(capsys, "batch", path, "-o", "-", "-f", "jsonl", "--all-scores", "--timeline", *common)
+    record = json.loads(out)
+    assert set(record["scores"]) == {"Speech", "Music", "Dog", "Rain", "Siren"}
+    assert max(record["scores"].values()) == record["labels"][0]["score"]
+    for w in record["windows"]:
+        assert w["labels"][0]["score"] == max(w["scores"].values())
+    code, out, _ = run(capsys, "batch", path, "-o", "-", "-f", "csv", "--timeline", *common)
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == len(record["windows"]) and list(rows[0])[:3] == ["path", "start_s", "end_s"]
+    code, out, _ = run(capsys, "batch", path, "-o", "-", "-f", "jsonl", "--merge", "--top", "1", *common)
+    record = json.loads(out)
+    # one label tops every window here or several do: events cover the windows without gaps per label
+    assert record["events"] and all(e["start_s"] < e["end_s"] for e in record["events"])
+    tops = [w["labels"][0]["label"] for w in record["windows"]]
+    runs = 1 + sum(a != b for a, b in zip(tops, tops[1:]))
+    assert len(record["events"]) == runs
+
+
+def test_audacity_label_tracks(capsys, tree, tiny_model_dir, tmp_path):
+    root, good, bad = tree
+    out = tmp_path / "labels"
+    code, _, _ = run(capsys, "batch", good[0], bad[1], "-o", out, "-f", "audacity", "-m", tiny_model_dir, "--top", "2", "--workers", "0", "-q")
+    assert code == 1
+    tracks = list(out.rglob("*.txt"))
+    assert len(tracks) == 1 and tracks[0].name == good[0].name + ".txt"
+    for line in tracks[0].read_text(encoding="utf-8").splitlines():
+        start, end, label = line.split("\t")
+        assert 0 <= float(start) < float(end) and label
+    assert json.loads((out / "errors.jsonl").read_text(encoding="utf-8"))["path"] == str(bad[1])
+
+
+def test_relative_paths_files_from_stdin_and_dedup(capsys, tree, tiny_model_dir, tmp_path, monkeypatch):
+    root, good, _ = tree
+    folder = root / "set3"
+    code, out, _ = run(capsys, "batch", folder, folder, "-o", "-", "--relative", "-m", tiny_model_dir, "--workers", "0", "-q")
+    paths = [json.loads(x)["path"] for x in out.splitlines()]
+    assert len(paths) == len(set(paths)) and all(not p.startswith(str(root)) and (folder / p).exists() for p in paths)
+    listing = "\n".join(map(str, good[:5])) + "\n"
+    monkeypatch.setattr(sys, "stdin", io.StringIO(listing))
+    code, out, _ = run(capsys, "batch", "--files-from", "-", "-o", "-", "-m", tiny_model_dir, "--workers", "0", "-q")
+    assert code == 0 and [json.loads(x)["path"] for x in out.splitlines()] == [str(p) for p in good[:5]]
+
+
+def test_glob_and_ext_and_no_recursive(capsys, tree, tiny_model_dir):
+    root, good, _ = tree
+    code, out, _ = run(capsys, "batch", str(root / "**" / "*.flac"), "-o", "-", "-m", tiny_model_dir, "--workers", "0", "-q")
+    flacs = [json.loads(x)["path"] for x in out.splitlines()]
+    assert code == 0 and flacs == sorted(str(p) for p in good if p.suffix == ".flac")
+    code, out, _ = run(capsys, "batch", root, "--ext", "ogg", "-o", "-", "-m", tiny_model_dir, "--workers", "0", "-q")
+    assert sorted(json.loads(x)["path"] for x in out.splitlines()) == sorted(str(p) for p in good if p.suffix == ".ogg")
+    code, out, err = run(capsys, "batch", root / "set4", "--no-recursive", "-o", "-", "-m", tiny_model_dir, "-q")
+    assert all(Path(json.loads(x)["path"]).parent == root / "set4" for x in out.splitlines())
+    code, out, err = run(capsys, "batch", root, "--ext", "aiff", "-o", "-", "-m", tiny_model_dir, "-q")
+    assert code == 2 and "no audio files" in err
+
+
+def test_shards_partition_the_collection(capsys, tree, tiny_model_dir, tmp_path):
+    root, good, bad = tree
+    seen = []
+    for k in range(3):
+        out = tmp_path / f"part-{k}.jsonl"
+        run(capsys, "batch", root, "-o", out, "--shard", f"{k}/3", "-m", tiny_model_dir, "--workers", "1", "-q")
+        seen.append({r["path"] for r in jsonl(out)})
+    assert sum(map(len, seen)) == len(good) + len(bad)  # no overlap
+    assert set().union(*seen) == {str(p) for p in good + bad}  # nothing lost
+    assert all(len(s) > 50 for s in seen)  # a hash, not the order: roughly even
+    code, _, err = run(capsys, "batch", root, "-o", "-", "--shard", "3/3", "-m", tiny_model_dir)
+    assert code == 2 and "0 to N-1" in err
+
+
+def test_existing_output_needs_resume_or_force(capsys, tree, tiny_model_dir, tmp_path):
+    root, good, _ = tree
+    out = tmp_path / "t.jsonl"
+    common = [good[0], good[1], "-o", out, "-m", tiny_model_dir, "--workers", "0", "-q"]
+    assert run(capsys, "batch", *common)[0] == 0
+    code, _, err = run(capsys, "batch", *common)
+    assert code == 2 and "--resume" in err and "--force" in err
+    code, _, err = run(capsys, "batch", *common, "--resume", "--top", "3")
+    assert code == 2 and "top 5 -> 3" in err
+    code, _, err = run(capsys, "batch", *common, "--resume")
+    assert code == 0 and "2 already in the output" in err and len(jsonl(out)) == 2
+    assert run(capsys, "batch", *common, "--force", "--top", "1")[0] == 0
+    assert [len(r["labels"]) for r in jsonl(out)] == [1, 1]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv"])
+def test_resume_after_a_torn_tail(capsys, tree, tiny_model_dir, tmp_path, fmt):
+    """What a SIGKILL in the middle of a write would leave: the torn record is dropped and redone."""
+    root, good, _ = tree
+    files = good[:6]
+    out = tmp_path / f"t.{fmt}"
+    common = ["-o", out, "-m", tiny_model_dir, "--workers", "0", "-q", "--top", "2"]
+    run(capsys, "batch", *files, *common)
+    full = out.read_bytes()
+    run(capsys, "batch", *files[:3], *common, "--force")
+    partial = out.read_bytes()
+    if fmt == "json":
+        partial = partial[: partial.rindex(b"\n]")]  # killed: the array was never closed
+    out.write_bytes(partial + full[len(partial) : len(partial) + 17])  # and half a record follows
+    code, _, err = run(capsys, "batch", *files, *common, "--resume")
+    assert code == 0 and "3 already in the output" in err
+    assert out.read_bytes() == full
+
+
+def wait_for_records(path: Path, n: int, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_bytes().count(b"\n") >= n:
+            return
+        assert proc.poll() is None, "finished before it could be stopped"
+        time.sleep(0.05)
+    raise AssertionError("no progress")
+
+
+@pytest.mark.parametrize("sig,fmt", [(signal.SIGINT, "json"), (signal.SIGKILL, "jsonl"), (signal.SIGTERM, "csv")])
+def test_stopped_run_resumes_with_every_file_once(tree, tiny_model_dir, tmp_path, sig, fmt):
+    root, good, bad = tree
+    out = tmp_path / f"tags.{fmt}"
+    cmd = ast_cmd("batch", root, "-o", out, "-m", tiny_model_dir, "--workers", "1", "--batch-size", "1", "-q")
+    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    wait_for_records(out, 30, proc)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130 and "interrupted:" in err and "Traceback" not in err
+        assert json.loads(out.read_text(encoding="utf-8"))  # the array was closed: valid JSON
+    elif sig == signal.SIGTERM:
+        assert proc.returncode == 143 and "terminated:" in err and "Traceback" not in err
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    done = subprocess.run([*cmd, "--resume"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode in (0, 1) and "Traceback" not in done.stderr, done.stderr  # 1 if a broken file was left
+    if fmt == "json":
+        paths = [r["path"] for r in json.loads(out.read_text(encoding="utf-8"))]
+    elif fmt == "jsonl":
+        paths = [r["path"] for r in jsonl(out)]
+    else:
+        paths = [r["path"] for r in csv.DictReader(out.open(encoding="utf-8", newline=""))]
+    assert sorted(paths) == sorted(str(p) for p in good + bad)  # every file exactly once
+
+
+def test_streams_into_a_pipe_as_files_finish(tree, tiny_model_dir):
+    """The first record reaches the reader long before the run ends; a closed pipe ends it quietly."""
+    root, good, _ = tree
+    proc = subprocess.Popen(
+        ast_cmd("batch", root, "-o", "-", "-m", tiny_model_dir, "--workers", "1", "--batch-size", "1"),
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    first = json.loads(proc.stdout.readline())
+    assert first["path"].startswith(str(root))
+    assert proc.poll() is None  # still running: records are streamed, not held until the end
+    proc.stdout.close()  # like `| head -1`
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 141 and "Traceback" not in err and "BrokenPipe" not in err
+
+
+def test_dead_worker_fails_only_its_files(tiny_model_dir, wav):
+    """A decode worker killed by the system (out of memory) costs its files, not the run."""
+    from ast_cli.batch import WorkerPool
+    from ast_cli.checkpoints import load
+    from ast_cli.inference import TagOptions, Tagger
+
+    spec = Tagger(load(str(tiny_model_dir)), device="cpu", precision="fp32").window_spec(TagOptions())
+    pool = WorkerPool(spec, 1)
+    try:
+        path = str(wav(60.0, name="long.wav"))
+        pool.submit(0, path)
+        assert pool.get(block=True)[0] == "w"  # it is decoding
+        os.kill(pool.workers[0].process.pid, signal.SIGKILL)
+        messages = [pool.get(block=True) for _ in range(40)]
+        errors = [m for m in messages if m and m[0] == "e"]
+        assert errors and errors[0][1] == 0 and "decoder process died" in errors[0][2]
+        pool.submit(1, str(wav(0.5, name="short.wav")))  # the replacement takes new work
+        kinds = []
+        while "d" not in kinds:
+            m = pool.get(block=True)
+            kinds += [m[0]] if m and m[1] == 1 else []
+        assert kinds[-2:] == ["w", "d"]
+    finally:
+        pool.close()
