@@ -18,7 +18,6 @@ import multiprocessing as mp
 import multiprocessing.connection as mp_connection
 import os
 import signal
-import sys
 import threading
 import time
 from collections import deque
@@ -124,7 +123,6 @@ def settings(tagger: Tagger, options: TagOptions, inputs: InputSpec, fmt: str) -
 
 def run_batch(tagger: Tagger, inputs: InputSpec, tag_options: TagOptions, options: BatchOptions, log=None) -> Summary:
     """Tag every input into ``options.out``; returns the summary (also printed through ``log``)."""
-    log = log or (lambda line: print(f"ast: {line}", file=sys.stderr, flush=True))
     if options.fmt == "audacity" and not tag_options.merge:  # a label track holds events
         tag_options = dataclasses.replace(tag_options, merge=True)
     tagger.label_mask(tag_options.include, tag_options.exclude)  # unknown labels fail before any work
@@ -153,6 +151,7 @@ def run_batch(tagger: Tagger, inputs: InputSpec, tag_options: TagOptions, option
     # workers are forked before any other thread starts (a fork copies no thread, but their locks)
     source = WorkerPool(spec, options.workers) if options.workers > 0 else InlineSource(spec)
     progress = Progress(enabled=options.progress)
+    log = log or (lambda line: progress.write(f"ast: {line}"))
     if inputs.countable():
         _count_in_background(inputs, progress, sink)
     start = time.monotonic()

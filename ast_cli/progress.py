@@ -48,6 +48,13 @@ class Progress:
         else:
             self.tick()
 
+    def write(self, line: str) -> None:
+        """A message line on the same stream, above the bar while there is one."""
+        if self._bar is not None:
+            self._bar.write(line, file=self.stream)
+        else:
+            print(line, file=self.stream, flush=True)
+
     def tick(self) -> None:
         """A status line when the interval has passed (also called while waiting on a long file)."""
         now = time.monotonic()
