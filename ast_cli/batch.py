@@ -148,7 +148,6 @@ def run_batch(tagger: Tagger, inputs: InputSpec, tag_options: TagOptions, option
     if options.out != "-":
         write_settings(side, run_settings, __version__)
 
-    # workers are forked before any other thread starts (a fork copies no thread, but their locks)
     source = WorkerPool(spec, options.workers) if options.workers > 0 else InlineSource(spec)
     progress = Progress(enabled=options.progress)
     log = log or (lambda line: progress.write(f"ast: {line}"))

@@ -24,7 +24,7 @@ from conftest import tone
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = ["plain", "with space", "comma, here", 'quote "q"', "ünïcödé 音", "semi;colon"]
-FORMATS = [("wav", "PCM_16"), ("flac", "PCM_16"), ("ogg", "VORBIS"), ("wav", "FLOAT")]
+FORMATS = [("wav", "PCM_16"), ("flac", "PCM_16"), ("ogg", "VORBIS"), ("wav", "FLOAT"), ("mp3", "MPEG_LAYER_III"), ("opus", "OPUS")]
 RATES = [8000, 16000, 22050, 44100]
 
 
@@ -36,12 +36,13 @@ def tree(tmp_path_factory):
     good = []
     for i in range(296):
         ext, subtype = FORMATS[i % len(FORMATS)]
-        sr = RATES[(i // 4) % len(RATES)]
+        sr = 48000 if ext == "opus" else RATES[(i // len(FORMATS)) % len(RATES)]  # opus: 8/12/16/24/48 kHz only
         channels = 1 + (i % 3 == 0)
         folder = root / f"set{i % 5}" / (f"sub{i % 3}" if i % 2 else "")
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{NAMES[i % len(NAMES)]} {i:03d}.{ext}"
-        sf.write(path, tone(rng.uniform(0.15, 0.45), sr, channels, freq=float(rng.uniform(200, 3000)), seed=i), sr, subtype=subtype)
+        fmt = "OGG" if ext == "opus" else None
+        sf.write(path, tone(rng.uniform(0.15, 0.45), sr, channels, freq=float(rng.uniform(200, 3000)), seed=i), sr, subtype=subtype, format=fmt)
         good.append(path)
     bad = []
     for i, payload in enumerate([b"", b"RIFF\x00\x00", b"this is not audio at all" * 20, os.urandom(3000)]):
