@@ -25,10 +25,9 @@ import torch
 from . import audio
 from .errors import AudioError, UsageError
 from .features import fbank, normalize, pad_or_cut
+from .inputs import FFMPEG_EXTENSIONS, SNDFILE_EXTENSIONS
 
-AUDIO_SUFFIXES = frozenset(
-    ".wav .wave .flac .ogg .oga .opus .mp3 .m4a .aac .aif .aiff .aifc .au .snd .caf .w64 .wma .webm .mka .mp4".split()
-)
+AUDIO_SUFFIXES = SNDFILE_EXTENSIONS | FFMPEG_EXTENSIONS  # what folders are searched for
 MAX_SHIFT = 10  # frames: the authors' random roll (dataloader.py, np.random.randint(-10, 10))
 MIXUP_BETA = 10.0  # lambda ~ Beta(10, 10): mixes stay close to half and half (dataloader.py)
 CACHE_BYTES = 2 << 30  # fbank cache budget: above it features are recomputed per item

@@ -19,9 +19,9 @@ from .errors import UsageError
 # What libsndfile reads (soundfile.available_formats(): WAV, FLAC, OGG/Vorbis/Opus, MP3, AIFF, AU,
 # CAF, W64, RF64, ...) and, when an ffmpeg executable is on PATH, the containers it decodes too.
 SNDFILE_EXTENSIONS = frozenset(
-    ".wav .wave .flac .ogg .oga .opus .mp3 .aif .aiff .aifc .au .snd .caf .w64 .rf64 .voc .sd2 .paf .svx .nist .sph .wv".split()
+    ".wav .wave .flac .ogg .oga .opus .mp3 .aif .aiff .aifc .au .snd .caf .w64 .rf64 .voc .sd2 .paf .svx .nist .sph".split()
 )
-FFMPEG_EXTENSIONS = frozenset(".m4a .aac .wma .webm .mka .mp4 .mkv .mov .ac3 .amr .3gp".split())
+FFMPEG_EXTENSIONS = frozenset(".wv .m4a .aac .wma .webm .mka .mp4 .mkv .mov .ac3 .amr .3gp".split())
 
 
 def default_extensions() -> frozenset[str]:

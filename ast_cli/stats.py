@@ -33,6 +33,7 @@ import torch
 from . import audio
 from .errors import AudioError, UsageError
 from .features import FRAME_LENGTH, FRAME_SHIFT, fbank, pad_or_cut
+from .inputs import FFMPEG_EXTENSIONS, SNDFILE_EXTENSIONS
 
 METHODS = ("authors", "exact")
 
@@ -45,9 +46,7 @@ MIXUP = 0.5
 MIXUP_BETA = 10.0  # dataloader.py: mix_lambda = np.random.beta(10, 10)
 
 # What a folder is searched for: the formats libsndfile reads, plus common ones ffmpeg decodes.
-AUDIO_EXTENSIONS = frozenset(
-    ".wav .wave .flac .ogg .oga .opus .mp3 .aif .aiff .aifc .au .snd .caf .w64 .wv .m4a .aac .wma .webm .mka".split()
-)
+AUDIO_EXTENSIONS = SNDFILE_EXTENSIONS | FFMPEG_EXTENSIONS
 
 
 @dataclass
