@@ -87,6 +87,8 @@ class InputSpec:
     def __post_init__(self) -> None:
         if not self.items and self.files_from is None:
             raise UsageError("no inputs", hint="give audio files, folders or glob patterns, or --files-from LIST")
+        if "-" in self.items:
+            raise UsageError("ast batch reads paths, not audio, from standard input", hint="use 'ast tag -', or --files-from - for a list of paths")
 
     def iter(self, counts: Counts | None = None, stdin: Iterable[str] | None = None) -> Iterator[Input]:
         """The inputs in a deterministic order: each argument in turn, a folder's files sorted by
@@ -126,13 +128,19 @@ class InputSpec:
             for line in self._lines(stdin):
                 yield Input(line, line)
 
-    def _walk(self, root: str, folder: str, counts: Counts) -> Iterator[Input]:
-        """Files below ``folder`` in sorted order, one directory listing in memory at a time."""
+    def _walk(self, root: str, folder: str, counts: Counts, visited: set | None = None) -> Iterator[Input]:
+        """Files below ``folder`` in sorted order, one directory listing in memory at a time.
+        Linked folders are followed, each real folder once (a link to a parent is no endless loop)."""
+        visited = set() if visited is None else visited
         try:
+            st = os.stat(folder)
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as exc:
             print(f"ast: warning: {folder}: cannot list ({exc.strerror})", file=sys.stderr)
             return
+        if (st.st_dev, st.st_ino) in visited:
+            return
+        visited.add((st.st_dev, st.st_ino))
         for entry in entries:
             if entry.name.startswith("."):
                 counts.hidden += 1
@@ -143,7 +151,7 @@ class InputSpec:
                 is_dir = False
             if is_dir:
                 if self.recursive:
-                    yield from self._walk(root, entry.path, counts)
+                    yield from self._walk(root, entry.path, counts, visited)
             elif self._wanted(entry.name, counts):
                 yield Input(entry.path, os.path.relpath(entry.path, root) if self.relative else entry.path)
 
