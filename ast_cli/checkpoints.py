@@ -258,8 +258,12 @@ def build_model(
     sd = {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}  # fp16/bf16 files run in fp32
     try:
         missing, unexpected = model.load_state_dict(sd, strict=False, assign=True)
-    except RuntimeError as exc:
-        raise ModelError(f"{source}: weights do not match an AST of this config ({_first_line(exc)})") from None
+    except RuntimeError as exc:  # torch's first line is only "Error(s) in loading state_dict": show the first error
+        detail = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), _first_line(exc))
+        raise ModelError(
+            f"{source}: weights do not match an AST of this config ({detail})",
+            hint="config.json must describe these weights (hidden_size, layers, patch size, strides, max_length)",
+        ) from None
     head_missing = [k for k in missing if k.startswith(("head.", "fc_norm."))]
     if not require_head:
         missing = [k for k in missing if k not in head_missing]

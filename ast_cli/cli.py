@@ -7,8 +7,11 @@ turns them into a one-line message and an exit status, with a traceback only und
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import os
+import re
 import sys
 import traceback
 import warnings
@@ -159,12 +162,17 @@ def tag(
     tagger = _load(model, labels, device, precision)
     columns = top or len(tagger.labels)
     writer = RecordWriter(fmt, sys.stdout, columns=columns, timeline=timeline)
-    failed = 0
-    for record in tag_files(tagger, files, options):
-        if "error" in record:
-            failed += 1
-            _error(record["error"])
-        writer.write(record)
+    failed = done = 0
+    try:
+        for record in tag_files(tagger, files, options):
+            if "error" in record:
+                failed += 1
+                _error(record["error"])
+            done += 1  # counted before the write: a record being written when Ctrl-C comes is done
+            writer.write(record)
+    except KeyboardInterrupt:
+        writer.close()  # what was written stays a valid document (the JSON array is closed)
+        raise Interrupted(f"interrupted after {done} of {len(files)} file(s)") from None
     writer.close()
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
 
@@ -354,13 +362,45 @@ def _setup(quiet: bool) -> None:
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 
     def show(message, category, filename, lineno, file=None, line=None):
-        print(f"ast: warning: {message}", file=sys.stderr)
+        print(f"ast: warning: {_one_line(str(message))}", file=sys.stderr)
 
     warnings.showwarning = show
 
 
 def _error(message: str) -> None:
-    print(f"ast: error: {message}", file=sys.stderr, flush=True)
+    print(f"ast: error: {_one_line(message)}", file=sys.stderr, flush=True)
+
+
+def _one_line(text: str) -> str:
+    """Control characters (a newline in a file name) escaped, so every message stays one line; so are the
+    lone surrogates of a file name that is not UTF-8, which a strict stderr could not encode."""
+    return re.sub("[\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]", lambda m: repr(m.group())[1:-1], text)
+
+
+@contextlib.contextmanager
+def _debug_log(enabled: bool):
+    """With --debug, the core's debug records (tracebacks of the files that failed) on stderr."""
+    if not enabled:
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("ast: debug: %(message)s"))
+    logger = logging.getLogger("ast_cli")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
+def _keep_undecodable_names() -> None:
+    """Write file names that are not valid UTF-8 back as their bytes (as Python does in the C locale)
+    rather than failing on them; JSON escapes them itself (output.to_json)."""
+    try:
+        sys.stdout.reconfigure(errors="surrogateescape")
+    except (AttributeError, ValueError, OSError):
+        pass
 
 
 def _silence_stdout() -> None:
@@ -375,15 +415,18 @@ def _silence_stdout() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ast`` script and ``python -m ast_cli``. Returns the exit status."""
     args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    _keep_undecodable_names()
     try:
-        app(args=args, prog_name="ast")
+        with _debug_log(debug):
+            app(args=args, prog_name="ast")
     except SystemExit as exc:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else EXIT_FAILED)
     except ASTError as exc:
-        if "--debug" in args:
+        if debug:
             traceback.print_exc()
-        _error(str(exc)) if not isinstance(exc, Interrupted) else print("ast: interrupted", file=sys.stderr)
+        _error(str(exc)) if not isinstance(exc, Interrupted) else print(f"ast: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("ast: interrupted", file=sys.stderr)
@@ -391,4 +434,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         _silence_stdout()
         return EXIT_BROKEN_PIPE
+    except Exception as exc:  # a bug, not a user error: still one line; the traceback with --debug
+        if debug:
+            traceback.print_exc()
+        _error(f"unexpected {type(exc).__name__}: {exc} (a bug in ast: please report it with the output of the same command with --debug)")
+        return EXIT_FAILED
     return EXIT_OK

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import re
 from typing import IO, Any
 
 FORMATS = ("table", "json", "jsonl", "csv", "tsv")
@@ -22,6 +24,15 @@ def default_format(stream: IO[str]) -> str:
 def format_from_path(path: str, default: str = "jsonl") -> str:
     suffix = path.rsplit(".", 1)[-1].lower() if "." in path else ""
     return {"json": "json", "jsonl": "jsonl", "ndjson": "jsonl", "csv": "csv", "tsv": "tsv"}.get(suffix, default)
+
+
+def console(stream: IO[str], **kwargs: Any):
+    """A rich Console on ``stream``: styles only at a terminal (rich's own test), and none at all with
+    NO_COLOR set (rich alone would drop colours but keep bold and dim)."""
+    from rich.console import Console
+
+    plain = bool(os.environ.get("NO_COLOR"))  # no-color.org: set and not empty
+    return Console(file=stream, highlight=False, color_system=None if plain else "auto", **kwargs)
 
 
 def _isatty(stream: IO[str]) -> bool:
@@ -51,9 +62,7 @@ class RecordWriter:
             self._csv = csv.writer(stream, delimiter="," if fmt == "csv" else "\t", lineterminator="\n")
             self._csv.writerow(self.header())
         elif fmt == "table":
-            from rich.console import Console
-
-            self._console = Console(file=stream, highlight=False, soft_wrap=False)
+            self._console = console(stream, soft_wrap=False)
 
     # -- CSV / TSV ------------------------------------------------------------------------------
     def header(self) -> list[str]:
@@ -79,9 +88,9 @@ class RecordWriter:
     # -- writing --------------------------------------------------------------------------------
     def write(self, record: dict[str, Any]) -> None:
         if self.fmt == "jsonl":
-            self.stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self.stream.write(to_json(record) + "\n")
         elif self.fmt == "json":
-            self.stream.write(("[\n" if self.count == 0 else ",\n") + json.dumps(record, ensure_ascii=False))
+            self.stream.write(("[\n" if self.count == 0 else ",\n") + to_json(record))
         elif self._csv is not None:
             self._csv.writerows(self.rows(record))
         else:
@@ -122,6 +131,15 @@ class RecordWriter:
                 windows.add_row(f"{w['start_s']:.2f}", f"{w['end_s']:.2f}", names)
             self._console.print(windows)
         self._console.print()
+
+
+def to_json(record: dict[str, Any]) -> str:
+    """One line of JSON, UTF-8 text as it is; a file name that is not valid UTF-8 (Python keeps its
+    bytes as lone surrogates) is written as \\udcXX escapes, so the output stays valid UTF-8 JSON."""
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(record, ensure_ascii=False))
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _num(value: float | None) -> str:
