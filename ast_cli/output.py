@@ -133,7 +133,46 @@ class RecordWriter:
         self._console.print()
 
 
-def to_json(record: dict[str, Any]) -> str:
+def label_lines(labels: list[str], pattern: str | None = None) -> list[str]:
+    """``index<TAB>label`` of each label matching ``pattern``: a case-insensitive regular expression
+    (text that is not a valid one, such as ``(``, is matched as plain text)."""
+    if not pattern:
+        return [f"{i}\t{label}" for i, label in enumerate(labels)]
+    try:
+        regex = re.compile(pattern, re.IGNORECASE)
+    except re.error:
+        regex = re.compile(re.escape(pattern), re.IGNORECASE)
+    return [f"{i}\t{label}" for i, label in enumerate(labels) if regex.search(label)]
+
+
+def render_models(models: list, fmt: str, stream: IO[str]) -> None:
+    """``ast models``: a table (id, size, path) or a JSON array of ``CachedModel.to_json()``."""
+    if fmt == "json":
+        stream.write(to_json([m.to_json() for m in models]) + "\n")
+        return
+    from rich.table import Table
+
+    table = Table(show_edge=False, pad_edge=False, box=None)
+    table.add_column("id", no_wrap=True)
+    table.add_column("size", justify="right", no_wrap=True)
+    table.add_column("path", overflow="fold")
+    for m in models:
+        table.add_row(m.repo_id, human_size(m.size_bytes), str(m.path))
+    if models:
+        console(stream, soft_wrap=True).print(table)
+
+
+def human_size(size: int) -> str:
+    """Decimal units, as the Hub shows sizes: 346.4 MB."""
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000:
+            return f"{value:.0f} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"
+
+
+def to_json(record: Any) -> str:
     """One line of JSON, UTF-8 text as it is; a file name that is not valid UTF-8 (Python keeps its
     bytes as lone surrogates) is written as \\udcXX escapes, so the output stays valid UTF-8 JSON."""
     return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(record, ensure_ascii=False))
