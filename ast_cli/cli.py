@@ -429,7 +429,6 @@ def labels_command(
 # -- models -----------------------------------------------------------------------------------------
 models_app = typer.Typer(
     name="models",
-    help="Models in the Hugging Face cache (HF_HOME): list them (the default), download one for offline use, remove one.",
     invoke_without_command=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -486,8 +485,9 @@ def models_download(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Fetch a Hub model into the cache for offline use: config.json, the weights and
-    preprocessor_config.json, nothing else. Prints id, size and folder.
+    """Fetch a Hub model into the cache for offline use: config.json, the weights, preprocessor_config.json.
+
+    Nothing else of the repository is fetched; a cached model costs no network call. Prints id, size and snapshot folder.
 
     Example: ast models download MIT/ast-finetuned-audioset-10-10-0.4593
     """
