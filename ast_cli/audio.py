@@ -336,7 +336,7 @@ def _check_samples(block: np.ndarray, name: str) -> None:
 def _check_path(path: str) -> None:
     p = Path(path)
     if p.is_symlink() and not p.exists():
-        raise AudioError(f"{path}: broken symbolic link (or a link loop)")
+        raise AudioError(f"{path}: broken symbolic link (or a link loop)", hint="point the link at an existing file, or remove it")
     if not p.exists():
         raise AudioError(f"{path}: no such file", hint="check the path")
     if p.is_dir():
@@ -344,7 +344,7 @@ def _check_path(path: str) -> None:
     if not os.access(path, os.R_OK):
         raise AudioError(f"{path}: permission denied", hint="check the file's read permission")
     if p.stat().st_size == 0:
-        raise AudioError(f"{path}: empty file (0 bytes)")
+        raise AudioError(f"{path}: empty file (0 bytes)", hint="an interrupted copy or download? fetch the file again")
 
 
 def _spool_stdin() -> BinaryIO:

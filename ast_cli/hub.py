@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,7 +121,11 @@ def remove(repo_id: str) -> CachedModel:
     """Delete every cached revision of a model repository; returns what was removed."""
     for model, (info, repo) in _scan(True):
         if model.repo_id == repo_id:
-            info.delete_revisions(*(rev.commit_hash for rev in repo.revisions)).execute()
+            strategy = info.delete_revisions(*(rev.commit_hash for rev in repo.revisions))
+            if set(strategy.repos) == {repo.repo_path}:
+                strategy.execute()  # huggingface_hub's own deletion (it also frees shared blob stores)
+            else:  # revisions are found by hash over the whole cache: a copied repository shares them
+                shutil.rmtree(repo.repo_path)
             return model
     ids = [model.repo_id for model, _ in _scan(True)]
     close = [i for i in ids if i.lower() == repo_id.lower()]

@@ -46,9 +46,9 @@ def cache(tmp_path, monkeypatch, tiny_model_dir):
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub))
     ast_files = {name: (tiny_model_dir / name).read_bytes() for name in MODEL_FILES}
     cache_repo(hub, "someone/tiny-ast", ast_files)
-    cache_repo(hub, "MIT/ast-small", {"config.json": ast_files["config.json"], "model.safetensors": b"x" * 1000})
-    cache_repo(hub, "google/bert-base", {"config.json": json.dumps({"model_type": "bert"}).encode(), "model.safetensors": b"y" * 10})
-    cache_repo(hub, "someone/sounds", {"data.csv": b"a,b\n"}, kind="datasets")
+    cache_repo(hub, "MIT/ast-small", {"config.json": ast_files["config.json"], "model.safetensors": b"x" * 1000}, rev="3" * 40)
+    cache_repo(hub, "google/bert-base", {"config.json": json.dumps({"model_type": "bert"}).encode(), "model.safetensors": b"y" * 10}, rev="4" * 40)
+    cache_repo(hub, "someone/sounds", {"data.csv": b"a,b\n"}, rev="5" * 40, kind="datasets")
     return hub
 
 
@@ -105,6 +105,18 @@ def test_rm_deletes_every_revision_and_says_what(capsys, cache):
     code, out, err = run(capsys, "models", "rm", "mit/AST-small")
     assert code == 2 and out == "" and "not in the Hugging Face cache" in err and "did you mean 'MIT/ast-small'" in err
     assert (cache / "models--MIT--ast-small").exists()
+
+
+def test_rm_of_a_copy_sharing_its_revision_hash_leaves_the_original(capsys, cache, tiny_model_dir):
+    """huggingface_hub finds revisions by hash over the whole cache; a duplicated repository has the same."""
+    files = {name: (tiny_model_dir / name).read_bytes() for name in MODEL_FILES}
+    cache_repo(cache, "someone/copy-of-tiny-ast", files)  # the same revision as someone/tiny-ast
+    for removed, kept in (("someone/copy-of-tiny-ast", "someone/tiny-ast"), ("someone/tiny-ast", "MIT/ast-small")):
+        code, _, err = run(capsys, "models", "rm", removed)
+        assert code == 0, err
+        assert not (cache / f"models--{removed.replace('/', '--')}").exists()
+        assert (cache / f"models--{kept.replace('/', '--')}" / "snapshots").is_dir()
+    assert (cache / "datasets--someone--sounds" / "snapshots").is_dir()
 
 
 def test_download_fetches_only_the_files_a_model_needs(capsys, cache, tiny_model_dir, monkeypatch):

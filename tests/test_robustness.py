@@ -220,6 +220,12 @@ def test_stats_skips_each_bad_file_with_one_line_and_goes_on(capsys, corpus):
         assert any(str(corpus[name]) in w for w in warnings_), name
 
 
+def test_stats_debug_shows_the_traceback_of_a_skipped_file(capsys, corpus):
+    args = ["stats", corpus["text.wav"], corpus["silence.wav"], "--method", "exact", "--target-length", "64", "-q", "--debug"]
+    code, _, err = run(capsys, *args)
+    assert code == 0 and "Traceback" in err and "AudioError" in err and f"ast: warning: {corpus['text.wav']}" in err
+
+
 def test_finetune_skips_each_bad_file_and_trains(capsys, tiny_model_dir, corpus, tmp_path):
     data = tmp_path / "data"
     make_sound_dataset(data, per_class=3)
