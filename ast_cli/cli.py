@@ -541,9 +541,10 @@ def _error(message: str) -> None:
 
 
 def _one_line(text: str) -> str:
-    """Control characters (a newline in a file name) escaped, so every message stays one line; so are the
-    lone surrogates of a file name that is not UTF-8, which a strict stderr could not encode."""
-    return re.sub("[\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]", lambda m: repr(m.group())[1:-1], text)
+    """Control characters (a newline or an escape sequence in a file name) escaped, so every message
+    stays one line and cannot drive the terminal; so are the lone surrogates of a file name that is not
+    UTF-8, which a strict stderr could not encode."""
+    return re.sub("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]", lambda m: repr(m.group())[1:-1], text)
 
 
 @contextlib.contextmanager

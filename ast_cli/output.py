@@ -59,7 +59,11 @@ class RecordWriter:
         self.count = 0
         self._csv = None
         if fmt in ("csv", "tsv"):
-            self._csv = csv.writer(stream, delimiter="," if fmt == "csv" else "\t", lineterminator="\n")
+            delimiter = "," if fmt == "csv" else "\t"
+            self._csv = csv.writer(stream, delimiter=delimiter, lineterminator="\n")
+            # csv quotes the line terminator's characters only: a carriage return (in a file name) would end
+            # the row for a reader, so rows holding one are written fully quoted
+            self._csv_quoted = csv.writer(stream, delimiter=delimiter, lineterminator="\n", quoting=csv.QUOTE_ALL)
             self._csv.writerow(self.header())
         elif fmt == "table":
             self._console = console(stream, soft_wrap=False)
@@ -92,7 +96,8 @@ class RecordWriter:
         elif self.fmt == "json":
             self.stream.write(("[\n" if self.count == 0 else ",\n") + to_json(record))
         elif self._csv is not None:
-            self._csv.writerows(self.rows(record))
+            for row in self.rows(record):
+                (self._csv_quoted if any("\r" in str(cell) for cell in row) else self._csv).writerow(row)
         else:
             self._table(record)
         self.count += 1
@@ -173,12 +178,13 @@ def human_size(size: int) -> str:
 
 
 def to_json(record: Any) -> str:
-    """One line of JSON, UTF-8 text as it is; a file name that is not valid UTF-8 (Python keeps its
-    bytes as lone surrogates) is written as \\udcXX escapes, so the output stays valid UTF-8 JSON."""
-    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(record, ensure_ascii=False))
+    """One line of JSON, UTF-8 text as it is, except two escapes: a file name that is not valid UTF-8
+    (Python keeps its bytes as lone surrogates) as \\udcXX, so the output stays valid UTF-8; and the
+    characters besides \\n that line readers such as str.splitlines break at (U+0085, U+2028, U+2029)."""
+    return _ESCAPE.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(record, ensure_ascii=False))
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
+_ESCAPE = re.compile("[\ud800-\udfff\x85\u2028\u2029]")
 
 
 def _num(value: float | None) -> str:
