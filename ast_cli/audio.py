@@ -16,6 +16,7 @@ import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import BinaryIO
 
@@ -26,6 +27,9 @@ from .errors import AudioError, UsageError
 SAMPLE_RATE = 16000  # every AST checkpoint was trained on 16 kHz audio
 BLOCK_SECONDS = 30.0  # decode granularity: ~10 MB of 44.1 kHz stereo float32 per block
 STDIN = "-"
+# Float samples beyond this are not audio (120 dB above full scale); from ~1e17 on, the float32 fbank
+# overflows and every score is NaN.
+MAX_ABS_SAMPLE = 1e6
 _SPOOL_BYTES = 64 << 20  # stdin kept in memory up to this size, then spilled to a temporary file
 
 ffmpeg_hint = "install ffmpeg (e.g. 'apt install ffmpeg') to decode formats libsndfile cannot read, or convert the file to WAV or FLAC"
@@ -90,7 +94,7 @@ class AudioReader:
             target = self._spool
         else:
             _check_path(self.path)
-            target = self.path
+            target = os.fsencode(self.path)  # bytes: soundfile encodes str paths strictly, so undecodable names would fail
         try:
             self._sf = sf.SoundFile(target)
         except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
@@ -128,8 +132,7 @@ class AudioReader:
         else:
             source = self._ffmpeg_blocks(n)
         for block in _guarded(source, self.path):
-            if not np.isfinite(block).all():
-                raise AudioError(f"{self.path}: contains NaN or infinite samples", hint="repair or re-export the file")
+            _check_samples(block, self.path)
             yield self._downmix(block)
 
     def _ffmpeg_blocks(self, n: int) -> Iterator[np.ndarray]:
@@ -185,14 +188,26 @@ class StreamResampler:
     torchaudio's sinc resampler maps each period of ``a`` input samples to ``b`` output samples
     (a/b = orig/new reduced), reading ``width`` samples either side. Cutting the input on period
     boundaries and giving each piece ``context`` samples of its neighbours reproduces every output.
+
+    The sinc kernel holds b x (a + 2 width) floats: 44.1 kHz -> 16 kHz (441/160) needs 76 k, but a
+    rate sharing no factor with 16000 (44101 Hz: 44101/16000) would need gigabytes. Such rates are
+    resampled as the nearest ratio with a kernel of at most ``MAX_KERNEL`` floats (a speed error
+    below 0.01 %, nothing a tagger hears).
     """
+
+    MAX_KERNEL = 1 << 22  # floats: 16 MB
 
     def __init__(self, orig_freq: int, new_freq: int = SAMPLE_RATE):
         g = math.gcd(orig_freq, new_freq)
-        self.orig_freq, self.new_freq = orig_freq, new_freq
         self.a, self.b = orig_freq // g, new_freq // g
-        self.identity = orig_freq == new_freq
-        width = math.ceil(6 * self.a / (min(self.a, self.b) * 0.99))  # lowpass_filter_width 6, rolloff 0.99
+        limit = self.b
+        while _kernel_floats(self.a, self.b) > self.MAX_KERNEL:
+            limit //= 2
+            ratio = Fraction(orig_freq, new_freq).limit_denominator(limit)
+            self.a, self.b = max(ratio.numerator, 1), ratio.denominator
+        self.orig_freq, self.new_freq = self.a, self.b  # torchaudio reduces by the gcd: the same filter
+        self.identity = self.a == self.b
+        width = _sinc_width(self.a, self.b)
         self.context = (width // self.a + 2) * self.a  # a whole number of periods, > width + a
         self._buf = np.zeros(0, dtype=np.float32)
         self._buf_start = 0  # input index of _buf[0]
@@ -215,6 +230,8 @@ class StreamResampler:
             return np.zeros(0, dtype=np.float32) if last is None else last
         if last is not None:
             self._buf = np.concatenate([self._buf, last])
+        if self._buf_start + len(self._buf) == self._done:  # nothing left (an empty stream): torchaudio cannot take 0 samples
+            return np.zeros(0, dtype=np.float32)
         return self._emit(self._buf_start + len(self._buf), end_of_stream=True)
 
     def _emit(self, upto: int, end_of_stream: bool) -> np.ndarray:
@@ -236,6 +253,15 @@ class StreamResampler:
         self._buf = self._buf[keep_from - self._buf_start :]
         self._buf_start = keep_from
         return result
+
+
+def _sinc_width(a: int, b: int) -> int:
+    """Input samples torchaudio's kernel reads either side (lowpass_filter_width 6, rolloff 0.99)."""
+    return math.ceil(6 * a / (min(a, b) * 0.99))
+
+
+def _kernel_floats(a: int, b: int) -> int:
+    return b * (a + 2 * _sinc_width(a, b))
 
 
 def resampled(blocks: Iterable[np.ndarray], sample_rate: int) -> Iterator[np.ndarray]:
@@ -260,9 +286,11 @@ def stream(reader: AudioReader, block_seconds: float = BLOCK_SECONDS) -> Iterato
 
 def array_stream(waveform: np.ndarray, sample_rate: int, channel: str | int = "mean") -> Iterator[np.ndarray]:
     """An in-memory waveform, (samples,) or (samples, channels) as soundfile returns it, as 16 kHz mono blocks."""
-    if not sample_rate or sample_rate <= 0:
-        raise UsageError("a waveform array needs a positive sample_rate")
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float, np.number)) or not sample_rate > 0 or sample_rate != int(sample_rate):
+        raise UsageError(f"a waveform array needs a positive whole sample_rate in Hz, got {sample_rate!r}")
+    sample_rate = int(sample_rate)
     wave = np.asarray(waveform, dtype=np.float32)
+    _check_samples(wave, "<array>")  # before the downmix, whose sum could overflow
     channel = parse_channel(channel)
     if wave.ndim == 2:
         if channel == "mean":
@@ -273,8 +301,6 @@ def array_stream(waveform: np.ndarray, sample_rate: int, channel: str | int = "m
             wave = np.ascontiguousarray(wave[:, channel])
     elif wave.ndim != 1:
         raise UsageError(f"a waveform array must be (samples,) or (samples, channels), got shape {wave.shape}")
-    if not np.isfinite(wave).all():
-        raise AudioError("<array>: contains NaN or infinite samples")
     step = int(BLOCK_SECONDS * sample_rate)
     return resampled((wave[i : i + step] for i in range(0, len(wave), step)), sample_rate)
 
@@ -298,10 +324,19 @@ def _guarded(blocks: Iterator[np.ndarray], path: str) -> Iterator[np.ndarray]:
         raise AudioError(f"{path}: cannot decode audio ({_sf_reason(exc)})") from None
 
 
+def _check_samples(block: np.ndarray, name: str) -> None:
+    """NaN, infinite or absurdly large samples would make NaN scores: refused as a bad input."""
+    if not np.isfinite(block).all():
+        raise AudioError(f"{name}: contains NaN or infinite samples", hint="repair or re-export the file")
+    peak = float(np.abs(block).max()) if block.size else 0.0
+    if peak > MAX_ABS_SAMPLE:
+        raise AudioError(f"{name}: samples up to {peak:.3g}, far outside the [-1, 1] of audio", hint="rescale it, or re-export the file")
+
+
 def _check_path(path: str) -> None:
     p = Path(path)
     if p.is_symlink() and not p.exists():
-        raise AudioError(f"{path}: broken symbolic link (or a link loop)")
+        raise AudioError(f"{path}: broken symbolic link (or a link loop)", hint="point the link at an existing file, or remove it")
     if not p.exists():
         raise AudioError(f"{path}: no such file", hint="check the path")
     if p.is_dir():
@@ -309,7 +344,7 @@ def _check_path(path: str) -> None:
     if not os.access(path, os.R_OK):
         raise AudioError(f"{path}: permission denied", hint="check the file's read permission")
     if p.stat().st_size == 0:
-        raise AudioError(f"{path}: empty file (0 bytes)")
+        raise AudioError(f"{path}: empty file (0 bytes)", hint="an interrupted copy or download? fetch the file again")
 
 
 def _spool_stdin() -> BinaryIO:

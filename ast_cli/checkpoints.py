@@ -258,8 +258,12 @@ def build_model(
     sd = {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}  # fp16/bf16 files run in fp32
     try:
         missing, unexpected = model.load_state_dict(sd, strict=False, assign=True)
-    except RuntimeError as exc:
-        raise ModelError(f"{source}: weights do not match an AST of this config ({_first_line(exc)})") from None
+    except RuntimeError as exc:  # torch's first line is only "Error(s) in loading state_dict": show the first error
+        detail = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), _first_line(exc))
+        raise ModelError(
+            f"{source}: weights do not match an AST of this config ({detail})",
+            hint="config.json must describe these weights (hidden_size, layers, patch size, strides, max_length)",
+        ) from None
     head_missing = [k for k in missing if k.startswith(("head.", "fc_norm."))]
     if not require_head:
         missing = [k for k in missing if k not in head_missing]
@@ -396,7 +400,35 @@ def _with_labels(config: ASTConfig, names: list[str], source: str) -> ASTConfig:
     return config.replace(id2label=dict(enumerate(names)))
 
 
+def model_labels(spec: str, *, labels: str | None = None) -> list[str]:
+    """A model's label names without building it: config.json of a folder or a Hub id (only that file
+    is fetched when not cached); a ``.pth`` is read for its head size, then named as ``load`` names it."""
+    path = Path(os.path.expanduser(spec))
+    if path.is_file():
+        if path.suffix == ".json":
+            raise ModelError(f"{spec}: give the model's folder, not its config.json")
+        return _authors_config(path, spec, labels)[1].labels
+    if path.is_dir():
+        config_file = _local_files(path)[hub.CONFIG_FILE]
+    elif _looks_like_path(spec):
+        raise ModelError(f"{spec}: no such file or directory", hint="give a local model folder, a .pth file or a Hub id")
+    else:
+        config_file = hub.fetch(spec, hub.CONFIG_FILE)
+    config = ASTConfig.from_file(config_file)
+    return _with_labels(config, read_labels_csv(labels), spec).labels if labels else config.labels
+
+
 def _load_authors(path: Path, spec: str, labels: str | None, max_length: int | None) -> Checkpoint:
+    sd, config, grid = _authors_config(path, spec, labels)
+    if max_length and max_length != config.max_length:
+        config = config.replace(max_length=max_length)
+    model = build_model(config, sd, spec, saved_grid=grid)
+    # The authors normalised AudioSet models with the AudioSet statistics; others need --norm-stats.
+    return Checkpoint(model, PreprocessorConfig(max_length=config.max_length), spec)
+
+
+def _authors_config(path: Path, spec: str, labels: str | None) -> tuple[dict[str, torch.Tensor], ASTConfig, tuple[int, int]]:
+    """Native weights, config (with label names) and position grid of the authors' ``.pth``."""
     sd = read_state_dict(path)
     if is_hf_layout(sd):
         raise ModelError(f"{spec}: transformers weights without a config.json", hint="give the folder with config.json")
@@ -417,11 +449,7 @@ def _load_authors(path: Path, spec: str, labels: str | None, max_length: int | N
             warnings.warn(f"{spec}: AudioSet label names unavailable ({exc.message}); pass --labels class_labels_indices.csv", stacklevel=2)
     else:
         warnings.warn(f"{spec}: no label names; pass --labels class_labels_indices.csv", stacklevel=2)
-    if max_length and max_length != config.max_length:
-        config = config.replace(max_length=max_length)
-    model = build_model(config, sd, spec, saved_grid=grid)
-    # The authors normalised AudioSet models with the AudioSet statistics; others need --norm-stats.
-    return Checkpoint(model, PreprocessorConfig(max_length=config.max_length), spec)
+    return sd, config, grid
 
 
 # -- saving ----------------------------------------------------------------------------------------

@@ -7,8 +7,11 @@ turns them into a one-line message and an exit status, with a traceback only und
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import os
+import re
 import sys
 import traceback
 import warnings
@@ -17,7 +20,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import DEFAULT_MODEL, __version__
-from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ASTError, UsageError
+from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ASTError, Interrupted, UsageError
 
 app = typer.Typer(
     name="ast",
@@ -28,10 +31,6 @@ app = typer.Typer(
 )
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what shells report for a writer whose reader went away
-
-
-class Interrupted(ASTError):
-    exit_code = EXIT_INTERRUPTED
 
 
 # -- shared options -------------------------------------------------------------------------------
@@ -75,8 +74,9 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars;
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")]
 
 
-def command(*args, **kwargs):
-    """``app.command`` that maps Ctrl-C and a closed stdout pipe to our exits (click would print 'Aborted!')."""
+def command(*args, group: typer.Typer | None = None, **kwargs):
+    """``app.command`` (or ``group.command`` of a sub-app) that maps Ctrl-C and a closed stdout pipe to
+    our exits (click would print 'Aborted!')."""
 
     def decorate(fn):
         @functools.wraps(fn)
@@ -89,7 +89,7 @@ def command(*args, **kwargs):
                 _silence_stdout()
                 raise typer.Exit(EXIT_BROKEN_PIPE) from None
 
-        return app.command(*args, **kwargs)(wrapper)
+        return (group or app).command(*args, **kwargs)(wrapper)
 
     return decorate
 
@@ -159,12 +159,17 @@ def tag(
     tagger = _load(model, labels, device, precision)
     columns = top or len(tagger.labels)
     writer = RecordWriter(fmt, sys.stdout, columns=columns, timeline=timeline)
-    failed = 0
-    for record in tag_files(tagger, files, options):
-        if "error" in record:
-            failed += 1
-            _error(record["error"])
-        writer.write(record)
+    failed = done = 0
+    try:
+        for record in tag_files(tagger, files, options):
+            if "error" in record:
+                failed += 1
+                _error(record["error"])
+            done += 1  # counted before the write: a record being written when Ctrl-C comes is done
+            writer.write(record)
+    except KeyboardInterrupt:
+        writer.close()  # what was written stays a valid document (the JSON array is closed)
+        raise Interrupted(f"interrupted after {done} of {len(files)} file(s)") from None
     writer.close()
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
 
@@ -409,6 +414,178 @@ def evaluate(
     typer.echo(json.dumps(report, indent=2) if fmt == "json" else render(report))
 
 
+# -- embed ------------------------------------------------------------------------------------------
+@command("embed", no_args_is_help=True)
+def embed(
+    files: Annotated[list[str], typer.Argument(help="Audio files; '-' reads one from standard input.", show_default=False, metavar="FILES")],
+    out: Annotated[
+        str, typer.Option("--output", "-o", help="OUT.jsonl, OUT.npy (files x D) or OUT.npz; '-': JSON Lines on stdout.", show_default=False)
+    ],
+    model: ModelOpt = DEFAULT_MODEL,
+    window: WindowOpt = None,
+    hop: HopOpt = None,
+    timeline: Annotated[bool, typer.Option("--timeline", help="Also the embedding of every window, with start/end times (jsonl, npz).")] = False,
+    channel: ChannelOpt = "mean",
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
+    batch_size: BatchSizeOpt = 8,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite OUT.")] = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Embeddings of audio files: the model's pooled vector before the classifier, per file and per window.
+
+    Pooled: (cls + distillation) / 2 after the last LayerNorm (transformers' pooler_output). A file's embedding is the mean over its windows, cut as 'ast tag' cuts them; --timeline adds each window's.
+
+    .npy: one row per file, in order (NaN for a file that failed). .npz: also paths, durations and the windows. .jsonl: one record a line. OUT is written when complete and never overwritten without --force.
+
+    Examples:
+
+      ast embed *.wav -o embeddings.npy
+
+      ast embed long.flac -o long.jsonl --timeline
+    """
+    if files.count("-") > 1:
+        raise UsageError("standard input ('-') can be read only once")
+    _setup(quiet)
+    from .embedding import check_output, embed_files, write_embeddings
+    from .inference import TagOptions
+
+    check_output(out, timeline, force)
+    options = TagOptions(window=window, hop=hop, channel=channel, batch_size=batch_size)
+    tagger = _load(model, None, device, precision)
+    failed = write_embeddings(embed_files(tagger, files, options), out, timeline, len(files), on_error=_error)
+    if not quiet and out != "-":
+        print(f"ast: {len(files) - failed} of {len(files)} file(s) embedded ({tagger.config.hidden_size} dimensions) in {out}", file=sys.stderr)
+    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+# -- labels -----------------------------------------------------------------------------------------
+@command("labels")
+def labels_command(
+    pattern: Annotated[
+        Optional[str],
+        typer.Argument(help="Only labels matching this: a case-insensitive substring or regular expression.", show_default=False, metavar="PATTERN"),
+    ] = None,
+    model: ModelOpt = DEFAULT_MODEL,
+    labels: LabelsOpt = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """List a model's labels: index<TAB>label, one a line, for grep and scripts.
+
+    Reads config.json only, never the weights (a .pth is read for its head size; name its outputs with --labels). Exit status 1 when PATTERN matches no label.
+
+    Examples:
+
+      ast labels dog
+
+      ast labels -m MIT/ast-finetuned-speech-commands-v2 '^(yes|no)$'
+    """
+    _setup(quiet)
+    from .checkpoints import model_labels
+    from .output import label_lines
+
+    lines = label_lines(model_labels(model, labels=labels), pattern)
+    for line in lines:
+        typer.echo(line)
+    if not lines and not quiet:
+        print(f"ast: no label of {model} matches {pattern!r}", file=sys.stderr)
+    raise typer.Exit(EXIT_OK if lines else EXIT_FAILED)
+
+
+# -- models -----------------------------------------------------------------------------------------
+models_app = typer.Typer(
+    name="models",
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(models_app, name="models")
+AllModelsOpt = Annotated[bool, typer.Option("--all", help="Every cached model repository, not only AST models.")]
+ModelsFormatOpt = Annotated[str, typer.Option("--format", "-f", help="table or json.")]
+
+
+@models_app.callback(invoke_without_command=True)
+def models(
+    ctx: typer.Context,
+    all_models: AllModelsOpt = False,
+    fmt: ModelsFormatOpt = "table",
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Models in the Hugging Face cache (HF_HOME): list them (the default), download one for offline use, remove one.
+
+    Lists the AST models (their config.json says model_type audio-spectrogram-transformer); --all lists every cached model repository.
+
+    Examples:
+
+      ast models
+
+      ast models download MIT/ast-finetuned-audioset-10-10-0.4593
+
+      ast models rm MIT/ast-finetuned-audioset-12-12-0.447
+    """
+    if ctx.invoked_subcommand is None:
+        models_list(all_models=all_models, fmt=fmt, quiet=quiet, debug=debug)
+
+
+@command("list", group=models_app)
+def models_list(all_models: AllModelsOpt = False, fmt: ModelsFormatOpt = "table", quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
+    """List the cached AST models (--all: every model): id, size on disk, snapshot folder (usable with -m).
+
+    Example: ast models list --format json
+    """
+    if fmt not in ("table", "json"):
+        raise UsageError(f"--format must be table or json, got {fmt!r}")
+    _setup(quiet)
+    from .hub import cache_dir, cached_models
+    from .output import render_models
+
+    found = cached_models(include_all=all_models)
+    render_models(found, fmt, sys.stdout)
+    if not found and fmt == "table" and not quiet:
+        print(f"ast: no {'' if all_models else 'AST '}models in the Hugging Face cache ({cache_dir()})", file=sys.stderr)
+
+
+@command("download", group=models_app, no_args_is_help=True)
+def models_download(
+    model_id: Annotated[str, typer.Argument(help="Hub model id.", show_default=False, metavar="ID")],
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Fetch a Hub model into the cache for offline use: config.json, the weights, preprocessor_config.json.
+
+    Nothing else of the repository is fetched; a cached model costs no network call. Prints id, size and snapshot folder.
+
+    Example: ast models download MIT/ast-finetuned-audioset-10-10-0.4593
+    """
+    _setup(quiet)
+    from .hub import download
+    from .output import human_size
+
+    model = download(model_id)
+    typer.echo(f"{model.repo_id}\t{human_size(model.size_bytes)}\t{model.path}")
+
+
+@command("rm", group=models_app, no_args_is_help=True)
+def models_rm(
+    model_ids: Annotated[list[str], typer.Argument(help="Cached model ids ('ast models' lists them).", show_default=False, metavar="ID...")],
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Delete cached models (every revision) from the Hugging Face cache, without asking; says what was removed.
+
+    Example: ast models rm MIT/ast-finetuned-audioset-12-12-0.447
+    """
+    _setup(quiet)
+    from .hub import remove
+    from .output import human_size
+
+    for model_id in model_ids:
+        model = remove(model_id)
+        typer.echo(f"removed {model.repo_id} ({human_size(model.size_bytes)}, {model.path.parent.parent})")
+
+
 # -- helpers ----------------------------------------------------------------------------------------
 def _load(model: str, labels: str | None, device: str, precision: str):
     from . import load_model
@@ -422,13 +599,46 @@ def _setup(quiet: bool) -> None:
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 
     def show(message, category, filename, lineno, file=None, line=None):
-        print(f"ast: warning: {message}", file=sys.stderr)
+        print(f"ast: warning: {_one_line(str(message))}", file=sys.stderr)
 
     warnings.showwarning = show
 
 
 def _error(message: str) -> None:
-    print(f"ast: error: {message}", file=sys.stderr, flush=True)
+    print(f"ast: error: {_one_line(message)}", file=sys.stderr, flush=True)
+
+
+def _one_line(text: str) -> str:
+    """Control characters (a newline or an escape sequence in a file name) escaped, so every message
+    stays one line and cannot drive the terminal; so are the lone surrogates of a file name that is not
+    UTF-8, which a strict stderr could not encode."""
+    return re.sub("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]", lambda m: repr(m.group())[1:-1], text)
+
+
+@contextlib.contextmanager
+def _debug_log(enabled: bool):
+    """With --debug, the core's debug records (tracebacks of the files that failed) on stderr."""
+    if not enabled:
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("ast: debug: %(message)s"))
+    logger = logging.getLogger("ast_cli")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
+def _keep_undecodable_names() -> None:
+    """Write file names that are not valid UTF-8 back as their bytes (as Python does in the C locale)
+    rather than failing on them; JSON escapes them itself (output.to_json)."""
+    try:
+        sys.stdout.reconfigure(errors="surrogateescape")
+    except (AttributeError, ValueError, OSError):
+        pass
 
 
 def _silence_stdout() -> None:
@@ -443,15 +653,18 @@ def _silence_stdout() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ast`` script and ``python -m ast_cli``. Returns the exit status."""
     args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    _keep_undecodable_names()
     try:
-        app(args=args, prog_name="ast")
+        with _debug_log(debug):
+            app(args=args, prog_name="ast")
     except SystemExit as exc:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else EXIT_FAILED)
     except ASTError as exc:
-        if "--debug" in args:
+        if debug:
             traceback.print_exc()
-        _error(str(exc)) if not isinstance(exc, Interrupted) else print("ast: interrupted", file=sys.stderr)
+        _error(str(exc)) if not isinstance(exc, Interrupted) else print(f"ast: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("ast: interrupted", file=sys.stderr)
@@ -459,4 +672,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         _silence_stdout()
         return EXIT_BROKEN_PIPE
+    except Exception as exc:  # a bug, not a user error: still one line; the traceback with --debug
+        if debug:
+            traceback.print_exc()
+        _error(f"unexpected {type(exc).__name__}: {exc} (a bug in ast: please report it with the output of the same command with --debug)")
+        return EXIT_FAILED
     return EXIT_OK

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,7 +135,9 @@ class ASTConfig:
         raw = data.get("id2label")
         if raw is None:
             n = data.get("num_labels", 2)
-            id2label = {i: f"LABEL_{i}" for i in range(int(n))}
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise ModelError(f"config.json: 'num_labels' must be a positive integer, got {n!r}", hint="or give id2label")
+            id2label = {i: f"LABEL_{i}" for i in range(n)}
         else:
             try:
                 id2label = {int(k): str(v) for k, v in raw.items()}
@@ -164,7 +167,7 @@ class ASTConfig:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> ASTConfig:
-        return cls.from_dict(read_json(path))
+        return _from_file(cls, path, "config.json")
 
     def save(self, directory: str | os.PathLike) -> Path:
         return write_json(Path(directory) / "config.json", self.to_dict())
@@ -185,8 +188,8 @@ class PreprocessorConfig:
     def __post_init__(self) -> None:
         for name in ("mean", "std"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ModelError(f"preprocessor_config.json: '{name}' must be a number, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ModelError(f"preprocessor_config.json: '{name}' must be a finite number, got {value!r}")
         if self.std <= 0:
             raise ModelError(f"preprocessor_config.json: std must be positive, got {self.std}")
         if self.sampling_rate != 16000:
@@ -219,7 +222,7 @@ class PreprocessorConfig:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> PreprocessorConfig:
-        return cls.from_dict(read_json(path))
+        return _from_file(cls, path, "preprocessor_config.json")
 
     def save(self, directory: str | os.PathLike) -> Path:
         return write_json(Path(directory) / "preprocessor_config.json", self.to_dict())
@@ -230,12 +233,23 @@ def patch_grid(num_mel_bins: int, frames: int, patch: int, fstride: int, tstride
     return (num_mel_bins - patch) // fstride + 1, (frames - patch) // tstride + 1
 
 
+def _from_file(cls, path: str | os.PathLike, name: str):
+    """``cls.from_dict`` of a JSON file; a validation error names the file's full path (a cached Hub file's too)."""
+    try:
+        return cls.from_dict(read_json(path))
+    except ModelError as exc:
+        message = exc.message.replace(f"{name}:", f"{path}:", 1) if exc.message.startswith(f"{name}:") else exc.message
+        raise ModelError(message, hint=exc.hint or "fix the file, or fetch the model again") from None
+
+
 def read_json(path: str | os.PathLike) -> Any:
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except json.JSONDecodeError as exc:
         raise ModelError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except UnicodeDecodeError:
+        raise ModelError(f"{path}: not valid JSON (not UTF-8 text)") from None
     except OSError as exc:
         raise ModelError(f"{path}: cannot read ({exc.strerror})") from None
 

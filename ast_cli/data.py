@@ -13,6 +13,7 @@ the same whatever the number of loader workers or processes, and a resumed run r
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import warnings
 from collections import defaultdict
@@ -30,6 +31,7 @@ from .inputs import FFMPEG_EXTENSIONS, SNDFILE_EXTENSIONS
 AUDIO_SUFFIXES = SNDFILE_EXTENSIONS | FFMPEG_EXTENSIONS  # what folders are searched for
 MAX_SHIFT = 10  # frames: the authors' random roll (dataloader.py, np.random.randint(-10, 10))
 MIXUP_BETA = 10.0  # lambda ~ Beta(10, 10): mixes stay close to half and half (dataloader.py)
+_log = logging.getLogger(__name__)
 CACHE_BYTES = 2 << 30  # fbank cache budget: above it features are recomputed per item
 
 
@@ -57,7 +59,8 @@ class LabelledSet:
 
 # -- discovery ---------------------------------------------------------------------------------
 def is_audio(path: Path) -> bool:
-    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in AUDIO_SUFFIXES
+    # a broken link is kept, so that loading reports it (and skips it) instead of ignoring it silently
+    return (path.is_file() or (path.is_symlink() and not path.exists())) and not path.name.startswith(".") and path.suffix.lower() in AUDIO_SUFFIXES
 
 
 def folder_classes(data_dir: str | os.PathLike) -> LabelledSet:
@@ -173,6 +176,7 @@ def scan(data: LabelledSet, num_mel_bins: int = 128, keep: bool = True) -> tuple
                 raise AudioError(f"{clip.path}: too short ({len(wave) / audio.SAMPLE_RATE * 1000:.0f} ms; one 25 ms frame is the minimum)")
         except AudioError as exc:
             warnings.warn(f"skipped {exc}", stacklevel=2)
+            _log.debug("%s", exc, exc_info=True)
             skipped.append(str(exc))
             continue
         f = fbank(wave, num_mel_bins)

@@ -52,5 +52,11 @@ class UnsafeCheckpointError(ModelError):
     """A pickle that would run code on load; refused by ``torch.load(weights_only=True)``."""
 
 
+class Interrupted(ASTError):
+    """Ctrl-C: the message says how far the run got."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
 class OutputExistsError(UsageError):
     """An output file exists and neither ``--force`` nor ``--resume`` was given."""

@@ -6,9 +6,14 @@ first), so HF_HUB_OFFLINE and machines without a network work once a model was f
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import DEFAULT_MODEL  # noqa: F401  (re-exported: hub.DEFAULT_MODEL)
+from .config import MODEL_TYPE
 from .errors import ModelError, OfflineError
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -75,3 +80,83 @@ def fetch_model(repo_id: str) -> dict[str, Path | None]:
     files["weights"] = weights
     files[PREPROCESSOR_FILE] = fetch(repo_id, PREPROCESSOR_FILE, required=False)
     return files
+
+
+# -- the local cache: ast models ----------------------------------------------------------------
+@dataclass
+class CachedModel:
+    repo_id: str
+    size_bytes: int  # on disk, all cached revisions
+    path: Path  # the snapshot of refs/main (else the newest): a folder 'ast tag -m' also takes
+    is_ast: bool  # its config.json says model_type audio-spectrogram-transformer
+
+    def to_json(self) -> dict:
+        return {"id": self.repo_id, "size_bytes": self.size_bytes, "path": str(self.path), "ast": self.is_ast}
+
+
+def cache_dir() -> Path:
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)  # read at call time: HF_HOME / HF_HUB_CACHE as huggingface_hub resolved them
+
+
+def cached_models(include_all: bool = False) -> list[CachedModel]:
+    """Model repositories in the Hugging Face cache, by id: AST models only (by their cached
+    config.json), or every model repository with ``include_all``."""
+    return [model for model, _ in _scan(include_all)]
+
+
+def download(repo_id: str) -> CachedModel:
+    """Fetch what ``ast tag -m repo_id`` needs (config, weights, preprocessor config) into the cache."""
+    files = fetch_model(repo_id)
+    found = [model for model, _ in _scan(True) if model.repo_id == repo_id]
+    if found:
+        return found[0]
+    snapshot = files[CONFIG_FILE].parent  # a cache elsewhere than HF_HUB_CACHE: size of what was fetched
+    size = sum(os.path.getsize(p) for p in files.values() if p is not None)
+    return CachedModel(repo_id, size, snapshot, True)
+
+
+def remove(repo_id: str) -> CachedModel:
+    """Delete every cached revision of a model repository; returns what was removed."""
+    for model, (info, repo) in _scan(True):
+        if model.repo_id == repo_id:
+            strategy = info.delete_revisions(*(rev.commit_hash for rev in repo.revisions))
+            if set(strategy.repos) == {repo.repo_path}:
+                strategy.execute()  # huggingface_hub's own deletion (it also frees shared blob stores)
+            else:  # revisions are found by hash over the whole cache: a copied repository shares them
+                shutil.rmtree(repo.repo_path)
+            return model
+    ids = [model.repo_id for model, _ in _scan(True)]
+    close = [i for i in ids if i.lower() == repo_id.lower()]
+    hint = f"did you mean {close[0]!r}?" if close else "'ast models --all' lists the cached models"
+    raise ModelError(f"{repo_id}: not in the Hugging Face cache ({cache_dir()})", hint=hint)
+
+
+def _scan(include_all: bool):
+    """(CachedModel, (cache info, repo info)) of each model repository, sorted by id."""
+    from huggingface_hub import scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound, CorruptedCacheException
+
+    try:
+        info = scan_cache_dir(cache_dir())
+    except CacheNotFound:
+        return []
+    except (CorruptedCacheException, OSError, ValueError) as exc:
+        raise ModelError(f"{cache_dir()}: cannot read the Hugging Face cache ({exc})") from None
+    found = []
+    for repo in sorted(info.repos, key=lambda r: r.repo_id.lower()):
+        revision = repo.refs.get("main") or max(repo.revisions, key=lambda r: r.last_modified, default=None)
+        if repo.repo_type != "model" or revision is None:
+            continue
+        is_ast = _is_ast_config(revision.snapshot_path / CONFIG_FILE)
+        if include_all or is_ast:
+            found.append((CachedModel(repo.repo_id, repo.size_on_disk, revision.snapshot_path, is_ast), (info, repo)))
+    return found
+
+
+def _is_ast_config(path: Path) -> bool:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("model_type") == MODEL_TYPE
+    except (OSError, ValueError, AttributeError):
+        return False

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import logging
 import math
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -31,6 +32,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 SCORE_DECIMALS = 6
 SCORE_HALF_ULP = 0.5 * 10**-SCORE_DECIMALS
+_log = logging.getLogger(__name__)  # --debug shows the traceback of each file that failed
 
 
 # -- device and precision ---------------------------------------------------------------------
@@ -459,5 +461,6 @@ def tag_files(tagger: Tagger, sources: Iterable[str], options: TagOptions) -> It
         try:
             result = tagger.run(source, options)
         except AudioError as exc:
+            _log.debug("%s", exc, exc_info=True)
             result = FileResult(path=source, error=str(exc))
         yield tagger.record(result, options)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import re
 from typing import IO, Any
 
 FORMATS = ("table", "json", "jsonl", "csv", "tsv")
@@ -23,6 +25,15 @@ def default_format(stream: IO[str]) -> str:
 def format_from_path(path: str, default: str = "jsonl") -> str:
     suffix = path.rsplit(".", 1)[-1].lower() if "." in path else ""
     return {"json": "json", "jsonl": "jsonl", "ndjson": "jsonl", "csv": "csv", "tsv": "tsv"}.get(suffix, default)
+
+
+def console(stream: IO[str], **kwargs: Any):
+    """A rich Console on ``stream``: styles only at a terminal (rich's own test), and none at all with
+    NO_COLOR set (rich alone would drop colours but keep bold and dim)."""
+    from rich.console import Console
+
+    plain = bool(os.environ.get("NO_COLOR"))  # no-color.org: set and not empty
+    return Console(file=stream, highlight=False, color_system=None if plain else "auto", **kwargs)
 
 
 def _isatty(stream: IO[str]) -> bool:
@@ -66,9 +77,7 @@ class RecordWriter:
         if fmt in ("csv", "tsv") and header:
             self.stream.write(self._csv_text([self.header()]))
         elif fmt == "table":
-            from rich.console import Console
-
-            self._console = Console(file=stream, highlight=False, soft_wrap=False)
+            self._console = console(stream, soft_wrap=False)
 
     # -- CSV / TSV ------------------------------------------------------------------------------
     def header(self) -> list[str]:
@@ -104,16 +113,22 @@ class RecordWriter:
 
     def _csv_text(self, rows: list[list[Any]]) -> str:
         buffer = io.StringIO()
-        csv.writer(buffer, delimiter="," if self.fmt == "csv" else "\t", lineterminator="\n").writerows(rows)
+        delimiter = "," if self.fmt == "csv" else "\t"
+        plain = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
+        # csv quotes the line terminator's characters only: a carriage return (in a file name) would end
+        # the row for a reader, so rows holding one are written fully quoted
+        quoted = csv.writer(buffer, delimiter=delimiter, lineterminator="\n", quoting=csv.QUOTE_ALL)
+        for row in rows:
+            (quoted if any("\r" in str(cell) for cell in row) else plain).writerow(row)
         return buffer.getvalue()
 
     # -- writing --------------------------------------------------------------------------------
     def render(self, record: dict[str, Any]) -> str:
         """The text one record adds to the document (not for ``table``)."""
         if self.fmt == "jsonl":
-            return json.dumps(record, ensure_ascii=False) + "\n"
+            return to_json(record) + "\n"
         if self.fmt == "json":
-            return ("[\n" if self.count == 0 else ",\n") + json.dumps(record, ensure_ascii=False)
+            return ("[\n" if self.count == 0 else ",\n") + to_json(record)
         return self._csv_text(self.rows(record))
 
     def write(self, record: dict[str, Any]) -> None:
@@ -163,6 +178,55 @@ class RecordWriter:
                 windows.add_row(f"{w['start_s']:.2f}", f"{w['end_s']:.2f}", names)
             self._console.print(windows)
         self._console.print()
+
+
+def label_lines(labels: list[str], pattern: str | None = None) -> list[str]:
+    """``index<TAB>label`` of each label matching ``pattern``: a case-insensitive regular expression
+    (text that is not a valid one, such as ``(``, is matched as plain text)."""
+    if not pattern:
+        return [f"{i}\t{label}" for i, label in enumerate(labels)]
+    try:
+        regex = re.compile(pattern, re.IGNORECASE)
+    except re.error:
+        regex = re.compile(re.escape(pattern), re.IGNORECASE)
+    return [f"{i}\t{label}" for i, label in enumerate(labels) if regex.search(label)]
+
+
+def render_models(models: list, fmt: str, stream: IO[str]) -> None:
+    """``ast models``: a table (id, size, path) or a JSON array of ``CachedModel.to_json()``."""
+    if fmt == "json":
+        stream.write(to_json([m.to_json() for m in models]) + "\n")
+        return
+    from rich.table import Table
+
+    table = Table(show_edge=False, pad_edge=False, box=None)
+    table.add_column("id", no_wrap=True)
+    table.add_column("size", justify="right", no_wrap=True)
+    table.add_column("path", overflow="fold")
+    for m in models:
+        table.add_row(m.repo_id, human_size(m.size_bytes), str(m.path))
+    if models:
+        console(stream, soft_wrap=True).print(table)
+
+
+def human_size(size: int) -> str:
+    """Decimal units, as the Hub shows sizes: 346.4 MB."""
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000:
+            return f"{value:.0f} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"
+
+
+def to_json(record: Any) -> str:
+    """One line of JSON, UTF-8 text as it is, except two escapes: a file name that is not valid UTF-8
+    (Python keeps its bytes as lone surrogates) as \\udcXX, so the output stays valid UTF-8; and the
+    characters besides \\n that line readers such as str.splitlines break at (U+0085, U+2028, U+2029)."""
+    return _ESCAPE.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(record, ensure_ascii=False))
+
+
+_ESCAPE = re.compile("[\ud800-\udfff\x85\u2028\u2029]")
 
 
 def _num(value: float | None) -> str:

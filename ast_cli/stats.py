@@ -18,6 +18,7 @@ with Chan's parallel formula) are kept, never a batch of features.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import secrets
@@ -36,6 +37,7 @@ from .features import FRAME_LENGTH, FRAME_SHIFT, fbank, pad_or_cut
 from .inputs import FFMPEG_EXTENSIONS, SNDFILE_EXTENSIONS
 
 METHODS = ("authors", "exact")
+_log = logging.getLogger(__name__)
 
 # The authors' get_norm_stats.py settings (AudioSet): audio_conf and the DataLoader's batch size.
 TARGET_LENGTH = 1024
@@ -99,7 +101,7 @@ def collect_audio(inputs: Sequence[str], files_from: str | None = None) -> list[
         p = Path(item)
         if p.is_dir():
             paths.extend(_walk(p))
-        elif p.exists():
+        elif p.exists() or p.is_symlink():  # a broken link is read (and skipped with its reason) like a bad file
             paths.append(item)
         else:
             raise UsageError(f"{item}: no such file or directory")
@@ -319,6 +321,7 @@ class _ClipReader:
             if self.bar is not None:
                 self.bar.clear()
             warnings.warn(f"{exc}; skipped", stacklevel=2)
+            _log.debug("%s", exc, exc_info=True)  # called in the except block: --debug shows where
             if self.bar is not None:
                 self.bar.refresh()
 
@@ -330,6 +333,7 @@ class _ClipReader:
         """(T, F) fbank as the model is fed (no DC removal), padded or cut. Stops reading at T frames."""
         with contextlib.closing(self._stream(path)) as blocks:  # stopping early closes the decoder now
             kept = _take(blocks, self.keep)
+        _check_length(len(kept), path)
         return pad_or_cut(fbank(kept, self.num_mel_bins), self.target_length)
 
     def waveform(self, path: str) -> Clip:
@@ -341,6 +345,7 @@ class _ClipReader:
             if kept < self.keep:
                 parts.append(block[: self.keep - kept])
                 kept += len(parts[-1])
+        _check_length(length, path)
         samples = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
         mean = total / length if length else 0.0
         return Clip((samples - mean).astype(np.float32))
@@ -357,6 +362,12 @@ class _ClipReader:
             except AudioError as exc:
                 self.mark_bad(candidate, exc)
         return None
+
+
+def _check_length(samples: int, path: str) -> None:
+    # an all-padding clip would pull the statistics towards 0; tag and finetune refuse such clips too
+    if samples < FRAME_LENGTH:
+        raise AudioError(f"{path}: too short ({samples / audio.SAMPLE_RATE * 1000:.1f} ms of audio at 16 kHz; one 25 ms frame is the minimum)")
 
 
 def _take(blocks: Iterable[np.ndarray], n: int) -> np.ndarray:
@@ -391,8 +402,9 @@ def render(stats: Stats, fmt: str, stream) -> None:
 
         stream.write(json.dumps(stats.to_json()) + "\n")
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from .output import console
 
     table = Table(show_header=False, box=None, pad_edge=False)
     rows = [("mean", f"{stats.mean:.7g}"), ("std", f"{stats.std:.7g}"), ("files", str(stats.files))]
@@ -404,4 +416,4 @@ def render(stats: Stats, fmt: str, stream) -> None:
         rows.append(("seed", str(stats.seed)))
     for name, value in rows:
         table.add_row(name, value)
-    Console(file=stream, highlight=False, soft_wrap=True).print(table)
+    console(stream, soft_wrap=True).print(table)

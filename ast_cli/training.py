@@ -205,7 +205,7 @@ def dataset_norm_stats(paths: list[str], target_length: int, num_mel_bins: int, 
         "method": "exact",
         "target_length": target_length,
         "num_mel_bins": num_mel_bins,
-        "files_sha256": hashlib.sha256("\n".join(sorted(paths)).encode()).hexdigest(),
+        "files_sha256": hashlib.sha256("\n".join(sorted(paths)).encode("utf-8", "surrogateescape")).hexdigest(),
     }
     cache = out / NORM_STATS_FILE
     if cache.is_file():

@@ -129,3 +129,36 @@ def test_ffmpeg_decodes_what_libsndfile_cannot(tmp_path):
     (tmp_path / "bad.m4a").write_bytes(m4a.read_bytes()[:2000])
     with pytest.raises(AudioError, match=r"bad\.m4a: cannot decode audio"):
         audio.load(tmp_path / "bad.m4a")
+
+
+@pytest.mark.parametrize("sr", [44101, 22051, 15999, 192001])
+def test_rates_without_a_small_ratio_are_resampled_through_a_bounded_kernel(sr):
+    """Exact resampling from a rate sharing no factor with 16000 would build a kernel of gigabytes."""
+    resampler = audio.StreamResampler(sr)
+    assert audio._kernel_floats(resampler.a, resampler.b) <= resampler.MAX_KERNEL
+    assert abs(resampler.a / resampler.b * 16000 - sr) / sr < 1e-4  # a speed error below 0.01 %
+    x = tone(2.0, sr)
+    out = np.concatenate(list(audio.resampled([x[: sr // 2], x[sr // 2 :]], sr)))
+    assert abs(len(out) - 32000) <= 2
+    nearest = torchaudio.functional.resample(torch.from_numpy(x), resampler.a, resampler.b).numpy()
+    assert out.shape == nearest.shape and np.max(np.abs(out - nearest)) <= 1e-5
+
+
+@pytest.mark.parametrize("sr", [1, 44100, 16000])
+def test_an_empty_stream_resamples_to_nothing(sr):
+    assert list(audio.resampled([np.zeros(0, np.float32)], sr)) == []
+    assert list(audio.resampled([], sr)) == []
+
+
+def test_array_sample_rates_and_values_are_checked():
+    x = np.zeros(1600, np.float32)
+    for rate in (0, -5, 44100.5, "44100", True, float("nan")):
+        with pytest.raises(UsageError, match="sample_rate"):
+            audio.array_stream(x, rate)
+    assert sum(len(b) for b in audio.array_stream(x, 8000.0)) == 3200  # a whole float is a rate
+    big = np.full(1600, 2e6, np.float32)
+    with pytest.raises(AudioError, match="far outside"):
+        audio.array_stream(big, 16000)
+    loud = np.full((1600, 2), 3e38, np.float32)  # finite, but their sum is not: checked before the downmix
+    with pytest.raises(AudioError, match="far outside"):
+        audio.array_stream(loud, 16000)

@@ -1,0 +1,76 @@
+"""config.json and preprocessor_config.json: every damaged file is one clear line naming it, exit 2."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import pytest
+
+from ast_cli.cli import main
+
+CONFIG_DAMAGE = [
+    (lambda c: {}, "the head has 5 outputs but config.json names 2 labels"),  # every key missing: the defaults
+    (lambda c: {**c, "hidden_size": "64"}, "'hidden_size' must be a positive integer"),
+    (lambda c: {**c, "num_hidden_layers": -1}, "'num_hidden_layers' must be a positive integer"),
+    (lambda c: {**c, "layer_norm_eps": "small"}, "'layer_norm_eps' must be a number"),
+    (lambda c: {**c, "qkv_bias": "yes"}, "'qkv_bias' must be true or false"),
+    (lambda c: {**c, "hidden_act": "tanh"}, "hidden_act 'tanh' is not supported"),
+    (lambda c: {**c, "model_type": "bert"}, "not an Audio Spectrogram Transformer"),
+    (lambda c: {**c, "problem_type": "ranking"}, "unknown problem_type"),
+    (lambda c: {**c, "id2label": ["Speech", "Music"]}, "id2label must be an object"),
+    (lambda c: {**c, "id2label": {"0": "a", "2": "b"}}, "id2label must map 0..N-1"),
+    (lambda c: {**c, "id2label": {"0": "a", "1": "b", "2": "c"}}, "the head has 5 outputs but config.json names 3 labels"),
+    (lambda c: {k: v for k, v in c.items() if k not in ("id2label", "label2id")} | {"num_labels": "five"}, "'num_labels' must be a positive integer"),
+    (lambda c: {k: v for k, v in c.items() if k not in ("id2label", "label2id")}, "the head has 5 outputs but config.json names 2 labels"),
+    (lambda c: {**c, "hidden_size": 66}, "not divisible by num_attention_heads"),
+    (lambda c: {**c, "hidden_size": 60}, "size mismatch for cls_token"),
+    (lambda c: {**c, "num_hidden_layers": 3}, "weights do not match an AST of this config (missing blocks.2"),
+    (lambda c: [c], "expected a JSON object"),
+]
+PREPROCESSOR_DAMAGE = [
+    ({"mean": math.nan}, "'mean' must be a finite number"),
+    ({"std": "4"}, "'std' must be a finite number"),
+    ({"std": 0}, "std must be positive"),
+    ({"sampling_rate": 44100}, "sampling_rate 44100 is not supported"),
+]
+
+
+def _copy(src, dst):
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _tag(capsys, model, wav):
+    code = main(["tag", str(wav(1.0)), "-m", str(model), "-f", "jsonl"])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("damage,message", CONFIG_DAMAGE)
+def test_damaged_config_json_is_one_line_naming_the_file(capsys, tiny_model_dir, tmp_path, wav, damage, message):
+    model = _copy(tiny_model_dir, tmp_path / "model")
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps(damage(config)))
+    code, out, err = _tag(capsys, model, wav)
+    assert code == 2 and out == ""
+    assert err.startswith("ast: error: ") and message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert str(model) in err
+
+
+@pytest.mark.parametrize("content,message", [(b"{not json", "not valid JSON"), (b"\xff\xfe\x00garbage", "not valid JSON (not UTF-8 text)")])
+def test_unreadable_config_json(capsys, tiny_model_dir, tmp_path, wav, content, message):
+    model = _copy(tiny_model_dir, tmp_path / "model")
+    (model / "config.json").write_bytes(content)
+    code, _, err = _tag(capsys, model, wav)
+    assert code == 2 and message in err and str(model / "config.json") in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("change,message", PREPROCESSOR_DAMAGE)
+def test_damaged_preprocessor_config(capsys, tiny_model_dir, tmp_path, wav, change, message):
+    model = _copy(tiny_model_dir, tmp_path / "model")
+    path = model / "preprocessor_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **change}))
+    code, _, err = _tag(capsys, model, wav)
+    assert code == 2 and message in err and str(path) in err and err.count("\n") == 1 and "Traceback" not in err

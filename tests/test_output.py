@@ -1,0 +1,80 @@
+"""Output formats: CSV/TSV quoting and JSON validity for any file name; labels filtering; sizes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ast_cli.output import RecordWriter, human_size, label_lines, to_json
+
+# any text, lone surrogates included: what os.fsdecode makes of a name that is not UTF-8
+PATHS = st.text(min_size=1, max_size=40) | st.binary(min_size=1, max_size=40).map(os.fsdecode)
+
+
+def record(path: str, error: str | None = None) -> dict:
+    if error:
+        return {"path": path, "duration_s": None, "labels": [], "error": error}
+    return {"path": path, "duration_s": 1.5, "labels": [{"label": 'Dog, "bark"\n', "index": 2, "score": 0.5}]}
+
+
+@settings(max_examples=200, deadline=None)
+@given(paths=st.lists(PATHS, min_size=1, max_size=4), fmt=st.sampled_from(["csv", "tsv"]), timeline=st.booleans())
+def test_csv_and_tsv_round_trip_any_path(paths, fmt, timeline):
+    buf = io.StringIO(newline="")
+    writer = RecordWriter(fmt, buf, columns=1, timeline=timeline)
+    for i, path in enumerate(paths):
+        writer.write(record(path, error=f"{path}: broken, really" if i % 2 else None))
+    rows = list(csv.reader(io.StringIO(buf.getvalue(), newline=""), delimiter="," if fmt == "csv" else "\t"))
+    assert rows[0] == writer.header()
+    assert [row[0] for row in rows[1:]] == paths
+    assert all(len(row) == len(rows[0]) for row in rows)
+    assert [row[-1] for row in rows[1:]] == [f"{p}: broken, really" if i % 2 else "" for i, p in enumerate(paths)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(paths=st.lists(PATHS, min_size=0, max_size=4), fmt=st.sampled_from(["json", "jsonl"]))
+def test_json_is_valid_utf8_and_round_trips_any_path(paths, fmt):
+    buf = io.StringIO()
+    writer = RecordWriter(fmt, buf)
+    for path in paths:
+        writer.write(record(path))
+    writer.close()
+    text = buf.getvalue()
+    text.encode("utf-8")  # strict: valid UTF-8 whatever the names
+    records = json.loads(text) if fmt == "json" else [json.loads(line) for line in text.splitlines()]
+    assert [r["path"] for r in records] == paths
+    assert text.count("\n") == (len(paths) if fmt == "jsonl" else (len(paths) + 2 if paths else 1))  # "[", one a line, "]"
+
+
+def test_to_json_keeps_text_and_escapes_only_surrogates():
+    assert to_json({"p": "é 音 \"q\""}) == '{"p": "é 音 \\"q\\""}'
+    assert to_json({"p": os.fsdecode(b"a\xffb")}) == '{"p": "a\\udcffb"}'
+
+
+def test_label_lines_filter_by_regex_or_text():
+    labels = ["Speech", "Music", "Dog", "Rain (heavy)", "Siren"]
+    assert label_lines(labels) == ["0\tSpeech", "1\tMusic", "2\tDog", "3\tRain (heavy)", "4\tSiren"]
+    assert label_lines(labels, "si") == ["1\tMusic", "4\tSiren"]
+    assert label_lines(labels, "^s") == ["0\tSpeech", "4\tSiren"]
+    assert label_lines(labels, "(heavy") == ["3\tRain (heavy)"]  # not a valid regex: plain text
+
+
+def test_human_size():
+    assert [human_size(n) for n in (0, 999, 1000, 346_400_000, 2 * 10**9, 5 * 10**12)] == [
+        "0 B", "999 B", "1.0 kB", "346.4 MB", "2.0 GB", "5.0 TB",
+    ]
+
+
+def test_messages_stay_one_line_and_cannot_drive_the_terminal():
+    from ast_cli.cli import _one_line
+
+    name = "a\nb\r\x1b[31mred\x85\u2028 é 音\t" + os.fsdecode(b"\xff")
+    line = _one_line(f"{name}: cannot decode audio")
+    assert line == "a\\nb\\r\\x1b[31mred\\x85\\u2028 é 音\t\\udcff: cannot decode audio"
+    assert len(line.splitlines()) == 1
+    line.encode("utf-8")

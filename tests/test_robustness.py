@@ -1,0 +1,413 @@
+"""Bad input never breaks a run: a corpus of broken files through `ast tag`, `ast stats`, `ast finetune`
+and `ast embed`; random bytes into the decoder and random waveforms into the tagger (hypothesis);
+Ctrl-C and a closed pipe; plain output for non-terminals and NO_COLOR."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from ast_cli import audio
+from ast_cli.cli import _one_line, main
+from ast_cli.errors import AudioError, UsageError
+
+from conftest import make_sound_dataset, tone
+
+ROOT = Path(__file__).resolve().parents[1]
+IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0  # root reads files whatever their mode
+
+# name -> what `ast tag` says about it: None (tagged) or a piece of the one-line error
+CORPUS: dict[str, str | None] = {
+    "empty.wav": "empty file",
+    "zero_frames.wav": "too short",
+    "one_sample.wav": "too short",
+    "text.wav": "cannot decode audio",
+    "truncated_header.wav": "cannot decode audio",
+    "truncated_data.wav": None,  # libsndfile reads the frames that are there
+    "random_bytes.wav": "cannot decode audio",
+    "flac_named.wav": None,  # libsndfile goes by the content, not the name
+    "wav_named.mp3": None,
+    "nan.wav": "NaN or infinite",
+    "inf.wav": "NaN or infinite",
+    "huge_values.wav": "far outside the [-1, 1]",
+    "rate_1hz.wav": None,
+    "rate_384khz.wav": None,
+    "rate_44101hz.wav": None,  # shares no factor with 16000: the exact sinc kernel would need 2.8 GB
+    "eight_channels.wav": None,
+    "silence.wav": None,
+    "dc_only.wav": None,
+    "dir.wav": "is a directory",
+    "no_permission.wav": "permission denied",
+    "broken_link.wav": "broken symbolic link",
+    "link_loop.wav": "broken symbolic link",
+    "with space.wav": None,
+    "ünïcødé 音.wav": None,
+    "a,b.wav": None,
+    "q\"uo'te.wav": None,
+    "new\nline.wav": None,
+    os.fsdecode(b"not-utf8-\xff.wav"): None,  # a name Python can only hold as surrogates
+}
+BAD = sorted(name for name, error in CORPUS.items() if error and not (name == "no_permission.wav" and IS_ROOT))
+
+
+def build_corpus(root: Path) -> dict[str, Path]:
+    """Every entry of CORPUS as a file (or folder, or link) in ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    clip = tone(0.5)
+    good = io.BytesIO()
+    sf.write(good, clip, 16000, format="WAV", subtype="PCM_16")
+    wav_bytes = good.getvalue()
+    paths = {name: root / name for name in CORPUS}
+    paths["empty.wav"].write_bytes(b"")
+    sf.write(paths["zero_frames.wav"], np.zeros(0, np.float32), 16000)
+    sf.write(paths["one_sample.wav"], np.zeros(1, np.float32), 16000)
+    paths["text.wav"].write_text("this is not audio, just text\n")
+    paths["truncated_header.wav"].write_bytes(wav_bytes[:30])
+    paths["truncated_data.wav"].write_bytes(wav_bytes[: 44 + (len(wav_bytes) - 44) // 2])
+    paths["random_bytes.wav"].write_bytes(np.random.default_rng(0).bytes(4000))
+    sf.write(paths["flac_named.wav"], clip, 16000, format="FLAC")
+    sf.write(paths["wav_named.mp3"], clip, 16000, format="WAV")
+    for name, value in (("nan.wav", np.nan), ("inf.wav", -np.inf), ("huge_values.wav", 1e20)):
+        x = clip.copy()
+        x[1000] = value
+        sf.write(paths[name], x, 16000, subtype="FLOAT")
+    sf.write(paths["rate_1hz.wav"], np.array([0.1, -0.2, 0.3], np.float32), 1)
+    sf.write(paths["rate_384khz.wav"], tone(0.5, 384000), 384000)
+    sf.write(paths["rate_44101hz.wav"], tone(0.5, 44101), 44101)
+    sf.write(paths["eight_channels.wav"], tone(0.5, channels=8), 16000)
+    sf.write(paths["silence.wav"], np.zeros(8000, np.float32), 16000)
+    sf.write(paths["dc_only.wav"], np.full(8000, 0.5, np.float32), 16000, subtype="FLOAT")
+    paths["dir.wav"].mkdir()
+    if not IS_ROOT:
+        sf.write(paths["no_permission.wav"], clip, 16000)
+        paths["no_permission.wav"].chmod(0)
+    paths["broken_link.wav"].symlink_to(root / "does-not-exist.wav")
+    paths["link_loop.wav"].symlink_to(paths["link_loop.wav"])
+    for name in ("with space.wav", "ünïcødé 音.wav", "a,b.wav", "q\"uo'te.wav", "new\nline.wav", os.fsdecode(b"not-utf8-\xff.wav")):
+        paths[name].write_bytes(wav_bytes)
+    if IS_ROOT:
+        del paths["no_permission.wav"]
+    return paths
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> dict[str, Path]:
+    return build_corpus(tmp_path_factory.mktemp("corpus") / "in")
+
+
+def run(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_error_line(err: str, path: Path, reason: str) -> None:
+    assert err.startswith(f"ast: error: {_one_line(str(path))}: "), err
+    assert reason in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+# -- ast tag ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", list(CORPUS), ids=repr)
+def test_tag_each_input(capsys, tiny_model_dir, corpus, name):
+    if name not in corpus:
+        pytest.skip("running as root: a file without read permission is still readable")
+    path = corpus[name]
+    code, out, err = run(capsys, "tag", path, "-m", tiny_model_dir, "-f", "jsonl", "--top", "0")
+    record = json.loads(out)
+    assert record["path"] == str(path)
+    if CORPUS[name] is None:
+        assert code == 0 and err == ""
+        assert len(record["labels"]) == 5
+        assert all(math.isfinite(x["score"]) and 0.0 <= x["score"] <= 1.0 for x in record["labels"])
+    else:
+        assert code == 1
+        assert_one_error_line(err, path, CORPUS[name])
+        assert record["labels"] == [] and record["duration_s"] is None and CORPUS[name] in record["error"]
+
+
+def test_truncated_data_and_odd_rates_keep_their_duration(capsys, tiny_model_dir, corpus):
+    names = ["truncated_data.wav", "rate_1hz.wav", "rate_384khz.wav", "rate_44101hz.wav"]
+    code, out, _ = run(capsys, "tag", *(corpus[n] for n in names), "-m", tiny_model_dir, "-f", "jsonl")
+    assert code == 0
+    durations = [json.loads(line)["duration_s"] for line in out.splitlines()]
+    assert durations == [pytest.approx(0.25, abs=0.001), 3.0, 0.5, 0.5]
+
+
+def test_tag_all_at_once_goes_on_and_every_format_stays_valid(capsys, tiny_model_dir, corpus):
+    paths = list(corpus.values())
+    common = ["-m", tiny_model_dir, "--top", "2"]
+    code, out, err = run(capsys, "tag", *paths, *common, "-f", "json")
+    assert code == 1
+    records = json.loads(out)
+    assert [r["path"] for r in records] == [str(p) for p in paths]
+    assert sorted(r["path"] for r in records if "error" in r) == sorted(str(corpus[n]) for n in BAD)
+    assert err.count("\n") == len(BAD) and all(line.startswith("ast: error: ") for line in err.splitlines())
+    paths = [p for p in paths if "\udcff" not in str(p)]  # CSV writes that name's own bytes: not capsys text
+    code, out, _ = run(capsys, "tag", *paths, *common, "-f", "csv")
+    rows = list(csv.DictReader(io.StringIO(out, newline="")))
+    assert [r["path"] for r in rows] == [str(p) for p in paths]  # commas, quotes, newlines round-trip
+    assert [bool(r["error"]) for r in rows] == [str(p) in {str(corpus[n]) for n in BAD} for p in paths]
+
+
+def test_json_is_valid_utf8_for_any_file_name(capsys, tiny_model_dir, corpus):
+    path = corpus[os.fsdecode(b"not-utf8-\xff.wav")]
+    for fmt in ("json", "jsonl"):
+        code, out, _ = run(capsys, "tag", path, "-m", tiny_model_dir, "-f", fmt)
+        assert code == 0
+        out.encode("utf-8")  # strict: no lone surrogates, so the bytes written are valid UTF-8
+        record = json.loads(out)[0] if fmt == "json" else json.loads(out)
+        assert record["path"] == str(path) and os.path.exists(record["path"])
+    # CSV keeps the name's own bytes, even where Python's stdout would be strict (a non-C UTF-8 locale)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ast_cli", "tag", path, "-m", str(tiny_model_dir), "-f", "csv"],
+        capture_output=True, cwd=ROOT, env={**os.environ, "PYTHONIOENCODING": "utf-8:strict"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert os.fsencode(path) in proc.stdout
+
+
+def test_debug_shows_the_traceback_of_a_failed_file(capsys, tiny_model_dir, corpus):
+    code, _, err = run(capsys, "tag", corpus["text.wav"], "-m", tiny_model_dir, "-f", "jsonl", "--debug")
+    assert code == 1
+    assert "Traceback" in err and "AudioError" in err and err.rstrip().splitlines()[-1].startswith("ast: error: ")
+
+
+def test_an_unexpected_exception_is_one_line_and_exit_1(capsys, tiny_model_dir, wav, monkeypatch):
+    import ast_cli.inference
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("something nobody expected")
+
+    monkeypatch.setattr(ast_cli.inference.Tagger, "run", boom)
+    code, _, err = run(capsys, "tag", wav(1.0), "-m", tiny_model_dir)
+    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("ast: error: unexpected RuntimeError: something nobody expected") and "--debug" in err
+    code, _, err = run(capsys, "tag", wav(1.0), "-m", tiny_model_dir, "--debug")
+    assert code == 1 and "Traceback" in err
+
+
+# -- ast stats and ast finetune -----------------------------------------------------------------
+def test_stats_skips_each_bad_file_with_one_line_and_goes_on(capsys, corpus):
+    folder = next(iter(corpus.values())).parent
+    code, out, err = run(capsys, "stats", folder, "--method", "exact", "--target-length", "64", "-f", "json", "-q")
+    assert code == 0, err
+    result = json.loads(out)
+    good = [n for n in corpus if CORPUS[n] is None]
+    assert result["files"] == len(good)
+    bad_files = [n for n in BAD if n != "dir.wav"]  # a folder is searched, not read
+    warnings_ = err.splitlines()
+    assert len(warnings_) == len(bad_files) and all(w.startswith("ast: warning: ") and w.endswith("; skipped") for w in warnings_)
+    for name in bad_files:
+        assert any(str(corpus[name]) in w for w in warnings_), name
+
+
+def test_stats_debug_shows_the_traceback_of_a_skipped_file(capsys, corpus):
+    args = ["stats", corpus["text.wav"], corpus["silence.wav"], "--method", "exact", "--target-length", "64", "-q", "--debug"]
+    code, _, err = run(capsys, *args)
+    assert code == 0 and "Traceback" in err and "AudioError" in err and f"ast: warning: {corpus['text.wav']}" in err
+
+
+def test_finetune_skips_each_bad_file_and_trains(capsys, tiny_model_dir, corpus, tmp_path):
+    data = tmp_path / "data"
+    make_sound_dataset(data, per_class=3)
+    for name, path in corpus.items():
+        target = data / "tone" / f"x{len(name)}_{path.name}"
+        if path.is_symlink():
+            target.symlink_to(os.readlink(path) if name != "link_loop.wav" else target)
+        elif path.is_file():
+            target.write_bytes(path.read_bytes()) if os.access(path, os.R_OK) and name != "no_permission.wav" else None
+    out = tmp_path / "model"
+    args = ["finetune", data, "-o", out, "--base", tiny_model_dir, "--epochs", "1", "--batch-size", "8", "--workers", "0"]
+    code, stdout, err = run(capsys, *args, "--precision", "fp32", "--val-split", "0.34", "--freqm", "0", "--timem", "0")
+    assert code == 0, err
+    warned = [line for line in err.splitlines() if line.startswith("ast: warning: skipped ")]
+    expected = [n for n in BAD if n not in ("dir.wav", "no_permission.wav")]
+    assert len(warned) == len(expected) and "Traceback" not in err
+    assert (out / "model.safetensors").is_file()
+
+
+# -- property-based: the decoder and the tagger ---------------------------------------------------
+def _wav_bytes(seconds: float = 0.05, sr: int = 16000, channels: int = 1, subtype: str = "PCM_16", fmt: str = "WAV") -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, tone(seconds, sr, channels), sr, format=fmt, subtype=subtype)
+    return buf.getvalue()
+
+
+SEEDS = [_wav_bytes(), _wav_bytes(subtype="FLOAT", channels=2), _wav_bytes(fmt="FLAC", subtype="PCM_16", sr=44100)]
+
+
+@st.composite
+def damaged_files(draw) -> bytes:
+    """A valid WAV or FLAC with bytes overwritten (often in the header), cut short, or random bytes."""
+    if draw(st.booleans()):
+        return draw(st.binary(max_size=600))
+    data = bytearray(draw(st.sampled_from(SEEDS)))
+    for _ in range(draw(st.integers(1, 8))):
+        pos = draw(st.integers(0, min(len(data) - 1, draw(st.sampled_from([64, len(data) - 1])))))
+        data[pos] = draw(st.integers(0, 255))
+    return bytes(data[: draw(st.integers(0, len(data)))])
+
+
+def _decode(data: bytes):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "fuzz.wav"
+        path.write_bytes(data)
+        try:
+            return audio.load(path)
+        except (AudioError, UsageError):
+            return None
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(damaged_files())
+def test_damaged_bytes_raise_only_audio_errors(data):
+    result = _decode(data)
+    if result is not None:
+        wave, info = result
+        assert wave.dtype == np.float32 and wave.ndim == 1 and np.isfinite(wave).all()
+        assert info.sample_rate > 0 and info.channels > 0
+
+
+@pytest.fixture(scope="module")
+def tagger(tiny_model_dir):
+    import ast_cli
+
+    return ast_cli.load_model(str(tiny_model_dir), device="cpu", precision="fp32")
+
+
+SAMPLES = st.floats(width=32, allow_nan=True, allow_infinity=True) | st.floats(-1.0, 1.0, width=32)
+RATES = st.sampled_from([1, 7, 8000, 16000, 22050, 44100, 44101, 96000, 384000]) | st.integers(1, 200_000)
+
+
+@st.composite
+def waveforms(draw) -> tuple[np.ndarray, int]:
+    """(samples,) or (samples, channels) float32 of any values, at most 3 s long (a 1-Hz array of
+    3000 samples would be 50 minutes at 16 kHz)."""
+    rate = draw(RATES)
+    shape = (draw(st.integers(0, min(3000, 3 * rate))),) + draw(st.sampled_from([(), (1,), (2,), (3,)]))
+    return draw(arrays(np.float32, shape, elements=SAMPLES)), rate
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(waveforms())
+def test_random_waveforms_give_finite_scores_or_audio_errors(tagger, example):
+    wave, sample_rate = example
+    try:
+        record = tagger.tag(wave, sample_rate=sample_rate, top=0)
+    except (AudioError, UsageError):
+        return
+    scores = [x["score"] for x in record["labels"]]
+    assert len(scores) == len(tagger.labels)
+    assert all(math.isfinite(s) and 0.0 <= s <= 1.0 for s in scores)
+
+
+@pytest.mark.parametrize("value", [0.0, 0.5, -1.0])
+def test_silence_and_dc_tag_without_nan(tagger, value):
+    record = tagger.tag(np.full(20000, value, np.float32), sample_rate=16000, top=0, timeline=True)
+    scores = [x["score"] for x in record["labels"]] + [x["score"] for w in record["windows"] for x in w["labels"]]
+    assert scores and all(math.isfinite(s) and 0.0 <= s <= 1.0 for s in scores)
+
+
+# -- Ctrl-C and a closed pipe ---------------------------------------------------------------------
+def _wav_file_bytes() -> bytes:
+    return _wav_bytes(seconds=1.0)
+
+
+def test_ctrl_c_gives_a_one_line_summary_and_exit_130(tiny_model_dir, wav):
+    """The second input is standard input, kept open: the process waits there when we interrupt it."""
+    first = wav(1.0)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ast_cli", "tag", str(first), "-", "-m", str(tiny_model_dir), "-f", "jsonl"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+    )
+    try:
+        line = proc.stdout.readline()  # the first record: the process now reads stdin
+        assert json.loads(line)["path"] == str(first)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130
+    assert err.decode() == "ast: interrupted after 1 of 2 file(s)\n"
+    assert out == b""
+
+
+def test_closed_pipe_ends_quietly(tiny_model_dir, wav):
+    """Like `ast tag a.wav - c.wav | head -1`: the reader is gone before the second record is written."""
+    first, third = wav(1.0, name="first.wav"), wav(1.0, name="third.wav")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ast_cli", "tag", str(first), "-", str(third), "-m", str(tiny_model_dir), "-f", "jsonl"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+    )
+    try:
+        assert json.loads(proc.stdout.readline())["path"] == str(first)
+        proc.stdout.close()  # what `head -1` does after its line
+        proc.stdin.write(_wav_file_bytes())
+        proc.stdin.close()
+        err = proc.stderr.read()
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert err == b""
+    assert proc.returncode == 141  # 128 + SIGPIPE, as a shell reports a writer whose reader went away
+
+
+# -- plain output for non-terminals and NO_COLOR ----------------------------------------------------
+def _run_on_terminal(args: list[str], env: dict[str, str]) -> bytes:
+    """stdout on a pseudo-terminal, so rich sees a terminal; what it wrote."""
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ast_cli", *args], stdout=follower, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, cwd=ROOT, env=env
+        )
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the process closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        proc.wait(timeout=120)
+    finally:
+        os.close(leader)
+    return b"".join(chunks)
+
+
+def test_no_color_gets_plain_tables_at_a_terminal(tiny_model_dir, wav):
+    path = wav(1.0)
+    args = ["tag", str(path), "-m", str(tiny_model_dir)]
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR", "TERM")}
+    env["TERM"] = "xterm-256color"
+    colored = _run_on_terminal(args, env)
+    assert b"\x1b[" in colored and b"score" in colored  # a terminal gets the table in colour (and by default)
+    plain = _run_on_terminal(args, {**env, "NO_COLOR": "1"})
+    assert b"score" in plain and b"\x1b[" not in plain
+
+
+def test_tables_off_a_terminal_are_plain(capsys, tiny_model_dir, wav, monkeypatch):
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    code, out, _ = run(capsys, "tag", wav(1.0), "-m", tiny_model_dir, "-f", "table", "--timeline")
+    assert code == 0 and "score" in out and "timeline" in out and "\x1b[" not in out
