@@ -411,3 +411,24 @@ def test_tables_off_a_terminal_are_plain(capsys, tiny_model_dir, wav, monkeypatc
     monkeypatch.setenv("TERM", "xterm-256color")
     code, out, _ = run(capsys, "tag", wav(1.0), "-m", tiny_model_dir, "-f", "table", "--timeline")
     assert code == 0 and "score" in out and "timeline" in out and "\x1b[" not in out
+
+
+# -- ast batch ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_batch_goes_on_past_every_bad_input_and_resumes_to_nothing(capsys, tiny_model_dir, corpus, tmp_path, fmt):
+    root = next(iter(corpus.values())).parent
+    out = tmp_path / f"tags.{fmt}"
+    code, stdout, err = run(capsys, "batch", root, "-o", out, "-m", tiny_model_dir, "--workers", "1", "-q")
+    assert code == 1 and stdout == "" and "Traceback" not in err
+    if fmt == "jsonl":
+        records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    else:
+        with open(out, encoding="utf-8", errors="surrogateescape", newline="") as f:
+            records = list(csv.DictReader(f))
+    files = {str(p) for n, p in corpus.items() if n != "dir.wav"}  # a folder named x.wav is walked, not tagged
+    assert sorted(r["path"] for r in records) == sorted(files)  # each exactly once, odd names included
+    failed = {r["path"] for r in records if r.get("error")}
+    assert failed == {str(corpus[n]) for n in BAD if n != "dir.wav"}
+    assert err.count("ast: error: ") == len(failed)
+    code, _, err = run(capsys, "batch", root, "-o", out, "-m", tiny_model_dir, "--workers", "0", "-q", "--resume")
+    assert code == 0 and "0 tagged, 0 failed" in err and f"{len(files)} already in the output" in err
