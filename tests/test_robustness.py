@@ -224,7 +224,7 @@ def test_stats_debug_shows_the_traceback_of_a_skipped_file(capsys, corpus):
 
 def test_finetune_skips_each_bad_file_and_trains(capsys, tiny_model_dir, corpus, tmp_path):
     data = tmp_path / "data"
-    make_sound_dataset(data, per_class=3)
+    make_sound_dataset(data, per_class=2)
     for name, path in corpus.items():
         target = data / "tone" / f"x{len(name)}_{path.name}"
         if path.is_symlink():
@@ -233,7 +233,7 @@ def test_finetune_skips_each_bad_file_and_trains(capsys, tiny_model_dir, corpus,
             target.write_bytes(path.read_bytes()) if os.access(path, os.R_OK) and name != "no_permission.wav" else None
     out = tmp_path / "model"
     args = ["finetune", data, "-o", out, "--base", tiny_model_dir, "--epochs", "1", "--batch-size", "8", "--workers", "0"]
-    code, stdout, err = run(capsys, *args, "--precision", "fp32", "--val-split", "0.34", "--freqm", "0", "--timem", "0")
+    code, stdout, err = run(capsys, *args, "--precision", "fp32", "--val-split", "0.5", "--freqm", "0", "--timem", "0")
     assert code == 0, err
     warned = [line for line in err.splitlines() if line.startswith("ast: warning: skipped ")]
     expected = [n for n in BAD if n not in ("dir.wav", "no_permission.wav")]
@@ -346,6 +346,33 @@ def test_ctrl_c_gives_a_one_line_summary_and_exit_130(tiny_model_dir, wav):
     assert proc.returncode == 130
     assert err.decode() == "ast: interrupted after 1 of 2 file(s)\n"
     assert out == b""
+
+
+def test_ctrl_c_in_finetune_says_how_to_resume(tiny_model_dir, tmp_path):
+    data = tmp_path / "data"
+    make_sound_dataset(data, per_class=2)
+    out = tmp_path / "model"
+    args = ["finetune", str(data), "-o", str(out), "--base", str(tiny_model_dir), "--epochs", "500", "--workers", "0"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ast_cli", *args, "--precision", "fp32", "--val-split", "0.5", "--norm-stats", "base"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, text=True,
+    )
+    try:
+        for line in proc.stderr:  # training has begun: interrupt it
+            if line.startswith("epoch 1/500"):
+                break
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and "Traceback" not in err
+    metrics = out / "metrics.jsonl"  # written after each epoch's state: what --resume continues from
+    saved = len(metrics.read_text().splitlines()) if metrics.exists() else 0
+    if saved:
+        assert err.splitlines()[-1] == f"ast: interrupted after {saved} of 500 epoch(s); the same command with --resume continues from there"
+    else:
+        assert err.splitlines()[-1] == "ast: interrupted before the first of 500 epoch(s) finished; nothing to resume from"
 
 
 def test_closed_pipe_ends_quietly(tiny_model_dir, wav):
