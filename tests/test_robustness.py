@@ -263,20 +263,25 @@ def damaged_files(draw) -> bytes:
     return bytes(data[: draw(st.integers(0, len(data)))])
 
 
-def _decode(data: bytes):
+def _decode(data: bytes, from_stdin: bool):
+    """audio.load of the bytes as a file, or as standard input (soundfile then reads a file object)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "fuzz.wav"
         path.write_bytes(data)
+        stdin = sys.stdin
+        sys.stdin = io.TextIOWrapper(io.BytesIO(data)) if from_stdin else stdin
         try:
-            return audio.load(path)
+            return audio.load("-" if from_stdin else path)
         except (AudioError, UsageError):
             return None
+        finally:
+            sys.stdin = stdin
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(damaged_files())
-def test_damaged_bytes_raise_only_audio_errors(data):
-    result = _decode(data)
+@given(damaged_files(), st.booleans())
+def test_damaged_bytes_raise_only_audio_errors(data, from_stdin):
+    result = _decode(data, from_stdin)
     if result is not None:
         wave, info = result
         assert wave.dtype == np.float32 and wave.ndim == 1 and np.isfinite(wave).all()
