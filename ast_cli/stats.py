@@ -100,9 +100,13 @@ def collect_audio(inputs: Sequence[str], files_from: str | None = None) -> list[
     paths: list[str] = []
     for item in inputs:
         p = Path(item)
-        if p.is_dir():
+        try:
+            is_dir, found = p.is_dir(), p.exists() or p.is_symlink()
+        except OSError:  # a name too long: reading it says why, and it is skipped like a bad file
+            is_dir, found = False, True
+        if is_dir:
             paths.extend(_walk(p))
-        elif p.exists() or p.is_symlink():  # a broken link is read (and skipped with its reason) like a bad file
+        elif found:  # a broken link is read (and skipped with its reason) like a bad file
             paths.append(item)
         else:
             raise UsageError(f"{item}: no such file or directory")
