@@ -378,6 +378,25 @@ def test_ctrl_c_in_finetune_says_how_to_resume(tiny_model_dir, tmp_path):
         assert err.splitlines()[-1] == "ast: interrupted before the first of 500 epoch(s) finished; nothing to resume from"
 
 
+def test_ctrl_c_in_stats_says_how_far_it_got(tmp_path, wav):
+    """The second input is a named pipe: once we open it for writing, stats is waiting on it."""
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ast_cli", "stats", str(wav(1.0)), str(fifo), "--method", "exact", "-q"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, text=True,
+    )
+    try:
+        with open(fifo, "wb"):  # returns once stats has opened the pipe for reading
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and out == ""
+    assert err == "ast: interrupted after 1 of 2 file(s); no statistics were written\n"
+
+
 def test_closed_pipe_ends_quietly(tiny_model_dir, wav):
     """Like `ast tag a.wav - c.wav | head -1`: the reader is gone before the second record is written."""
     first, third = wav(1.0, name="first.wav"), wav(1.0, name="third.wav")
