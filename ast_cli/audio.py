@@ -105,6 +105,8 @@ class AudioReader:
             self._sf = sf.SoundFile(target)
         except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
             reason = _sf_reason(exc)
+            if _looks_like_text(target):  # a .wav that is a text file (an error page, a list): ffmpeg would not help
+                raise AudioError(f"{self.path}: not audio: it is a text file", hint="check what was saved or piped in under this name") from None
             if shutil.which("ffmpeg") is None:
                 raise AudioError(f"{self.path}: cannot decode audio ({reason})", hint=ffmpeg_hint) from None
             return self._open_ffmpeg(reason)
@@ -358,6 +360,28 @@ def _check_path(path: str) -> bool:
     if stat.S_ISREG(info.st_mode) and info.st_size == 0:
         raise AudioError(f"{path}: empty file (0 bytes)", hint="an interrupted copy or download? fetch the file again")
     return stat.S_ISFIFO(info.st_mode)
+
+
+def _looks_like_text(target: bytes | BinaryIO) -> bool:
+    """The first KB is printable UTF-8 text (audio headers hold NUL and other control bytes)."""
+    try:
+        if isinstance(target, bytes):
+            with open(target, "rb") as f:
+                head = f.read(1024)
+        else:
+            target.seek(0)
+            head = target.read(1024)
+            target.seek(0)
+    except OSError:
+        return False
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if len(head) < 1024 or exc.start < len(head) - 3:  # only a character cut at the end is forgiven
+            return False
+        text = head[: exc.start].decode("utf-8")
+    visible = "".join(text.split())  # newlines, tabs and spaces aside
+    return bool(visible) and visible.isprintable()
 
 
 def _spool_stdin() -> BinaryIO:

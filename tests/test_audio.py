@@ -97,8 +97,11 @@ def test_errors_name_the_file(tmp_path, monkeypatch):
     (tmp_path / "empty.wav").write_bytes(b"")
     with pytest.raises(AudioError, match="empty file"):
         audio.load(tmp_path / "empty.wav")
-    (tmp_path / "text.wav").write_text("hello, I am not audio\n" * 20)
-    with pytest.raises(AudioError, match=r"text\.wav: cannot decode audio .*ffmpeg"):
+    (tmp_path / "binary.wav").write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(AudioError, match=r"binary\.wav: cannot decode audio .*ffmpeg"):
+        audio.load(tmp_path / "binary.wav")
+    (tmp_path / "text.wav").write_text("hello, I am not audio\n" * 20)  # ffmpeg would not help: no hint to install it
+    with pytest.raises(AudioError, match=r"text\.wav: not audio: it is a text file \(check what was saved"):
         audio.load(tmp_path / "text.wav")
     os.symlink(tmp_path / "gone.wav", tmp_path / "link.wav")
     with pytest.raises(AudioError, match="broken symbolic link"):

@@ -36,7 +36,7 @@ CORPUS: dict[str, str | None] = {
     "empty.wav": "empty file",
     "zero_frames.wav": "too short",
     "one_sample.wav": "too short",
-    "text.wav": "cannot decode audio",
+    "text.wav": "not audio: it is a text file",
     "truncated_header.wav": "cannot decode audio",
     "truncated_data.wav": None,  # libsndfile reads the frames that are there
     "random_bytes.wav": "cannot decode audio",
