@@ -11,6 +11,7 @@ import json
 import math
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -26,6 +27,7 @@ from .errors import AudioError, UsageError
 
 SAMPLE_RATE = 16000  # every AST checkpoint was trained on 16 kHz audio
 BLOCK_SECONDS = 30.0  # decode granularity: ~10 MB of 44.1 kHz stereo float32 per block
+MAX_BLOCK_VALUES = 1 << 23  # samples x channels of one block (32 MB): 384 kHz x 8 channels gets blocks of 2.7 s
 STDIN = "-"
 # Float samples beyond this are not audio (120 dB above full scale); from ~1e17 on, the float32 fbank
 # overflows and every score is NaN.
@@ -93,12 +95,18 @@ class AudioReader:
             self._spool = _spool_stdin()
             target = self._spool
         else:
-            _check_path(self.path)
-            target = os.fsencode(self.path)  # bytes: soundfile encodes str paths strictly, so undecodable names would fail
+            if _check_path(self.path):  # a pipe (<(curl ...), a named pipe): libsndfile needs to seek
+                with open(self.path, "rb") as pipe:
+                    self._spool = _spool(pipe, f"{self.path}: the pipe gave no data", hint="check the command writing to it")
+                target = self._spool
+            else:
+                target = os.fsencode(self.path)  # bytes: soundfile encodes str paths strictly, so undecodable names would fail
         try:
             self._sf = sf.SoundFile(target)
         except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
             reason = _sf_reason(exc)
+            if _looks_like_text(target):  # a .wav that is a text file (an error page, a list): ffmpeg would not help
+                raise AudioError(f"{self.path}: not audio: it is a text file", hint="check what was saved or piped in under this name") from None
             if shutil.which("ffmpeg") is None:
                 raise AudioError(f"{self.path}: cannot decode audio ({reason})", hint=ffmpeg_hint) from None
             return self._open_ffmpeg(reason)
@@ -126,7 +134,7 @@ class AudioReader:
     # -- reading ------------------------------------------------------------------------------
     def blocks(self, seconds: float = BLOCK_SECONDS) -> Iterator[np.ndarray]:
         """Mono float32 blocks at the file's own sample rate."""
-        n = max(1, int(seconds * self.info.sample_rate))
+        n = max(1, min(int(seconds * self.info.sample_rate), MAX_BLOCK_VALUES // self.info.channels))
         if self._sf is not None:
             source = self._sf.blocks(blocksize=n, dtype="float32", always_2d=True)
         else:
@@ -333,29 +341,63 @@ def _check_samples(block: np.ndarray, name: str) -> None:
         raise AudioError(f"{name}: samples up to {peak:.3g}, far outside the [-1, 1] of audio", hint="rescale it, or re-export the file")
 
 
-def _check_path(path: str) -> None:
+def _check_path(path: str) -> bool:
+    """AudioError for what cannot be audio; True for a pipe, which is read like standard input."""
     p = Path(path)
-    if p.is_symlink() and not p.exists():
-        raise AudioError(f"{path}: broken symbolic link (or a link loop)", hint="point the link at an existing file, or remove it")
-    if not p.exists():
-        raise AudioError(f"{path}: no such file", hint="check the path")
-    if p.is_dir():
-        raise AudioError(f"{path}: is a directory", hint="give audio files, or use 'ast batch DIR' for folders")
-    if not os.access(path, os.R_OK):
-        raise AudioError(f"{path}: permission denied", hint="check the file's read permission")
-    if p.stat().st_size == 0:
+    try:
+        if p.is_symlink() and not p.exists():
+            raise AudioError(f"{path}: broken symbolic link (or a link loop)", hint="point the link at an existing file, or remove it")
+        if not p.exists():
+            raise AudioError(f"{path}: no such file", hint="check the path")
+        if p.is_dir():
+            raise AudioError(f"{path}: is a directory", hint="give audio files, or use 'ast batch DIR' for folders")
+        if not os.access(path, os.R_OK):
+            raise AudioError(f"{path}: permission denied", hint="check the file's read permission")
+        info = p.stat()
+    except OSError as exc:  # a name too long, an I/O error: pathlib ignores only 'not found'
+        raise AudioError(f"{path}: cannot open ({exc.strerror or exc})") from None
+    # only a regular file's size says it is empty: a pipe (<(curl ...)) or a device has size 0
+    if stat.S_ISREG(info.st_mode) and info.st_size == 0:
         raise AudioError(f"{path}: empty file (0 bytes)", hint="an interrupted copy or download? fetch the file again")
+    return stat.S_ISFIFO(info.st_mode)
+
+
+def _looks_like_text(target: bytes | BinaryIO) -> bool:
+    """The first KB is printable UTF-8 text (audio headers hold NUL and other control bytes)."""
+    try:
+        if isinstance(target, bytes):
+            with open(target, "rb") as f:
+                head = f.read(1024)
+        else:
+            target.seek(0)
+            head = target.read(1024)
+            target.seek(0)
+    except OSError:
+        return False
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if len(head) < 1024 or exc.start < len(head) - 3:  # only a character cut at the end is forgiven
+            return False
+        text = head[: exc.start].decode("utf-8")
+    visible = "".join(text.split())  # newlines, tabs and spaces aside
+    return bool(visible) and visible.isprintable()
 
 
 def _spool_stdin() -> BinaryIO:
     stdin = sys.stdin.buffer if hasattr(sys.stdin, "buffer") else sys.stdin
     if stdin is None or (hasattr(stdin, "isatty") and stdin.isatty()):
         raise AudioError("-: no audio on standard input", hint="pipe a file in, e.g. 'cat a.wav | ast tag -'")
+    return _spool(stdin, "-: standard input was empty", hint="pipe an audio file in")
+
+
+def _spool(stream: BinaryIO, empty: str, hint: str) -> BinaryIO:
+    """A stream that cannot seek, kept in memory (spilled to a temporary file when large)."""
     spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)
-    shutil.copyfileobj(stdin, spool)
+    shutil.copyfileobj(stream, spool)
     if spool.tell() == 0:
         spool.close()
-        raise AudioError("-: standard input was empty", hint="pipe an audio file in")
+        raise AudioError(empty, hint=hint)
     spool.seek(0)
     return spool
 

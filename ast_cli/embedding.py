@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO
 
@@ -106,8 +106,8 @@ class EmbeddingWriter:
         if self.suffix == ".jsonl":
             self._stream.write(to_json(self.record(item)) + "\n")
             self._stream.flush()
-        else:
-            self.items.append(item)
+        else:  # kept for the array written at the end: without --timeline, only the (D,) mean
+            self.items.append(item if self.timeline else replace(item, starts=[], ends=[], windows=None))
 
     def record(self, item: FileEmbedding) -> dict:
         """The JSON Lines record: path, duration_s, embedding; windows with --timeline; error on failure."""

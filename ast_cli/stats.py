@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from . import audio
-from .errors import AudioError, UsageError
+from .errors import AudioError, Interrupted, UsageError
 from .features import FRAME_LENGTH, FRAME_SHIFT, fbank, pad_or_cut
 from .inputs import FFMPEG_EXTENSIONS, SNDFILE_EXTENSIONS
 
@@ -99,9 +99,13 @@ def collect_audio(inputs: Sequence[str], files_from: str | None = None) -> list[
     paths: list[str] = []
     for item in inputs:
         p = Path(item)
-        if p.is_dir():
+        try:
+            is_dir, found = p.is_dir(), p.exists() or p.is_symlink()
+        except OSError:  # a name too long: reading it says why, and it is skipped like a bad file
+            is_dir, found = False, True
+        if is_dir:
             paths.extend(_walk(p))
-        elif p.exists() or p.is_symlink():  # a broken link is read (and skipped with its reason) like a bad file
+        elif found:  # a broken link is read (and skipped with its reason) like a bad file
             paths.append(item)
         else:
             raise UsageError(f"{item}: no such file or directory")
@@ -174,6 +178,8 @@ def compute_stats(
             rng = np.random.default_rng(seed)
             stats = _authors(paths, reader, bar, rng, batch_size, freqm, timem, mixup)
             stats.seed = seed
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted after {reader.done} of {len(paths)} file(s); no statistics were written") from None
     finally:
         bar.close()
     stats.skipped = len(reader.bad)
@@ -234,6 +240,7 @@ def _clips(paths: list[str], reader: _ClipReader, bar, make) -> Iterator[torch.T
             reader.mark_bad(path, exc)
             features = None
         bar.update(1)
+        reader.done += 1
         if features is not None:
             yield features
 
@@ -313,6 +320,7 @@ class _ClipReader:
         self.channel = channel
         self.keep = (target_length - 1) * FRAME_SHIFT + FRAME_LENGTH  # samples of target_length frames
         self.bad: dict[str, str] = {}
+        self.done = 0  # files read (or skipped) so far
         self.bar = None  # the progress bar, cleared while a warning is printed
 
     def mark_bad(self, path: str, exc: AudioError) -> None:

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from . import DEFAULT_MODEL, checkpoints
 from . import data as D
 from .config import MULTI_LABEL, SINGLE_LABEL, ASTConfig, PreprocessorConfig, write_json
-from .errors import OutputExistsError, UsageError
+from .errors import Interrupted, OutputExistsError, UsageError
 from .evaluation import autocast, predict, score
 from .metrics import main_metric, render
 from .model import AST
@@ -257,8 +257,21 @@ def finetune(data_dir: str, out_dir: str, options: FinetuneOptions, log: Callabl
             if not world.main:  # one copy of each warning, not one per process
                 warnings.simplefilter("ignore")
             return _run(data_dir, out, options, world, device, dtype, state, say)
+    except KeyboardInterrupt:
+        raise Interrupted(interrupted_summary(out, options.epochs)) from None
     finally:
         world.stop()
+
+
+def interrupted_summary(out: Path, epochs: int) -> str:
+    """What Ctrl-C leaves: metrics.jsonl lists the epochs whose state was saved (it is written after the state)."""
+    try:
+        done = sum(1 for line in (out / METRICS_FILE).read_text(encoding="utf-8").splitlines() if line.strip())
+    except OSError:
+        done = 0
+    if not done:
+        return f"interrupted before the first of {epochs} epoch(s) finished; nothing to resume from"
+    return f"interrupted after {done} of {epochs} epoch(s); the same command with --resume continues from there"
 
 
 def _run(data_dir, out: Path, options: FinetuneOptions, world: World, device, dtype, state, say) -> dict[str, Any]:

@@ -97,8 +97,11 @@ def test_errors_name_the_file(tmp_path, monkeypatch):
     (tmp_path / "empty.wav").write_bytes(b"")
     with pytest.raises(AudioError, match="empty file"):
         audio.load(tmp_path / "empty.wav")
-    (tmp_path / "text.wav").write_text("hello, I am not audio\n" * 20)
-    with pytest.raises(AudioError, match=r"text\.wav: cannot decode audio .*ffmpeg"):
+    (tmp_path / "binary.wav").write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(AudioError, match=r"binary\.wav: cannot decode audio .*ffmpeg"):
+        audio.load(tmp_path / "binary.wav")
+    (tmp_path / "text.wav").write_text("hello, I am not audio\n" * 20)  # ffmpeg would not help: no hint to install it
+    with pytest.raises(AudioError, match=r"text\.wav: not audio: it is a text file \(check what was saved"):
         audio.load(tmp_path / "text.wav")
     os.symlink(tmp_path / "gone.wav", tmp_path / "link.wav")
     with pytest.raises(AudioError, match="broken symbolic link"):
@@ -162,3 +165,37 @@ def test_array_sample_rates_and_values_are_checked():
     loud = np.full((1600, 2), 3e38, np.float32)  # finite, but their sum is not: checked before the downmix
     with pytest.raises(AudioError, match="far outside"):
         audio.array_stream(loud, 16000)
+
+
+def test_blocks_stay_bounded_for_many_channels_at_high_rates(tmp_path, monkeypatch):
+    path = tmp_path / "wide.wav"
+    sf.write(path, tone(1.0, 96000, channels=8), 96000, subtype="FLOAT")
+    whole, _ = audio.load(path)
+    monkeypatch.setattr(audio, "MAX_BLOCK_VALUES", 8 * 10000)
+    with audio.AudioReader(path) as reader:
+        sizes = [len(b) for b in reader.blocks()]
+    assert max(sizes) == 10000 and sum(sizes) == 96000
+    small, _ = audio.load(path)
+    assert small.shape == whole.shape and np.max(np.abs(small - whole)) <= 1e-5  # blockwise resampling: equal to 1e-5
+
+
+def test_a_name_too_long_is_an_audio_error(tmp_path):
+    with pytest.raises(AudioError, match="cannot open"):
+        audio.load(tmp_path / ("a" * 300 + ".wav"))
+
+
+def test_a_named_pipe_is_read_like_standard_input(tmp_path):
+    import threading
+
+    src = tmp_path / "a.flac"
+    sf.write(src, tone(1.0, 22050), 22050, format="FLAC")
+    fifo = tmp_path / "pipe.flac"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(src.read_bytes()))  # <(cat a.flac) in a shell
+    writer.start()
+    try:
+        wave, info = audio.load(fifo)
+    finally:
+        writer.join(timeout=30)
+    expected, _ = audio.load(src)
+    assert info.sample_rate == 22050 and np.array_equal(wave, expected)

@@ -58,7 +58,7 @@ def test_a_long_recording_is_the_mean_of_the_windows_tag_uses(tagger, wav):
 def test_npy_has_one_row_per_file_and_nan_for_a_failure(capsys, tiny_model_dir, tagger, wav, tmp_path):
     a, b = wav(1.0, name="a.wav"), wav(3.0, 44100, 2, name="b.wav")
     bad = tmp_path / "bad.wav"
-    bad.write_text("not audio")
+    bad.write_bytes(b"\x00\x01 not audio")
     out = tmp_path / "e.npy"
     code, stdout, err = run(capsys, "embed", a, bad, b, "-m", tiny_model_dir, "-o", out, "--precision", "fp32")
     assert code == 1 and stdout == ""

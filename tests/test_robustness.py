@@ -36,7 +36,7 @@ CORPUS: dict[str, str | None] = {
     "empty.wav": "empty file",
     "zero_frames.wav": "too short",
     "one_sample.wav": "too short",
-    "text.wav": "cannot decode audio",
+    "text.wav": "not audio: it is a text file",
     "truncated_header.wav": "cannot decode audio",
     "truncated_data.wav": None,  # libsndfile reads the frames that are there
     "random_bytes.wav": "cannot decode audio",
@@ -122,22 +122,28 @@ def assert_one_error_line(err: str, path: Path, reason: str) -> None:
 
 
 # -- ast tag ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", list(CORPUS), ids=repr)
-def test_tag_each_input(capsys, tiny_model_dir, corpus, name):
-    if name not in corpus:
-        pytest.skip("running as root: a file without read permission is still readable")
-    path = corpus[name]
-    code, out, err = run(capsys, "tag", path, "-m", tiny_model_dir, "-f", "jsonl", "--top", "0")
-    record = json.loads(out)
-    assert record["path"] == str(path)
-    if CORPUS[name] is None:
-        assert code == 0 and err == ""
-        assert len(record["labels"]) == 5
-        assert all(math.isfinite(x["score"]) and 0.0 <= x["score"] <= 1.0 for x in record["labels"])
-    else:
-        assert code == 1
-        assert_one_error_line(err, path, CORPUS[name])
-        assert record["labels"] == [] and record["duration_s"] is None and CORPUS[name] in record["error"]
+def test_tag_every_input_at_once(capsys, tiny_model_dir, corpus):
+    """One run over the whole corpus: each bad input is one line naming it and its reason, in order; the
+    others are tagged with finite scores; exit status 1 (and 0 for the good ones alone)."""
+    paths = list(corpus.values())
+    code, out, err = run(capsys, "tag", *paths, "-m", tiny_model_dir, "-f", "json", "--top", "0")
+    assert code == 1 and "Traceback" not in err
+    records = json.loads(out)
+    assert [r["path"] for r in records] == [str(p) for p in paths]
+    errors = err.splitlines()
+    assert len(errors) == len(BAD)
+    for name, record in zip(corpus, records):
+        if CORPUS[name] is None:
+            assert "error" not in record and len(record["labels"]) == 5, name
+            assert all(math.isfinite(x["score"]) and 0.0 <= x["score"] <= 1.0 for x in record["labels"])
+        else:
+            assert record["labels"] == [] and record["duration_s"] is None and CORPUS[name] in record["error"], name
+            line = errors.pop(0)
+            assert line == f"ast: error: {_one_line(record['error'])}"
+            assert line.startswith(f"ast: error: {_one_line(str(corpus[name]))}: "), line
+    good = [corpus[name] for name in corpus if CORPUS[name] is None]
+    code, out, err = run(capsys, "tag", *good, "-m", tiny_model_dir, "-f", "jsonl", "--top", "1")
+    assert code == 0 and err == "" and len(out.splitlines()) == len(good)
 
 
 def test_truncated_data_and_odd_rates_keep_their_duration(capsys, tiny_model_dir, corpus):
@@ -148,17 +154,9 @@ def test_truncated_data_and_odd_rates_keep_their_duration(capsys, tiny_model_dir
     assert durations == [pytest.approx(0.25, abs=0.001), 3.0, 0.5, 0.5]
 
 
-def test_tag_all_at_once_goes_on_and_every_format_stays_valid(capsys, tiny_model_dir, corpus):
-    paths = list(corpus.values())
-    common = ["-m", tiny_model_dir, "--top", "2"]
-    code, out, err = run(capsys, "tag", *paths, *common, "-f", "json")
-    assert code == 1
-    records = json.loads(out)
-    assert [r["path"] for r in records] == [str(p) for p in paths]
-    assert sorted(r["path"] for r in records if "error" in r) == sorted(str(corpus[n]) for n in BAD)
-    assert err.count("\n") == len(BAD) and all(line.startswith("ast: error: ") for line in err.splitlines())
-    paths = [p for p in paths if "\udcff" not in str(p)]  # CSV writes that name's own bytes: not capsys text
-    code, out, _ = run(capsys, "tag", *paths, *common, "-f", "csv")
+def test_csv_of_every_input_round_trips_the_names(capsys, tiny_model_dir, corpus):
+    paths = [p for p in corpus.values() if "\udcff" not in str(p)]  # CSV writes that name's own bytes: not capsys text
+    code, out, _ = run(capsys, "tag", *paths, "-m", tiny_model_dir, "--top", "2", "-f", "csv")
     rows = list(csv.DictReader(io.StringIO(out, newline="")))
     assert [r["path"] for r in rows] == [str(p) for p in paths]  # commas, quotes, newlines round-trip
     assert [bool(r["error"]) for r in rows] == [str(p) in {str(corpus[n]) for n in BAD} for p in paths]
@@ -224,7 +222,7 @@ def test_stats_debug_shows_the_traceback_of_a_skipped_file(capsys, corpus):
 
 def test_finetune_skips_each_bad_file_and_trains(capsys, tiny_model_dir, corpus, tmp_path):
     data = tmp_path / "data"
-    make_sound_dataset(data, per_class=3)
+    make_sound_dataset(data, per_class=2)
     for name, path in corpus.items():
         target = data / "tone" / f"x{len(name)}_{path.name}"
         if path.is_symlink():
@@ -233,7 +231,7 @@ def test_finetune_skips_each_bad_file_and_trains(capsys, tiny_model_dir, corpus,
             target.write_bytes(path.read_bytes()) if os.access(path, os.R_OK) and name != "no_permission.wav" else None
     out = tmp_path / "model"
     args = ["finetune", data, "-o", out, "--base", tiny_model_dir, "--epochs", "1", "--batch-size", "8", "--workers", "0"]
-    code, stdout, err = run(capsys, *args, "--precision", "fp32", "--val-split", "0.34", "--freqm", "0", "--timem", "0")
+    code, stdout, err = run(capsys, *args, "--precision", "fp32", "--val-split", "0.5", "--norm-stats", "base")
     assert code == 0, err
     warned = [line for line in err.splitlines() if line.startswith("ast: warning: skipped ")]
     expected = [n for n in BAD if n not in ("dir.wav", "no_permission.wav")]
@@ -263,20 +261,25 @@ def damaged_files(draw) -> bytes:
     return bytes(data[: draw(st.integers(0, len(data)))])
 
 
-def _decode(data: bytes):
+def _decode(data: bytes, from_stdin: bool):
+    """audio.load of the bytes as a file, or as standard input (soundfile then reads a file object)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "fuzz.wav"
         path.write_bytes(data)
+        stdin = sys.stdin
+        sys.stdin = io.TextIOWrapper(io.BytesIO(data)) if from_stdin else stdin
         try:
-            return audio.load(path)
+            return audio.load("-" if from_stdin else path)
         except (AudioError, UsageError):
             return None
+        finally:
+            sys.stdin = stdin
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(damaged_files())
-def test_damaged_bytes_raise_only_audio_errors(data):
-    result = _decode(data)
+@given(damaged_files(), st.booleans())
+def test_damaged_bytes_raise_only_audio_errors(data, from_stdin):
+    result = _decode(data, from_stdin)
     if result is not None:
         wave, info = result
         assert wave.dtype == np.float32 and wave.ndim == 1 and np.isfinite(wave).all()
@@ -348,6 +351,52 @@ def test_ctrl_c_gives_a_one_line_summary_and_exit_130(tiny_model_dir, wav):
     assert out == b""
 
 
+def test_ctrl_c_in_finetune_says_how_to_resume(tiny_model_dir, tmp_path):
+    data = tmp_path / "data"
+    make_sound_dataset(data, per_class=2)
+    out = tmp_path / "model"
+    args = ["finetune", str(data), "-o", str(out), "--base", str(tiny_model_dir), "--epochs", "500", "--workers", "0"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ast_cli", *args, "--precision", "fp32", "--val-split", "0.5", "--norm-stats", "base"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, text=True,
+    )
+    try:
+        for line in proc.stderr:  # training has begun: interrupt it
+            if line.startswith("epoch 1/500"):
+                break
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and "Traceback" not in err
+    metrics = out / "metrics.jsonl"  # written after each epoch's state: what --resume continues from
+    saved = len(metrics.read_text().splitlines()) if metrics.exists() else 0
+    if saved:
+        assert err.splitlines()[-1] == f"ast: interrupted after {saved} of 500 epoch(s); the same command with --resume continues from there"
+    else:
+        assert err.splitlines()[-1] == "ast: interrupted before the first of 500 epoch(s) finished; nothing to resume from"
+
+
+def test_ctrl_c_in_stats_says_how_far_it_got(tmp_path, wav):
+    """The second input is a named pipe: once we open it for writing, stats is waiting on it."""
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ast_cli", "stats", str(wav(1.0)), str(fifo), "--method", "exact", "-q"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, text=True,
+    )
+    try:
+        with open(fifo, "wb"):  # returns once stats has opened the pipe for reading
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and out == ""
+    assert err == "ast: interrupted after 1 of 2 file(s); no statistics were written\n"
+
+
 def test_closed_pipe_ends_quietly(tiny_model_dir, wav):
     """Like `ast tag a.wav - c.wav | head -1`: the reader is gone before the second record is written."""
     first, third = wav(1.0, name="first.wav"), wav(1.0, name="third.wav")
@@ -395,15 +444,24 @@ def _run_on_terminal(args: list[str], env: dict[str, str]) -> bytes:
     return b"".join(chunks)
 
 
-def test_no_color_gets_plain_tables_at_a_terminal(tiny_model_dir, wav):
-    path = wav(1.0)
-    args = ["tag", str(path), "-m", str(tiny_model_dir)]
-    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR", "TERM")}
-    env["TERM"] = "xterm-256color"
-    colored = _run_on_terminal(args, env)
-    assert b"\x1b[" in colored and b"score" in colored  # a terminal gets the table in colour (and by default)
-    plain = _run_on_terminal(args, {**env, "NO_COLOR": "1"})
-    assert b"score" in plain and b"\x1b[" not in plain
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("no_color", [False, True])
+def test_no_color_gets_plain_tables_at_a_terminal(tiny_model_dir, wav, monkeypatch, no_color):
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    if no_color:
+        monkeypatch.setenv("NO_COLOR", "1")
+    else:
+        monkeypatch.delenv("NO_COLOR", raising=False)
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    assert main(["tag", str(wav(1.0)), "-m", str(tiny_model_dir)]) == 0  # a terminal: a table by default
+    out = terminal.getvalue()
+    assert "score" in out and ("\x1b[" in out) is not no_color  # colour and bold at a terminal, none with NO_COLOR
 
 
 def test_tables_off_a_terminal_are_plain(capsys, tiny_model_dir, wav, monkeypatch):
