@@ -7,6 +7,7 @@ turns them into a one-line message and an exit status, with a traceback only und
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import sys
@@ -372,9 +373,34 @@ def _silence_stdout() -> None:
         pass
 
 
+_exit_status = EXIT_FAILED  # what _end_process exits with when main() did not return (an uncaught error)
+
+
+def _end_process() -> None:
+    """End the process without the interpreter's teardown, which frees torch's objects one by one:
+    0.7-1 s after ``import torch`` alone, a quarter of an ``ast tag`` of one clip (benchmarks/startup.py).
+    Registered before any other exit handler, so it runs after all of them (atexit is LIFO)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: the status already says what happened
+            pass
+    os._exit(_exit_status)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``ast`` script and ``python -m ast_cli``. Returns the exit status."""
-    args = sys.argv[1:] if argv is None else argv
+    """Entry point of the ``ast`` script and ``python -m ast_cli``. Returns the exit status.
+
+    Called as the program (no ``argv``), the process then ends as soon as the exit handlers have run
+    (``_end_process``); called with ``argv`` (tests, embedding) it only returns."""
+    global _exit_status
+    if argv is None:
+        atexit.register(_end_process)
+    _exit_status = _run(sys.argv[1:] if argv is None else argv)
+    return _exit_status
+
+
+def _run(args: list[str]) -> int:
     try:
         app(args=args, prog_name="ast")
     except SystemExit as exc:
