@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import gc
 import os
 import sys
 import traceback
@@ -350,7 +351,7 @@ def _load(model: str, labels: str | None, device: str, precision: str):
 
 
 def _setup(quiet: bool) -> None:
-    """Progress bars and warnings go to stderr; --quiet keeps warnings but drops bars."""
+    """Progress bars and warnings go to stderr; --quiet keeps warnings but drops bars. Then torch."""
     if quiet:
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 
@@ -358,6 +359,19 @@ def _setup(quiet: bool) -> None:
         print(f"ast: warning: {message}", file=sys.stderr)
 
     warnings.showwarning = show
+    _import_torch()
+
+
+def _import_torch() -> None:
+    """Import torch with the garbage collector off, then freeze what the import made: those objects
+    live as long as the process, and every full collection walked them again (the collector took
+    0.9 s of a 3-s ``ast tag`` of one clip, 0.06 s frozen)."""
+    gc.disable()
+    try:
+        import torch  # noqa: F401
+    finally:
+        gc.freeze()
+        gc.enable()
 
 
 def _error(message: str) -> None:
