@@ -7,7 +7,8 @@
 
 `--baseline DIR` also times another source tree of the package (e.g. `git archive HEAD~3 | tar -x
 -C DIR`), run by the same `ast` script with DIR first on PYTHONPATH. Each round runs every command
-of every tree once, so load from other processes hits both alike; the columns are best-of-N.
+of every tree once, so load from other processes hits both alike; the columns are best-of-N wall
+and CPU (user + system) times.
 """
 
 from __future__ import annotations
@@ -27,10 +28,15 @@ from common import clips, full_size_checkpoint, machine  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def seconds(cmd: list[str], env: dict) -> float:
+def seconds(cmd: list[str], env: dict) -> tuple[float, float]:
+    """Wall time and CPU time (user + system) of one run. On a busy machine the CPU time is the
+    steadier of the two: waiting for a core counts in the wall time only."""
     start = time.perf_counter()
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, check=True)
-    return time.perf_counter() - start
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed with status {status}")
+    return time.perf_counter() - start, usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -53,17 +59,19 @@ def main() -> None:
     if args.baseline:
         trees = {"baseline": args.baseline.resolve(), **trees}
     header = machine()
-    best = {(name, tree): float("inf") for name in commands for tree in trees}
+    wall = {(name, tree): float("inf") for name in commands for tree in trees}
+    cpu = dict(wall)
     for _ in range(args.runs):
         for name, (cmd, extra) in commands.items():
             for tree, path in trees.items():
                 env = dict(os.environ, **extra, PYTHONPATH=os.pathsep.join([str(path), os.environ.get("PYTHONPATH", "")]))
-                best[name, tree] = min(best[name, tree], seconds(cmd, env))
+                w, c = seconds(cmd, env)
+                wall[name, tree], cpu[name, tree] = min(wall[name, tree], w), min(cpu[name, tree], c)
     print(f"machine: {header}, {os.getloadavg()[0]:.2f} at the end\n")
-    print("| command | " + " | ".join(f"{tree} (s)" for tree in trees) + " |")
-    print("|---|" + "---|" * len(trees))
+    print("| command | " + " | ".join(f"{tree}: wall (s) | {tree}: CPU (s)" for tree in trees) + " |")
+    print("|---|" + "---|---|" * len(trees))
     for name in commands:
-        print(f"| {name} | " + " | ".join(f"{best[name, tree]:.2f}" for tree in trees) + " |")
+        print(f"| {name} | " + " | ".join(f"{wall[name, tree]:.2f} | {cpu[name, tree]:.2f}" for tree in trees) + " |")
 
 
 if __name__ == "__main__":
