@@ -216,6 +216,8 @@ class Tagger:
             cast_matmul_weights(self.model, self.dtype)
         if self.precision == "int8":
             self.model = quantize_int8(self.model)
+        if self.precision != "fp32" and self.device.type == "cpu":
+            copy_off_the_file(self.model)
         self.config: ASTConfig = checkpoint.model.config
         self.preprocessor: PreprocessorConfig = checkpoint.preprocessor
         self.labels = self.config.labels
@@ -385,6 +387,16 @@ def cast_matmul_weights(model: torch.nn.Module, dtype: torch.dtype) -> None:
     for module in model.modules():
         if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
             module.to(dtype)
+
+
+def copy_off_the_file(model: torch.nn.Module) -> None:
+    """Give the fp32 parameters left after casting or quantizing (LayerNorms, tokens, position table,
+    ~1 M values) memory of their own. They were views of the memory-mapped checkpoint, which kept the
+    whole mapping, and the file's pages that reading it made resident, alive: 326 MiB of RSS for the
+    full-size model in bf16."""
+    for param in model.parameters():
+        if param.dtype == torch.float32:
+            param.data = param.data.clone()
 
 
 def sliding_windows(

@@ -144,6 +144,15 @@ def test_int8_stays_close_to_fp32(tiny_model_dir, wav):
     assert max(abs(a[k] - b[k]) for k in a) < 0.05
 
 
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_cast_model_keeps_no_view_of_the_loaded_file(tiny_model_dir, precision):
+    """Views of the memory-mapped weights would keep the whole file resident next to the cast copy."""
+    checkpoint = load(str(tiny_model_dir))
+    loaded = [p.untyped_storage() for p in checkpoint.model.parameters()]  # held: no address is reused
+    tagger = Tagger(checkpoint, device="cpu", precision=precision)
+    assert not {s.data_ptr() for s in loaded} & {p.untyped_storage().data_ptr() for p in tagger.model.parameters()}
+
+
 def test_precision_rules():
     cpu = torch.device("cpu")
     assert resolve_precision("fp32", cpu) == torch.float32
