@@ -49,7 +49,7 @@ class Terminated(ASTError):
 class BatchOptions:
     out: str  # a file, '-' for standard output, or a folder (audacity)
     fmt: str
-    workers: int = 1
+    workers: int | None = None  # None: default_workers() for the model's device
     unordered: bool = False
     resume: bool = False
     force: bool = False
@@ -58,7 +58,7 @@ class BatchOptions:
     def __post_init__(self) -> None:
         if self.fmt not in BATCH_FORMATS:
             raise UsageError(f"--format must be one of {', '.join(BATCH_FORMATS)}, got {self.fmt!r}")
-        if self.workers < 0:
+        if self.workers is not None and self.workers < 0:
             raise UsageError(f"--workers must be 0 (decode in the main process) or more, got {self.workers}")
         if self.resume and self.out == "-":
             raise UsageError("--resume needs an output file", hint="give -o FILE")
@@ -66,10 +66,15 @@ class BatchOptions:
             raise UsageError("--resume and --force exclude each other")
 
 
-def default_workers() -> int:
-    """Decode workers beside the model: on a small machine one, so the model keeps most cores."""
+def default_workers(device: torch.device) -> int:
+    """Decode workers beside the model. On a CPU the model is the bottleneck (~1 s a window on 2
+    cores) and decoding a 10-s clip is ~5 % of that: on 2 cores a worker only takes cycles from the
+    model's threads (0.87 against 0.93 clips/s in the main process, benchmarks/batch_throughput.py),
+    so none; on more cores one per 8. A GPU needs the CPU to keep up: most cores decode."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(8, cores // 2))
+    if device.type == "cpu":
+        return 0 if cores <= 2 else max(1, cores // 8)
+    return max(1, min(8, cores - 1))
 
 
 @dataclass
@@ -148,7 +153,8 @@ def run_batch(tagger: Tagger, inputs: InputSpec, tag_options: TagOptions, option
     if options.out != "-":
         write_settings(side, run_settings, __version__)
 
-    source = WorkerPool(spec, options.workers) if options.workers > 0 else InlineSource(spec)
+    workers = default_workers(tagger.device) if options.workers is None else options.workers
+    source = WorkerPool(spec, workers) if workers > 0 else InlineSource(spec)
     progress = Progress(enabled=options.progress)
     log = log or (lambda line: progress.write(f"ast: {line}"))
     if inputs.countable():

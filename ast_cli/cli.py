@@ -205,7 +205,7 @@ def batch(
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
     batch_size: BatchSizeOpt = 8,
-    workers: Annotated[Optional[int], typer.Option("--workers", help="Decoding processes beside the model (0: in the main process) (default: half the cores, at least 1).")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Decoding processes beside the model (0: in the main process) (default: none on a CPU of 2 cores, 1 per 8 cores; most cores for a GPU).")] = None,
     unordered: Annotated[bool, typer.Option("--unordered", help="Write files as they finish, not in input order.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue OUT: skip the files already in it and append the rest (same settings only).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite OUT.")] = False,
@@ -233,10 +233,10 @@ def batch(
         raise UsageError(f"cannot tell the output format from {out!r}", hint="give --format csv, tsv, json, jsonl or audacity")
     spec = InputSpec(inputs, files_from, recursive, parse_extensions(ext), relative, parse_shard(shard))
     _setup(quiet)
-    from .batch import BatchOptions, default_workers, run_batch
+    from .batch import BatchOptions, run_batch
     from .inference import TagOptions
 
-    options = BatchOptions(out, fmt, default_workers() if workers is None else workers, unordered, resume, force, progress=not quiet)
+    options = BatchOptions(out, fmt, workers, unordered, resume, force, progress=not quiet)
     tag_options = TagOptions(
         top, threshold, window, hop, aggregate, activation, timeline, include, exclude, channel, batch_size, all_scores, merge
     )
