@@ -130,7 +130,7 @@ def run_batch(tagger: Tagger, inputs: InputSpec, tag_options: TagOptions, option
     """Tag every input into ``options.out``; returns the summary (also printed through ``log``)."""
     if options.fmt == "audacity" and not tag_options.merge:  # a label track holds events
         tag_options = dataclasses.replace(tag_options, merge=True)
-    tagger.label_mask(tag_options.include, tag_options.exclude)  # unknown labels fail before any work
+    mask = tagger.label_mask(tag_options.include, tag_options.exclude)  # unknown labels fail before any work
     spec = tagger.window_spec(tag_options)
     run_settings = settings(tagger, tag_options, inputs, options.fmt)
     side = settings_path(options.out, options.fmt)
@@ -140,9 +140,7 @@ def run_batch(tagger: Tagger, inputs: InputSpec, tag_options: TagOptions, option
         columns=tag_options.top or len(tagger.labels),
         timeline=tag_options.timeline,
         merge=tag_options.merge,
-        score_columns=[label for label, keep in zip(tagger.labels, tagger.label_mask(tag_options.include, tag_options.exclude)) if keep]
-        if tag_options.all_scores
-        else None,
+        score_columns=[label for label, keep in zip(tagger.labels, mask.tolist()) if keep] if tag_options.all_scores else None,
     )
     summary = Summary()
     items = inputs.iter(summary.counts)
