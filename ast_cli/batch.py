@@ -281,6 +281,7 @@ def _pipeline(
                 state.expected, state.duration_s = message[2], message[3]
             else:
                 state.error = message[2]
+                pending = deque(w for w in pending if w[0] != seq)  # its windows need no model time
             if ready(seq):
                 finish(seq)
         if unordered:

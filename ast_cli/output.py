@@ -19,7 +19,7 @@ FORMATS = ("table", "json", "jsonl", "csv", "tsv")
 
 def default_format(stream: IO[str]) -> str:
     """A table for people at a terminal, JSON Lines for pipes (so ``ast tag a.wav | jq`` works)."""
-    return "table" if _isatty(stream) else "jsonl"
+    return "table" if isatty(stream) else "jsonl"
 
 
 def format_from_path(path: str, default: str = "jsonl") -> str:
@@ -36,7 +36,7 @@ def console(stream: IO[str], **kwargs: Any):
     return Console(file=stream, highlight=False, color_system=None if plain else "auto", **kwargs)
 
 
-def _isatty(stream: IO[str]) -> bool:
+def isatty(stream: IO[str]) -> bool:
     try:
         return stream.isatty()
     except (AttributeError, ValueError):

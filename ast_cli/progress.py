@@ -9,6 +9,8 @@ import sys
 import time
 from typing import IO
 
+from .output import isatty
+
 STATUS_INTERVAL = 10.0  # seconds between status lines when stderr is not a terminal (logs, CI, SLURM)
 
 
@@ -25,7 +27,7 @@ class Progress:
         self.start = time.monotonic()
         self._last_line = self.start
         self._bar = None
-        if enabled and _isatty(self.stream):
+        if enabled and isatty(self.stream):
             from tqdm import tqdm
 
             self._bar = tqdm(total=total, unit="file", file=self.stream, dynamic_ncols=True, smoothing=0.1)
@@ -86,9 +88,3 @@ def _clock(seconds: float) -> str:
     hours, m = divmod(minutes, 60)
     return f"{hours}:{m:02d}:{s:02d}" if hours else f"{m}:{s:02d}"
 
-
-def _isatty(stream: IO[str]) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
