@@ -233,6 +233,7 @@ def _pipeline(
     finished: dict[int, dict] = {}
     next_seq = next_out = 0
     exhausted = False
+    batch_size = tagger.windows_per_batch(options)
 
     def finish(seq: int) -> None:
         state = states.pop(seq)
@@ -256,12 +257,12 @@ def _pipeline(
                 next_seq += 1
         if exhausted and not states:
             break
-        message = None if len(pending) >= options.batch_size else source.get(block=not pending)
+        message = None if len(pending) >= batch_size else source.get(block=not pending)
         if message is None:
             if not pending:
                 tick()  # waiting on a long file: the status line still comes
             else:  # a full batch, or nothing else is ready: keep the model busy
-                batch = [pending.popleft() for _ in range(min(options.batch_size, len(pending)))]
+                batch = [pending.popleft() for _ in range(min(batch_size, len(pending)))]
                 scores = tagger.scores(torch.from_numpy(np.stack([w[2] for w in batch])), options.activation)
                 for (seq, start, _), row in zip(batch, scores):
                     state = states.get(seq)

@@ -71,7 +71,9 @@ PrecisionOpt = Annotated[
         help="auto, fp32, bf16, fp16 or int8 (auto: bf16 on CPUs with native bf16, fp16 on CUDA; int8: CPU, quantized Linear layers).",
     ),
 ]
-BatchSizeOpt = Annotated[int, typer.Option("--batch-size", help="Windows per forward pass.", min=1)]
+BatchSizeOpt = Annotated[
+    Optional[int], typer.Option("--batch-size", help="Windows per forward pass (default: 1 on the CPU, 8 on a GPU).", min=1)
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars; warnings and errors only.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")]
 
@@ -135,7 +137,7 @@ def tag(
     channel: ChannelOpt = "mean",
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
-    batch_size: BatchSizeOpt = 8,
+    batch_size: BatchSizeOpt = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -204,7 +206,7 @@ def batch(
     channel: ChannelOpt = "mean",
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
-    batch_size: BatchSizeOpt = 8,
+    batch_size: BatchSizeOpt = None,
     workers: Annotated[Optional[int], typer.Option("--workers", help="Decoding processes beside the model (0: in the main process) (default: none on a CPU of 2 cores, 1 per 8 cores; most cores for a GPU).")] = None,
     unordered: Annotated[bool, typer.Option("--unordered", help="Write files as they finish, not in input order.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue OUT: skip the files already in it and append the rest (same settings only).")] = False,
@@ -430,7 +432,7 @@ def embed(
     channel: ChannelOpt = "mean",
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
-    batch_size: BatchSizeOpt = 8,
+    batch_size: BatchSizeOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite OUT.")] = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -610,7 +612,11 @@ def _setup(quiet: bool) -> None:
 def _import_torch() -> None:
     """Import torch with the garbage collector off, then freeze what the import made: those objects
     live as long as the process, and every full collection walked them again (the collector took
-    0.9 s of a 3-s ``ast tag`` of one clip, 0.06 s frozen)."""
+    0.9 s of a 3-s ``ast tag`` of one clip, 0.06 s frozen). glibc's malloc thresholds are fixed first
+    (``allocator``), before torch allocates anything."""
+    from . import allocator
+
+    allocator.tune()
     gc.disable()
     try:
         import torch  # noqa: F401

@@ -49,7 +49,7 @@ def embed(tagger: Tagger, source, options: TagOptions, sample_rate: int | None =
     windows, meta = tagger.windows(source, options, sample_rate)
     window, _ = tagger.window_hop_frames(options)
     parts, starts = [], []
-    for batch in batched(windows, options.batch_size):
+    for batch in batched(windows, tagger.windows_per_batch(options)):
         parts.append(tagger.embeddings(torch.stack([w.features for w in batch])).numpy())  # (B, D)
         starts.extend(w.start for w in batch)
     per_window = np.concatenate(parts)  # (W, D)

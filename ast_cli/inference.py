@@ -113,7 +113,7 @@ class TagOptions:
     include: Sequence[str] = ()
     exclude: Sequence[str] = ()
     channel: str | int = "mean"
-    batch_size: int = 8
+    batch_size: int | None = None  # windows a forward pass; None: Tagger.windows_per_batch decides
     all_scores: bool = False  # also every label's score: "scores" {label: score} in the record
     merge: bool = False  # also "events": consecutive windows carrying a label joined (implies timeline)
 
@@ -130,7 +130,7 @@ class TagOptions:
             value = getattr(self, name)
             if value is not None and not (value > 0 and math.isfinite(value)):
                 raise UsageError(f"--{name} must be a positive number of seconds, got {value}")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
         self.channel = audio.parse_channel(self.channel)
         if self.merge:
@@ -262,6 +262,14 @@ class Tagger:
             mask[lookup(name)] = False
         return mask
 
+    def windows_per_batch(self, options: TagOptions) -> int:
+        """``--batch-size``, or by default one window a forward pass on the CPU and 8 on a GPU. On the
+        CPU a window (1214 tokens) already fills the cores: 8 a batch ran no faster here (0.93-1.01 s
+        against 0.93-1.05 s a window, bf16, 2 cores) and raised the memory peak by 40-200 MiB."""
+        if options.batch_size is not None:
+            return options.batch_size
+        return 1 if self.device.type == "cpu" else 8
+
     # -- audio -> windows -------------------------------------------------------------------
     def window_spec(self, options: TagOptions) -> WindowSpec:
         """Everything it takes to cut an input into normalised windows (picklable: decode workers use it)."""
@@ -329,7 +337,7 @@ class Tagger:
             raise UsageError("tagging an array needs its sample_rate")
         windows, meta = self.windows(source, options, sample_rate)
         result = FileResult(path="<array>" if isinstance(source, np.ndarray) else os.fspath(source))
-        for batch in batched(windows, options.batch_size):
+        for batch in batched(windows, self.windows_per_batch(options)):
             scores = self.scores(torch.stack([w.features for w in batch]), options.activation)
             result.starts.extend(w.start for w in batch)
             result.scores.extend(scores)

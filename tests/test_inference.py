@@ -161,3 +161,25 @@ def test_precision_rules():
         resolve_precision("fp16", cpu)
     with pytest.raises(UsageError):
         resolve_precision("int8", torch.device("cuda"))
+
+
+def test_windows_per_batch_defaults_by_device_and_keeps_an_explicit_size(tagger):
+    import copy
+
+    assert tagger.windows_per_batch(TagOptions()) == 1  # the CPU: one window already fills the cores
+    assert tagger.windows_per_batch(TagOptions(batch_size=3)) == 3
+    gpu = copy.copy(tagger)
+    gpu.device = torch.device("cuda")  # only its type is read
+    assert gpu.windows_per_batch(TagOptions()) == 8
+    with pytest.raises(UsageError):
+        TagOptions(batch_size=0)
+
+
+def test_scores_do_not_depend_on_the_batch_size(tagger, wav):
+    path = wav(5.0)  # 7 windows
+    default = tagger.tag(path, top=0, timeline=True)
+    batched = tagger.tag(path, top=0, timeline=True, batch_size=4)  # batches of 4 and 3
+    for a, b in zip(default["windows"], batched["windows"], strict=True):
+        x = {item["index"]: item["score"] for item in a["labels"]}
+        y = {item["index"]: item["score"] for item in b["labels"]}
+        assert x.keys() == y.keys() and max(abs(x[k] - y[k]) for k in x) <= 2e-6
