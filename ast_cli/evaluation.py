@@ -7,6 +7,7 @@ as the authors evaluate; the scores are the model's logits.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -21,16 +22,26 @@ def autocast(device: torch.device, dtype: torch.dtype):
     return torch.autocast(device.type, dtype=dtype)
 
 
-@torch.no_grad()
-def predict(model: torch.nn.Module, loader, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, C) float32 logits and (N, C) targets of every item of ``loader``, in its order."""
-    model.eval()
+def predict(forward: Callable[[torch.Tensor], torch.Tensor], loader) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, C) float32 logits and (N, C) targets of every item of ``loader``, in its order; ``forward``
+    maps a (B, T, F) batch to (B, C) float32 CPU logits (``Tagger.logits``, or ``model_forward``)."""
     outputs, targets = [], []
     for x, y in loader:
-        with autocast(device, dtype):
-            outputs.append(model(x.to(device)).float().cpu())
+        outputs.append(forward(x))
         targets.append(y)
     return torch.cat(outputs), torch.cat(targets)
+
+
+def model_forward(model: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A model being trained as ``predict``'s forward: eval mode, no gradients, autocast to ``dtype``."""
+    model.eval()
+
+    @torch.no_grad()
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        with autocast(device, dtype):
+            return model(x.to(device)).float().cpu()
+
+    return forward
 
 
 def score(logits: torch.Tensor, targets: torch.Tensor, labels: list[str], multi_label: bool) -> dict[str, Any]:
@@ -51,20 +62,17 @@ def evaluate(
     """Metrics of ``model_spec`` on a folder-per-class set (or ``labels_csv``), whose class names must be
     the model's labels."""
     from .checkpoints import load
-    from .inference import resolve_device, resolve_precision
+    from .inference import Tagger
 
-    dev = resolve_device(device)
-    dtype = resolve_precision(precision, dev)
-    checkpoint = load(model_spec)
-    model = checkpoint.model.to(dev)
-    config, pre = model.config, checkpoint.preprocessor
+    tagger = Tagger(load(model_spec), device=device, precision=precision)  # weights cast once; int8 quantized
+    config, pre = tagger.config, tagger.preprocessor
     found = D.csv_labels(labels_csv, data_dir) if labels_csv else D.folder_classes(data_dir)
     found = D.relabel(found, config.labels, f"model {model_spec}")
     found, fbanks, _ = D.scan(found, config.num_mel_bins)
     mean, std = (pre.mean, pre.std) if pre.do_normalize else (0.0, 0.5)  # (x - 0) / (2 * 0.5) = x
     dataset = D.ClipDataset(found, config.max_length, mean, std, fbanks=fbanks, num_mel_bins=config.num_mel_bins)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size)
-    logits, targets = predict(model, loader, dev, dtype)
+    logits, targets = predict(tagger.logits, loader)
     multi = found.multi_label
     report = score(logits, targets, config.labels, multi)
     return {"model": model_spec, "data": str(data_dir), "problem_type": "multi_label" if multi else "single_label", "skipped": len(found.skipped), **report}

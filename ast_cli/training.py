@@ -30,7 +30,7 @@ from . import DEFAULT_MODEL, checkpoints
 from . import data as D
 from .config import MULTI_LABEL, SINGLE_LABEL, ASTConfig, PreprocessorConfig, write_json
 from .errors import Interrupted, OutputExistsError, UsageError
-from .evaluation import autocast, predict, score
+from .evaluation import autocast, model_forward, predict, score
 from .metrics import main_metric, render
 from .model import AST
 
@@ -295,9 +295,13 @@ def _run(data_dir, out: Path, options: FinetuneOptions, world: World, device, dt
     sampler = D.EpochSampler(
         torch.utils.data.DistributedSampler(train_set, world.size, world.rank, shuffle=True, seed=options.seed)
     )
-    loader = torch.utils.data.DataLoader(train_set, options.batch_size, sampler=sampler, num_workers=options.workers)
+    pin = device.type == "cuda"  # page-locked batches: the non_blocking copies to the GPU are then asynchronous
+    loader = torch.utils.data.DataLoader(train_set, options.batch_size, sampler=sampler, num_workers=options.workers, pin_memory=pin)
     val_loader = torch.utils.data.DataLoader(  # each process scores every world.size-th clip; validation batch 2x (authors)
-        torch.utils.data.Subset(val_set, range(world.rank, len(val_set), world.size)), 2 * options.batch_size, num_workers=options.workers
+        torch.utils.data.Subset(val_set, range(world.rank, len(val_set), world.size)),
+        2 * options.batch_size,
+        num_workers=options.workers,
+        pin_memory=pin,
     )
 
     if options.freeze_backbone:
@@ -420,7 +424,7 @@ def _loss(logits: torch.Tensor, targets: torch.Tensor, multi: bool) -> torch.Ten
 
 def _predict_all(model, loader, device, dtype, world: World, total: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Validation logits of every clip in order: each process scored clips rank, rank + size, ..."""
-    logits, targets = predict(model, loader, device, dtype)
+    logits, targets = predict(model_forward(model, device, dtype), loader)
     if world.size == 1:
         return logits, targets
     parts = world.gather((logits, targets))

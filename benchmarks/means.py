@@ -37,6 +37,9 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also torch.compile (minutes of compiling on 2 cores)")
     args = parser.parse_args()
     import ast_cli
+    from ast_cli import allocator
+
+    allocator.tune()  # as the ast process does
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     print(f"machine: {machine()}; ast {git_revision()}; torch threads {torch.get_num_threads()}\n")
@@ -80,7 +83,7 @@ def main() -> None:
         f"{bf16.precision} autocast, weights left fp32": (1, lambda: uncast.logits(x[:1])),
         "1 thread": (1, with_threads(1, lambda: bf16.logits(x[:1]))),
         "batch 4 (per window)": (4, lambda: bf16.logits(x[:4])),
-        "batch 8 (per window; the --batch-size default)": (8, lambda: bf16.logits(x[:8])),
+        "batch 8 (per window; the --batch-size default on a GPU)": (8, lambda: bf16.logits(x[:8])),
         "math attention instead of SDPA's flash kernel": (1, math_attention),
         "no_grad instead of inference_mode": (1, no_grad_only),
     }

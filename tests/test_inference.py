@@ -183,3 +183,10 @@ def test_scores_do_not_depend_on_the_batch_size(tagger, wav):
         x = {item["index"]: item["score"] for item in a["labels"]}
         y = {item["index"]: item["score"] for item in b["labels"]}
         assert x.keys() == y.keys() and max(abs(x[k] - y[k]) for k in x) <= 2e-6
+
+
+def test_int8_quantizes_the_loaded_model_instead_of_a_copy(tiny_model_dir):
+    checkpoint = load(str(tiny_model_dir))
+    tagger = Tagger(checkpoint, device="cpu", precision="int8")
+    assert tagger.model is checkpoint.model  # no fp32 twin kept alive through Tagger.checkpoint
+    assert not any(type(m) is torch.nn.Linear for m in checkpoint.model.modules())
