@@ -126,6 +126,32 @@ def test_eval_scores_the_checkpoint(trained, capsys):
     assert "confusion matrix" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_eval_in_reduced_precision_runs_the_tagger_path(trained, precision, monkeypatch):
+    """eval goes through Tagger: weights cast once (bf16) or Linear layers quantized (int8; it ran fp32 before)."""
+    from ast_cli import inference
+
+    data, out, _ = trained
+    built = []
+    monkeypatch.setattr(inference.Tagger, "__init__", _spy(inference.Tagger.__init__, built))
+    fp32 = evaluate(str(data), str(out), precision="fp32")
+    low = evaluate(str(data), str(out), precision=precision)
+    model = built[-1].model
+    if precision == "int8":
+        assert not any(type(m) is torch.nn.Linear for m in model.modules())
+    else:
+        assert all(m.weight.dtype == torch.bfloat16 for m in model.modules() if type(m) is torch.nn.Linear)
+    assert low["clips"] == fp32["clips"] == 128 and abs(fp32["accuracy"] - low["accuracy"]) <= 0.05
+
+
+def _spy(init, built):
+    def wrapped(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        built.append(self)
+
+    return wrapped
+
+
 def test_learning_rate_schedule_is_the_authors():
     """Warm-up, then MultiStepLR(range(5, 21), gamma=0.85) stepped once per epoch (traintest.py)."""
     model = torch.nn.Linear(1, 1)
