@@ -2,7 +2,7 @@
 
     python benchmarks/batch_throughput.py [--clips 64] [--reference-clips 8] [--rounds 2]
 
-- ast batch (auto precision, default workers) and ast batch --precision fp32: the command in a
+- ast batch (auto precision, default workers), --precision fp32 and --precision int8: the command in a
   child process over a folder of 10-s WAV clips, writing CSV; "end to end" counts from process
   start to exit (imports, model load, decoding, features, model, writing), "steady" is the rate the
   command reports in its summary line (from the first file to the last, after start-up);
@@ -63,7 +63,11 @@ def main() -> None:
         }
         for run in references.values():
             run(paths[0])  # warm-up
-    variants = {"ast batch (auto: bf16 here)": (), "ast batch --precision fp32": ("--precision", "fp32")}
+    variants = {
+        "ast batch (auto: bf16 here)": (),
+        "ast batch --precision fp32": ("--precision", "fp32"),
+        "ast batch --precision int8 (opt-in)": ("--precision", "int8"),
+    }
     ref_seconds = dict.fromkeys(references, 0.0)
     end_to_end = dict.fromkeys(variants, 0.0)
     steady: dict[str, list[float]] = {name: [] for name in variants}
