@@ -11,7 +11,6 @@ adaptation in ``adapt_pos_embed``: nowhere else.
 
 from __future__ import annotations
 
-import csv
 import os
 import re
 import warnings
@@ -23,10 +22,10 @@ import torch
 from . import hub
 from .config import ASTConfig, PreprocessorConfig, patch_grid
 from .errors import ModelError, OfflineError, UnsafeCheckpointError
+from .labels import read_labels_csv, with_labels
 from .model import AST
 
 HF_PREFIX = "audio_spectrogram_transformer."
-AUTHORS_SUFFIXES = (".pth", ".pt", ".ckpt")
 
 
 @dataclass
@@ -328,22 +327,6 @@ def infer_authors_config(sd: dict[str, torch.Tensor], source: str) -> tuple[ASTC
     raise ModelError(f"{source}: cannot work out strides and input length from {n_patches} position embeddings")
 
 
-def read_labels_csv(path: str | os.PathLike) -> list[str]:
-    """Label names from the authors' ``class_labels_indices.csv`` (index,mid,display_name) or a
-    plain file of one name a line."""
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = [row for row in csv.reader(f) if row]
-    except OSError as exc:
-        raise ModelError(f"{path}: cannot read labels ({exc.strerror})") from None
-    if rows and rows[0] and rows[0][0].strip().lower() == "index":
-        header = [h.strip().lower() for h in rows[0]]
-        col = header.index("display_name") if "display_name" in header else len(header) - 1
-        pairs = sorted((int(r[0]), r[col]) for r in rows[1:])
-        return [name for _, name in pairs]
-    return [row[-1] for row in rows]
-
-
 # -- loading ---------------------------------------------------------------------------------------
 def load(spec: str, *, labels: str | None = None, max_length: int | None = None) -> Checkpoint:
     """A model from a Hub id, a local Hub-layout folder or the authors' ``.pth``.
@@ -353,18 +336,18 @@ def load(spec: str, *, labels: str | None = None, max_length: int | None = None)
     """
     path = Path(os.path.expanduser(spec))
     if path.is_dir():
-        files = _local_files(path)
+        files = hub.local_files(path)
     elif path.is_file():
         if path.suffix in (".json",):
             raise ModelError(f"{spec}: give the model's folder, not its config.json")
         return _load_authors(path, spec, labels, max_length)
-    elif _looks_like_path(spec):
+    elif hub.looks_like_path(spec):
         raise ModelError(f"{spec}: no such file or directory", hint="give a local model folder, a .pth file or a Hub id")
     else:
         files = hub.fetch_model(spec)
     config = ASTConfig.from_file(files[hub.CONFIG_FILE])
     if labels:
-        config = _with_labels(config, read_labels_csv(labels), spec)
+        config = with_labels(config, read_labels_csv(labels), spec)
     pre_path = files.get(hub.PREPROCESSOR_FILE)
     preprocessor = PreprocessorConfig.from_file(pre_path) if pre_path else PreprocessorConfig(max_length=config.max_length)
     sd = read_state_dict(files["weights"])
@@ -375,47 +358,6 @@ def load(spec: str, *, labels: str | None = None, max_length: int | None = None)
         config = config.replace(max_length=max_length)
     model = build_model(config, hf_to_native(sd), spec, saved_grid=saved_grid)
     return Checkpoint(model, preprocessor, spec)
-
-
-def _local_files(path: Path) -> dict[str, Path | None]:
-    config = path / hub.CONFIG_FILE
-    if not config.is_file():
-        raise ModelError(f"{path}: no config.json", hint="a model folder holds config.json and model.safetensors")
-    weights = next((path / w for w in hub.WEIGHT_FILES if (path / w).is_file()), None)
-    if weights is None:
-        raise ModelError(f"{path}: no model.safetensors or pytorch_model.bin")
-    pre = path / hub.PREPROCESSOR_FILE
-    return {hub.CONFIG_FILE: config, "weights": weights, hub.PREPROCESSOR_FILE: pre if pre.is_file() else None}
-
-
-def _looks_like_path(spec: str) -> bool:
-    """Not of the Hub's ``name`` / ``owner/name`` form, or named like a file: meant as a local path."""
-    hub_like = re.fullmatch(r"[\w][\w.-]*(/[\w][\w.-]*)?", spec) is not None
-    return not hub_like or spec.endswith(AUTHORS_SUFFIXES + (".bin", ".safetensors", ".json"))
-
-
-def _with_labels(config: ASTConfig, names: list[str], source: str) -> ASTConfig:
-    if len(names) != config.num_labels:
-        raise ModelError(f"{source}: the labels file names {len(names)} labels, the model has {config.num_labels} outputs")
-    return config.replace(id2label=dict(enumerate(names)))
-
-
-def model_labels(spec: str, *, labels: str | None = None) -> list[str]:
-    """A model's label names without building it: config.json of a folder or a Hub id (only that file
-    is fetched when not cached); a ``.pth`` is read for its head size, then named as ``load`` names it."""
-    path = Path(os.path.expanduser(spec))
-    if path.is_file():
-        if path.suffix == ".json":
-            raise ModelError(f"{spec}: give the model's folder, not its config.json")
-        return _authors_config(path, spec, labels)[1].labels
-    if path.is_dir():
-        config_file = _local_files(path)[hub.CONFIG_FILE]
-    elif _looks_like_path(spec):
-        raise ModelError(f"{spec}: no such file or directory", hint="give a local model folder, a .pth file or a Hub id")
-    else:
-        config_file = hub.fetch(spec, hub.CONFIG_FILE)
-    config = ASTConfig.from_file(config_file)
-    return _with_labels(config, read_labels_csv(labels), spec).labels if labels else config.labels
 
 
 def _load_authors(path: Path, spec: str, labels: str | None, max_length: int | None) -> Checkpoint:
@@ -440,7 +382,7 @@ def _authors_config(path: Path, spec: str, labels: str | None) -> tuple[dict[str
     sd = authors_to_native(sd)
     config, grid = infer_authors_config(sd, spec)
     if labels:
-        config = _with_labels(config, read_labels_csv(labels), spec)
+        config = with_labels(config, read_labels_csv(labels), spec)
     elif config.num_labels == 527:  # an AudioSet head: the names of the released model
         try:
             default = ASTConfig.from_file(hub.fetch(hub.DEFAULT_MODEL, hub.CONFIG_FILE))

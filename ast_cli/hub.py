@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from .errors import ModelError, OfflineError
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 CONFIG_FILE = "config.json"
 PREPROCESSOR_FILE = "preprocessor_config.json"
+AUTHORS_SUFFIXES = (".pth", ".pt", ".ckpt")  # the authors' checkpoints
 
 
 def offline_hint(repo_id: str) -> str:
@@ -26,6 +28,25 @@ def offline_hint(repo_id: str) -> str:
         f"pass a local model directory with -m, or fetch it once on a connected machine with "
         f"'ast models download {repo_id}' (files go to the Hugging Face cache, HF_HOME)"
     )
+
+
+def local_files(path: Path) -> dict[str, Path | None]:
+    """The files of a local Hub-layout model folder: config.json, the weights, preprocessor_config.json
+    (None when absent)."""
+    config = path / CONFIG_FILE
+    if not config.is_file():
+        raise ModelError(f"{path}: no config.json", hint="a model folder holds config.json and model.safetensors")
+    weights = next((path / w for w in WEIGHT_FILES if (path / w).is_file()), None)
+    if weights is None:
+        raise ModelError(f"{path}: no model.safetensors or pytorch_model.bin")
+    pre = path / PREPROCESSOR_FILE
+    return {CONFIG_FILE: config, "weights": weights, PREPROCESSOR_FILE: pre if pre.is_file() else None}
+
+
+def looks_like_path(spec: str) -> bool:
+    """Not of the Hub's ``name`` / ``owner/name`` form, or named like a file: meant as a local path."""
+    hub_like = re.fullmatch(r"[\w][\w.-]*(/[\w][\w.-]*)?", spec) is not None
+    return not hub_like or spec.endswith(AUTHORS_SUFFIXES + (".bin", ".safetensors", ".json"))
 
 
 def fetch(repo_id: str, filename: str, *, required: bool = True) -> Path | None:

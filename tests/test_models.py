@@ -181,6 +181,17 @@ def test_labels_read_config_json_only(capsys, cache, monkeypatch):
     assert code == 0 and out == "2\tDog\n"
 
 
+def test_labels_of_a_folder_import_no_torch(tiny_model_dir):
+    """Like --help, `ast labels` starts at once: config.json is read without importing torch."""
+    code = (
+        "import sys; from ast_cli.cli import main; status = main(['labels', 'dog', '-m', sys.argv[1]]); "
+        "print('torch' in sys.modules, status)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(tiny_model_dir)], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["2\tDog", "False 0"]
+
+
 def test_labels_of_an_authors_pth(capsys, tmp_path):
     path = tmp_path / "tiny.pth"
     torch.save(authors_state_dict(random_model(tiny_config(max_length=1024))), path)
