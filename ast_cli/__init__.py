@@ -31,10 +31,14 @@ def load_model(
     """Load a model for tagging: a Hub id, a local Hub-layout folder, or the authors' ``.pth``
     (``labels``: their class_labels_indices.csv). ``device`` auto|cpu|cuda|mps; ``precision``
     auto|fp32|bf16|fp16 (auto: bf16 on CPUs with native bf16, fp16 on CUDA, else fp32)."""
-    from .checkpoints import load
-    from .inference import Tagger
+    import torch
 
-    return Tagger(load(model, labels=labels), device=device, precision=precision)
+    from .checkpoints import load
+    from .inference import Tagger, resolve_device, resolve_precision
+
+    dtype = resolve_precision(precision, resolve_device(device))
+    cast = dtype if dtype != torch.float32 and precision != "int8" else None  # int8 quantizes fp32 weights
+    return Tagger(load(model, labels=labels, matrix_dtype=cast), device=device, precision=precision)
 
 
 def __getattr__(name: str):

@@ -61,10 +61,9 @@ def evaluate(
 ) -> dict[str, Any]:
     """Metrics of ``model_spec`` on a folder-per-class set (or ``labels_csv``), whose class names must be
     the model's labels."""
-    from .checkpoints import load
-    from .inference import Tagger
+    from . import load_model
 
-    tagger = Tagger(load(model_spec), device=device, precision=precision)  # weights cast once; int8 quantized
+    tagger = load_model(model_spec, device=device, precision=precision)  # weights cast once; int8 quantized
     config, pre = tagger.config, tagger.preprocessor
     found = D.csv_labels(labels_csv, data_dir) if labels_csv else D.folder_classes(data_dir)
     found = D.relabel(found, config.labels, f"model {model_spec}")

@@ -202,3 +202,31 @@ def test_training_wrappers_are_unwrapped(tmp_path):
         loaded = load(str(path)).model
     x = torch.randn(1, 1024, 128)
     assert (logits(model, x) - logits(loaded, x)).abs().max().item() <= 1e-4
+
+
+# -- reading with the weight matrices cast (what load_model does for bf16/fp16) ----------------------
+@pytest.mark.parametrize("fixture", ["tiny_model_dir", "hf_model_dir"])
+def test_matrices_cast_while_reading_give_the_scores_of_casting_afterwards(request, fixture):
+    from ast_cli.inference import Tagger
+
+    directory = str(request.getfixturevalue(fixture))
+    streamed = load(directory, matrix_dtype=torch.bfloat16)
+    for name, p in streamed.model.named_parameters():
+        matrix = name.endswith(".weight") and p.ndim >= 2
+        assert p.dtype == (torch.bfloat16 if matrix else torch.float32), name
+        assert p.untyped_storage().nbytes() == p.numel() * p.element_size(), f"{name} views a larger buffer (the file?)"
+    x = torch.randn(2, streamed.model.config.max_length, 128)
+    a = Tagger(streamed, device="cpu", precision="bf16").logits(x)
+    b = Tagger(load(directory), device="cpu", precision="bf16").logits(x)
+    assert torch.equal(a, b)
+
+
+def test_a_damaged_safetensors_file_is_reported_when_read_with_a_cast(tmp_path, tiny_model_dir):
+    from ast_cli.checkpoints import read_state_dict
+
+    data = (tiny_model_dir / "model.safetensors").read_bytes()
+    for i, damaged in enumerate([data[: len(data) // 2], b"\xff" * 8 + data[8:], data[:8] + b"{not json" + data[17:]]):
+        path = tmp_path / f"bad{i}.safetensors"
+        path.write_bytes(damaged)
+        with pytest.raises(ModelError, match="not a readable safetensors file"):
+            read_state_dict(path, torch.bfloat16)
