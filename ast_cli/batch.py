@@ -29,7 +29,7 @@ import torch
 
 from . import __version__
 from .errors import ASTError, AudioError, UsageError
-from .inference import FileResult, TagOptions, Tagger, WindowSpec, iter_windows
+from .inference import FileResult, ScoreRows, TagOptions, Tagger, WindowSpec, iter_windows
 from .inputs import Counts, Input, InputSpec
 from .progress import Progress
 from .sinks import BATCH_FORMATS, Sink, check_settings, open_sink, settings_path, write_settings
@@ -218,7 +218,7 @@ def _count_in_background(inputs: InputSpec, progress: Progress, sink: Sink) -> N
 class _FileState:
     item: Input
     starts: list[int] = field(default_factory=list)
-    scores: list[torch.Tensor] = field(default_factory=list)
+    scores: ScoreRows = field(default_factory=ScoreRows)
     expected: int | None = None  # windows, known once the worker is done with the file
     duration_s: float = 0.0
     error: str | None = None

@@ -486,7 +486,7 @@ def labels_command(
 
       ast labels -m MIT/ast-finetuned-speech-commands-v2 '^(yes|no)$'
     """
-    _setup(quiet, torch=False)  # config.json only: starts as fast as --help (a .pth imports torch itself)
+    _setup(quiet, import_torch=False)  # config.json only: starts as fast as --help (a .pth imports torch itself)
     from .labels import model_labels
     from .output import label_lines
 
@@ -597,7 +597,7 @@ def _load(model: str, labels: str | None, device: str, precision: str):
     return load_model(model, labels=labels, device=device, precision=precision)
 
 
-def _setup(quiet: bool, torch: bool = True) -> None:
+def _setup(quiet: bool, import_torch: bool = True) -> None:
     """Progress bars and warnings go to stderr; --quiet keeps warnings but drops bars. Then torch."""
     if quiet:
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
@@ -606,7 +606,7 @@ def _setup(quiet: bool, torch: bool = True) -> None:
         print(f"ast: warning: {_one_line(str(message))}", file=sys.stderr)
 
     warnings.showwarning = show
-    if torch:
+    if import_torch:
         _import_torch()
 
 

@@ -188,6 +188,45 @@ def iter_windows(
         )
 
 
+class ScoreRows:
+    """The per-window score rows of one input in one (capacity, C) buffer that doubles as it fills.
+
+    Kept as a (C,) tensor a window, the rows of a long recording were ~1,400 small blocks left among
+    the freed activations of the windows after them, which the heap then could not hand out whole
+    again: ``ast tag`` of a 60-min recording grew by ~0.5 MiB a window (850 -> 1465 MiB)."""
+
+    def __init__(self) -> None:
+        self._buf: torch.Tensor | None = None
+        self._n = 0
+
+    def extend(self, rows: torch.Tensor) -> None:
+        """Append (B, C) rows."""
+        need = self._n + len(rows)
+        if self._buf is None or need > len(self._buf):
+            grown = torch.empty(max(need, 16, 2 * self._n), rows.shape[1], dtype=rows.dtype)
+            if self._n:
+                grown[: self._n] = self._buf[: self._n]
+            self._buf = grown
+        self._buf[self._n : need] = rows
+        self._n = need
+
+    def append(self, row: torch.Tensor) -> None:
+        self.extend(row[None])
+
+    def rows(self) -> torch.Tensor:
+        """(W, C): a view of the rows so far."""
+        return self._buf[: self._n] if self._buf is not None else torch.zeros(0, 0)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, index):
+        return self.rows()[index]
+
+    def __iter__(self):
+        return iter(self.rows())
+
+
 @dataclass
 class FileResult:
     """Per-window scores of one input, turned into the JSON record every output format is made from."""
@@ -195,7 +234,7 @@ class FileResult:
     path: str
     duration_s: float = 0.0
     starts: list[int] = field(default_factory=list)
-    scores: list[torch.Tensor] = field(default_factory=list)  # (C,) per window
+    scores: ScoreRows | list[torch.Tensor] = field(default_factory=ScoreRows)  # (C,) per window
     error: str | None = None
 
 
@@ -265,8 +304,8 @@ class Tagger:
 
     def windows_per_batch(self, options: TagOptions) -> int:
         """``--batch-size``, or by default one window a forward pass on the CPU and 8 on a GPU. On the
-        CPU a window (1214 tokens) already fills the cores: 8 a batch ran no faster here (0.93-1.01 s
-        against 0.93-1.05 s a window, bf16, 2 cores) and raised the memory peak by 40-200 MiB."""
+        CPU a window (1214 tokens) already fills the cores: 8 a batch ran no faster here (1.039 against
+        0.939 s a window in benchmarks/means.py, bf16, 2 cores) and raised the memory peak by 40-200 MiB."""
         if options.batch_size is not None:
             return options.batch_size
         return 1 if self.device.type == "cpu" else 8
@@ -352,7 +391,7 @@ class Tagger:
             return {"path": result.path, "duration_s": None, "labels": [], "error": result.error}
         record: dict = {"path": result.path, "duration_s": round(result.duration_s, 3)}
         mask = self.label_mask(options.include, options.exclude)
-        stacked = torch.stack(result.scores)  # (W, C)
+        stacked = result.scores.rows() if isinstance(result.scores, ScoreRows) else torch.stack(result.scores)  # (W, C)
         overall = stacked.amax(0) if options.aggregate == "max" else stacked.mean(0)
         record["labels"] = self.select(overall, mask, options)
         if options.all_scores:

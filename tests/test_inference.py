@@ -190,3 +190,17 @@ def test_int8_quantizes_the_loaded_model_instead_of_a_copy(tiny_model_dir):
     tagger = Tagger(checkpoint, device="cpu", precision="int8")
     assert tagger.model is checkpoint.model  # no fp32 twin kept alive through Tagger.checkpoint
     assert not any(type(m) is torch.nn.Linear for m in checkpoint.model.modules())
+
+
+def test_score_rows_grow_in_one_buffer():
+    from ast_cli.inference import ScoreRows
+
+    rows, expected = ScoreRows(), []
+    for i in range(40):
+        batch = torch.full((1 + i % 3, 5), float(i))
+        rows.extend(batch) if i % 2 else [rows.append(r) for r in batch]
+        expected.extend(batch)
+    assert len(rows) == len(expected) == 79
+    assert torch.equal(rows.rows(), torch.stack(expected)) and torch.equal(rows[3], expected[3])
+    assert [r.tolist() for r in rows] == [r.tolist() for r in expected]
+    assert rows.rows().untyped_storage().nbytes() <= 2 * 79 * 5 * 4  # one buffer, at most doubled
