@@ -102,7 +102,7 @@ def _read_safetensors_cast(path: Path, matrix_dtype: torch.dtype) -> dict[str, t
                 dtype, shape = _SAFETENSORS_DTYPES[info["dtype"]], info["shape"]
                 if not 0 <= start <= end <= size - base or end - start != math.prod(shape) * dtype.itemsize:
                     return None
-                cast = matrix_dtype if name.endswith(".weight") and len(shape) >= 2 and dtype.is_floating_point else None
+                cast = matrix_dtype if _is_matrix(name, shape) and dtype.is_floating_point else None
                 out[name] = _mapped_copy(f.fileno(), base + start, end - start, dtype, shape, cast)
     except (OSError, ValueError, KeyError, TypeError, AttributeError, BufferError, RuntimeError):
         return None
@@ -337,8 +337,14 @@ def build_model(
     return model.eval()
 
 
+def _is_matrix(key: str, shape) -> bool:
+    """A Linear or Conv weight: what ``matrix_dtype`` applies to (LayerNorms and biases are 1-D, the
+    tokens and position table are not called ``*.weight``), in every layout's key names."""
+    return key.endswith(".weight") and len(shape) >= 2
+
+
 def _as_loaded(key: str, value: torch.Tensor, matrix_dtype: torch.dtype | None) -> torch.Tensor:
-    if not value.is_floating_point() or (value.dtype == matrix_dtype and key.endswith(".weight") and value.ndim >= 2):
+    if not value.is_floating_point() or (value.dtype == matrix_dtype and _is_matrix(key, value.shape)):
         return value
     return value.float()
 
