@@ -27,50 +27,25 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import __version__
-from .errors import ASTError, AudioError, UsageError
-from .inference import FileResult, ScoreRows, TagOptions, Tagger, WindowSpec, iter_windows
+from .errors import AudioError, Terminated, UsageError
+from .inference import Tagger
 from .inputs import Counts, Input, InputSpec
+from .options import BatchFormat, BatchOptions, TagOptions
 from .progress import Progress
-from .sinks import BATCH_FORMATS, Sink, check_settings, open_sink, settings_path, write_settings
+from .records import FileResult, RecordMaker, ScoreRows
+from .sinks import Sink, check_settings, open_sink, settings_path, write_settings
+from .version import __version__
+from .windows import WindowSpec, iter_windows
 
 CHUNK_WINDOWS = 4  # windows per message from a worker: ~2 MB of features at the default size
 FILES_PER_WORKER = 2  # in flight per worker: one decoding, one queued so it never idles
 WORKER_PRELOAD = ("ast_cli.batch", "soundfile", "torchaudio.functional", "torchaudio.compliance.kaldi")
 POLL_SECONDS = 0.5  # how often a waiting main process checks its workers and the progress line
-EXIT_TERMINATED = 143  # 128 + SIGTERM
-
-
-class Terminated(ASTError):
-    exit_code = EXIT_TERMINATED
-
-
-@dataclass
-class BatchOptions:
-    out: str  # a file, '-' for standard output, or a folder (audacity)
-    fmt: str
-    workers: int | None = None  # None: default_workers() for the model's device
-    unordered: bool = False
-    resume: bool = False
-    force: bool = False
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        if self.fmt not in BATCH_FORMATS:
-            raise UsageError(f"--format must be one of {', '.join(BATCH_FORMATS)}, got {self.fmt!r}")
-        if self.workers is not None and self.workers < 0:
-            raise UsageError(f"--workers must be 0 (decode in the main process) or more, got {self.workers}")
-        if self.resume and self.out == "-":
-            raise UsageError("--resume needs an output file", hint="give -o FILE")
-        if self.resume and self.force:
-            raise UsageError("--resume and --force exclude each other")
-
-
 def default_workers(device: torch.device) -> int:
-    """Decode workers beside the model. On a CPU the model is the bottleneck (~1 s a window on 2
-    cores) and decoding a 10-s clip is ~5 % of that: on 2 cores a worker only takes cycles from the
-    model's threads (0.87 against 0.93 clips/s in the main process, benchmarks/batch_throughput.py),
-    so none; on more cores one per 8. A GPU needs the CPU to keep up: most cores decode."""
+    """Decode workers beside the model. On a CPU the model is the bottleneck and decoding a clip is a
+    few percent of a window's time: on 2 cores a worker only takes cycles from the model's threads
+    (benchmarks/batch_throughput.py), so none; on more cores one per 8. A GPU needs the CPU to keep
+    up: most cores decode."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if device.type == "cpu":
         return 0 if cores <= 2 else max(1, cores // 8)
@@ -102,7 +77,7 @@ class Summary:
 
 
 # -- the run ------------------------------------------------------------------------------------
-def settings(tagger: Tagger, options: TagOptions, inputs: InputSpec, fmt: str) -> dict:
+def run_settings(tagger: Tagger, options: TagOptions, inputs: InputSpec, fmt: BatchFormat) -> dict:
     """What changes the results; recorded beside the output and compared by ``--resume``."""
     window, hop = tagger.window_hop_frames(options)
     source = tagger.checkpoint.source
@@ -128,19 +103,19 @@ def settings(tagger: Tagger, options: TagOptions, inputs: InputSpec, fmt: str) -
 
 def run_batch(tagger: Tagger, inputs: InputSpec, tag_options: TagOptions, options: BatchOptions, log=None) -> Summary:
     """Tag every input into ``options.out``; returns the summary (also printed through ``log``)."""
-    if options.fmt == "audacity" and not tag_options.merge:  # a label track holds events
+    if options.fmt == BatchFormat.audacity and not tag_options.merge:  # a label track holds events
         tag_options = dataclasses.replace(tag_options, merge=True)
-    mask = tagger.label_mask(tag_options.include, tag_options.exclude)  # unknown labels fail before any work
+    maker = tagger.record_maker(tag_options)  # unknown labels fail before any work
     spec = tagger.window_spec(tag_options)
-    run_settings = settings(tagger, tag_options, inputs, options.fmt)
+    settings = run_settings(tagger, tag_options, inputs, options.fmt)
     side = settings_path(options.out, options.fmt)
     if options.resume and (side.exists() or os.path.exists(options.out)):
-        check_settings(side, run_settings)
+        check_settings(side, settings)
     writer_options = dict(
         columns=tag_options.top or len(tagger.labels),
         timeline=tag_options.timeline,
         merge=tag_options.merge,
-        score_columns=[label for label, keep in zip(tagger.labels, mask.tolist()) if keep] if tag_options.all_scores else None,
+        score_columns=maker.score_columns,
     )
     summary = Summary()
     items = inputs.iter(summary.counts)
@@ -149,7 +124,7 @@ def run_batch(tagger: Tagger, inputs: InputSpec, tag_options: TagOptions, option
         raise UsageError("no audio files to tag", hint=f"looked for {', '.join(sorted(inputs.extensions)[:8])}, ... (--ext)")
     sink = open_sink(options.out, options.fmt, writer_options, resume=options.resume, force=options.force)
     if options.out != "-":
-        write_settings(side, run_settings, __version__)
+        write_settings(side, settings, __version__)
 
     workers = default_workers(tagger.device) if options.workers is None else options.workers
     source = WorkerPool(spec, workers) if workers > 0 else InlineSource(spec)
@@ -159,7 +134,7 @@ def run_batch(tagger: Tagger, inputs: InputSpec, tag_options: TagOptions, option
         _count_in_background(inputs, progress, sink)
     start = time.monotonic()
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if threading.current_thread() is threading.main_thread() else None
-    records = _pipeline(tagger, tag_options, _chain(first, items), source, sink, summary, options.unordered, progress.tick)
+    records = _pipeline(tagger, tag_options, maker, _chain(first, items), source, sink, summary, options.unordered, progress.tick)
     try:
         for record in records:
             failed = "error" in record
@@ -225,7 +200,8 @@ class _FileState:
 
 
 def _pipeline(
-    tagger: Tagger, options: TagOptions, items: Iterator[Input], source, sink: Sink, summary: Summary, unordered: bool, tick
+    tagger: Tagger, options: TagOptions, maker: RecordMaker, items: Iterator[Input], source, sink: Sink, summary: Summary,
+    unordered: bool, tick,
 ) -> Iterator[dict]:
     """Records of the inputs (skipping what the sink already has), batching windows across files."""
     states: dict[int, _FileState] = {}
@@ -237,8 +213,8 @@ def _pipeline(
 
     def finish(seq: int) -> None:
         state = states.pop(seq)
-        result = FileResult(state.item.name, state.duration_s, state.starts, state.scores, state.error)
-        finished[seq] = tagger.record(result, options)
+        result = FileResult(path=state.item.name, duration_s=state.duration_s, starts=state.starts, scores=state.scores, error=state.error)
+        finished[seq] = maker.record(result)
 
     def ready(seq: int) -> bool:
         state = states[seq]

@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 
 from . import hub
-from .config import ASTConfig, PreprocessorConfig, patch_grid
+from .config import ASTConfig, PreprocessorConfig, patch_grid, read_labels_csv
 from .errors import ModelError, OfflineError, UnsafeCheckpointError
-from .labels import read_labels_csv, with_labels
+from .files import AtomicPath
 from .model import AST
 
 HF_PREFIX = "audio_spectrogram_transformer."
@@ -425,7 +425,7 @@ def load(
         files = hub.fetch_model(spec)
     config = ASTConfig.from_file(files[hub.CONFIG_FILE])
     if labels:
-        config = with_labels(config, read_labels_csv(labels), spec)
+        config = config.with_labels(read_labels_csv(labels), spec)
     pre_path = files.get(hub.PREPROCESSOR_FILE)
     preprocessor = PreprocessorConfig.from_file(pre_path) if pre_path else PreprocessorConfig(max_length=config.max_length)
     sd = read_state_dict(files["weights"], matrix_dtype)
@@ -438,16 +438,27 @@ def load(
     return Checkpoint(model, preprocessor, spec)
 
 
+@dataclass
+class AuthorsWeights:
+    """An authors' ``.pth``: native-layout weights, the config they imply (with label names), and
+    the position grid they were trained on."""
+
+    weights: dict[str, torch.Tensor]
+    config: ASTConfig
+    grid: tuple[int, int]
+
+
 def _load_authors(path: Path, spec: str, labels: str | None, max_length: int | None) -> Checkpoint:
-    sd, config, grid = _authors_config(path, spec, labels)
+    found = authors_checkpoint(path, spec, labels)
+    config = found.config
     if max_length and max_length != config.max_length:
         config = config.replace(max_length=max_length)
-    model = build_model(config, sd, spec, saved_grid=grid)
+    model = build_model(config, found.weights, spec, saved_grid=found.grid)
     # The authors normalised AudioSet models with the AudioSet statistics; others need --norm-stats.
     return Checkpoint(model, PreprocessorConfig(max_length=config.max_length), spec)
 
 
-def _authors_config(path: Path, spec: str, labels: str | None) -> tuple[dict[str, torch.Tensor], ASTConfig, tuple[int, int]]:
+def authors_checkpoint(path: Path, spec: str, labels: str | None) -> AuthorsWeights:
     """Native weights, config (with label names) and position grid of the authors' ``.pth``."""
     sd = read_state_dict(path)
     if is_hf_layout(sd):
@@ -460,7 +471,7 @@ def _authors_config(path: Path, spec: str, labels: str | None) -> tuple[dict[str
     sd = authors_to_native(sd)
     config, grid = infer_authors_config(sd, spec)
     if labels:
-        config = with_labels(config, read_labels_csv(labels), spec)
+        config = config.with_labels(read_labels_csv(labels), spec)
     elif config.num_labels == 527:  # an AudioSet head: the names of the released model
         try:
             default = ASTConfig.from_file(hub.fetch(hub.DEFAULT_MODEL, hub.CONFIG_FILE))
@@ -469,26 +480,21 @@ def _authors_config(path: Path, spec: str, labels: str | None) -> tuple[dict[str
             warnings.warn(f"{spec}: AudioSet label names unavailable ({exc.message}); pass --labels class_labels_indices.csv", stacklevel=2)
     else:
         warnings.warn(f"{spec}: no label names; pass --labels class_labels_indices.csv", stacklevel=2)
-    return sd, config, grid
+    return AuthorsWeights(sd, config, grid)
 
 
 # -- saving ----------------------------------------------------------------------------------------
 def save(model: AST, preprocessor: PreprocessorConfig, directory: str | os.PathLike) -> Path:
     """Write a Hub-layout checkpoint (config.json, model.safetensors, preprocessor_config.json) that
-    transformers' ``ASTForAudioClassification.from_pretrained`` loads. Each file is written to a
-    temporary name and renamed, so a reader never sees half a file."""
+    transformers' ``ASTForAudioClassification.from_pretrained`` loads. Each file is written
+    atomically (``files``), so a reader never sees half a file."""
     from safetensors.torch import save_file
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     sd = native_to_hf({k: v.float() for k, v in model.state_dict().items()})
-    tmp = directory / f".model.safetensors.tmp{os.getpid()}"  # opened normally: the umask applies
-    try:
-        save_file(sd, str(tmp), metadata={"format": "pt"})
-        os.replace(tmp, directory / "model.safetensors")
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with AtomicPath(directory / "model.safetensors") as target:
+        save_file(sd, str(target.tmp), metadata={"format": "pt"})
     stale = directory / "pytorch_model.bin"  # a reader would otherwise find two weight files
     if stale.exists():
         stale.unlink()

@@ -5,6 +5,7 @@ No torch here: the CLI reads these to validate arguments before paying for the t
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import math
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ModelError
+from .files import write_atomic
 
 MODEL_TYPE = "audio-spectrogram-transformer"
 ARCHITECTURE = "ASTForAudioClassification"
@@ -94,8 +96,21 @@ class ASTConfig:
         # transformers' AST heads carry no problem_type; the AudioSet head is multi-label (sigmoid).
         return self.problem_type != SINGLE_LABEL
 
+    @property
+    def default_activation(self) -> str:
+        """What turns logits into scores: sigmoid for multi-label heads, softmax for single-label."""
+        if self.problem_type == "regression":
+            return "none"
+        return "sigmoid" if self.multi_label else "softmax"
+
     def replace(self, **changes: Any) -> ASTConfig:
         return dataclasses.replace(self, **changes)
+
+    def with_labels(self, names: list[str], source: str) -> ASTConfig:
+        """This config with its outputs named ``names`` (as many as the model has outputs)."""
+        if len(names) != self.num_labels:
+            raise ModelError(f"{source}: the labels file names {len(names)} labels, the model has {self.num_labels} outputs")
+        return self.replace(id2label=dict(enumerate(names)))
 
     # -- validation --------------------------------------------------------------------------
     def validate(self) -> None:
@@ -228,6 +243,22 @@ class PreprocessorConfig:
         return write_json(Path(directory) / "preprocessor_config.json", self.to_dict())
 
 
+def read_labels_csv(path: str | os.PathLike) -> list[str]:
+    """Label names from the authors' ``class_labels_indices.csv`` (index,mid,display_name) or a
+    plain file of one name a line."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = [row for row in csv.reader(f) if row]
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read labels ({exc.strerror})") from None
+    if rows and rows[0] and rows[0][0].strip().lower() == "index":
+        header = [h.strip().lower() for h in rows[0]]
+        col = header.index("display_name") if "display_name" in header else len(header) - 1
+        pairs = sorted((int(r[0]), r[col]) for r in rows[1:])
+        return [name for _, name in pairs]
+    return [row[-1] for row in rows]
+
+
 def patch_grid(num_mel_bins: int, frames: int, patch: int, fstride: int, tstride: int) -> tuple[int, int]:
     """Number of patches along frequency and time (as Conv2d computes them, no padding)."""
     return (num_mel_bins - patch) // fstride + 1, (frames - patch) // tstride + 1
@@ -255,10 +286,5 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def write_json(path: Path, data: Any) -> Path:
-    """Write atomically: a temporary file in the same folder, then a rename."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, ensure_ascii=False)
-        f.write("\n")
-    os.replace(tmp, path)
-    return path
+    """Indented JSON, written atomically (``files.write_atomic``)."""
+    return write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")

@@ -24,19 +24,18 @@ import numpy as np
 import torch
 
 from . import audio
+from .augment import MIXUP_BETA, center, mix, spec_augment
 from .errors import AudioError, UsageError
 from .features import fbank, normalize, pad_or_cut
-from .inputs import FFMPEG_EXTENSIONS, SNDFILE_EXTENSIONS
+from .inputs import walk
 
-AUDIO_SUFFIXES = SNDFILE_EXTENSIONS | FFMPEG_EXTENSIONS  # what folders are searched for
 MAX_SHIFT = 10  # frames: the authors' random roll (dataloader.py, np.random.randint(-10, 10))
-MIXUP_BETA = 10.0  # lambda ~ Beta(10, 10): mixes stay close to half and half (dataloader.py)
 _log = logging.getLogger(__name__)
 CACHE_BYTES = 2 << 30  # fbank cache budget: above it features are recomputed per item
 
 
 @dataclass
-class Clip:
+class LabelledClip:
     path: str
     target: tuple[int, ...]  # class ids: exactly one for single-label data
 
@@ -45,7 +44,7 @@ class Clip:
 class LabelledSet:
     root: str
     labels: list[str]
-    clips: list[Clip]
+    clips: list[LabelledClip]
     multi_label: bool = False
     skipped: list[str] = field(default_factory=list)  # messages of unreadable files
 
@@ -58,27 +57,24 @@ class LabelledSet:
 
 
 # -- discovery ---------------------------------------------------------------------------------
-def is_audio(path: Path) -> bool:
-    # a broken link is kept, so that loading reports it (and skips it) instead of ignoring it silently
-    return (path.is_file() or (path.is_symlink() and not path.exists())) and not path.name.startswith(".") and path.suffix.lower() in AUDIO_SUFFIXES
-
-
 def folder_classes(data_dir: str | os.PathLike) -> LabelledSet:
-    """One sub-folder per class, audio files anywhere below it; hidden entries are ignored."""
+    """One sub-folder per class, audio files anywhere below it (``inputs.walk``: sorted by name, depth
+    first); hidden entries are ignored. A broken link is kept, so that loading reports it (and skips
+    it) instead of ignoring it silently."""
     root = _existing_dir(data_dir)
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
-        loose = any(is_audio(p) for p in root.iterdir())
+        loose = next(walk(str(root), recursive=False), None) is not None
         raise UsageError(
             f"{root}: no class folders" + (" (the audio files are directly in it)" if loose else ""),
             hint="put each class's clips in a sub-folder named after it, e.g. dog/ and rain/, or give --labels CSV",
         )
     clips = []
     for k, name in enumerate(classes):
-        files = sorted(p for p in (root / name).rglob("*") if is_audio(p))
+        files = list(walk(str(root / name)))
         if not files:
             raise UsageError(f"{root / name}: class folder holds no audio files", hint="add clips or remove the folder")
-        clips += [Clip(str(p), (k,)) for p in files]
+        clips += [LabelledClip(path, (k,)) for path in files]
     return LabelledSet(str(root), classes, clips)
 
 
@@ -102,7 +98,7 @@ def csv_labels(labels_csv: str | os.PathLike, data_dir: str | os.PathLike) -> La
         raise UsageError(f"{labels_csv}: no rows", hint="one 'path,label;label' row per clip")
     labels = sorted({name for _, names in entries for name in names})
     index = {name: i for i, name in enumerate(labels)}
-    clips = [Clip(path, tuple(index[n] for n in names)) for path, names in entries]
+    clips = [LabelledClip(path, tuple(index[n] for n in names)) for path, names in entries]
     return LabelledSet(str(root), labels, clips, multi_label=True)
 
 
@@ -124,7 +120,7 @@ def relabel(data: LabelledSet, labels: list[str], what: str) -> LabelledSet:
     unknown = [name for name, i in lookup.items() if i is None]
     if unknown:
         raise UsageError(f"{data.root}: {what} has no class {', '.join(map(repr, unknown[:5]))}", hint=f"known: {', '.join(labels[:10])}")
-    clips = [Clip(c.path, tuple(lookup[data.labels[k]] for k in c.target)) for c in data.clips]
+    clips = [LabelledClip(c.path, tuple(lookup[data.labels[k]] for k in c.target)) for c in data.clips]
     return LabelledSet(data.root, list(labels), clips, data.multi_label, data.skipped)
 
 
@@ -246,20 +242,14 @@ class ClipDataset(torch.utils.data.Dataset):
         if aug.mixup > 0 and rng.random() < aug.mixup:
             other = int(rng.integers(len(self)))
             lam = float(rng.beta(MIXUP_BETA, MIXUP_BETA))
-            feats = fbank(_mix(self._wave(index), self._wave(other), lam), self.num_mel_bins)
+            # the authors' waveform mixup: both centred, the mix centred again
+            wave = center(mix(center(self._wave(index)), center(self._wave(other)), lam))
+            feats = fbank(wave, self.num_mel_bins)
             target = lam * target + (1 - lam) * self.target(other)
         else:
             feats = self._fbank(index)
-        x = pad_or_cut(feats, self.target_length).clone()  # (T, F)
-        T, F = x.shape
-        if aug.freqm:  # torchaudio's FrequencyMasking/TimeMasking draws: width ~ U[0, m), start ~ U[0, size - width)
-            width = int(rng.random() * min(aug.freqm, F))
-            start = int(rng.random() * (F - width))
-            x[:, start : start + width] = 0.0
-        if aug.timem:
-            width = int(rng.random() * min(aug.timem, T))
-            start = int(rng.random() * (T - width))
-            x[start : start + width, :] = 0.0
+        # masks write 0 into the raw log-mel (a copy: a cached fbank is never changed), before normalisation
+        x = spec_augment(pad_or_cut(feats, self.target_length), aug.freqm, aug.timem, rng)  # (T, F)
         x = normalize(x, self.mean, self.std)
         if aug.shift:
             x = torch.roll(x, int(rng.integers(-aug.shift, aug.shift)), dims=0)
@@ -272,15 +262,6 @@ class ClipDataset(torch.utils.data.Dataset):
         if self.fbanks is not None and self.fbanks[index] is not None:
             return self.fbanks[index]
         return fbank(self._wave(index), self.num_mel_bins)
-
-
-def _mix(a: np.ndarray, b: np.ndarray, lam: float) -> np.ndarray:
-    """The authors' waveform mixup: both centred, the second cut or zero-padded to the first's length."""
-    a = a - a.mean()
-    b = b - b.mean()
-    b = b[: len(a)] if len(b) >= len(a) else np.pad(b, (0, len(a) - len(b)))
-    mixed = lam * a + (1 - lam) * b
-    return (mixed - mixed.mean()).astype(np.float32)
 
 
 class EpochSampler(torch.utils.data.Sampler):

@@ -7,7 +7,7 @@ as ``ast tag`` cuts it (``Tagger.windows``); its embedding is the mean over its 
 Files: ``.jsonl`` (one record a line, ``-`` for standard output), ``.npy`` (an array (files, D), one
 row per input in order, NaN rows for inputs that failed), ``.npz`` (``embeddings`` (files, D), ``paths``,
 ``duration_s``; with windows ``window_embeddings`` (W, D), ``window_file``, ``window_start_s``,
-``window_end_s``). Files are written to a temporary name and renamed when complete.
+``window_end_s``). Files are written atomically (``files.AtomicPath``): complete, or not at all.
 """
 
 from __future__ import annotations
@@ -25,10 +25,13 @@ import torch
 
 from .errors import AudioError, Interrupted, OutputExistsError, UsageError
 from .features import FRAMES_PER_SECOND
-from .inference import TagOptions, Tagger, batched
+from .files import AtomicPath
+from .inference import Tagger
+from .options import TagOptions
 from .output import to_json
+from .windows import batched
 
-FORMATS = (".jsonl", ".npy", ".npz")
+SUFFIXES = (".jsonl", ".npy", ".npz")  # the output format is the file's suffix
 DECIMALS = 7  # jsonl: float32 carries ~7 significant digits
 _log = logging.getLogger(__name__)
 
@@ -77,7 +80,7 @@ def check_output(out: str, timeline: bool, force: bool) -> str:
     if Path(out).is_dir():
         raise UsageError(f"-o {out}: is a directory", hint="give a file name ending in .jsonl, .npy or .npz")
     suffix = Path(out).suffix.lower()
-    if suffix not in FORMATS:
+    if suffix not in SUFFIXES:
         raise UsageError(f"-o {out}: unknown format {suffix or '(no suffix)'!r}", hint="name it .jsonl, .npy or .npz ('-': JSON Lines on stdout)")
     if suffix == ".npy" and timeline:
         raise UsageError("--timeline does not fit in a .npy file (one array of files x dimensions)", hint="write .npz or .jsonl")
@@ -94,13 +97,12 @@ class EmbeddingWriter:
         self.suffix = ".jsonl" if out == "-" else Path(out).suffix.lower()
         self.timeline = timeline
         self.items: list[FileEmbedding] = []
-        self._tmp: Path | None = None
+        self._target: AtomicPath | None = None if out == "-" else AtomicPath(out)
         self._stream: IO[str] | None = None
         if out == "-":
             self._stream = sys.stdout
         elif self.suffix == ".jsonl":
-            self._tmp = _temporary(out)
-            self._stream = open(self._tmp, "w", encoding="utf-8", errors="surrogateescape")
+            self._stream = self._target.open("w", encoding="utf-8", errors="surrogateescape")
 
     def write(self, item: FileEmbedding) -> None:
         if self.suffix == ".jsonl":
@@ -123,24 +125,23 @@ class EmbeddingWriter:
 
     def close(self) -> None:
         if self.suffix != ".jsonl":
-            self._tmp = _temporary(self.out)
-            with open(self._tmp, "wb") as f:
+            with self._target.open("wb") as f:
                 if self.suffix == ".npy":
                     np.save(f, self._matrix())
                 else:
                     np.savez(f, **self._arrays())
         elif self._stream is not sys.stdout:
             self._stream.close()
-        if self._tmp is not None:
-            os.replace(self._tmp, self.out)
-            self._tmp = None
+        if self._target is not None:
+            self._target.commit()
+            self._target = None
 
     def abort(self) -> None:
         """Leave ``out`` as it was (an interrupted run): the temporary file goes."""
         if self._stream is not None and self._stream is not sys.stdout:
             self._stream.close()
-        if self._tmp is not None and self._tmp.exists():
-            self._tmp.unlink()
+        if self._target is not None:
+            self._target.abort()
 
     def _matrix(self) -> np.ndarray:
         """(files, D) float32; a failed input is a row of NaN, so row i is always input i."""
@@ -169,11 +170,6 @@ class EmbeddingWriter:
 
 def _floats(vector: np.ndarray) -> list[float]:
     return [round(v, DECIMALS) for v in vector.tolist()]
-
-
-def _temporary(out: str) -> Path:
-    path = Path(out)
-    return path.with_name(f".{path.name}.tmp{os.getpid()}")
 
 
 def write_embeddings(items: Iterable[FileEmbedding], out: str, timeline: bool, total: int, on_error=None) -> int:

@@ -1,7 +1,7 @@
 """Typed errors and exit statuses.
 
-Every error a user can cause is one of these; ``cli.main`` is the one place that turns them into a
-one-line message and an exit status (a traceback only with ``--debug``).
+Every error a user can cause is one of these; ``process.main`` is the one place that turns them into a
+one-line message and an exit status (a traceback only with ``--debug``). No torch here.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # some input failed; the rest was still processed
 EXIT_USAGE = 2  # bad arguments, a model that cannot be loaded, an output that would be overwritten
 EXIT_INTERRUPTED = 130  # Ctrl-C / SIGINT, as shells report it
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what shells report for a writer whose reader went away
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 
 class ASTError(Exception):
@@ -56,6 +58,12 @@ class Interrupted(ASTError):
     """Ctrl-C: the message says how far the run got."""
 
     exit_code = EXIT_INTERRUPTED
+
+
+class Terminated(ASTError):
+    """SIGTERM during a run (``ast batch`` turns it into this, so outputs are closed cleanly)."""
+
+    exit_code = EXIT_TERMINATED
 
 
 class OutputExistsError(UsageError):

@@ -6,7 +6,6 @@ as the authors evaluate; the scores are the model's logits.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -14,12 +13,7 @@ import torch
 
 from . import data as D
 from . import metrics
-
-
-def autocast(device: torch.device, dtype: torch.dtype):
-    if dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
+from .devices import autocast
 
 
 def predict(forward: Callable[[torch.Tensor], torch.Tensor], loader) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,7 +55,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """Metrics of ``model_spec`` on a folder-per-class set (or ``labels_csv``), whose class names must be
     the model's labels."""
-    from . import load_model
+    from .inference import load_model
 
     tagger = load_model(model_spec, device=device, precision=precision)  # weights cast once; int8 quantized
     config, pre = tagger.config, tagger.preprocessor

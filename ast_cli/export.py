@@ -29,24 +29,17 @@ from torch import nn
 from .checkpoints import Checkpoint, load, save
 from .errors import ASTError, OutputExistsError, UsageError
 from .features import FRAME_LENGTH, FRAME_SHIFT, extract
+from .files import AtomicPath
 from .frontend import Frontend
 from .inference import Tagger
 from .model import AST
+from .options import ExportFormat, ExportOptions, ExportPrecision
 
-FORMATS = ("onnx", "torchscript", "hub")
-PRECISIONS = ("fp32", "fp16", "bf16")
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+DTYPES = {ExportPrecision.fp32: torch.float32, ExportPrecision.fp16: torch.float16, ExportPrecision.bf16: torch.bfloat16}
 # Largest absolute difference of the scores accepted by the check, against the fp32 PyTorch model.
 # fp16 keeps 11 significant bits, bf16 8: scores in [0, 1] move by a few units of the last bit.
-TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2, "bf16": 5e-2}
-# What each format can hold (ONNX Runtime's CPU kernels have no bf16; a Hub folder is stored in fp32
-# and cast at load time with transformers' torch_dtype; the Hub layout's feature extractor is a
-# separate preprocessor_config.json, so it cannot take the front end).
-SUPPORTS = {
-    "onnx": {"precisions": ("fp32", "fp16"), "frontend": True},
-    "torchscript": {"precisions": ("fp32", "fp16", "bf16"), "frontend": True},
-    "hub": {"precisions": ("fp32",), "frontend": False},
-}
+TOLERANCE = {ExportPrecision.fp32: 1e-4, ExportPrecision.fp16: 1e-2, ExportPrecision.bf16: 5e-2}
+RUNTIMES = {ExportFormat.onnx: "onnxruntime", ExportFormat.torchscript: "torch", ExportFormat.hub: "transformers"}
 ONNX_OPSET = 17  # the first opset with the STFT operator the front end needs
 ONNX_HINT = "pip install 'ast-cli[onnx]'"
 VERIFY_BATCH = 3  # not the batch the graph was traced with: checks the batch axis is dynamic
@@ -103,53 +96,37 @@ class Scorer(nn.Module):
         return logits
 
 
-def activation_of(checkpoint: Checkpoint) -> str:
-    """The activation ``ast tag`` applies by default: sigmoid, softmax or none."""
-    return Tagger(checkpoint, device="cpu", precision="fp32").default_activation()
-
-
 # -- the command's core -------------------------------------------------------------------------------
-def export(
-    spec: str,
-    out: str | os.PathLike,
-    fmt: str = "onnx",
-    *,
-    with_frontend: bool = False,
-    precision: str = "fp32",
-    verify: bool | None = None,
-    labels: str | None = None,
-    force: bool = False,
-    status: Callable[[str], None] | None = None,
-) -> ExportResult:
-    """Export the model ``spec`` (anything ``ast tag -m`` takes) to ``out`` in ``fmt``.
+def export(spec: str, out: str | os.PathLike, options: ExportOptions, status: Callable[[str], None] | None = None) -> ExportResult:
+    """Export the model ``spec`` (anything ``ast tag -m`` takes) to ``out``.
 
-    ``verify`` None: check when the runtime is installed (onnxruntime for ONNX, transformers for
-    the Hub layout; torch always for TorchScript). A failed check raises ``ASTError`` (the file is kept).
-    ``status`` is told what is being done (a full-size export takes about a minute).
+    ``options.verify`` None: check when the runtime is installed (onnxruntime for ONNX, transformers
+    for the Hub layout; torch always for TorchScript). A failed check raises ``ASTError`` (the file is
+    kept). ``status`` is told what is being done (a full-size export takes about a minute).
     """
     status = status or (lambda message: None)
-    check_options(fmt, precision, with_frontend)
-    runtime = {"onnx": "onnxruntime", "torchscript": "torch", "hub": "transformers"}[fmt]
+    fmt, precision, with_frontend = options.fmt, options.precision, options.with_frontend
+    runtime = RUNTIMES[fmt]
     available = importlib.util.find_spec(runtime) is not None
-    if fmt == "onnx" and importlib.util.find_spec("onnx") is None:
+    if fmt == ExportFormat.onnx and importlib.util.find_spec("onnx") is None:
         raise UsageError("--format onnx needs the onnx package", hint=ONNX_HINT)
-    if verify and not available:
-        hint = ONNX_HINT if fmt == "onnx" else "pip install transformers"
+    if options.verify and not available:
+        hint = ONNX_HINT if fmt == ExportFormat.onnx else "pip install transformers"
         raise UsageError(f"--verify needs {runtime}, which is not installed", hint=hint)
     out = Path(out)
-    _check_output(out, fmt, force)
+    _check_output(out, fmt, options.force)
     status(f"loading {spec}")
-    checkpoint = load(spec, labels=labels)
-    activation = activation_of(checkpoint)
+    checkpoint = load(spec, labels=options.labels)
+    activation = checkpoint.model.config.default_activation
     status(f"exporting to {out} ({fmt}, {precision}{', with the front end' if with_frontend else ''})")
-    if fmt == "hub":
+    if fmt == ExportFormat.hub:
         result = _export_hub(checkpoint, out, activation)
     else:
         result = _export_graph(checkpoint, out, fmt, activation, precision, with_frontend)
-    if verify is False:
+    if options.verify is False:
         result.verify_note = "--no-verify"
     elif not available:
-        result.verify_note = f"{runtime} is not installed ({ONNX_HINT if fmt == 'onnx' else 'pip install transformers'})"
+        result.verify_note = f"{runtime} is not installed ({ONNX_HINT if fmt == ExportFormat.onnx else 'pip install transformers'})"
     else:
         status(f"checking {out} with {runtime}")
         result.tolerance = TOLERANCE[precision]
@@ -162,34 +139,15 @@ def export(
     return result
 
 
-def check_options(fmt: str, precision: str, with_frontend: bool) -> None:
-    if fmt not in FORMATS:
-        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    if precision not in PRECISIONS:
-        raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    supports = SUPPORTS[fmt]
-    if precision not in supports["precisions"]:
-        why = {
-            "onnx": "ONNX Runtime has no bf16 kernels on the CPU; use fp16 or fp32",
-            "hub": "a Hub folder is saved in fp32; transformers casts at load time (torch_dtype=torch.float16)",
-        }[fmt]
-        raise UsageError(f"--precision {precision} is not available for --format {fmt}", hint=why)
-    if with_frontend and not supports["frontend"]:
-        raise UsageError(
-            f"--with-frontend does not apply to --format {fmt}",
-            hint="the Hub layout keeps the features in preprocessor_config.json, for ASTFeatureExtractor",
-        )
-
-
-def _check_output(out: Path, fmt: str, force: bool) -> None:
-    if fmt == "hub":
+def _check_output(out: Path, fmt: ExportFormat, force: bool) -> None:
+    if fmt == ExportFormat.hub:
         if out.exists() and not out.is_dir():
             raise UsageError(f"{out}: exists and is not a folder", hint="the Hub layout is a folder")
         if out.is_dir() and any(out.iterdir()) and not force:
             raise OutputExistsError(f"{out}: folder is not empty", hint="pass --force to write into it")
     else:
         if out.is_dir():
-            example = out / ("model.onnx" if fmt == "onnx" else "model.pt")
+            example = out / ("model.onnx" if fmt == ExportFormat.onnx else "model.pt")
             raise UsageError(f"{out}: is a folder", hint=f"give a file name, e.g. {example}")
         if out.exists() and not force:
             raise OutputExistsError(f"{out}: exists", hint="pass --force to overwrite it")
@@ -221,7 +179,7 @@ def scorer(checkpoint: Checkpoint, activation: str, precision: str = "fp32", wit
     frontend = Frontend(config.num_mel_bins, config.max_length, pre.mean, pre.std, pre.do_normalize) if with_frontend else None
     import copy
 
-    model = copy.deepcopy(checkpoint.model) if precision != "fp32" else checkpoint.model
+    model = copy.deepcopy(checkpoint.model) if precision != ExportPrecision.fp32 else checkpoint.model
     return Scorer(model, activation, frontend, DTYPES[precision]).eval()
 
 
@@ -240,24 +198,19 @@ def _export_graph(
 ) -> ExportResult:
     module = scorer(checkpoint, activation, precision, with_frontend)
     example, _ = sample_inputs(checkpoint, 2, with_frontend)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    try:
-        with torch.no_grad(), warnings.catch_warnings():
-            # tracing warns about shapes read as Python numbers; the verification below checks
-            # another batch size and waveform length, which is what those warnings are about
-            warnings.simplefilter("ignore")
-            try:
-                write = _write_onnx if fmt == "onnx" else _write_torchscript
-                write(module, example, tmp, checkpoint, activation, with_frontend)
-            except (RuntimeError, ValueError, torch.onnx.errors.OnnxExporterError) as exc:
-                detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-                raise ASTError(f"{fmt} export failed: {detail}", hint="run with --debug for the traceback") from exc
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with AtomicPath(out) as target, torch.no_grad(), warnings.catch_warnings():
+        # tracing warns about shapes read as Python numbers; the verification below checks
+        # another batch size and waveform length, which is what those warnings are about
+        warnings.simplefilter("ignore")
+        try:
+            write = _write_onnx if fmt == ExportFormat.onnx else _write_torchscript
+            write(module, example, target.tmp, checkpoint, activation, with_frontend)
+        except (RuntimeError, ValueError, torch.onnx.errors.OnnxExporterError) as exc:
+            detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            raise ASTError(f"{fmt} export failed: {detail}", hint="run with --debug for the traceback") from exc
     inp, outp = _describe(checkpoint, with_frontend, activation)
-    return ExportResult(out, fmt, precision, with_frontend, activation, inp, outp)
+    return ExportResult(path=out, format=fmt, precision=precision, with_frontend=with_frontend, activation=activation,
+                        input_shape=inp, output_shape=outp)  # fmt: skip
 
 
 def _metadata(checkpoint: Checkpoint, activation: str, with_frontend: bool) -> dict[str, str]:
@@ -309,7 +262,8 @@ def _write_torchscript(
 def _export_hub(checkpoint: Checkpoint, out: Path, activation: str) -> ExportResult:
     save(checkpoint.model, checkpoint.preprocessor, out)  # each file written to a temporary name, then renamed
     config = checkpoint.model.config
-    return ExportResult(out, "hub", "fp32", False, activation, "", f"{config.num_labels} labels")
+    return ExportResult(path=out, format=ExportFormat.hub, precision=ExportPrecision.fp32, with_frontend=False, activation=activation,
+                        input_shape="", output_shape=f"{config.num_labels} labels")  # fmt: skip
 
 
 # -- verification ---------------------------------------------------------------------------------
@@ -350,7 +304,7 @@ def _verify_hub(checkpoint: Checkpoint, result: ExportResult) -> float:
     return _diff(logits, _reference(checkpoint, "none", features))
 
 
-VERIFIERS = {"onnx": _verify_onnx, "torchscript": _verify_torchscript, "hub": _verify_hub}
+VERIFIERS = {ExportFormat.onnx: _verify_onnx, ExportFormat.torchscript: _verify_torchscript, ExportFormat.hub: _verify_hub}
 
 
 def _diff(got, want: torch.Tensor) -> float:

@@ -1,5 +1,6 @@
-"""Which files a batch run tags: folders walked in sorted order, files, glob patterns and path lists,
-streamed (no list of the whole collection is built), filtered by extension, split into shards.
+"""Which files a command reads: folders walked in sorted order (``walk``, the one folder walker),
+files, glob patterns and path lists (``read_path_list``), streamed (no list of the whole collection is
+built), filtered by extension; for ``ast batch`` also split into shards (``InputSpec``).
 
 No torch here.
 """
@@ -22,6 +23,7 @@ SNDFILE_EXTENSIONS = frozenset(
     ".wav .wave .flac .ogg .oga .opus .mp3 .aif .aiff .aifc .au .snd .caf .w64 .rf64 .voc .sd2 .paf .svx .nist .sph".split()
 )
 FFMPEG_EXTENSIONS = frozenset(".wv .m4a .aac .wma .webm .mka .mp4 .mkv .mov .ac3 .amr .3gp".split())
+AUDIO_EXTENSIONS = SNDFILE_EXTENSIONS | FFMPEG_EXTENSIONS  # what datasets are searched for (a file ffmpeg would read is reported, not skipped)
 
 
 def default_extensions() -> frozenset[str]:
@@ -53,12 +55,6 @@ def shard_of(name: str, shards: int) -> int:
     return int.from_bytes(digest, "big") % shards
 
 
-@dataclass(frozen=True)
-class Input:
-    path: str  # what to open
-    name: str  # what the output calls it: as given, or relative to the folder it was found in
-
-
 @dataclass
 class Counts:
     """Files passed over while walking folders (not errors: they are not audio)."""
@@ -73,7 +69,64 @@ class Counts:
         return self.hidden + self.not_audio
 
 
-@dataclass
+def walk(
+    folder: str, extensions: frozenset[str] = AUDIO_EXTENSIONS, *, recursive: bool = True, counts: Counts | None = None
+) -> Iterator[str]:
+    """Paths of the files below ``folder`` with one of ``extensions``, in sorted order (by name, depth
+    first), one directory listing in memory at a time. Hidden entries are passed over; linked folders
+    are followed, each real folder once (a link to a parent is no endless loop); a broken link or a
+    link loop is yielded, so that reading it reports it."""
+    yield from _walk(folder, extensions, recursive, counts if counts is not None else Counts(), set())
+
+
+def _walk(folder: str, extensions: frozenset[str], recursive: bool, counts: Counts, visited: set) -> Iterator[str]:
+    try:
+        st = os.stat(folder)
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as exc:
+        print(f"ast: warning: {folder}: cannot list ({exc.strerror})", file=sys.stderr)
+        return
+    if (st.st_dev, st.st_ino) in visited:
+        return
+    visited.add((st.st_dev, st.st_ino))
+    for entry in entries:
+        if entry.name.startswith("."):
+            counts.hidden += 1
+            continue
+        try:
+            is_dir = entry.is_dir()
+        except OSError:  # a symlink loop, a vanished entry: reading it reports the reason
+            is_dir = False
+        if is_dir:
+            if recursive:
+                yield from _walk(entry.path, extensions, recursive, counts, visited)
+        elif os.path.splitext(entry.name)[1].lower() in extensions:
+            yield entry.path
+        else:
+            counts.not_audio += 1
+
+
+def read_path_list(source: str, stdin: Iterable[str] | None = None) -> Iterator[str]:
+    """The paths in a file, one a line (``-``: standard input, or ``stdin``), blank lines skipped. A
+    name is kept as written but for its line ending (names may begin or end with spaces)."""
+    if source == "-":
+        lines: Iterable[str] = stdin if stdin is not None else sys.stdin
+        yield from (line.rstrip("\r\n") for line in lines if line.strip())
+        return
+    try:
+        with open(source, encoding="utf-8", errors="surrogateescape") as f:
+            yield from (line.rstrip("\r\n") for line in f if line.strip())
+    except OSError as exc:
+        raise UsageError(f"--files-from {source}: cannot read ({exc.strerror})") from None
+
+
+@dataclass(frozen=True)
+class Input:
+    path: str  # what to open
+    name: str  # what the output calls it: as given, or relative to the folder it was found in
+
+
+@dataclass(kw_only=True)
 class InputSpec:
     """The inputs of ``ast batch``: what was given on the command line and how to expand it."""
 
@@ -112,62 +165,28 @@ class InputSpec:
     def _expand(self, counts: Counts, stdin: Iterable[str] | None) -> Iterator[Input]:
         for item in self.items:
             if os.path.isdir(item):
-                yield from self._walk(item, item, counts)
+                yield from self._found_in(item, counts)
             elif not os.path.lexists(item) and glob.has_magic(item):
                 matches = sorted(glob.glob(item, recursive=True))
                 if not matches:
                     counts.unmatched.append(item)
                 for match in matches:
                     if os.path.isdir(match):
-                        yield from self._walk(match, match, counts)
+                        yield from self._found_in(match, counts)
                     elif self._wanted(os.path.basename(match), counts):
                         yield Input(match, match)
             else:  # a file given by name is tagged whatever its extension (a missing one fails as a file)
                 yield Input(item, item)
         if self.files_from is not None:
-            for line in self._lines(stdin):
+            for line in read_path_list(self.files_from, stdin):
                 yield Input(line, line)
 
-    def _walk(self, root: str, folder: str, counts: Counts, visited: set | None = None) -> Iterator[Input]:
-        """Files below ``folder`` in sorted order, one directory listing in memory at a time.
-        Linked folders are followed, each real folder once (a link to a parent is no endless loop)."""
-        visited = set() if visited is None else visited
-        try:
-            st = os.stat(folder)
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
-        except OSError as exc:
-            print(f"ast: warning: {folder}: cannot list ({exc.strerror})", file=sys.stderr)
-            return
-        if (st.st_dev, st.st_ino) in visited:
-            return
-        visited.add((st.st_dev, st.st_ino))
-        for entry in entries:
-            if entry.name.startswith("."):
-                counts.hidden += 1
-                continue
-            try:
-                is_dir = entry.is_dir()
-            except OSError:  # a symlink loop, a vanished entry: tagging it reports the reason
-                is_dir = False
-            if is_dir:
-                if self.recursive:
-                    yield from self._walk(root, entry.path, counts, visited)
-            elif self._wanted(entry.name, counts):
-                yield Input(entry.path, os.path.relpath(entry.path, root) if self.relative else entry.path)
+    def _found_in(self, root: str, counts: Counts) -> Iterator[Input]:
+        for path in walk(root, self.extensions, recursive=self.recursive, counts=counts):
+            yield Input(path, os.path.relpath(path, root) if self.relative else path)
 
     def _wanted(self, name: str, counts: Counts) -> bool:
         if os.path.splitext(name)[1].lower() in self.extensions:
             return True
         counts.not_audio += 1
         return False
-
-    def _lines(self, stdin: Iterable[str] | None) -> Iterator[str]:
-        if self.files_from == "-":
-            source: Iterable[str] = stdin if stdin is not None else sys.stdin
-            yield from (line.rstrip("\r\n") for line in source if line.strip())
-            return
-        try:
-            with open(self.files_from, encoding="utf-8", errors="surrogateescape") as f:
-                yield from (line.rstrip("\r\n") for line in f if line.strip())
-        except OSError as exc:
-            raise UsageError(f"--files-from {self.files_from}: cannot read ({exc.strerror})") from None

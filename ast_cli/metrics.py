@@ -134,7 +134,7 @@ def main_metric(report: dict[str, Any]) -> tuple[str, float]:
 
 
 # -- rendering ---------------------------------------------------------------------------------
-def render(report: dict[str, Any]) -> str:
+def format_report(report: dict[str, Any]) -> str:
     """A plain-text summary for the terminal: the headline numbers, per-class rows, the confusion matrix."""
     lines = []
     if "mAP" in report:

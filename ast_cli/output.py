@@ -14,17 +14,20 @@ import os
 import re
 from typing import IO, Any
 
-FORMATS = ("table", "json", "jsonl", "csv", "tsv")
+from .options import BatchFormat, RecordFormat, ReportFormat
 
 
-def default_format(stream: IO[str]) -> str:
+
+def default_format(stream: IO[str]) -> RecordFormat:
     """A table for people at a terminal, JSON Lines for pipes (so ``ast tag a.wav | jq`` works)."""
-    return "table" if isatty(stream) else "jsonl"
+    return RecordFormat.table if isatty(stream) else RecordFormat.jsonl
 
 
-def format_from_path(path: str, default: str = "jsonl") -> str:
+def format_from_path(path: str) -> BatchFormat | None:
+    """The output format an ``ast batch`` file name implies (None: its extension says none)."""
     suffix = path.rsplit(".", 1)[-1].lower() if "." in path else ""
-    return {"json": "json", "jsonl": "jsonl", "ndjson": "jsonl", "csv": "csv", "tsv": "tsv"}.get(suffix, default)
+    return {"json": BatchFormat.json, "jsonl": BatchFormat.jsonl, "ndjson": BatchFormat.jsonl, "csv": BatchFormat.csv,
+            "tsv": BatchFormat.tsv}.get(suffix)  # fmt: skip
 
 
 def console(stream: IO[str], **kwargs: Any):
@@ -55,7 +58,7 @@ class RecordWriter:
 
     def __init__(
         self,
-        fmt: str,
+        fmt: RecordFormat | str,
         stream: IO[str],
         *,
         columns: int = 5,
@@ -65,9 +68,7 @@ class RecordWriter:
         header: bool = True,
         count: int = 0,
     ):
-        if fmt not in FORMATS:
-            raise ValueError(f"unknown format {fmt!r}")
-        self.fmt = fmt
+        self.fmt = RecordFormat(fmt)  # ValueError for audacity: that is a folder of files (sinks.AudacitySink)
         self.stream = stream
         self.columns = columns
         self.timeline = timeline
@@ -180,23 +181,12 @@ class RecordWriter:
         self._console.print()
 
 
-def label_lines(labels: list[str], pattern: str | None = None) -> list[str]:
-    """``index<TAB>label`` of each label matching ``pattern``: a case-insensitive regular expression
-    (text that is not a valid one, such as ``(``, is matched as plain text)."""
-    if not pattern:
-        return [f"{i}\t{label}" for i, label in enumerate(labels)]
-    try:
-        regex = re.compile(pattern, re.IGNORECASE)
-    except re.error:
-        regex = re.compile(re.escape(pattern), re.IGNORECASE)
-    return [f"{i}\t{label}" for i, label in enumerate(labels) if regex.search(label)]
-
-
-def render_models(models: list, fmt: str, stream: IO[str]) -> None:
+def render_models(models: list, fmt: ReportFormat, stream: IO[str]) -> None:
     """``ast models``: a table (id, size, path) or a JSON array of ``CachedModel.to_json()``."""
-    if fmt == "json":
+    if fmt == ReportFormat.json:
         stream.write(to_json([m.to_json() for m in models]) + "\n")
         return
+    from rich.filesize import decimal
     from rich.table import Table
 
     table = Table(show_edge=False, pad_edge=False, box=None)
@@ -204,19 +194,9 @@ def render_models(models: list, fmt: str, stream: IO[str]) -> None:
     table.add_column("size", justify="right", no_wrap=True)
     table.add_column("path", overflow="fold")
     for m in models:
-        table.add_row(m.repo_id, human_size(m.size_bytes), str(m.path))
+        table.add_row(m.repo_id, decimal(m.size_bytes), str(m.path))
     if models:
         console(stream, soft_wrap=True).print(table)
-
-
-def human_size(size: int) -> str:
-    """Decimal units, as the Hub shows sizes: 346.4 MB."""
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000:
-            return f"{value:.0f} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} TB"
 
 
 def to_json(record: Any) -> str:

@@ -1,4 +1,5 @@
-"""Progress of a long run on stderr: a tqdm bar at a terminal, a plain status line every 10 s otherwise.
+"""Progress on stderr, for every command: ``Progress`` for a batch run (a tqdm bar at a terminal, a
+plain status line every 10 s otherwise), ``bar`` for a loop over known work (stats, an epoch).
 
 No torch here.
 """
@@ -7,7 +8,8 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import IO
+from collections.abc import Iterable
+from typing import IO, Any
 
 from .output import isatty
 
@@ -70,7 +72,9 @@ class Progress:
         of = f"/{self.total}" if self.total is not None else ""
         parts = [f"{self.done}{of} files", f"{rate:.2f} files/s", self._extras()]
         if self.total is not None and rate > 0 and self.total > self.done:
-            parts.append(f"ETA {_clock((self.total - self.done) / rate)}")
+            from tqdm import tqdm
+
+            parts.append(f"ETA {tqdm.format_interval((self.total - self.done) / rate)}")
         return ", ".join(parts)
 
     def _extras(self) -> str:
@@ -83,8 +87,11 @@ class Progress:
             self._bar = None
 
 
-def _clock(seconds: float) -> str:
-    minutes, s = divmod(int(seconds), 60)
-    hours, m = divmod(minutes, 60)
-    return f"{hours}:{m:02d}:{s:02d}" if hours else f"{m}:{s:02d}"
+def bar(iterable: Iterable | None = None, *, total: int | None = None, unit: str = "file", desc: str | None = None,
+        enabled: bool | None = True, stream: IO[str] | None = None) -> Any:
+    """A transient tqdm bar on stderr for a loop over known work; ``enabled=None``: only at a terminal
+    (tqdm's own test). The bar is cleared when done: results and summaries stay on screen alone."""
+    from tqdm import tqdm
 
+    return tqdm(iterable, total=total, unit=unit, desc=desc, file=stream or sys.stderr, disable=None if enabled is None else not enabled,
+                dynamic_ncols=True, leave=False)  # fmt: skip

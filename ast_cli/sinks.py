@@ -13,21 +13,21 @@ import io
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path, PurePath
 from typing import Any
 
 from .errors import OutputExistsError, UsageError
-from .output import FORMATS, RecordWriter
+from .files import write_atomic
+from .options import BatchFormat
+from .output import RecordWriter
 
-BATCH_FORMATS = tuple(f for f in FORMATS if f != "table") + ("audacity",)
 SETTINGS_SUFFIX = ".ast.json"  # tags.csv -> tags.csv.ast.json
 AUDACITY_SETTINGS = ".ast-batch.json"  # inside the label folder
 
 
 # -- settings -------------------------------------------------------------------------------------
-def settings_path(out: str, fmt: str) -> Path:
-    return Path(out) / AUDACITY_SETTINGS if fmt == "audacity" else Path(out + SETTINGS_SUFFIX)
+def settings_path(out: str, fmt: BatchFormat) -> Path:
+    return Path(out) / AUDACITY_SETTINGS if fmt == BatchFormat.audacity else Path(out + SETTINGS_SUFFIX)
 
 
 def check_settings(path: Path, settings: dict[str, Any]) -> None:
@@ -49,20 +49,7 @@ def check_settings(path: Path, settings: dict[str, Any]) -> None:
 
 
 def write_settings(path: Path, settings: dict[str, Any], version: str) -> None:
-    atomic_write(path, json.dumps({"ast_version": version, "settings": settings}, indent=2, ensure_ascii=False) + "\n")
-
-
-def atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, json.dumps({"ast_version": version, "settings": settings}, indent=2, ensure_ascii=False) + "\n")
 
 
 # -- sinks ------------------------------------------------------------------------------------------
@@ -142,15 +129,15 @@ class AudacitySink(Sink):
                 f.write(json.dumps({"path": record["path"], "error": record["error"]}, ensure_ascii=False) + "\n")
             return
         lines = [f"{e['start_s']:.6f}\t{e['end_s']:.6f}\t{e['label']}\n" for e in record.get("events", [])]
-        atomic_write(self.label_path(record["path"]), "".join(lines))
+        write_atomic(self.label_path(record["path"]), "".join(lines))
 
 
 def open_sink(out: str, fmt: str, writer_options: dict[str, Any], *, resume: bool, force: bool) -> Sink:
     if out == "-":
-        if fmt == "audacity":
+        if fmt == BatchFormat.audacity:
             raise UsageError("--format audacity writes a folder of label files", hint="give -o FOLDER")
         return StreamSink(fmt, writer_options)
-    if fmt == "audacity":
+    if fmt == BatchFormat.audacity:
         if os.path.exists(out) and not os.path.isdir(out):
             raise UsageError(f"{out}: --format audacity writes a folder of label files, and this is a file")
         if os.path.isdir(out) and any(os.scandir(out)) and not (resume or force):

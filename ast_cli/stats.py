@@ -22,7 +22,6 @@ import logging
 import math
 import os
 import secrets
-import sys
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -32,11 +31,13 @@ import numpy as np
 import torch
 
 from . import audio
+from .augment import MIXUP_BETA, mix, spec_augment
 from .errors import AudioError, Interrupted, UsageError
 from .features import FRAME_LENGTH, FRAME_SHIFT, fbank, pad_or_cut
-from .inputs import FFMPEG_EXTENSIONS, SNDFILE_EXTENSIONS
+from .inputs import AUDIO_EXTENSIONS, read_path_list, walk
+from .options import StatsMethod, StatsOptions
+from .progress import bar as progress_bar
 
-METHODS = ("authors", "exact")
 _log = logging.getLogger(__name__)
 
 # The authors' get_norm_stats.py settings (AudioSet): audio_conf and the DataLoader's batch size.
@@ -45,10 +46,6 @@ BATCH_SIZE = 1000
 FREQM = 24
 TIMEM = 192
 MIXUP = 0.5
-MIXUP_BETA = 10.0  # dataloader.py: mix_lambda = np.random.beta(10, 10)
-
-# What a folder is searched for: the formats libsndfile reads, plus common ones ffmpeg decodes.
-AUDIO_EXTENSIONS = SNDFILE_EXTENSIONS | FFMPEG_EXTENSIONS
 
 
 @dataclass
@@ -94,8 +91,9 @@ class Moments:
 
 # -- inputs ------------------------------------------------------------------------------------
 def collect_audio(inputs: Sequence[str], files_from: str | None = None) -> list[str]:
-    """Audio paths: folders searched recursively (sorted, hidden entries skipped, audio extensions
-    only), files as given, and the lines of ``files_from`` (``-``: standard input)."""
+    """Audio paths: folders searched recursively by ``inputs.walk`` (sorted by name, depth first,
+    hidden entries skipped, audio extensions only), files as given, and the lines of ``files_from``
+    (``-``: standard input)."""
     paths: list[str] = []
     for item in inputs:
         p = Path(item)
@@ -104,40 +102,18 @@ def collect_audio(inputs: Sequence[str], files_from: str | None = None) -> list[
         except OSError:  # a name too long: reading it says why, and it is skipped like a bad file
             is_dir, found = False, True
         if is_dir:
-            paths.extend(_walk(p))
+            paths.extend(walk(item, AUDIO_EXTENSIONS))
         elif found:  # a broken link is read (and skipped with its reason) like a bad file
             paths.append(item)
         else:
             raise UsageError(f"{item}: no such file or directory")
     if files_from is not None:
-        paths.extend(_read_list(files_from))
+        paths.extend(read_path_list(files_from))
     if not paths:
         where = ", ".join(list(inputs) + ([files_from] if files_from else [])) or "the arguments"
         known = ", ".join(sorted(AUDIO_EXTENSIONS)[:6])
         raise UsageError(f"no audio files in {where}", hint=f"folders are searched for {known}, ...")
     return paths
-
-
-def _walk(folder: Path) -> list[str]:
-    found = []
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found.extend(
-            os.path.join(root, f) for f in sorted(files) if not f.startswith(".") and Path(f).suffix.lower() in AUDIO_EXTENSIONS
-        )
-    return found
-
-
-def _read_list(source: str) -> list[str]:
-    try:
-        if source == "-":
-            lines = sys.stdin.read().splitlines()
-        else:
-            with open(source, encoding="utf-8") as f:
-                lines = f.read().splitlines()
-    except OSError as exc:
-        raise UsageError(f"--files-from {source}: cannot read ({exc.strerror})") from None
-    return [line.strip() for line in lines if line.strip()]
 
 
 # -- the computation ---------------------------------------------------------------------------
@@ -160,17 +136,16 @@ def compute_stats(
     ``exact`` ignores the augmentation settings. Unreadable files are skipped with a warning and
     counted in ``Stats.skipped``; if none can be read, ``UsageError``.
     """
-    check_options(method, target_length, batch_size, freqm, timem, mixup)
+    options = StatsOptions(method=method, target_length=target_length, batch_size=batch_size, freqm=freqm, timem=timem,
+                           mixup=mixup, seed=seed, channel=channel)  # fmt: skip
     paths = [os.fspath(p) for p in paths]
     if not paths:
         raise UsageError("no audio files to compute statistics of")
-    reader = _ClipReader(target_length, num_mel_bins, channel)
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(paths), unit="file", file=sys.stderr, disable=not progress, dynamic_ncols=True, leave=False)
+    reader = _ClipReader(target_length, num_mel_bins, options.channel)
+    bar = progress_bar(total=len(paths), enabled=progress)
     reader.bar = bar
     try:
-        if method == "exact":
+        if options.method == StatsMethod.exact:
             stats = _exact(paths, reader, bar)
         else:
             if seed is None:  # a fresh seed, shown with the result so the run can be repeated
@@ -186,13 +161,6 @@ def compute_stats(
     if stats.files == 0:
         raise UsageError(f"none of the {len(paths)} files could be read", hint="see the warnings above")
     return stats
-
-
-def check_options(method: str, target_length: int, batch_size: int, freqm: int, timem: int, mixup: float) -> None:
-    if method not in METHODS:
-        raise UsageError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
-    if target_length < 1 or batch_size < 1 or freqm < 0 or timem < 0 or not 0.0 <= mixup <= 1.0:
-        raise UsageError("--target-length and --batch-size must be positive, --freqm/--timem >= 0, --mixup within [0, 1]")
 
 
 def _exact(paths: list[str], reader: _ClipReader, bar) -> Stats:
@@ -267,47 +235,11 @@ def augmented_item(
     if rng.random() < mixup:
         first = reader.waveform(path)
         second = reader.partner(dataset, rng)
-        wave = first.samples if second is None else mix(first, second, rng.beta(MIXUP_BETA, MIXUP_BETA))
+        wave = first if second is None else mix(first, second, rng.beta(MIXUP_BETA, MIXUP_BETA))
     else:
-        wave = reader.waveform(path).samples
+        wave = reader.waveform(path)
     features = pad_or_cut(fbank(wave, reader.num_mel_bins), reader.target_length)
-    if freqm:
-        features = mask_along_axis(features, freqm, axis=1, rng=rng)
-    if timem:
-        features = mask_along_axis(features, timem, axis=0, rng=rng)
-    return features
-
-
-@dataclass
-class Clip:
-    samples: np.ndarray  # the first samples needed for target_length frames, DC removed (whole-file mean)
-
-
-def mix(first: Clip, second: Clip, lam: float) -> np.ndarray:
-    """lambda * first + (1 - lambda) * second, second zero-padded/cut to first's length (dataloader.py)."""
-    n = len(first.samples)
-    other = np.zeros(n, dtype=np.float32)
-    take = min(n, len(second.samples))
-    other[:take] = second.samples[:take]
-    return (lam * first.samples + (1 - lam) * other).astype(np.float32)
-
-
-def mask_along_axis(features: torch.Tensor, mask_param: int, axis: int, rng: np.random.Generator) -> torch.Tensor:
-    """torchaudio.functional.mask_along_axis on (T, F), drawing from ``rng``: a width
-    ``v = U * mask_param`` and a start ``U * (size - v)``, both truncated; rows or columns
-    ``[start, start + int(v))`` set to 0."""
-    size = features.shape[axis]
-    value = rng.random() * mask_param
-    start = int(rng.random() * (size - value))
-    end = start + int(value)
-    if end <= start:
-        return features
-    features = features.clone()
-    if axis == 0:
-        features[start:end] = 0
-    else:
-        features[:, start:end] = 0
-    return features
+    return spec_augment(features, freqm, timem, rng)
 
 
 class _ClipReader:
@@ -344,8 +276,9 @@ class _ClipReader:
         _check_length(len(kept), path)
         return pad_or_cut(fbank(kept, self.num_mel_bins), self.target_length)
 
-    def waveform(self, path: str) -> Clip:
-        """The clip minus its mean over the whole file (dataloader.py: ``waveform - waveform.mean()``)."""
+    def waveform(self, path: str) -> np.ndarray:
+        """The first samples needed for ``target_length`` frames, minus the mean over the whole file
+        (dataloader.py: ``waveform - waveform.mean()``)."""
         parts, kept, total, length = [], 0, 0.0, 0
         for block in self._stream(path):
             total += float(block.sum(dtype=np.float64))
@@ -356,9 +289,9 @@ class _ClipReader:
         _check_length(length, path)
         samples = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
         mean = total / length if length else 0.0
-        return Clip((samples - mean).astype(np.float32))
+        return (samples - mean).astype(np.float32)
 
-    def partner(self, dataset: Sequence[str], rng: np.random.Generator) -> Clip | None:
+    def partner(self, dataset: Sequence[str], rng: np.random.Generator) -> np.ndarray | None:
         """A mixup partner drawn uniformly from the dataset; unreadable draws are marked bad and
         drawn again (None once no file of the dataset can be read)."""
         while len(self.bad) < len(dataset):
@@ -404,7 +337,7 @@ def write_stats(stats: Stats, directory: str | os.PathLike, target_length: int) 
     return config.save(directory)
 
 
-def render(stats: Stats, fmt: str, stream) -> None:
+def render_stats(stats: Stats, fmt: str, stream) -> None:
     if fmt == "json":
         import json
 

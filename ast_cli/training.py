@@ -26,13 +26,17 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from . import DEFAULT_MODEL, checkpoints
+from . import checkpoints
 from . import data as D
 from .config import MULTI_LABEL, SINGLE_LABEL, ASTConfig, PreprocessorConfig, write_json
+from .devices import autocast, resolve_device, resolve_precision
 from .errors import Interrupted, OutputExistsError, UsageError
-from .evaluation import autocast, model_forward, predict, score
-from .metrics import main_metric, render
+from .evaluation import model_forward, predict, score
+from .files import AtomicPath, atomic_open
+from .metrics import format_report, main_metric
 from .model import AST
+from .options import FinetuneOptions, parse_norm_stats  # FinetuneOptions is also importable from here
+from .progress import bar as progress_bar
 
 STATE_FILE = ".train_state.pt"
 NORM_STATS_FILE = "norm_stats.json"  # --norm-stats auto, cached
@@ -41,65 +45,6 @@ BETAS = (0.95, 0.999)  # the authors' Adam (traintest.py)
 DECAY, DECAY_FROM, DECAY_LAST = 0.85, 5, 20  # MultiStepLR(range(5, 21), gamma=0.85): ESC-50 and Speech Commands
 MAX_WARMUP = 1000  # steps: the authors' linear warm-up
 HEAD = ("fc_norm.", "head.")  # the classifier (the authors' mlp_head): all --freeze-backbone trains
-
-
-@dataclass
-class FinetuneOptions:
-    """The flags of ``ast finetune``; defaults follow the authors' ESC-50 recipe (fine-tuning the AudioSet model)."""
-
-    base: str = DEFAULT_MODEL
-    val_dir: str | None = None
-    val_split: float = 0.1
-    seed: int = 0
-    target_length: int | None = None  # None: the longest training clip, at most the base model's length
-    freeze_backbone: bool = False
-    epochs: int = 25
-    lr: float = 1e-5
-    batch_size: int = 48  # per process
-    mixup: float = 0.0
-    freqm: int = 48  # the authors' advice for new data: ~48 of 128 mel bins
-    timem: int | None = None  # None: 20 % of target_length (the authors' advice)
-    warmup: int | None = None  # steps; None: 1000 or the first epoch if shorter
-    weight_decay: float = 5e-7
-    patience: int = 0  # epochs without improvement before stopping; 0: never stop early
-    labels_csv: str | None = None
-    norm_stats: str = "auto"
-    resume: bool = False
-    force: bool = False
-    device: str = "auto"
-    precision: str = "auto"
-    workers: int = 2
-
-    def validate(self) -> None:
-        positive = {"--epochs": self.epochs, "--batch-size": self.batch_size, "--lr": self.lr}
-        for flag, value in positive.items():
-            if not value > 0:
-                raise UsageError(f"{flag} must be positive, got {value}")
-        for flag, value in {"--freqm": self.freqm, "--timem": self.timem, "--warmup": self.warmup, "--patience": self.patience,
-                            "--weight-decay": self.weight_decay, "--workers": self.workers}.items():
-            if value is not None and value < 0:
-                raise UsageError(f"{flag} must be 0 or more, got {value}")
-        if not 0 <= self.mixup <= 1:
-            raise UsageError(f"--mixup is a probability between 0 and 1, got {self.mixup}")
-        if self.target_length is not None and self.target_length < 16:
-            raise UsageError(f"--target-length must be at least 16 frames (one patch), got {self.target_length}")
-        if self.val_dir and self.labels_csv:
-            raise UsageError("--val with --labels is not supported: list every clip in the CSV and use --val-split")
-        if self.resume and self.force:
-            raise UsageError("--resume and --force contradict each other: give one")
-        parse_norm_stats(self.norm_stats)
-
-
-def parse_norm_stats(value: str) -> tuple[float, float] | str:
-    if value in ("auto", "base"):
-        return value
-    try:
-        mean, std = (float(v) for v in value.split(","))
-    except ValueError:
-        raise UsageError(f"--norm-stats must be auto, base or MEAN,STD, got {value!r}") from None
-    if not std > 0:
-        raise UsageError(f"--norm-stats: std must be positive, got {std}")
-    return mean, std
 
 
 # -- processes ---------------------------------------------------------------------------------
@@ -173,7 +118,7 @@ def load_data(data_dir: str, options: FinetuneOptions, keep_fbanks: bool) -> tup
     return train, pick(fbanks, train), pick(frames, train), val, pick(fbanks, val)
 
 
-def build_model(options: FinetuneOptions, train: D.LabelledSet, frames: list[int], out: Path) -> tuple[AST, PreprocessorConfig]:
+def initial_model(options: FinetuneOptions, train: D.LabelledSet, frames: list[int], out: Path) -> tuple[AST, PreprocessorConfig]:
     """The base model at the target length with a fresh head of one output per class."""
     base = checkpoints.load(options.base, max_length=options.target_length)
     model, config = base.model, base.model.config
@@ -221,7 +166,7 @@ def dataset_norm_stats(paths: list[str], target_length: int, num_mel_bins: int, 
     return stats.mean, stats.std
 
 
-def settings(options: FinetuneOptions, world: World) -> dict[str, Any]:
+def resume_settings(options: FinetuneOptions, world: World) -> dict[str, Any]:
     """What a resumed run must share with the interrupted one."""
     keep = ("base", "val_dir", "val_split", "seed", "target_length", "freeze_backbone", "lr", "batch_size", "mixup",
             "freqm", "timem", "warmup", "weight_decay", "labels_csv", "norm_stats")
@@ -239,9 +184,7 @@ def lr_factor(step: int, warmup: int, steps_per_epoch: int) -> float:
 # -- the run -----------------------------------------------------------------------------------
 def finetune(data_dir: str, out_dir: str, options: FinetuneOptions, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Fine-tune ``options.base`` on ``data_dir`` into ``out_dir``; returns the best epoch's summary."""
-    from .inference import resolve_device, resolve_precision
-
-    options.validate()
+    options.validate()  # construction validated it; a caller may have changed a field since
     world = World.from_env()
     say = (log or _stderr) if world.main else (lambda _: None)
     out = Path(out_dir)
@@ -279,13 +222,13 @@ def _run(data_dir, out: Path, options: FinetuneOptions, world: World, device, dt
     if train.skipped:
         say(f"skipped {len(train.skipped)} unreadable file(s)")
     if state is None:
-        model, pre = build_model(options, train, frames, out)
+        model, pre = initial_model(options, train, frames, out)
     else:
         model, pre = _resumed_model(state, train, data_dir)
     T = model.config.max_length
     if options.timem is None:
         options = replace(options, timem=T // 5)
-    run_settings = settings(options, world)
+    run_settings = resume_settings(options, world)
     if state is not None:
         _check_same_settings(state["settings"], run_settings)
     multi = train.multi_label
@@ -371,7 +314,7 @@ def _run(data_dir, out: Path, options: FinetuneOptions, world: World, device, dt
     if run["stopped"]:
         say(f"stopped early: no better val {main_metric(run['best_report'])[0]} for {options.patience} epoch(s)")
     report = run["best_report"]
-    say(f"best epoch {run['best_epoch']}: val {main_metric(report)[0]} {run['best']:.4f}; model in {out}\n{render(report)}")
+    say(f"best epoch {run['best_epoch']}: val {main_metric(report)[0]} {run['best']:.4f}; model in {out}\n{format_report(report)}")
     return {"out_dir": str(out), "best_epoch": run["best_epoch"], "epochs": run["epoch"], **report}
 
 
@@ -393,11 +336,9 @@ def _check_same_settings(before: dict[str, Any], now: dict[str, Any]) -> None:
 
 
 def _train_epoch(net, loader, optimizer, scheduler, scaler, device, dtype, multi: bool, world: World, desc: str) -> tuple[float, int]:
-    from tqdm import tqdm
-
     net.train()
     loss_sum, seen = 0.0, 0
-    bar = tqdm(loader, desc=desc, unit="batch", disable=None if world.main else True, leave=False, file=sys.stderr)
+    bar = progress_bar(loader, desc=desc, unit="batch", enabled=None if world.main else False)
     started = time.perf_counter()
     for x, y in bar:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -466,9 +407,8 @@ def _save_state(path: Path, model, optimizer, scheduler, scaler, run, run_settin
         "run": run,
         "settings": run_settings,
     }
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with AtomicPath(path) as target:
+        torch.save(state, target.tmp)
 
 
 def _load_state(path: Path) -> dict[str, Any]:
@@ -480,10 +420,8 @@ def _load_state(path: Path) -> dict[str, Any]:
 
 
 def _write_history(path: Path, history: list[dict]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_open(path, "w") as f:
         f.writelines(json.dumps(record) + "\n" for record in history)
-    os.replace(tmp, path)
 
 
 def _stderr(message: str) -> None:

@@ -17,7 +17,7 @@ import torchaudio
 from ast_cli import audio
 from ast_cli.errors import AudioError, UsageError
 
-from conftest import tone
+from helpers import tone
 
 
 @pytest.mark.parametrize("sr", [8000, 11025, 22050, 44100, 48000, 96000, 7])

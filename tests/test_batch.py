@@ -20,7 +20,7 @@ import soundfile as sf
 
 from ast_cli.cli import main
 
-from conftest import tone
+from helpers import tone
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = ["plain", "with space", "comma, here", 'quote "q"', "ünïcödé 音", "semi;colon"]

@@ -14,7 +14,7 @@ from ast_cli.checkpoints import adapt_pos_embed, hf_to_native, load, native_to_h
 from ast_cli.config import ASTConfig, PreprocessorConfig
 from ast_cli.errors import ModelError, OfflineError, UnsafeCheckpointError
 
-from conftest import random_model, tiny_config
+from helpers import random_model, tiny_config
 
 
 def logits(model, x):

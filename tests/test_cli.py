@@ -14,7 +14,7 @@ import soundfile as sf
 
 from ast_cli.cli import main
 
-from conftest import tone
+from helpers import tone
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import soundfile as sf
 import torch
-from conftest import make_sound_dataset, tone
+from helpers import make_sound_dataset, tone
 
 from ast_cli import data as D
 from ast_cli.errors import UsageError

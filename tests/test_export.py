@@ -18,10 +18,11 @@ from ast_cli.checkpoints import load
 from ast_cli.cli import main
 from ast_cli.errors import OutputExistsError, UsageError
 from ast_cli.export import export
+from ast_cli.options import ExportOptions
 from ast_cli.features import extract
 from ast_cli.inference import Tagger
 
-from conftest import random_model, tiny_config, tone
+from helpers import random_model, tiny_config, tone
 
 HAS_ORT = importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None
 needs_ort = pytest.mark.skipif(not HAS_ORT, reason="onnx/onnxruntime not installed (pip install 'ast-cli[onnx]')")
@@ -112,13 +113,13 @@ def exported(tmp_path_factory, tiny_model_dir):
     jobs, results = [], {}
     for name, (fmt, options, source, tol) in cases.items():
         out = tmp / (name if fmt == "hub" else f"{name}.{'onnx' if fmt == 'onnx' else 'pt'}")
-        result = export(str(tiny_model_dir), out, fmt, verify=True, **options)
+        result = export(str(tiny_model_dir), out, ExportOptions(fmt=fmt, verify=True, **options))
         assert result.max_abs_diff is not None and result.max_abs_diff <= result.tolerance
         jobs.append({"name": name, "kind": fmt, "path": str(out), "input": str(tmp / f"{source}.npy"), "output": str(tmp / f"{name}.out.npy"), "tol": tol})
     hub_pth = tmp / "hub-from-pth"
     labels = tmp / "labels.csv"  # the authors' class_labels_indices.csv layout
     labels.write_text("index,mid,display_name\n" + "".join(f"{i},/m/{i},Class {i}\n" for i in range(5)))
-    export(str(pth), hub_pth, "hub", verify=True, labels=str(labels))
+    export(str(pth), hub_pth, ExportOptions(fmt="hub", verify=True, labels=str(labels)))
     jobs.append({"name": "hub-pth", "kind": "hub", "path": str(hub_pth), "input": str(tmp / "waves.npy"), "output": str(tmp / "hub-pth.out.npy")})
     (tmp / "jobs.json").write_text(json.dumps(jobs))
     (tmp / "runner.py").write_text(RUNNER)
@@ -197,7 +198,7 @@ def test_missing_onnx_runtime_names_the_pip_command(tiny_model_dir, tmp_path, mo
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name.startswith("onnx") else real(name, *a))
     with pytest.raises(UsageError) as info:
-        export(str(tiny_model_dir), tmp_path / "m.onnx", "onnx")
+        export(str(tiny_model_dir), tmp_path / "m.onnx", ExportOptions(fmt="onnx"))
     assert "pip install 'ast-cli[onnx]'" in str(info.value)
     assert not (tmp_path / "m.onnx").exists()
 
@@ -205,4 +206,4 @@ def test_missing_onnx_runtime_names_the_pip_command(tiny_model_dir, tmp_path, mo
 def test_hub_refuses_a_non_empty_folder(tiny_model_dir, tmp_path):
     (tmp_path / "keep.txt").write_text("x")
     with pytest.raises(OutputExistsError):
-        export(str(tiny_model_dir), tmp_path, "hub")
+        export(str(tiny_model_dir), tmp_path, ExportOptions(fmt="hub"))

@@ -14,7 +14,7 @@ from ast_cli.features import FbankStream, extract, fbank, num_frames
 from ast_cli.inference import TagOptions, Tagger
 from ast_cli.checkpoints import load
 
-from conftest import tone
+from helpers import tone
 
 
 def reference_features(path, max_length=1024, mean=-4.2677393, std=4.5689974):

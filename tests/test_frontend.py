@@ -9,7 +9,7 @@ import torch
 from ast_cli.features import extract, fbank
 from ast_cli.frontend import Frontend, KaldiFbank
 
-from conftest import tone
+from helpers import tone
 
 SIGNALS = {
     "tone and noise": tone(2.0),

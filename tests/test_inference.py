@@ -10,9 +10,10 @@ import torch
 from ast_cli.checkpoints import load
 from ast_cli.errors import AudioError, UsageError
 from ast_cli.features import extract
-from ast_cli.inference import TagOptions, Tagger, resolve_precision, sliding_windows
+from ast_cli.inference import TagOptions, Tagger, resolve_precision
+from ast_cli.windows import sliding_windows
 
-from conftest import tone
+from helpers import tone
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +194,7 @@ def test_int8_quantizes_the_loaded_model_instead_of_a_copy(tiny_model_dir):
 
 
 def test_score_rows_grow_in_one_buffer():
-    from ast_cli.inference import ScoreRows
+    from ast_cli.records import ScoreRows
 
     rows, expected = ScoreRows(), []
     for i in range(40):

@@ -20,7 +20,7 @@ def test_walk_is_sorted_lazy_and_skips_hidden_and_other_files(tmp_path):
     for name in ["b.wav", "a.flac", "sub/z.mp3", "sub/.hidden.wav", ".git/x.wav", "notes.txt", "c.WAV"]:
         touch(tmp_path / name)
     counts = Counts()
-    items = InputSpec([str(tmp_path)]).iter(counts)
+    items = InputSpec(items=[str(tmp_path)]).iter(counts)
     assert next(items).name == str(tmp_path / "a.flac")  # a generator: nothing listed ahead of need
     names = [i.name for i in items]
     assert names == [str(tmp_path / n) for n in ["b.wav", "c.WAV", "sub/z.mp3"]]
@@ -30,8 +30,8 @@ def test_walk_is_sorted_lazy_and_skips_hidden_and_other_files(tmp_path):
 def test_relative_names_and_no_recursion(tmp_path):
     touch(tmp_path / "d" / "a.wav")
     touch(tmp_path / "d" / "s" / "b.wav")
-    assert [i.name for i in InputSpec([str(tmp_path / "d")], relative=True).iter()] == ["a.wav", os.path.join("s", "b.wav")]
-    assert [i.name for i in InputSpec([str(tmp_path / "d")], recursive=False).iter()] == [str(tmp_path / "d" / "a.wav")]
+    assert [i.name for i in InputSpec(items=[str(tmp_path / "d")], relative=True).iter()] == ["a.wav", os.path.join("s", "b.wav")]
+    assert [i.name for i in InputSpec(items=[str(tmp_path / "d")], recursive=False).iter()] == [str(tmp_path / "d" / "a.wav")]
 
 
 def test_linked_folders_are_followed_once(tmp_path):
@@ -39,7 +39,7 @@ def test_linked_folders_are_followed_once(tmp_path):
     os.symlink("..", tmp_path / "d" / "up")  # a loop
     os.symlink("nowhere", tmp_path / "d" / "dead.wav")  # a broken link: tagging it reports why
     os.symlink("self", tmp_path / "d" / "self")  # a link to itself
-    names = [i.name for i in InputSpec([str(tmp_path / "d")]).iter()]
+    names = [i.name for i in InputSpec(items=[str(tmp_path / "d")]).iter()]
     assert names == [str(tmp_path / "d" / "a.wav"), str(tmp_path / "d" / "dead.wav")]
 
 
@@ -49,12 +49,12 @@ def test_globs_explicit_files_files_from_and_dedup(tmp_path):
     listing = tmp_path / "list.txt"
     listing.write_text(f"{a}\n\n{odd}\n")
     counts = Counts()
-    spec = InputSpec([str(tmp_path / "**" / "*.wav"), str(odd), str(tmp_path / "*.none")], files_from=str(listing))
+    spec = InputSpec(items=[str(tmp_path / "**" / "*.wav"), str(odd), str(tmp_path / "*.none")], files_from=str(listing))
     assert [i.name for i in spec.iter(counts)] == [str(a), str(odd)]  # named files whatever their extension; once each
     assert counts.unmatched == [str(tmp_path / "*.none")]
-    assert [i.name for i in InputSpec([], files_from="-").iter(stdin=iter([f"{b}\n"]))] == [str(b)]
+    assert [i.name for i in InputSpec(items=[], files_from="-").iter(stdin=iter([f"{b}\n"]))] == [str(b)]
     with pytest.raises(UsageError, match="ast tag -"):
-        InputSpec(["-"])
+        InputSpec(items=["-"])
 
 
 def test_shards_are_a_stable_partition():
@@ -62,7 +62,7 @@ def test_shards_are_a_stable_partition():
     parts = [[n for n in names if shard_of(n, 4) == k] for k in range(4)]
     assert sorted(sum(parts, [])) == sorted(names) and all(200 < len(p) < 300 for p in parts)
     assert shard_of("recordings/a.wav", 16) == 13  # the same on every machine
-    spec = InputSpec([], files_from="-", shard=(1, 4))
+    spec = InputSpec(items=[], files_from="-", shard=(1, 4))
     assert [i.name for i in spec.iter(stdin=iter(n + "\n" for n in names))] == parts[1]
 
 
@@ -74,4 +74,4 @@ def test_option_parsing():
         with pytest.raises(UsageError):
             parse_shard(bad)
     with pytest.raises(UsageError, match="no inputs"):
-        InputSpec([])
+        InputSpec(items=[])

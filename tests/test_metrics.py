@@ -106,5 +106,5 @@ def test_multi_label_report_means_over_classes():
 
 def test_render_mentions_every_class():
     report = metrics.single_label(np.eye(2)[[0, 1, 1]], np.array([0, 1, 0]), ["dog", "rain"])
-    text = metrics.render(report)
+    text = metrics.format_report(report)
     assert "accuracy 0.6667" in text and "confusion matrix" in text and "dog" in text and "rain" in text

@@ -14,7 +14,7 @@ import torch
 
 from ast_cli.cli import main
 
-from conftest import random_model, tiny_config
+from helpers import random_model, tiny_config
 from test_checkpoints import authors_state_dict
 from test_robustness import _run_on_terminal
 

@@ -10,7 +10,8 @@ import os
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ast_cli.output import RecordWriter, human_size, label_lines, to_json
+from ast_cli.labels import label_lines
+from ast_cli.output import RecordWriter, to_json
 
 # any text, lone surrogates included: what os.fsdecode makes of a name that is not UTF-8
 PATHS = st.text(min_size=1, max_size=40) | st.binary(min_size=1, max_size=40).map(os.fsdecode)
@@ -64,17 +65,11 @@ def test_label_lines_filter_by_regex_or_text():
     assert label_lines(labels, "(heavy") == ["3\tRain (heavy)"]  # not a valid regex: plain text
 
 
-def test_human_size():
-    assert [human_size(n) for n in (0, 999, 1000, 346_400_000, 2 * 10**9, 5 * 10**12)] == [
-        "0 B", "999 B", "1.0 kB", "346.4 MB", "2.0 GB", "5.0 TB",
-    ]
-
-
 def test_messages_stay_one_line_and_cannot_drive_the_terminal():
-    from ast_cli.cli import _one_line
+    from ast_cli.process import one_line
 
     name = "a\nb\r\x1b[31mred\x85\u2028 é 音\t" + os.fsdecode(b"\xff")
-    line = _one_line(f"{name}: cannot decode audio")
+    line = one_line(f"{name}: cannot decode audio")
     assert line == "a\\nb\\r\\x1b[31mred\\x85\\u2028 é 音\t\\udcff: cannot decode audio"
     assert len(line.splitlines()) == 1
     line.encode("utf-8")

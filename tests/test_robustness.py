@@ -23,10 +23,11 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from ast_cli import audio
-from ast_cli.cli import _one_line, main
+from ast_cli.cli import main
+from ast_cli.process import one_line
 from ast_cli.errors import AudioError, UsageError
 
-from conftest import make_sound_dataset, tone
+from helpers import make_sound_dataset, tone
 
 ROOT = Path(__file__).resolve().parents[1]
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0  # root reads files whatever their mode
@@ -117,7 +118,7 @@ def run(capsys, *args):
 
 
 def assert_one_error_line(err: str, path: Path, reason: str) -> None:
-    assert err.startswith(f"ast: error: {_one_line(str(path))}: "), err
+    assert err.startswith(f"ast: error: {one_line(str(path))}: "), err
     assert reason in err and err.count("\n") == 1 and "Traceback" not in err
 
 
@@ -139,8 +140,8 @@ def test_tag_every_input_at_once(capsys, tiny_model_dir, corpus):
         else:
             assert record["labels"] == [] and record["duration_s"] is None and CORPUS[name] in record["error"], name
             line = errors.pop(0)
-            assert line == f"ast: error: {_one_line(record['error'])}"
-            assert line.startswith(f"ast: error: {_one_line(str(corpus[name]))}: "), line
+            assert line == f"ast: error: {one_line(record['error'])}"
+            assert line.startswith(f"ast: error: {one_line(str(corpus[name]))}: "), line
     good = [corpus[name] for name in corpus if CORPUS[name] is None]
     code, out, err = run(capsys, "tag", *good, "-m", tiny_model_dir, "-f", "jsonl", "--top", "1")
     assert code == 0 and err == "" and len(out.splitlines()) == len(good)

@@ -13,9 +13,10 @@ import soundfile as sf
 import torch
 import torchaudio
 
-from ast_cli.stats import Clip, collect_audio, compute_stats, mask_along_axis, mix
+from ast_cli.augment import mask_along_axis, mix
+from ast_cli.stats import collect_audio, compute_stats
 
-from conftest import tone
+from helpers import tone
 
 ROOT = Path(__file__).resolve().parent.parent
 T = 128  # frames: short clips keep the tests fast
@@ -118,9 +119,9 @@ def test_a_small_last_batch_weighs_as_much_as_a_full_one(tmp_path):
 
 
 def test_mix_pads_or_cuts_the_partner_to_the_first_clip():
-    a = Clip(np.ones(5, dtype=np.float32))
-    short = Clip(np.full(3, 2.0, dtype=np.float32))
-    long = Clip(np.full(8, 2.0, dtype=np.float32))
+    a = np.ones(5, dtype=np.float32)
+    short = np.full(3, 2.0, dtype=np.float32)
+    long = np.full(8, 2.0, dtype=np.float32)
     assert mix(a, short, 0.25).tolist() == [1.75, 1.75, 1.75, 0.25, 0.25]
     assert mix(a, long, 0.25).tolist() == [1.75] * 5
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SOUND_CLASSES, make_sound_dataset, tiny_config
+from helpers import SOUND_CLASSES, make_sound_dataset, tiny_config
 from safetensors.torch import load_file
 
 from ast_cli import checkpoints

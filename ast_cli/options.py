@@ -1,0 +1,330 @@
+"""What each command's core takes: the closed choices (str-valued Enums) and the option objects.
+
+The Enums are the only list of each choice: Typer validates and completes them and ``--help`` shows
+their values; ``Choice.parse`` gives Python callers the same one-line error. Option objects are
+keyword-only dataclasses that check their own values, so a new field never shifts another and a bad
+value fails before any model is loaded. No torch or numpy here: the CLI builds these before it pays
+for the heavy imports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, TypeVar
+
+from .errors import UsageError
+from .hub import DEFAULT_MODEL
+
+C = TypeVar("C", bound="Choice")
+
+
+class Choice(str, Enum):
+    """A closed set of option values; members compare equal to their strings."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def values(cls) -> list[str]:
+        return [member.value for member in cls]
+
+    @classmethod
+    def parse(cls: type[C], value: str | C, flag: str) -> C:
+        try:
+            return cls(value)
+        except ValueError:
+            raise UsageError(f"{flag} must be one of {', '.join(cls.values())}, got {value!r}") from None
+
+
+class RecordFormat(Choice):
+    """``ast tag``: records on standard output."""
+
+    table = "table"
+    json = "json"
+    jsonl = "jsonl"
+    csv = "csv"
+    tsv = "tsv"
+
+
+class BatchFormat(Choice):
+    """``ast batch``: the output file (or folder, for Audacity label tracks)."""
+
+    csv = "csv"
+    tsv = "tsv"
+    json = "json"
+    jsonl = "jsonl"
+    audacity = "audacity"
+
+
+class ReportFormat(Choice):
+    """``ast eval``, ``ast stats``, ``ast models``: one report."""
+
+    table = "table"
+    json = "json"
+
+
+class Aggregate(Choice):
+    max = "max"
+    mean = "mean"
+
+
+class Activation(Choice):
+    sigmoid = "sigmoid"
+    softmax = "softmax"
+    none = "none"
+
+
+class Device(Choice):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+    mps = "mps"
+
+
+class Precision(Choice):
+    """Inference precision. auto: fp16 on CUDA, bf16 on a CPU with native bf16, else fp32; int8:
+    CPU only, dynamically quantized Linear layers."""
+
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+    int8 = "int8"
+
+
+class ExportFormat(Choice):
+    onnx = "onnx"
+    torchscript = "torchscript"
+    hub = "hub"
+
+
+class ExportPrecision(Choice):
+    """The precision an exported graph computes in (inputs and scores stay float32)."""
+
+    fp32 = "fp32"
+    fp16 = "fp16"
+    bf16 = "bf16"
+
+
+class StatsMethod(Choice):
+    authors = "authors"  # get_norm_stats.py: augmented, the mean of per-batch statistics
+    exact = "exact"  # pooled over every value, no augmentation
+
+
+def parse_channel(channel: str | int) -> str | int:
+    """``--channel``: ``mean`` or a 0-based channel index."""
+    if isinstance(channel, int):
+        index = channel
+    elif channel == "mean":
+        return "mean"
+    else:
+        try:
+            index = int(channel)
+        except ValueError:
+            raise UsageError(f"--channel must be 'mean' or a channel number, got {channel!r}") from None
+    if index < 0:
+        raise UsageError(f"--channel must be 'mean' or a channel number >= 0, got {index}")
+    return index
+
+
+def check_device(device: str) -> str:
+    """A ``Device`` value, or ``cuda:N`` for one GPU of several."""
+    if device.startswith("cuda:") and device[5:].isdigit():
+        return device
+    return Device.parse(device, "--device")
+
+
+def fields_of(cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``values`` (a command's parameters) that are fields of the dataclass ``cls``:
+    ``TagOptions(**fields_of(TagOptions, locals()))`` builds it by keyword from the flags of the same name."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in values.items() if k in names}
+
+
+# -- tag, batch, embed ----------------------------------------------------------------------------
+@dataclass(kw_only=True)
+class TagOptions:
+    """How inputs become labels; what ``ast tag``, ``ast batch`` and ``ast embed`` share.
+    ``window``/``hop`` in seconds (None: the model's window, half of it)."""
+
+    top: int = 5  # 0: every label
+    threshold: float | None = None
+    window: float | None = None
+    hop: float | None = None
+    aggregate: Aggregate = Aggregate.max
+    activation: Activation | None = None  # None: from the model's problem_type
+    timeline: bool = False
+    include: Sequence[str] = ()
+    exclude: Sequence[str] = ()
+    channel: str | int = "mean"
+    batch_size: int | None = None  # windows a forward pass; None: Tagger.windows_per_batch decides
+    all_scores: bool = False  # also every label's score: "scores" {label: score} in the record
+    merge: bool = False  # also "events": consecutive windows carrying a label joined (implies timeline)
+
+    def __post_init__(self) -> None:
+        self.aggregate = Aggregate.parse(self.aggregate, "--aggregate")
+        if self.activation is not None:
+            self.activation = Activation.parse(self.activation, "--activation")
+        if self.top < 0:
+            raise UsageError(f"--top must be 0 (all labels) or more, got {self.top}")
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0 and self.activation != Activation.none:
+            raise UsageError(f"--threshold must be within [0, 1], got {self.threshold}")
+        for name in ("window", "hop"):
+            value = getattr(self, name)
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise UsageError(f"--{name} must be a positive number of seconds, got {value}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
+        self.channel = parse_channel(self.channel)
+        if self.merge:
+            self.timeline = True
+
+
+@dataclass(kw_only=True)
+class BatchOptions:
+    """Where and how ``ast batch`` writes (what it tags is ``inputs.InputSpec``, how is ``TagOptions``)."""
+
+    out: str  # a file, '-' for standard output, or a folder (audacity)
+    fmt: BatchFormat
+    workers: int | None = None  # None: batch.default_workers() for the model's device
+    unordered: bool = False
+    resume: bool = False
+    force: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.fmt = BatchFormat.parse(self.fmt, "--format")
+        if self.workers is not None and self.workers < 0:
+            raise UsageError(f"--workers must be 0 (decode in the main process) or more, got {self.workers}")
+        if self.resume and self.out == "-":
+            raise UsageError("--resume needs an output file", hint="give -o FILE")
+        if self.resume and self.force:
+            raise UsageError("--resume and --force exclude each other")
+
+
+# -- stats ----------------------------------------------------------------------------------------
+@dataclass(kw_only=True)
+class StatsOptions:
+    """``ast stats``; the defaults are the authors' get_norm_stats.py settings (AudioSet)."""
+
+    method: StatsMethod = StatsMethod.authors
+    target_length: int = 1024
+    batch_size: int = 1000  # the DataLoader's batch: each batch's mean/std count equally
+    freqm: int = 24
+    timem: int = 192
+    mixup: float = 0.5
+    seed: int | None = None  # None: a fresh seed, reported with the result
+    channel: str | int = "mean"
+
+    def __post_init__(self) -> None:
+        self.method = StatsMethod.parse(self.method, "--method")
+        if self.target_length < 1 or self.batch_size < 1 or self.freqm < 0 or self.timem < 0 or not 0.0 <= self.mixup <= 1.0:
+            raise UsageError("--target-length and --batch-size must be positive, --freqm/--timem >= 0, --mixup within [0, 1]")
+        self.channel = parse_channel(self.channel)
+
+
+# -- export ---------------------------------------------------------------------------------------
+# What each format can hold: ONNX Runtime's CPU kernels have no bf16; a Hub folder is stored in fp32
+# and cast at load time with transformers' torch_dtype; the Hub layout's feature extractor is a
+# separate preprocessor_config.json, so it cannot take the front end.
+EXPORT_PRECISIONS = {
+    ExportFormat.onnx: (ExportPrecision.fp32, ExportPrecision.fp16),
+    ExportFormat.torchscript: (ExportPrecision.fp32, ExportPrecision.fp16, ExportPrecision.bf16),
+    ExportFormat.hub: (ExportPrecision.fp32,),
+}
+WHY_NOT_PRECISION = {
+    ExportFormat.onnx: "ONNX Runtime has no bf16 kernels on the CPU; use fp16 or fp32",
+    ExportFormat.hub: "a Hub folder is saved in fp32; transformers casts at load time (torch_dtype=torch.float16)",
+}
+
+
+@dataclass(kw_only=True)
+class ExportOptions:
+    fmt: ExportFormat = ExportFormat.onnx
+    with_frontend: bool = False
+    precision: ExportPrecision = ExportPrecision.fp32
+    verify: bool | None = None  # None: when the format's runtime is installed
+    labels: str | None = None  # a labels CSV for a .pth
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        self.fmt = ExportFormat.parse(self.fmt, "--format")
+        self.precision = ExportPrecision.parse(self.precision, "--precision")
+        if self.precision not in EXPORT_PRECISIONS[self.fmt]:
+            raise UsageError(f"--precision {self.precision} is not available for --format {self.fmt}", hint=WHY_NOT_PRECISION[self.fmt])
+        if self.with_frontend and self.fmt == ExportFormat.hub:
+            raise UsageError(
+                f"--with-frontend does not apply to --format {self.fmt}",
+                hint="the Hub layout keeps the features in preprocessor_config.json, for ASTFeatureExtractor",
+            )
+
+
+# -- finetune -------------------------------------------------------------------------------------
+def parse_norm_stats(value: str) -> tuple[float, float] | str:
+    """``--norm-stats``: auto, base, or MEAN,STD."""
+    if value in ("auto", "base"):
+        return value
+    try:
+        mean, std = (float(v) for v in value.split(","))
+    except ValueError:
+        raise UsageError(f"--norm-stats must be auto, base or MEAN,STD, got {value!r}") from None
+    if not std > 0:
+        raise UsageError(f"--norm-stats: std must be positive, got {std}")
+    return mean, std
+
+
+@dataclass(kw_only=True)
+class FinetuneOptions:
+    """The flags of ``ast finetune``; defaults follow the authors' ESC-50 recipe (fine-tuning the AudioSet model)."""
+
+    base: str = DEFAULT_MODEL
+    val_dir: str | None = None
+    val_split: float = 0.1
+    seed: int = 0
+    target_length: int | None = None  # None: the longest training clip, at most the base model's length
+    freeze_backbone: bool = False
+    epochs: int = 25
+    lr: float = 1e-5
+    batch_size: int = 48  # per process
+    mixup: float = 0.0
+    freqm: int = 48  # the authors' advice for new data: ~48 of 128 mel bins
+    timem: int | None = None  # None: 20 % of target_length (the authors' advice)
+    warmup: int | None = None  # steps; None: 1000 or the first epoch if shorter
+    weight_decay: float = 5e-7
+    patience: int = 0  # epochs without improvement before stopping; 0: never stop early
+    labels_csv: str | None = None
+    norm_stats: str = "auto"
+    resume: bool = False
+    force: bool = False
+    device: str = "auto"
+    precision: Precision = Precision.auto
+    workers: int = 2
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        positive = {"--epochs": self.epochs, "--batch-size": self.batch_size, "--lr": self.lr}
+        for flag, value in positive.items():
+            if not value > 0:
+                raise UsageError(f"{flag} must be positive, got {value}")
+        at_least_zero = {"--freqm": self.freqm, "--timem": self.timem, "--warmup": self.warmup, "--patience": self.patience,
+                         "--weight-decay": self.weight_decay, "--workers": self.workers}  # fmt: skip
+        for flag, value in at_least_zero.items():
+            if value is not None and value < 0:
+                raise UsageError(f"{flag} must be 0 or more, got {value}")
+        if not 0 <= self.mixup <= 1:
+            raise UsageError(f"--mixup is a probability between 0 and 1, got {self.mixup}")
+        if self.target_length is not None and self.target_length < 16:
+            raise UsageError(f"--target-length must be at least 16 frames (one patch), got {self.target_length}")
+        if self.val_dir and self.labels_csv:
+            raise UsageError("--val with --labels is not supported: list every clip in the CSV and use --val-split")
+        if self.resume and self.force:
+            raise UsageError("--resume and --force contradict each other: give one")
+        self.device = check_device(self.device)
+        self.precision = Precision.parse(self.precision, "--precision")
+        parse_norm_stats(self.norm_stats)

@@ -1,0 +1,208 @@
+"""The ``ast`` process around the commands: the one exit point, what every command does before it
+runs, and the fast end.
+
+- ``main`` runs the Typer app and maps every outcome to an exit status (``errors.py``): a typed
+  error or a bad flag is one line on stderr (``ast: error: ...``), a traceback only with --debug.
+- ``guard`` wraps each command: --quiet and --debug take effect, warnings become one line each on
+  stderr, torch is imported with the garbage collector frozen after it, Ctrl-C and a closed stdout
+  pipe become their exit statuses.
+- Run as the program, the process ends with ``os._exit`` once the output is flushed (``_end``).
+
+Importing this module does not import torch.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import functools
+import gc
+import logging
+import os
+import re
+import sys
+import traceback
+import warnings
+from collections.abc import Callable
+
+import typer
+import typer.main
+
+from .errors import EXIT_BROKEN_PIPE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ASTError, Interrupted
+
+_debug = False  # --debug of the command that runs: tracebacks with the one-line errors
+_exit_status = EXIT_FAILED  # what _end exits with when main() did not return (an uncaught error)
+
+
+# -- before a command ---------------------------------------------------------------------------------
+def guard(fn: Callable, *, needs_torch: bool = True) -> Callable:
+    """Wrap a command that takes ``quiet`` and ``debug``: set them up, then run it with Ctrl-C and a
+    closed stdout pipe mapped to our exits (click would print 'Aborted!' or a traceback)."""
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        global _debug
+        _debug = bool(kwargs.get("debug"))
+        prepare(quiet=bool(kwargs.get("quiet")), needs_torch=needs_torch)
+        try:
+            with _debug_log(_debug):
+                return fn(*args, **kwargs)
+        except KeyboardInterrupt:
+            raise Interrupted("interrupted") from None
+        except BrokenPipeError:
+            _silence_stdout()
+            raise typer.Exit(EXIT_BROKEN_PIPE) from None
+
+    return run
+
+
+def prepare(*, quiet: bool, needs_torch: bool) -> None:
+    """Progress bars and warnings go to stderr; --quiet keeps warnings but drops bars. Then torch."""
+    if quiet:
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"ast: warning: {one_line(str(message))}", file=sys.stderr)
+
+    warnings.showwarning = show
+    if needs_torch:
+        _import_torch()
+
+
+def _import_torch() -> None:
+    """Import torch with the garbage collector off, then freeze what the import made: those objects
+    live as long as the process, and every full collection would walk them again (a large share of a
+    short ``ast tag``, benchmarks/startup.py). glibc's malloc thresholds are fixed first
+    (``allocator``), before torch allocates anything."""
+    from . import allocator
+
+    allocator.tune()
+    gc.disable()
+    try:
+        import torch  # noqa: F401
+    finally:
+        gc.freeze()
+        gc.enable()
+
+
+@contextlib.contextmanager
+def _debug_log(enabled: bool):
+    """With --debug, the core's debug records (tracebacks of the files that failed) on stderr."""
+    if not enabled:
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("ast: debug: %(message)s"))
+    logger = logging.getLogger("ast_cli")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
+# -- messages -------------------------------------------------------------------------------------
+def error(message: str) -> None:
+    """``ast: error: message`` on stderr, one line."""
+    print(f"ast: error: {one_line(message)}", file=sys.stderr, flush=True)
+
+
+def status(message: str) -> None:
+    """``ast: message`` on stderr: what a long step is doing."""
+    print(f"ast: {one_line(message)}", file=sys.stderr, flush=True)
+
+
+def one_line(text: str) -> str:
+    """Control characters (a newline or an escape sequence in a file name) escaped, so every message
+    stays one line and cannot drive the terminal; so are the lone surrogates of a file name that is not
+    UTF-8, which a strict stderr could not encode."""
+    return re.sub("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]", lambda m: repr(m.group())[1:-1], text)
+
+
+def usage_message(exc: typer.TyperException) -> str:
+    """A bad flag or argument as one line: '--format must be one of table, json, ..., got 'xml''
+    for a choice, Typer's own message otherwise, with where to look."""
+    param = getattr(exc, "param", None)
+    choice = re.fullmatch(r"(?:Value error, )?('.*?'|\".*?\") is not one of (.*?)\.?", exc.message, re.DOTALL)
+    if isinstance(exc, typer.BadParameter) and param is not None and param.opts and choice:
+        values = ", ".join(v.strip("'\"") for v in re.findall(r"'[^']*'|\"[^\"]*\"", choice.group(2)))
+        return f"{max(param.opts, key=len)} must be one of {values}, got {choice.group(1)}"
+    ctx = getattr(exc, "ctx", None)
+    where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    return exc.format_message() + where
+
+
+# -- the exit point -------------------------------------------------------------------------------
+def main(app: typer.Typer, argv: list[str] | None = None) -> int:
+    """Run the Typer ``app`` on ``argv`` and return the exit status.
+
+    Called as the program (no ``argv``), the process then ends as soon as the exit handlers have run
+    (``_end``); called with ``argv`` (tests, embedding) it only returns."""
+    global _exit_status
+    if argv is None:
+        atexit.register(_end)
+    _exit_status = _run(app, sys.argv[1:] if argv is None else argv)
+    return _exit_status
+
+
+def _run(app: typer.Typer, args: list[str]) -> int:
+    global _debug
+    _debug = False
+    _keep_undecodable_names()
+    try:
+        code = typer.main.get_command(app).main(args=args, prog_name="ast", standalone_mode=False)
+        return code if isinstance(code, int) else EXIT_OK
+    except typer.TyperException as exc:
+        ctx = getattr(exc, "ctx", None)
+        if ctx is not None and exc.message == ctx.get_help():  # 'ast tag' alone: its help (no_args_is_help)
+            exc.show()
+        else:
+            error(usage_message(exc))
+        return exc.exit_code
+    except ASTError as exc:
+        if _debug:
+            traceback.print_exc()
+        error(str(exc)) if not isinstance(exc, Interrupted) else print(f"ast: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except (KeyboardInterrupt, typer.Abort):
+        print("ast: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+    except Exception as exc:  # a bug, not a user error: still one line; the traceback with --debug
+        if _debug:
+            traceback.print_exc()
+        error(f"unexpected {type(exc).__name__}: {exc} (a bug in ast: please report it with the output of the same command with --debug)")
+        return EXIT_FAILED
+
+
+def _keep_undecodable_names() -> None:
+    """Write file names that are not valid UTF-8 back as their bytes (as Python does in the C locale)
+    rather than failing on them; JSON escapes them itself (output.to_json)."""
+    try:
+        sys.stdout.reconfigure(errors="surrogateescape")
+    except (AttributeError, ValueError, OSError):
+        pass
+
+
+def _silence_stdout() -> None:
+    """After EPIPE, point stdout at /dev/null so the interpreter's final flush does not complain."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def _end() -> None:
+    """End the process without the interpreter's teardown, which frees torch's objects one by one
+    (most of a second after ``import torch``, benchmarks/startup.py). Registered before any other
+    exit handler, so it runs after all of them (atexit is LIFO)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: the status already says what happened
+            pass
+    os._exit(_exit_status)

@@ -1,0 +1,116 @@
+"""How a recording becomes model inputs: one stream of fbank frames, computed block by block, cut
+into windows of the model's input length, each padded and normalised.
+
+A recording shorter than a window is one zero-padded window, exactly what transformers' feature
+extractor makes of it; the last window of a long recording is aligned with its end so no window is
+mostly padding. Memory stays at about one window plus one decoded block whatever the length.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import audio
+from .errors import AudioError
+from .features import FRAME_LENGTH, FbankStream, normalize, pad_or_cut
+
+
+@dataclass
+class Window:
+    start: int  # first frame
+    frames: int  # frames of audio in it (the rest is padding)
+    features: torch.Tensor  # (T, F) normalised, T = the model's max_length
+
+
+@dataclass(frozen=True, kw_only=True)
+class WindowSpec:
+    """How an input becomes windows: fbank size, window/hop in frames, normalisation, downmix."""
+
+    num_mel_bins: int
+    max_length: int  # frames the model takes; shorter windows are zero-padded to it
+    window: int
+    hop: int
+    mean: float
+    std: float
+    do_normalize: bool = True
+    channel: str | int = "mean"
+
+    def prepare(self, feats: torch.Tensor) -> torch.Tensor:
+        feats = pad_or_cut(feats, self.max_length)  # (T, F): padding before normalisation, as the reference
+        return normalize(feats, self.mean, self.std) if self.do_normalize else feats
+
+
+def iter_windows(
+    source: str | os.PathLike | np.ndarray, spec: WindowSpec, sample_rate: int | None = None, meta: dict | None = None
+) -> Iterator[Window]:
+    """Normalised windows of a path (``-``: stdin) or a waveform array; ``meta["duration_s"]`` is set at the end.
+
+    The fbank is computed once over the whole stream, block by block, and cut into windows: memory
+    stays at about one window plus one decoded block whatever the recording's length."""
+    stream = FbankStream(spec.num_mel_bins)
+    with contextlib.ExitStack() as stack:
+        if isinstance(source, np.ndarray):
+            blocks, name = audio.array_stream(source, sample_rate, spec.channel), "<array>"
+        else:
+            reader = stack.enter_context(audio.AudioReader(source, spec.channel))
+            blocks, name = audio.stream(reader), reader.path
+        frames = (stream.feed(block) for block in blocks)
+        for start, feats in sliding_windows(frames, spec.window, spec.hop, spec.num_mel_bins):
+            yield Window(start, feats.shape[0], spec.prepare(feats))
+        if meta is not None:
+            meta["duration_s"] = stream.samples / audio.SAMPLE_RATE
+    if stream.samples < FRAME_LENGTH:
+        raise AudioError(
+            f"{name}: too short to tag ({stream.samples / audio.SAMPLE_RATE * 1000:.1f} ms of audio at 16 kHz; one 25 ms frame is the minimum)"
+        )
+
+
+def sliding_windows(
+    frame_blocks: Iterable[torch.Tensor], window: int, hop: int, num_mel_bins: int
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """Windows of ``window`` frames every ``hop`` frames over a stream of (n, F) frame blocks.
+
+    Holds at most about one window plus one block of frames. A stream shorter than a window gives
+    one short window (padded later); otherwise a last window aligned with the end covers the tail.
+    """
+    buf = torch.zeros(0, num_mel_bins)
+    buf_start = 0  # frame index of buf[0]
+    total = 0
+    next_start = 0
+    last_end = 0
+    for block in frame_blocks:
+        if not len(block):
+            continue
+        buf = torch.cat([buf, block]) if len(buf) else block
+        total += len(block)
+        while next_start + window <= total:
+            yield next_start, buf[next_start - buf_start : next_start - buf_start + window]
+            last_end = next_start + window
+            next_start += hop
+        keep_from = min(next_start, max(total - window, 0))
+        buf = buf[keep_from - buf_start :]
+        buf_start = keep_from
+    if total == 0:
+        return
+    if last_end == 0:
+        yield 0, buf  # nothing was cut yet: the whole short stream
+    elif last_end < total:
+        start = total - window
+        yield start, buf[start - buf_start :]
+
+
+def batched(items: Iterable, size: int) -> Iterator[list]:
+    batch: list = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
