@@ -2,16 +2,10 @@
 
 glibc adapts two thresholds as a program runs: a freed block from ``mmap`` raises the size above
 which blocks are mapped (up to 32 MiB), and the heap's free top is returned to the system past
-twice that. For a model whose activations are a few MiB each, both misfire. Measured on the
-full-size model in bf16 (README, "Performance"):
-
-- one window a forward pass (the CPU default): the blocks freed at the top of the heap are given
-  back after each window and faulted in again on the next one, 45-60 k page faults a window (~1 µs
-  each, 4-5 % of the window's time); about 100 with the thresholds fixed;
-- batches of 8 windows over a 20-min recording: the peak grew with the number of windows (1127 ->
-  1184 MiB after 88 windows; 1779 MiB after a 60-min recording); with the thresholds fixed it grew
-  far less (1059 -> 1131 MiB after 234 windows). One window a forward pass stays flat either way
-  (1041 MiB after 60 min, the model load's peak).
+twice that. For a model whose activations are a few MiB each, both misfire: with one window a
+forward pass, the blocks freed at the top of the heap are given back after each window and faulted
+in again on the next (tens of thousands of page faults a window); with larger batches over a long
+recording, the peak grows with the number of windows (CHANGELOG, benchmarks/long_recording.py).
 
 So blocks up to 32 MiB (every activation of one window) come from the heap, larger ones are mapped
 and unmapped as before, and the heap keeps up to 256 MiB of free memory for the next window instead

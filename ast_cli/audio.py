@@ -24,6 +24,7 @@ from typing import BinaryIO
 import numpy as np
 
 from .errors import AudioError, UsageError
+from .options import parse_channel
 
 SAMPLE_RATE = 16000  # every AST checkpoint was trained on 16 kHz audio
 BLOCK_SECONDS = 30.0  # decode granularity: ~10 MB of 44.1 kHz stereo float32 per block
@@ -47,22 +48,6 @@ class AudioInfo:
     @property
     def duration_s(self) -> float | None:
         return None if self.frames is None else self.frames / self.sample_rate
-
-
-def parse_channel(channel: str | int) -> str | int:
-    """``mean`` or a 0-based channel index."""
-    if isinstance(channel, int):
-        index = channel
-    elif channel == "mean":
-        return "mean"
-    else:
-        try:
-            index = int(channel)
-        except ValueError:
-            raise UsageError(f"--channel must be 'mean' or a channel number, got {channel!r}") from None
-    if index < 0:
-        raise UsageError(f"--channel must be 'mean' or a channel number >= 0, got {index}")
-    return index
 
 
 class AudioReader:

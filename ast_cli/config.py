@@ -12,7 +12,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from .errors import ModelError
 from .files import write_atomic
@@ -42,8 +42,26 @@ _FLOAT_FIELDS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "initial
 _ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "silu", "swish")
 
 
+class JsonFile:
+    """A config read from and saved as ``FILE`` in a model folder (``from_dict``/``to_dict`` give its content)."""
+
+    FILE = ""
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike):
+        """``cls.from_dict`` of a JSON file; a validation error names the file's full path (a cached Hub file's too)."""
+        try:
+            return cls.from_dict(read_json(path))
+        except ModelError as exc:
+            message = exc.message.replace(f"{cls.FILE}:", f"{path}:", 1) if exc.message.startswith(f"{cls.FILE}:") else exc.message
+            raise ModelError(message, hint=exc.hint or "fix the file, or fetch the model again") from None
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        return write_json(Path(directory) / self.FILE, self.to_dict())
+
+
 @dataclass
-class ASTConfig:
+class ASTConfig(JsonFile):
     """Field for field the ``ASTConfig`` of transformers; defaults are those of the released AudioSet model."""
 
     hidden_size: int = 768
@@ -64,6 +82,7 @@ class ASTConfig:
     id2label: dict[int, str] = field(default_factory=lambda: {0: "LABEL_0", 1: "LABEL_1"})
     problem_type: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # keys we do not interpret, written back unchanged
+    FILE: ClassVar[str] = "config.json"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -180,16 +199,10 @@ class ASTConfig:
         data["label2id"] = {label: i for i, label in sorted(self.id2label.items())}
         return dict(sorted(data.items()))
 
-    @classmethod
-    def from_file(cls, path: str | os.PathLike) -> ASTConfig:
-        return _from_file(cls, path, "config.json")
-
-    def save(self, directory: str | os.PathLike) -> Path:
-        return write_json(Path(directory) / "config.json", self.to_dict())
 
 
 @dataclass
-class PreprocessorConfig:
+class PreprocessorConfig(JsonFile):
     """``preprocessor_config.json`` of transformers' ``ASTFeatureExtractor``."""
 
     sampling_rate: int = 16000
@@ -199,6 +212,7 @@ class PreprocessorConfig:
     std: float = AUDIOSET_STD
     do_normalize: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+    FILE: ClassVar[str] = "preprocessor_config.json"
 
     def __post_init__(self) -> None:
         for name in ("mean", "std"):
@@ -235,12 +249,6 @@ class PreprocessorConfig:
                 data[f.name] = getattr(self, f.name)
         return dict(sorted(data.items()))
 
-    @classmethod
-    def from_file(cls, path: str | os.PathLike) -> PreprocessorConfig:
-        return _from_file(cls, path, "preprocessor_config.json")
-
-    def save(self, directory: str | os.PathLike) -> Path:
-        return write_json(Path(directory) / "preprocessor_config.json", self.to_dict())
 
 
 def read_labels_csv(path: str | os.PathLike) -> list[str]:
@@ -262,15 +270,6 @@ def read_labels_csv(path: str | os.PathLike) -> list[str]:
 def patch_grid(num_mel_bins: int, frames: int, patch: int, fstride: int, tstride: int) -> tuple[int, int]:
     """Number of patches along frequency and time (as Conv2d computes them, no padding)."""
     return (num_mel_bins - patch) // fstride + 1, (frames - patch) // tstride + 1
-
-
-def _from_file(cls, path: str | os.PathLike, name: str):
-    """``cls.from_dict`` of a JSON file; a validation error names the file's full path (a cached Hub file's too)."""
-    try:
-        return cls.from_dict(read_json(path))
-    except ModelError as exc:
-        message = exc.message.replace(f"{name}:", f"{path}:", 1) if exc.message.startswith(f"{name}:") else exc.message
-        raise ModelError(message, hint=exc.hint or "fix the file, or fetch the model again") from None
 
 
 def read_json(path: str | os.PathLike) -> Any:

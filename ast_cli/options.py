@@ -40,79 +40,33 @@ class Choice(str, Enum):
             raise UsageError(f"{flag} must be one of {', '.join(cls.values())}, got {value!r}") from None
 
 
-class RecordFormat(Choice):
-    """``ast tag``: records on standard output."""
-
-    table = "table"
-    json = "json"
-    jsonl = "jsonl"
-    csv = "csv"
-    tsv = "tsv"
+def choice(name: str, values: str, doc: str) -> type[Choice]:
+    """A ``Choice`` whose members are named as their values: ``choice("Aggregate", "max mean", ...)``."""
+    members = Choice(name, [(value, value) for value in values.split()], module=__name__)
+    members.__doc__ = doc
+    return members
 
 
-class BatchFormat(Choice):
-    """``ast batch``: the output file (or folder, for Audacity label tracks)."""
+# what the commands write
+RecordFormat = choice("RecordFormat", "table json jsonl csv tsv", "``ast tag``: records on standard output.")
+BatchFormat = choice("BatchFormat", "csv tsv json jsonl audacity", "``ast batch``: the output file (a folder of label tracks for audacity).")
+ReportFormat = choice("ReportFormat", "table json", "``ast eval``, ``ast stats``, ``ast models``: one report.")
 
-    csv = "csv"
-    tsv = "tsv"
-    json = "json"
-    jsonl = "jsonl"
-    audacity = "audacity"
+# how scores are made
+Aggregate = choice("Aggregate", "max mean", "How the window scores of a label become the file's.")
+Activation = choice("Activation", "sigmoid softmax none", "What turns logits into scores.")
 
+# where and how the model runs
+Device = choice("Device", "auto cpu cuda mps", "Where the model runs (``cuda:N`` too, from Python).")
+Precision = choice(
+    "Precision", "auto fp32 bf16 fp16 int8",
+    "Inference precision. auto: fp16 on CUDA, bf16 on a CPU with native bf16, else fp32; int8: CPU only, dynamically quantized Linear layers.",
+)  # fmt: skip
 
-class ReportFormat(Choice):
-    """``ast eval``, ``ast stats``, ``ast models``: one report."""
-
-    table = "table"
-    json = "json"
-
-
-class Aggregate(Choice):
-    max = "max"
-    mean = "mean"
-
-
-class Activation(Choice):
-    sigmoid = "sigmoid"
-    softmax = "softmax"
-    none = "none"
-
-
-class Device(Choice):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-    mps = "mps"
-
-
-class Precision(Choice):
-    """Inference precision. auto: fp16 on CUDA, bf16 on a CPU with native bf16, else fp32; int8:
-    CPU only, dynamically quantized Linear layers."""
-
-    auto = "auto"
-    fp32 = "fp32"
-    bf16 = "bf16"
-    fp16 = "fp16"
-    int8 = "int8"
-
-
-class ExportFormat(Choice):
-    onnx = "onnx"
-    torchscript = "torchscript"
-    hub = "hub"
-
-
-class ExportPrecision(Choice):
-    """The precision an exported graph computes in (inputs and scores stay float32)."""
-
-    fp32 = "fp32"
-    fp16 = "fp16"
-    bf16 = "bf16"
-
-
-class StatsMethod(Choice):
-    authors = "authors"  # get_norm_stats.py: augmented, the mean of per-batch statistics
-    exact = "exact"  # pooled over every value, no augmentation
+# export and stats
+ExportFormat = choice("ExportFormat", "onnx torchscript hub", "What ``ast export`` writes.")
+ExportPrecision = choice("ExportPrecision", "fp32 fp16 bf16", "The precision an exported graph computes in (inputs and scores stay float32).")
+StatsMethod = choice("StatsMethod", "authors exact", "get_norm_stats.py's (augmented, mean of batch stats) or exact (pooled).")
 
 
 def parse_channel(channel: str | int) -> str | int:
@@ -305,9 +259,6 @@ class FinetuneOptions:
     workers: int = 2
 
     def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> None:
         positive = {"--epochs": self.epochs, "--batch-size": self.batch_size, "--lr": self.lr}
         for flag, value in positive.items():
             if not value > 0:
@@ -321,10 +272,14 @@ class FinetuneOptions:
             raise UsageError(f"--mixup is a probability between 0 and 1, got {self.mixup}")
         if self.target_length is not None and self.target_length < 16:
             raise UsageError(f"--target-length must be at least 16 frames (one patch), got {self.target_length}")
+        self.device = check_device(self.device)
+        self.precision = Precision.parse(self.precision, "--precision")
+        parse_norm_stats(self.norm_stats)
+
+    def validate(self) -> None:
+        """Flags that exclude each other, checked when a run starts (each value is checked when the
+        object is made)."""
         if self.val_dir and self.labels_csv:
             raise UsageError("--val with --labels is not supported: list every clip in the CSV and use --val-split")
         if self.resume and self.force:
             raise UsageError("--resume and --force contradict each other: give one")
-        self.device = check_device(self.device)
-        self.precision = Precision.parse(self.precision, "--precision")
-        parse_norm_stats(self.norm_stats)

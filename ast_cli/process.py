@@ -153,6 +153,8 @@ def _run(app: typer.Typer, args: list[str]) -> int:
     try:
         code = typer.main.get_command(app).main(args=args, prog_name="ast", standalone_mode=False)
         return code if isinstance(code, int) else EXIT_OK
+    except SystemExit as exc:  # shell completion answers and exits
+        return exc.code if isinstance(exc.code, int) else (EXIT_OK if exc.code is None else EXIT_FAILED)
     except typer.TyperException as exc:
         ctx = getattr(exc, "ctx", None)
         if ctx is not None and exc.message == ctx.get_help():  # 'ast tag' alone: its help (no_args_is_help)

@@ -24,9 +24,9 @@ SCORE_HALF_ULP = 0.5 * 10**-SCORE_DECIMALS
 class ScoreRows:
     """The per-window score rows of one input in one (capacity, C) buffer that doubles as it fills.
 
-    Kept as a (C,) tensor a window, the rows of a long recording were ~1,400 small blocks left among
-    the freed activations of the windows after them, which the heap then could not hand out whole
-    again: ``ast tag`` of a 60-min recording grew by ~0.5 MiB a window (850 -> 1465 MiB)."""
+    Kept as a (C,) tensor a window, the rows of a long recording were many small long-lived blocks
+    among the freed activations of later windows, which the heap then could not hand out whole again:
+    the memory of a long ``ast tag`` grew with every window (CHANGELOG, benchmarks/long_recording.py)."""
 
     def __init__(self) -> None:
         self._buf: torch.Tensor | None = None

@@ -184,7 +184,7 @@ def lr_factor(step: int, warmup: int, steps_per_epoch: int) -> float:
 # -- the run -----------------------------------------------------------------------------------
 def finetune(data_dir: str, out_dir: str, options: FinetuneOptions, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Fine-tune ``options.base`` on ``data_dir`` into ``out_dir``; returns the best epoch's summary."""
-    options.validate()  # construction validated it; a caller may have changed a field since
+    options.validate()  # flags that exclude each other (each value was checked when the options were made)
     world = World.from_env()
     say = (log or _stderr) if world.main else (lambda _: None)
     out = Path(out_dir)
