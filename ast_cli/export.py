@@ -33,7 +33,7 @@ from .files import AtomicPath
 from .frontend import Frontend
 from .inference import Tagger
 from .model import AST
-from .options import ExportFormat, ExportOptions, ExportPrecision
+from .options import Activation, ExportFormat, ExportOptions, ExportPrecision
 
 DTYPES = {ExportPrecision.fp32: torch.float32, ExportPrecision.fp16: torch.float16, ExportPrecision.bf16: torch.bfloat16}
 # Largest absolute difference of the scores accepted by the check, against the fp32 PyTorch model.
@@ -89,9 +89,9 @@ class Scorer(nn.Module):
         if self.frontend is not None:
             x = self.frontend(x)  # (B, samples) -> (B, T, F), in float32 like the reference features
         logits = self.model(x.to(self.dtype)).float()  # (B, C)
-        if self.activation == "sigmoid":
+        if self.activation == Activation.sigmoid:
             return torch.sigmoid(logits)
-        if self.activation == "softmax":
+        if self.activation == Activation.softmax:
             return torch.softmax(logits, dim=-1)
         return logits
 

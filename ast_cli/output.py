@@ -75,9 +75,9 @@ class RecordWriter:
         self.merge = merge
         self.score_columns = score_columns
         self.count = count
-        if fmt in ("csv", "tsv") and header:
+        if fmt in (RecordFormat.csv, RecordFormat.tsv) and header:
             self.stream.write(self._csv_text([self.header()]))
-        elif fmt == "table":
+        elif fmt == RecordFormat.table:
             self._console = console(stream, soft_wrap=False)
 
     # -- CSV / TSV ------------------------------------------------------------------------------
@@ -114,7 +114,7 @@ class RecordWriter:
 
     def _csv_text(self, rows: list[list[Any]]) -> str:
         buffer = io.StringIO()
-        delimiter = "," if self.fmt == "csv" else "\t"
+        delimiter = "," if self.fmt == RecordFormat.csv else "\t"
         plain = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
         # csv quotes the line terminator's characters only: a carriage return (in a file name) would end
         # the row for a reader, so rows holding one are written fully quoted
@@ -126,14 +126,14 @@ class RecordWriter:
     # -- writing --------------------------------------------------------------------------------
     def render(self, record: dict[str, Any]) -> str:
         """The text one record adds to the document (not for ``table``)."""
-        if self.fmt == "jsonl":
+        if self.fmt == RecordFormat.jsonl:
             return to_json(record) + "\n"
-        if self.fmt == "json":
+        if self.fmt == RecordFormat.json:
             return ("[\n" if self.count == 0 else ",\n") + to_json(record)
         return self._csv_text(self.rows(record))
 
     def write(self, record: dict[str, Any]) -> None:
-        if self.fmt == "table":
+        if self.fmt == RecordFormat.table:
             self._table(record)
         else:
             # one write a record: a reader (or a killed run) never sees half of one
@@ -142,7 +142,7 @@ class RecordWriter:
         self.stream.flush()
 
     def closing(self) -> str:
-        if self.fmt == "json":
+        if self.fmt == RecordFormat.json:
             return "[]\n" if self.count == 0 else "\n]\n"
         return ""
 

@@ -163,12 +163,12 @@ def scan_output(path: str, fmt: str, header: list[str]) -> tuple[set[str], int, 
     with open(path, "rb") as f:
         data = f.read()
     text = data.decode("utf-8", errors="surrogateescape")
-    if fmt == "jsonl":
+    if fmt == BatchFormat.jsonl:
         names, count, end = _scan_jsonl(text)
-    elif fmt == "json":
+    elif fmt == BatchFormat.json:
         names, count, end = _scan_json(text)
     else:
-        names, count, end = _scan_csv(text, "," if fmt == "csv" else "\t", header, path)
+        names, count, end = _scan_csv(text, "," if fmt == BatchFormat.csv else "\t", header, path)
     return names, count, len(text[:end].encode("utf-8", errors="surrogateescape"))
 
 

@@ -35,7 +35,7 @@ from .augment import MIXUP_BETA, mix, spec_augment
 from .errors import AudioError, Interrupted, UsageError
 from .features import FRAME_LENGTH, FRAME_SHIFT, fbank, pad_or_cut
 from .inputs import AUDIO_EXTENSIONS, read_path_list, walk
-from .options import StatsMethod, StatsOptions
+from .options import ReportFormat, StatsMethod, StatsOptions
 from .progress import bar as progress_bar
 
 _log = logging.getLogger(__name__)
@@ -338,7 +338,7 @@ def write_stats(stats: Stats, directory: str | os.PathLike, target_length: int) 
 
 
 def render_stats(stats: Stats, fmt: str, stream) -> None:
-    if fmt == "json":
+    if fmt == ReportFormat.json:
         import json
 
         stream.write(json.dumps(stats.to_json()) + "\n")

@@ -38,6 +38,7 @@ def main() -> None:
     args = parser.parse_args()
     import ast_cli
     from ast_cli import allocator
+    from ast_cli.devices import autocast
 
     allocator.tune()  # as the ast process does
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -73,7 +74,7 @@ def main() -> None:
             bf16.logits(x[:1])
 
     def no_grad_only():  # what inference_mode adds over no_grad
-        with torch.no_grad(), bf16.autocast():
+        with torch.no_grad(), autocast(bf16.device, bf16.dtype):
             bf16.model(x[:1])
 
     variants = {  # name -> (windows, callable); one window a call, as `ast tag` of a clip
@@ -91,7 +92,7 @@ def main() -> None:
         compiled = torch.compile(bf16.model)
 
         def run_compiled():
-            with torch.inference_mode(), bf16.autocast():
+            with torch.inference_mode(), autocast(bf16.device, bf16.dtype):
                 compiled(x[:1])
 
         compile_s = timed(run_compiled)
