@@ -17,8 +17,8 @@ from . import process
 from .errors import EXIT_FAILED, EXIT_OK, UsageError
 from .hub import DEFAULT_MODEL
 from .options import (
-    Activation, Aggregate, BatchFormat, BatchOptions, Device, ExportFormat, ExportOptions, ExportPrecision, FinetuneOptions,
-    Precision, RecordFormat, ReportFormat, StatsMethod, StatsOptions, TagOptions, fields_of,
+    Aggregate, BatchFormat, BatchOptions, Device, ExportFormat, ExportOptions, ExportPrecision, FinetuneOptions,
+    Precision, ReportFormat, StatsMethod, StatsOptions, TagOptions, fields_of,
 )  # fmt: skip
 from .params import *  # noqa: F403 (the parameter declarations: one module, read as a table)
 from .version import __version__
@@ -289,7 +289,6 @@ def labels_command(pattern: LabelPattern = None, model: Model = DEFAULT_MODEL, l
 
 
 # -- models -----------------------------------------------------------------------------------------
-@models_app.callback(invoke_without_command=True)
 def models(ctx: typer.Context, all_models: AllModels = False, fmt: Report = ReportFormat.table, quiet: Quiet = False, debug: Debug = False) -> None:
     """Models in the Hugging Face cache (HF_HOME): list them (the default), download one for offline use, remove one.
 
@@ -304,7 +303,10 @@ def models(ctx: typer.Context, all_models: AllModels = False, fmt: Report = Repo
       ast models rm MIT/ast-finetuned-audioset-12-12-0.447
     """
     if ctx.invoked_subcommand is None:
-        process.guard(models_list.__wrapped__, needs_torch=False)(all_models=all_models, fmt=fmt, quiet=quiet, debug=debug)
+        _list_models(all_models, fmt, quiet)
+
+
+models_app.callback(invoke_without_command=True)(process.guard(models, needs_torch=False))
 
 
 @command("list", group=models_app, needs_torch=False, no_args_is_help=False)
@@ -313,6 +315,10 @@ def models_list(all_models: AllModels = False, fmt: Report = ReportFormat.table,
 
     Example: ast models list --format json
     """
+    _list_models(all_models, fmt, quiet)
+
+
+def _list_models(all_models: bool, fmt: ReportFormat, quiet: bool) -> None:
     from .hub import cache_dir, cached_models
     from .output import render_models
 

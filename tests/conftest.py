@@ -17,7 +17,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 import pytest  # noqa: E402
 import soundfile as sf  # noqa: E402
 
-from helpers import TINY_LABELS, random_model, tiny_config, tone  # noqa: E402
+from helpers import TINY_LABELS, TINY_SIZE, random_model, tiny_config, tone  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -39,10 +39,7 @@ def hf_model_dir(tmp_path_factory):
 
     torch.manual_seed(1)
     config = ASTConfig(
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=128,
+        **TINY_SIZE,
         max_length=200,
         frequency_stride=12,
         time_stride=8,

@@ -7,22 +7,14 @@ import numpy as np
 import soundfile as sf
 
 TINY_LABELS = ["Speech", "Music", "Dog", "Rain", "Siren"]
+TINY_SIZE = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128)  # ours and transformers'
 
 
 def tiny_config(**changes):
     """A small AST (2 layers, 64 wide) with a 1.28-s window: fast enough for every test."""
     from ast_cli.config import ASTConfig
 
-    values = dict(
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=128,
-        max_length=128,
-        id2label=dict(enumerate(TINY_LABELS)),
-    )
-    values.update(changes)
-    return ASTConfig(**values)
+    return ASTConfig(**{**TINY_SIZE, "max_length": 128, "id2label": dict(enumerate(TINY_LABELS)), **changes})
 
 
 def random_model(config, seed: int = 0):
