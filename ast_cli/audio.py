@@ -335,7 +335,7 @@ def _check_path(path: str) -> bool:
         if not p.exists():
             raise AudioError(f"{path}: no such file", hint="check the path")
         if p.is_dir():
-            raise AudioError(f"{path}: is a directory", hint="give audio files, or use 'ast batch DIR' for folders")
+            raise AudioError(f"{path}: is a directory", hint="give the folder itself as an argument: ast tag, embed, batch and stats search folders")
         if not os.access(path, os.R_OK):
             raise AudioError(f"{path}: permission denied", hint="check the file's read permission")
         info = p.stat()

@@ -70,8 +70,12 @@ class Summary:
             parts.append(f"{self.resumed} already in the output")
         if self.counts.other_shard:
             parts.append(f"{self.counts.other_shard} in other shards")
-        rate = (self.tagged + self.failed) / self.seconds if self.seconds else 0.0
-        speed = f"{self.seconds:.1f} s, {rate:.2f} files/s, {self.audio_s / max(self.seconds, 1e-9):.0f}x real time"
+        done = self.tagged + self.failed
+        speed = f"{self.seconds:.1f} s"
+        if done and self.seconds > 0:  # no rate for a run that read nothing (a finished output resumed)
+            speed += f", {done / self.seconds:.2f} files/s"
+            if self.audio_s:
+                speed += f", {self.audio_s / self.seconds:.0f}x real time"
         head = f"{self.stopped}: " if self.stopped else ""
         return f"{head}{', '.join(parts)}; {speed}"
 

@@ -85,17 +85,21 @@ def tag(
     channel: Channel = "mean", device: DeviceOpt = Device.auto, precision: PrecisionOpt = Precision.auto,
     batch_size: WindowsPerPass = None, quiet: Quiet = False, debug: Debug = False,
 ) -> None:  # fmt: skip
-    """Tag audio files: the labels of each whole recording (sliding windows over long ones).
+    """Tag audio files and folders: the labels of each whole recording (sliding windows over long ones).
 
     Examples:
 
       ast tag song.wav --top 5
 
+      ast tag recordings/ --format csv > tags.csv
+
       ast tag *.flac --format jsonl | jq '.labels[0]'
     """
+    from .inputs import with_folders
     from .output import default_format
     from .tagging import run_tag
 
+    files = with_folders(files)
     _stdin_once(files)
     options = TagOptions(**fields_of(TagOptions, locals()))
     tagger = _load(model, labels, device, precision)
@@ -254,14 +258,17 @@ def embed(
       ast embed long.flac -o long.jsonl --timeline
     """
     from .embedding import check_output, embed_files, write_embeddings
+    from .inputs import with_folders
 
+    files = with_folders(files)
     _stdin_once(files)
     check_output(out, timeline, force)
     options = TagOptions(window=window, hop=hop, channel=channel, batch_size=batch_size)
     tagger = _load(model, None, device, precision)
-    failed = write_embeddings(embed_files(tagger, files, options), out, timeline, len(files), on_error=process.error)
+    dims = tagger.config.hidden_size
+    failed = write_embeddings(embed_files(tagger, files, options), out, timeline, len(files), dims, on_error=process.error)
     if not quiet and out != "-":
-        process.status(f"{len(files) - failed} of {len(files)} file(s) embedded ({tagger.config.hidden_size} dimensions) in {out}")
+        process.status(f"{len(files) - failed} of {len(files)} file(s) embedded ({dims} dimensions) in {out}")
     _exit(failed)
 
 

@@ -177,7 +177,8 @@ class ASTConfig(JsonFile):
                 id2label = {int(k): str(v) for k, v in raw.items()}
             except (AttributeError, TypeError, ValueError):
                 raise ModelError("config.json: id2label must be an object of index -> label") from None
-        skip = known | {"id2label", "label2id", "num_labels"}
+        # _name_or_path: where transformers last loaded it from, a local path that means nothing elsewhere
+        skip = known | {"id2label", "label2id", "num_labels", "_name_or_path"}
         extra = {k: v for k, v in data.items() if k not in skip}
         try:
             return cls(id2label=id2label, extra=extra, **kwargs)

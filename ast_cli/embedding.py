@@ -92,8 +92,9 @@ def check_output(out: str, timeline: bool, force: bool) -> str:
 class EmbeddingWriter:
     """Writes FileEmbeddings to ``out`` (see the module's docstring); ``close()`` completes the file."""
 
-    def __init__(self, out: str, timeline: bool):
+    def __init__(self, out: str, timeline: bool, dims: int):
         self.out = out
+        self.dims = dims  # the model's width: a failed input is a NaN row of it
         self.suffix = ".jsonl" if out == "-" else Path(out).suffix.lower()
         self.timeline = timeline
         self.items: list[FileEmbedding] = []
@@ -145,8 +146,7 @@ class EmbeddingWriter:
 
     def _matrix(self) -> np.ndarray:
         """(files, D) float32; a failed input is a row of NaN, so row i is always input i."""
-        dims = next((item.embedding.shape[0] for item in self.items if item.embedding is not None), 0)
-        matrix = np.full((len(self.items), dims), np.nan, dtype=np.float32)
+        matrix = np.full((len(self.items), self.dims), np.nan, dtype=np.float32)
         for i, item in enumerate(self.items):
             if item.embedding is not None:
                 matrix[i] = item.embedding
@@ -160,8 +160,7 @@ class EmbeddingWriter:
         }
         if self.timeline:
             done = [(i, item) for i, item in enumerate(self.items) if item.windows is not None]
-            dims = arrays["embeddings"].shape[1]
-            arrays["window_embeddings"] = np.concatenate([item.windows for _, item in done]) if done else np.zeros((0, dims), np.float32)
+            arrays["window_embeddings"] = np.concatenate([item.windows for _, item in done]) if done else np.zeros((0, self.dims), np.float32)
             arrays["window_file"] = np.array([i for i, item in done for _ in item.starts], dtype=np.int64)
             arrays["window_start_s"] = np.array([s / FRAMES_PER_SECOND for _, item in done for s in item.starts])
             arrays["window_end_s"] = np.array([e for _, item in done for e in item.ends])
@@ -172,10 +171,10 @@ def _floats(vector: np.ndarray) -> list[float]:
     return [round(v, DECIMALS) for v in vector.tolist()]
 
 
-def write_embeddings(items: Iterable[FileEmbedding], out: str, timeline: bool, total: int, on_error=None) -> int:
+def write_embeddings(items: Iterable[FileEmbedding], out: str, timeline: bool, total: int, dims: int, on_error=None) -> int:
     """Write every item to ``out``; ``on_error(message)`` for each failed input. Returns the number
     that failed. Interrupted or failing, it leaves ``out`` as it was (no half-written file)."""
-    writer = EmbeddingWriter(out, timeline)
+    writer = EmbeddingWriter(out, timeline, dims)
     done = failed = 0
     try:
         for item in items:

@@ -214,9 +214,15 @@ def _export_graph(
 
 
 def _metadata(checkpoint: Checkpoint, activation: str, with_frontend: bool) -> dict[str, str]:
-    """Everything a runtime needs to use the graph, stored with it (ONNX metadata, TorchScript extra files)."""
+    """Everything a runtime needs to use the graph, stored with it (ONNX metadata, TorchScript extra
+    files). The model is named by its Hub id or its file or folder name: no local path is recorded."""
     pre = checkpoint.preprocessor
+    source = checkpoint.source
+    if os.path.exists(os.path.expanduser(source)):
+        source = Path(os.path.expanduser(source)).resolve().name
+    waveform = {"waveform_sample_rate": str(pre.sampling_rate), "waveform": "mono float32 at waveform_sample_rate Hz: resample first"}
     return {
+        **(waveform if with_frontend else {}),
         "labels": json.dumps(checkpoint.model.config.labels, ensure_ascii=False),
         "activation": activation,
         "input": "waveform" if with_frontend else "features",
@@ -226,7 +232,7 @@ def _metadata(checkpoint: Checkpoint, activation: str, with_frontend: bool) -> d
         "mean": repr(pre.mean),
         "std": repr(pre.std),
         "normalize": "(x - mean) / (2 * std)" if pre.do_normalize else "none",
-        "source": checkpoint.source,
+        "source": source,
     }
 
 
@@ -243,7 +249,8 @@ def _write_onnx(module: Scorer, example: torch.Tensor, path: Path, checkpoint, a
     graph = onnx.load(str(path))
     for key, value in _metadata(checkpoint, activation, with_frontend).items():
         graph.metadata_props.add(key=key, value=value)
-    graph.doc_string = f"Audio Spectrogram Transformer: {name} -> scores ({activation}); see metadata"
+    rate = f" (mono, {checkpoint.preprocessor.sampling_rate} Hz: resample other rates first)" if with_frontend else ""
+    graph.doc_string = f"Audio Spectrogram Transformer: {name}{rate} -> scores ({activation}); see metadata"
     onnx.save(graph, str(path))
 
 

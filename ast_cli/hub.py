@@ -6,7 +6,9 @@ first), so HF_HUB_OFFLINE and machines without a network work once a model was f
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import os
 import re
 import shutil
@@ -23,11 +25,49 @@ PREPROCESSOR_FILE = "preprocessor_config.json"
 AUTHORS_SUFFIXES = (".pth", ".pt", ".ckpt")  # the authors' checkpoints
 
 
+PROBE_SECONDS = 3.0  # a Hub that does not accept a connection in this time counts as unreachable
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
 def offline_hint(repo_id: str) -> str:
     return (
-        f"pass a local model directory with -m, or fetch it once on a connected machine with "
-        f"'ast models download {repo_id}' (files go to the Hugging Face cache, HF_HOME)"
+        f"give a local model folder or .pth instead (-m; --base for finetune), or fetch it once on a connected "
+        f"machine with 'ast models download {repo_id}' (files go to the Hugging Face cache, HF_HOME)"
     )
+
+
+@functools.lru_cache(maxsize=1)
+def unreachable() -> str | None:
+    """Why the Hub cannot be reached, or None when its host accepts a connection.
+
+    huggingface_hub retries a failed request five times with back-off (about 25 s, a warning a try);
+    one TCP connection with a short timeout answers the same question at once. Behind a proxy the
+    host itself may be unreachable while the Hub works, so then nothing is probed (None)."""
+    import socket
+    import threading
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    if any(os.environ.get(name) for name in PROXY_VARIABLES):
+        return None
+    url = urlsplit(constants.ENDPOINT)
+    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
+    answer: list[str | None] = []
+
+    def probe() -> None:  # in a thread: a name lookup has no timeout of its own
+        try:
+            socket.create_connection((host, port), timeout=PROBE_SECONDS).close()
+            answer.append(None)
+        except OSError as exc:
+            answer.append(f"{host}: {exc.strerror or exc}")
+
+    thread = threading.Thread(target=probe, name="ast-hub-probe", daemon=True)
+    thread.start()
+    thread.join(PROBE_SECONDS + 0.5)
+    return answer[0] if answer else f"{host}: no answer in {PROBE_SECONDS:.0f} s"
 
 
 def local_files(path: Path) -> dict[str, Path | None]:
@@ -73,6 +113,15 @@ def fetch(repo_id: str, filename: str, *, required: bool = True) -> Path | None:
         if required:
             raise ModelError(f"{repo_id}: the model has no {filename}")
         return None
+    reason = unreachable()
+    if reason:
+        raise OfflineError(
+            f"{repo_id}: {filename} is not in the local cache and the Hub cannot be reached ({reason})", hint=offline_hint(repo_id)
+        )
+    if not logging.getLogger("ast_cli").isEnabledFor(logging.DEBUG):  # retry warnings only with --debug
+        from huggingface_hub.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
     try:
         return Path(hf_hub_download(repo_id, filename))
     except LocalEntryNotFoundError:
@@ -129,7 +178,12 @@ def cached_models(include_all: bool = False) -> list[CachedModel]:
 
 def download(repo_id: str) -> CachedModel:
     """Fetch what ``ast tag -m repo_id`` needs (config, weights, preprocessor config) into the cache."""
-    files = fetch_model(repo_id)
+    try:
+        files = fetch_model(repo_id)
+    except OfflineError as exc:
+        raise OfflineError(
+            exc.message, hint="connect this machine to the network (or set HTTPS_PROXY), or copy the Hugging Face cache (HF_HOME) of one that has the model"
+        ) from None
     found = [model for model, _ in _scan(True) if model.repo_id == repo_id]
     if found:
         return found[0]

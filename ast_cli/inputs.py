@@ -106,6 +106,23 @@ def _walk(folder: str, extensions: frozenset[str], recursive: bool, counts: Coun
             counts.not_audio += 1
 
 
+def with_folders(items: Sequence[str], extensions: frozenset[str] | None = None) -> list[str]:
+    """``ast tag``/``ast embed`` inputs: each folder replaced by its audio files, found as ``ast batch``
+    finds them (``walk``: recursive, sorted, hidden and non-audio files passed over); files and ``-``
+    as given. A UsageError when folders were given and none holds audio."""
+    extensions = default_extensions() if extensions is None else extensions
+    found: list[str] = []
+    for item in items:
+        if item != "-" and os.path.isdir(item):
+            found.extend(walk(item, extensions))
+        else:
+            found.append(item)
+    if not found:
+        known = ", ".join(sorted(extensions)[:6])
+        raise UsageError(f"no audio files in {', '.join(items)}", hint=f"folders are searched for {known}, ...")
+    return found
+
+
 def read_path_list(source: str, stdin: Iterable[str] | None = None) -> Iterator[str]:
     """The paths in a file, one a line (``-``: standard input, or ``stdin``), blank lines skipped. A
     name is kept as written but for its line ending (names may begin or end with spaces)."""

@@ -14,7 +14,9 @@ import typer
 from .options import Activation, Aggregate, BatchFormat, Device, ExportFormat, ExportPrecision, Precision, RecordFormat, ReportFormat, StatsMethod
 
 # -- arguments --------------------------------------------------------------------------------------
-AudioFiles = Annotated[list[str], typer.Argument(help="Audio files; '-' reads one from standard input.", show_default=False, metavar="FILE...")]
+AudioFiles = Annotated[
+    list[str], typer.Argument(help="Audio files and folders (searched recursively); '-' reads one file from standard input.", show_default=False, metavar="INPUT...")
+]
 BatchInputs = Annotated[
     list[str],
     typer.Argument(help="Audio files, folders (searched recursively) and glob patterns ('data/**/*.flac').", show_default=False, metavar="INPUT..."),

@@ -343,3 +343,12 @@ def test_dead_worker_fails_only_its_files(tiny_model_dir, wav):
         assert kinds[-2:] == ["w", "d"]
     finally:
         pool.close()
+
+
+def test_summary_of_a_run_that_read_nothing_gives_no_rate():
+    """--resume on a finished output: no '0.00 files/s, 0x real time'."""
+    from ast_cli.batch import Summary
+
+    assert Summary(resumed=150, seconds=0.4).line() == "0 tagged, 0 failed, 150 already in the output; 0.4 s"
+    busy = Summary(tagged=3, audio_s=30.0, seconds=2.0).line()
+    assert busy == "3 tagged, 0 failed; 2.0 s, 1.50 files/s, 15x real time"

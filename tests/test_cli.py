@@ -155,3 +155,36 @@ def test_version(capsys):
 
     code, out, _ = run(capsys, "--version")
     assert code == 0 and out.strip() == f"ast {__version__}"
+
+
+def test_folders_are_searched_as_batch_searches_them(capsys, tiny_model_dir, tmp_path):
+    """ast tag DIR and ast embed DIR: the audio files below it, sorted, hidden and other files passed over."""
+    import numpy as np
+
+    folder = tmp_path / "sounds"
+    (folder / "b").mkdir(parents=True)
+    for name in ("b/x.wav", "a.flac", ".hidden.wav"):
+        sf.write(folder / name, tone(0.5), 16000)
+    (folder / "notes.txt").write_text("not audio")
+    code, out, err = run(capsys, "tag", folder, "-m", tiny_model_dir, "-f", "jsonl")
+    assert code == 0, err
+    assert [json.loads(line)["path"] for line in out.splitlines()] == [str(folder / "a.flac"), str(folder / "b" / "x.wav")]
+    code, _, err = run(capsys, "embed", folder, "-m", tiny_model_dir, "-o", tmp_path / "e.npy", "-q")
+    assert code == 0, err
+    assert np.load(tmp_path / "e.npy").shape == (2, 64)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, out, err = run(capsys, "tag", empty, "-m", tiny_model_dir)
+    assert code == 2 and out == "" and err.startswith("ast: error: no audio files in ") and err.count("\n") == 1
+
+
+def test_embed_fails_every_input_into_nan_rows_of_the_model_width(capsys, tiny_model_dir, tmp_path):
+    import numpy as np
+
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF....WAVEfmt garbage")
+    code, _, err = run(capsys, "embed", bad, bad, "-m", tiny_model_dir, "-o", tmp_path / "e.npy")
+    assert code == 1
+    matrix = np.load(tmp_path / "e.npy")
+    assert matrix.shape == (2, 64) and np.isnan(matrix).all()
+    assert "0 of 2 file(s) embedded (64 dimensions)" in err

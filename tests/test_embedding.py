@@ -112,13 +112,13 @@ def test_output_is_never_overwritten_without_force_and_usage_errors(capsys, tiny
 
 
 def test_each_broken_input_is_one_line_and_the_rest_is_embedded(capsys, tiny_model_dir, tmp_path):
-    from test_robustness import BAD, CORPUS, build_corpus
+    from test_robustness import BAD_FILES, CORPUS, build_corpus, files
 
-    corpus = build_corpus(tmp_path / "corpus")
+    corpus = files(build_corpus(tmp_path / "corpus"))
     out = tmp_path / "e.npz"
     code, _, err = run(capsys, "embed", *corpus.values(), "-m", tiny_model_dir, "-o", out, "-q")
     assert code == 1 and "Traceback" not in err
-    assert err.count("\n") == len(BAD) and all(line.startswith("ast: error: ") for line in err.splitlines())
+    assert err.count("\n") == len(BAD_FILES) and all(line.startswith("ast: error: ") for line in err.splitlines())
     matrix = np.load(out)["embeddings"]
     failed = [CORPUS[name] is not None for name in corpus]
     assert [bool(np.isnan(row).all()) for row in matrix] == failed

@@ -207,3 +207,26 @@ def test_hub_refuses_a_non_empty_folder(tiny_model_dir, tmp_path):
     (tmp_path / "keep.txt").write_text("x")
     with pytest.raises(OutputExistsError):
         export(str(tiny_model_dir), tmp_path, ExportOptions(fmt="hub"))
+
+
+def test_no_local_path_in_the_exported_file_and_the_waveform_rate_is_recorded(tiny_model_dir, tmp_path):
+    import shutil
+
+    import torch
+
+    model = tmp_path / "my-model"
+    shutil.copytree(tiny_model_dir, model)
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "_name_or_path": str(model)}))  # as transformers may write it
+    out = tmp_path / "m.pt"
+    export(str(model), out, ExportOptions(fmt="torchscript", with_frontend=True, verify=False))
+    extra = {"metadata.json": "", "config.json": "", "preprocessor_config.json": ""}
+    torch.jit.load(str(out), _extra_files=extra)
+    extra = {name: text.decode() if isinstance(text, bytes) else text for name, text in extra.items()}
+    assert all(str(tmp_path) not in text for text in extra.values())
+    meta = json.loads(extra["metadata.json"])
+    assert meta["source"] == "my-model" and meta["waveform_sample_rate"] == "16000" and meta["input"] == "waveform"
+    export(str(model), tmp_path / "f.pt", ExportOptions(fmt="torchscript", verify=False))
+    extra = {"metadata.json": ""}
+    torch.jit.load(str(tmp_path / "f.pt"), _extra_files=extra)
+    assert "waveform_sample_rate" not in json.loads(extra["metadata.json"])  # features in: no rate to state

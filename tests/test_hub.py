@@ -63,3 +63,22 @@ def test_default_model_is_the_audioset_checkpoint():
 
     assert hub.DEFAULT_MODEL == ast_cli.DEFAULT_MODEL == "MIT/ast-finetuned-audioset-10-10-0.4593"
     assert os.environ["HF_HUB_OFFLINE"] == "1"
+
+
+@pytest.mark.parametrize("args", [["labels"], ["models", "download", "MIT/ast-finetuned-audioset-10-10-0.4593"]])
+def test_an_unreachable_hub_is_one_line(tmp_path, args):
+    """No retry noise: the Hub (a closed loopback port) is found unreachable at once; the hint fits the command."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env.update(HF_ENDPOINT=f"http://127.0.0.1:{port}", HF_HOME=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-m", "ast_cli", *args], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "cannot be reached" in proc.stderr and "Retry" not in proc.stderr, proc.stderr
+    downloading = args[0] == "models"
+    assert ("ast models download" in proc.stderr) != downloading  # downloading itself is not the way out
