@@ -147,7 +147,7 @@ def batch(
 # -- stats ------------------------------------------------------------------------------------------
 @command("stats")
 def stats(
-    data: StatsInputs = [], files_from: FilesFrom = None, method: Method = StatsMethod.authors, target_length: StatsLength = 1024,  # noqa: B006
+    data: StatsInputs = [], files_from: FilesFrom = None, method: Method = StatsMethod.authors, target_length: StatsLength = None,  # noqa: B006
     batch_size: StatsBatch = 1000, freqm: StatsFreqm = 24, timem: StatsTimem = 192, mixup: StatsMixup = 0.5, seed: StatsSeed = None,
     channel: Channel = "mean", fmt: Report = ReportFormat.table, write: WriteStats = None, quiet: Quiet = False, debug: Debug = False,
 ) -> None:  # fmt: skip
@@ -162,7 +162,7 @@ def stats(
     options = StatsOptions(**fields_of(StatsOptions, locals()))
     result = compute_stats(collect_audio(data, files_from), **dataclasses.asdict(options), progress=not quiet)
     if write:
-        write_stats(result, write, target_length)
+        write_stats(result, write)
     render_stats(result, fmt, sys.stdout)
 
 

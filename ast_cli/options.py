@@ -166,7 +166,7 @@ class StatsOptions:
     """``ast stats``; the defaults are the authors' get_norm_stats.py settings (AudioSet)."""
 
     method: StatsMethod = StatsMethod.authors
-    target_length: int = 1024
+    target_length: int | None = None  # None: the longest clip's frames, at most 1024
     batch_size: int = 1000  # the DataLoader's batch: each batch's mean/std count equally
     freqm: int = 24
     timem: int = 192
@@ -176,7 +176,7 @@ class StatsOptions:
 
     def __post_init__(self) -> None:
         self.method = StatsMethod.parse(self.method, "--method")
-        if self.target_length < 1 or self.batch_size < 1 or self.freqm < 0 or self.timem < 0 or not 0.0 <= self.mixup <= 1.0:
+        if (self.target_length is not None and self.target_length < 1) or self.batch_size < 1 or self.freqm < 0 or self.timem < 0 or not 0.0 <= self.mixup <= 1.0:
             raise UsageError("--target-length and --batch-size must be positive, --freqm/--timem >= 0, --mixup within [0, 1]")
         self.channel = parse_channel(self.channel)
 

@@ -54,7 +54,7 @@ Threshold = Annotated[Optional[float], typer.Option("--threshold", "-t", metavar
 Window = Annotated[Optional[float], typer.Option("--window", metavar="SECONDS", help="Window length (default: the model's, 10.24 s).")]
 Hop = Annotated[Optional[float], typer.Option("--hop", metavar="SECONDS", help="Hop between windows (default: half a window).")]
 AggregateOpt = Annotated[Aggregate, typer.Option("--aggregate", help="Combine window scores per label.")]
-ActivationOpt = Annotated[Optional[Activation], typer.Option("--activation", help="(default: from the model: sigmoid for multi-label).")]
+ActivationOpt = Annotated[Optional[Activation], typer.Option("--activation", help="Logits to scores (default: from the model: sigmoid for multi-label).")]
 Include = Annotated[list[str], typer.Option("--include", metavar="LABEL", help="Only report this label (repeatable, any case).")]
 Exclude = Annotated[list[str], typer.Option("--exclude", metavar="LABEL", help="Never report this label (repeatable, any case).")]
 Timeline = Annotated[bool, typer.Option("--timeline", help="Also report labels per window with start/end times.")]
@@ -65,8 +65,8 @@ AllScores = Annotated[bool, typer.Option("--all-scores", help="Every label's sco
 Channel = Annotated[str, typer.Option("--channel", metavar="CHANNEL", help="Downmix: 'mean' of all channels, or a channel number from 0.")]
 
 # -- outputs --------------------------------------------------------------------------------------
-TagFormat = Annotated[Optional[RecordFormat], typer.Option("--format", "-f", help="(default: table at a terminal, else jsonl).")]
-BatchFormatOpt = Annotated[Optional[BatchFormat], typer.Option("--format", "-f", help="(default: from OUT's extension; jsonl on stdout).")]
+TagFormat = Annotated[Optional[RecordFormat], typer.Option("--format", "-f", help="Output format (default: table at a terminal, else jsonl).")]
+BatchFormatOpt = Annotated[Optional[BatchFormat], typer.Option("--format", "-f", help="Output format (default: from OUT's extension; jsonl on stdout).")]
 Report = Annotated[ReportFormat, typer.Option("--format", "-f", help="How to print the result.")]
 BatchOutput = Annotated[
     str, typer.Option("--output", "-o", metavar="OUT", show_default=False, help="Output file ('-': standard output), or a folder for --format audacity.")
@@ -93,7 +93,10 @@ Resume = Annotated[bool, typer.Option("--resume", help="Continue OUT: skip the f
 
 # -- stats ----------------------------------------------------------------------------------------
 Method = Annotated[StatsMethod, typer.Option("--method", help="authors: get_norm_stats.py (augmented, mean of batch stats); exact: pooled, no augmentation.")]
-StatsLength = Annotated[int, typer.Option("--target-length", min=1, metavar="FRAMES", help="Frames each clip is padded or cut to.")]
+StatsLength = Annotated[
+    Optional[int],
+    typer.Option("--target-length", min=1, metavar="FRAMES", help="Frames each clip is padded or cut to (default: the longest clip's, at most 1024, as finetune chooses).")
+]
 StatsBatch = Annotated[int, typer.Option("--batch-size", min=1, metavar="N", help="Clips a batch (authors): each batch's mean/std count equally.")]
 StatsFreqm = Annotated[int, typer.Option("--freqm", min=0, metavar="BINS", help="Frequency mask up to this many bins (authors; 0: none).")]
 StatsTimem = Annotated[int, typer.Option("--timem", min=0, metavar="FRAMES", help="Time mask up to this many frames (authors; 0: none).")]

@@ -33,7 +33,7 @@ import torch
 from . import audio
 from .augment import MIXUP_BETA, mix, spec_augment
 from .errors import AudioError, Interrupted, UsageError
-from .features import FRAME_LENGTH, FRAME_SHIFT, fbank, pad_or_cut
+from .features import FRAME_LENGTH, FRAME_SHIFT, fbank, num_frames, pad_or_cut
 from .inputs import AUDIO_EXTENSIONS, read_path_list, walk
 from .options import ReportFormat, StatsMethod, StatsOptions
 from .progress import bar as progress_bar
@@ -57,9 +57,12 @@ class Stats:
     skipped: int = 0  # files that could not be read
     batches: int = 0  # batches of the authors' method (1 for exact)
     seed: int | None = None
+    target_length: int = TARGET_LENGTH  # frames each clip was padded or cut to
+    padded: float = 0.0  # share of those frames that are padding
 
     def to_json(self) -> dict:
-        return {"mean": self.mean, "std": self.std, "files": self.files, "method": self.method}
+        return {"mean": self.mean, "std": self.std, "files": self.files, "method": self.method, "seed": self.seed,
+                "target_length": self.target_length, "padded": round(self.padded, 4)}  # fmt: skip
 
 
 class Moments:
@@ -121,7 +124,7 @@ def compute_stats(
     paths: Sequence[str | os.PathLike],
     method: str = "authors",
     *,
-    target_length: int = TARGET_LENGTH,
+    target_length: int | None = None,
     batch_size: int = BATCH_SIZE,
     freqm: int = FREQM,
     timem: int = TIMEM,
@@ -133,18 +136,22 @@ def compute_stats(
 ) -> Stats:
     """Mean and std of the log-mel fbank of ``paths`` (see the module's docstring for the methods).
 
+    ``target_length`` None: the longest clip's frames, at most the AudioSet model's 1024, as
+    ``ast finetune`` chooses its input length; padding then weighs no more than the data makes it.
     ``exact`` ignores the augmentation settings. Unreadable files are skipped with a warning and
-    counted in ``Stats.skipped``; if none can be read, ``UsageError``.
+    counted in ``Stats.skipped``; if none can be read, ``UsageError``. A warning when most frames
+    are padding.
     """
     options = StatsOptions(method=method, target_length=target_length, batch_size=batch_size, freqm=freqm, timem=timem,
                            mixup=mixup, seed=seed, channel=channel)  # fmt: skip
     paths = [os.fspath(p) for p in paths]
     if not paths:
         raise UsageError("no audio files to compute statistics of")
-    reader = _ClipReader(target_length, num_mel_bins, options.channel)
+    reader = _ClipReader(num_mel_bins, options.channel)
     bar = progress_bar(total=len(paths), enabled=progress)
     reader.bar = bar
     try:
+        reader.target_length = target_length or max(16, min(reader.longest(paths), TARGET_LENGTH))
         if options.method == StatsMethod.exact:
             stats = _exact(paths, reader, bar)
         else:
@@ -160,6 +167,13 @@ def compute_stats(
     stats.skipped = len(reader.bad)
     if stats.files == 0:
         raise UsageError(f"none of the {len(paths)} files could be read", hint="see the warnings above")
+    stats.target_length, stats.padded = reader.target_length, 1.0 - reader.real_frames / max(reader.all_frames, 1)
+    if stats.padded > 0.5:
+        warnings.warn(
+            f"{stats.padded:.0%} of the frames are zero padding (clips shorter than --target-length {reader.target_length}): "
+            "the statistics describe the padding more than the audio; give a shorter --target-length",
+            stacklevel=2,
+        )
     return stats
 
 
@@ -202,6 +216,10 @@ def _authors(
 def _clips(paths: list[str], reader: _ClipReader, bar, make) -> Iterator[torch.Tensor]:
     """``make(path)`` for each readable path in order; unreadable ones warned about and skipped."""
     for path in paths:
+        if path in reader.bad:  # found unreadable already (while measuring the clips' lengths)
+            bar.update(1)
+            reader.done += 1
+            continue
         try:
             features = make(path)
         except AudioError as exc:
@@ -238,19 +256,19 @@ def augmented_item(
         wave = first if second is None else mix(first, second, rng.beta(MIXUP_BETA, MIXUP_BETA))
     else:
         wave = reader.waveform(path)
-    features = pad_or_cut(fbank(wave, reader.num_mel_bins), reader.target_length)
-    return spec_augment(features, freqm, timem, rng)
+    return spec_augment(reader.fit(fbank(wave, reader.num_mel_bins)), freqm, timem, rng)
 
 
 class _ClipReader:
     """Reads clips as the statistics need them: only the samples of the first ``target_length``
-    frames are kept, the rest of a file is streamed through for its mean and length."""
+    frames are kept, the rest of a file is streamed through for its mean and length. Counts the
+    frames of audio and of padding in what it hands out (``fit``)."""
 
-    def __init__(self, target_length: int, num_mel_bins: int, channel: str | int):
-        self.target_length = target_length
+    def __init__(self, num_mel_bins: int, channel: str | int):
+        self.target_length = TARGET_LENGTH
         self.num_mel_bins = num_mel_bins
         self.channel = channel
-        self.keep = (target_length - 1) * FRAME_SHIFT + FRAME_LENGTH  # samples of target_length frames
+        self.real_frames = self.all_frames = 0
         self.bad: dict[str, str] = {}
         self.done = 0  # files read (or skipped) so far
         self.bar = None  # the progress bar, cleared while a warning is printed
@@ -265,6 +283,35 @@ class _ClipReader:
             if self.bar is not None:
                 self.bar.refresh()
 
+    @property
+    def keep(self) -> int:
+        """Samples of ``target_length`` frames."""
+        return (self.target_length - 1) * FRAME_SHIFT + FRAME_LENGTH
+
+    def fit(self, features: torch.Tensor) -> torch.Tensor:
+        """(frames, F) padded or cut to (target_length, F), counting the frames of audio in it."""
+        self.real_frames += min(len(features), self.target_length)
+        self.all_frames += self.target_length
+        return pad_or_cut(features, self.target_length)
+
+    def longest(self, paths: Sequence[str]) -> int:
+        """Frames of the longest readable clip at 16 kHz, from the headers (decoded where a header does
+        not tell); unreadable files are marked bad here already."""
+        longest = 0
+        for path in paths:
+            try:
+                with audio.AudioReader(path, self.channel) as reader:
+                    info = reader.info
+                    if info.frames is None:
+                        samples = sum(len(block) for block in audio.stream(reader))
+                    else:  # what resampling to 16 kHz makes of it: ceil(n * 16000 / rate)
+                        samples = -(-info.frames * audio.SAMPLE_RATE // info.sample_rate)
+            except AudioError as exc:
+                self.mark_bad(path, exc)
+                continue
+            longest = max(longest, num_frames(samples))
+        return longest
+
     def _stream(self, path: str) -> Iterator[np.ndarray]:
         with audio.AudioReader(path, self.channel) as reader:
             yield from audio.stream(reader)
@@ -274,7 +321,7 @@ class _ClipReader:
         with contextlib.closing(self._stream(path)) as blocks:  # stopping early closes the decoder now
             kept = _take(blocks, self.keep)
         _check_length(len(kept), path)
-        return pad_or_cut(fbank(kept, self.num_mel_bins), self.target_length)
+        return self.fit(fbank(kept, self.num_mel_bins))
 
     def waveform(self, path: str) -> np.ndarray:
         """The first samples needed for ``target_length`` frames, minus the mean over the whole file
@@ -322,9 +369,9 @@ def _take(blocks: Iterable[np.ndarray], n: int) -> np.ndarray:
 
 
 # -- output --------------------------------------------------------------------------------------
-def write_stats(stats: Stats, directory: str | os.PathLike, target_length: int) -> Path:
+def write_stats(stats: Stats, directory: str | os.PathLike) -> Path:
     """Set mean/std in ``directory/preprocessor_config.json``, keeping its other keys (a new file
-    gets the feature extractor's defaults with ``max_length = target_length``)."""
+    gets the feature extractor's defaults with ``max_length`` the statistics' target length)."""
     from .config import PreprocessorConfig
 
     directory = Path(directory)
@@ -332,7 +379,7 @@ def write_stats(stats: Stats, directory: str | os.PathLike, target_length: int) 
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"--write {directory}: not a directory")
     directory.mkdir(parents=True, exist_ok=True)
-    config = PreprocessorConfig.from_file(path) if path.is_file() else PreprocessorConfig(max_length=target_length)
+    config = PreprocessorConfig.from_file(path) if path.is_file() else PreprocessorConfig(max_length=stats.target_length)
     config.mean, config.std = stats.mean, stats.std
     return config.save(directory)
 
@@ -348,7 +395,8 @@ def render_stats(stats: Stats, fmt: str, stream) -> None:
     from .output import console
 
     table = Table(show_header=False, box=None, pad_edge=False)
-    rows = [("mean", f"{stats.mean:.7g}"), ("std", f"{stats.std:.7g}"), ("files", str(stats.files))]
+    rows = [("mean", f"{stats.mean:.7g}"), ("std", f"{stats.std:.7g}"), ("files", str(stats.files)),
+            ("target length", f"{stats.target_length} frames ({stats.padded:.0%} padding)")]  # fmt: skip
     if stats.skipped:
         rows.append(("skipped", str(stats.skipped)))
     batches = f" ({stats.batches} batch{'es' if stats.batches != 1 else ''})" if stats.method == "authors" else ""

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from ast_cli import completions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,3 +43,38 @@ def test_the_app_answers_completions_without_importing_torch():
     assert [line.split("\t")[0] for line in out.splitlines()] == ["export", "eval", "embed"]
     out, _ = _complete({"_AST_COMPLETE": "complete_bash", "COMP_WORDS": "ast models ", "COMP_CWORD": "2"})
     assert set(out.split()) >= {"list", "download", "rm"}
+
+
+FORMATS = ["table", "json", "jsonl", "csv", "tsv"]
+
+
+def test_bash_completes_choice_values_through_its_function():
+    """The committed bash script's function, called as bash calls it at a TAB: the --format values, not file names."""
+    script = ROOT / "completions" / "ast.bash"
+    call = f'source "{script}"; COMP_WORDS=(ast tag --format ""); COMP_CWORD=3; _ast_completion ast; printf "%s\\n" "${{COMPREPLY[@]}}"'
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = subprocess.run(["bash", "-c", call], env=env, capture_output=True, text=True, cwd=ROOT, check=True)
+    assert proc.stdout.split() == FORMATS
+    call = call.replace("--format", "--aggregate")
+    assert subprocess.run(["bash", "-c", call], env=env, capture_output=True, text=True, cwd=ROOT).stdout.split() == ["max", "mean"]
+
+
+def test_zsh_and_fish_complete_choice_values():
+    """What the committed zsh and fish scripts ask ``ast`` at a TAB (their own command lines)."""
+    out, _ = _complete({"_AST_COMPLETE": "complete_zsh", "_TYPER_COMPLETE_ARGS": "ast tag --format "})
+    assert all(f'"{value}"' in out for value in FORMATS) and out.startswith("_arguments")
+    out, _ = _complete({"_AST_COMPLETE": "complete_fish", "_TYPER_COMPLETE_FISH_ACTION": "get-args", "_TYPER_COMPLETE_ARGS": "ast export x --format "})
+    assert out.split() == ["onnx", "torchscript", "hub"]
+    assert "_TYPER_COMPLETE_ARGS" in (ROOT / "completions" / "_ast").read_text()  # the protocol the calls above use
+    assert "_TYPER_COMPLETE_FISH_ACTION=get-args" in (ROOT / "completions" / "ast.fish").read_text()
+
+
+def test_fish_completes_choice_values_through_its_script():
+    import shutil
+
+    if not shutil.which("fish"):
+        pytest.skip("fish is not installed (apt-get install fish): the protocol test above covers what its script asks")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    call = f'source {ROOT / "completions" / "ast.fish"}; complete --do-complete "ast tag --format "'
+    proc = subprocess.run(["fish", "-c", call], env=env, capture_output=True, text=True)
+    assert sorted(line.split("\t")[0] for line in proc.stdout.splitlines()) == sorted(FORMATS)  # fish sorts them

@@ -95,12 +95,3 @@ def test_the_help_check_finds_what_it_looks_for():
     assert re.search(r"\(default: ", entries[0]) and re.search(r"\[[^\]]*default: ", entries[0])
     assert set(enum_parameters(("tag",))) == {"aggregate", "activation", "fmt", "device", "precision"}
 
-
-def test_choices_complete_in_the_shell(monkeypatch, capsys):
-    """Completion offers a choice's values for its flag (not file names)."""
-    monkeypatch.setenv("_AST_COMPLETE", "complete_bash")
-    monkeypatch.setenv("COMP_WORDS", "ast tag a.wav --format ")
-    monkeypatch.setenv("COMP_CWORD", "4")
-    main([])
-    out = capsys.readouterr().out
-    assert {"table", "json", "jsonl", "csv", "tsv"} <= set(out.split())

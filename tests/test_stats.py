@@ -150,7 +150,8 @@ def test_cli_json_write_and_bad_files(dataset, tmp_path):
     proc = subprocess.run(cmd + ["--target-length", str(T), "--format", "json", "--write", str(out), "-q"], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    assert set(result) == {"mean", "std", "files", "method"}
+    assert set(result) == {"mean", "std", "files", "method", "seed", "target_length", "padded"}
+    assert result["seed"] is None and result["target_length"] == T and 0 < result["padded"] < 0.5
     assert result["files"] == 9 and result["method"] == "exact"
     assert "broken.wav" in proc.stderr and "skipped" in proc.stderr
     saved = json.loads((out / "preprocessor_config.json").read_text())
@@ -194,3 +195,38 @@ def test_masks_equal_torchaudios_for_the_same_draws(axis, param):
         torch.manual_seed(seed)
         got = mask_along_axis(x, param, axis=axis, rng=_TorchDraws())
         assert torch.equal(got, want), seed
+
+
+def test_the_default_length_follows_the_data_and_padding_is_reported(dataset, tmp_path):
+    """Without --target-length: the longest clip's frames (7 clips of 0.4 to 1.9 s: 188 frames); the
+    share of padded frames is the share of zero rows; mostly-padding statistics warn."""
+    root, paths = dataset
+    stats = compute_stats(paths, "exact")
+    assert stats.target_length == 188
+    values = torch.stack([authors_features(p, 188, dc_removal=False) for p in paths])
+    assert stats.padded == pytest.approx(float((values == 0).all(-1).float().mean()), abs=1e-6)
+    assert stats.mean == pytest.approx(values.double().mean().item(), abs=1e-5)
+    with pytest.warns(UserWarning, match="of the frames are zero padding"):
+        padded = compute_stats(paths[:2], "exact", target_length=1024)
+    assert padded.padded > 0.5
+    seeded = compute_stats(paths, "authors", seed=3, batch_size=3)
+    assert seeded.to_json()["seed"] == 3 and seeded.target_length == 188
+
+
+def test_finetune_and_stats_agree_on_the_same_folder(tiny_model_dir, tmp_path, capsys):
+    """ast finetune --norm-stats auto computes what ast stats --method exact gives for its training clips."""
+    from ast_cli.cli import main
+
+    from helpers import make_sound_dataset
+
+    make_sound_dataset(tmp_path / "train", per_class=3, seed=1)
+    make_sound_dataset(tmp_path / "val", per_class=1, seed=2)
+    args = ["finetune", tmp_path / "train", "-o", tmp_path / "out", "--base", tiny_model_dir, "--val", tmp_path / "val",
+            "--epochs", "1", "--workers", "0", "--batch-size", "4", "-q"]  # fmt: skip
+    assert main([str(a) for a in args]) == 0
+    capsys.readouterr()
+    trained = json.loads((tmp_path / "out" / "norm_stats.json").read_text())
+    assert main(["stats", str(tmp_path / "train"), "--method", "exact", "-f", "json", "-q"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["target_length"] == trained["key"]["target_length"]
+    assert (stats["mean"], stats["std"]) == (trained["mean"], trained["std"])
