@@ -11,6 +11,7 @@ adaptation in ``adapt_pos_embed``: nowhere else.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -21,12 +22,14 @@ from pathlib import Path
 import torch
 
 from . import hub
-from .config import ASTConfig, PreprocessorConfig, patch_grid, read_labels_csv
+from .config import NORM_STATS, ASTConfig, PreprocessorConfig, patch_grid, read_json, read_labels_csv
 from .errors import ModelError, OfflineError, UnsafeCheckpointError
 from .files import AtomicPath
 from .model import AST
+from .options import parse_norm_stats
 
 HF_PREFIX = "audio_spectrogram_transformer."
+_log = logging.getLogger(__name__)  # info: which architecture an authors' .pth was read as
 
 
 @dataclass
@@ -34,6 +37,17 @@ class Checkpoint:
     model: AST
     preprocessor: PreprocessorConfig
     source: str  # what the user passed, for messages and recorded settings
+
+
+@dataclass(frozen=True)
+class AuthorsSetting:
+    """An architecture the authors published a model or a recipe for."""
+
+    name: str
+    fstride: int
+    tstride: int
+    input_tdim: int
+    norm_stats: str  # the preset of config.NORM_STATS it was trained with
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -331,7 +345,7 @@ def build_model(
         detail = f"missing {_few(missing)}" if missing else f"unexpected {_few(unexpected)}"
         raise ModelError(f"{source}: weights do not match an AST of this config ({detail})")
     if head_missing:  # a backbone-only checkpoint (ASTModel): a fresh head, as for fine-tuning
-        model.fc_norm = torch.nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        model.fc_norm = torch.nn.LayerNorm(config.hidden_size, eps=config.head_norm_eps)
         model.head = torch.nn.Linear(config.hidden_size, config.num_labels)
         model.reset_classifier(config.num_labels)
     return model.eval()
@@ -359,9 +373,81 @@ def _few(keys: list[str]) -> str:
     return ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
 
 
-def infer_authors_config(sd: dict[str, torch.Tensor], source: str) -> tuple[ASTConfig, tuple[int, int]]:
-    """Config of an authors' checkpoint from its tensor shapes. Heads are not stored: ViT's 64-wide heads.
-    Strides and input length are solved from the position table (12 x 101 -> 10/10 strides, 1024 frames)."""
+# The authors' published settings (ast_models.py's fstride, tstride, input_tdim): the AudioSet models of
+# egs/audioset/download_models.sh and the ESC-50 and Speech Commands recipes (egs/*/run_*.sh), with
+# the statistics each was trained with (config.NORM_STATS).
+AUTHORS_SETTINGS = (
+    AuthorsSetting("AudioSet", 10, 10, 1024, "audioset"),
+    AuthorsSetting("AudioSet 12/12", 12, 12, 1024, "audioset"),
+    AuthorsSetting("AudioSet 14/14", 14, 14, 1024, "audioset"),
+    AuthorsSetting("AudioSet 16/16", 16, 16, 1024, "audioset"),
+    AuthorsSetting("ESC-50", 10, 10, 512, "esc50"),
+    AuthorsSetting("Speech Commands V2", 10, 10, 128, "speechcommands"),
+)
+MEL_BINS = 128  # the authors' input_fdim: every released model
+
+
+def authors_architecture(
+    n_patches: int, patch: int, source: str, fstride: int | None = None, tstride: int | None = None, input_tdim: int | None = None
+) -> tuple[int, int, int, AuthorsSetting | None]:
+    """(fstride, tstride, input_tdim, the published setting or None) of an authors' ``.pth`` whose
+    position table holds ``n_patches``: what was given (all three must fit), else the one published
+    setting that fits it and the given values. Several or none: a ModelError listing what fits."""
+    given = {"fstride": fstride, "tstride": tstride, "input_tdim": input_tdim}
+
+    def fits(fs: int, ts: int, frames: int) -> bool:
+        f, t = patch_grid(MEL_BINS, frames, patch, fs, ts)
+        return frames >= patch and f * t == n_patches
+
+    if None not in given.values():
+        if not fits(fstride, tstride, input_tdim):
+            grid = patch_grid(MEL_BINS, input_tdim, patch, fstride, tstride)
+            raise ModelError(f"{source}: strides {fstride}/{tstride} at {input_tdim} frames make {grid[0]} x {grid[1]} patches, "
+                             f"the position table holds {n_patches}", hint=_candidates(n_patches, patch, given))  # fmt: skip
+        known = [s for s in AUTHORS_SETTINGS if (s.fstride, s.tstride, s.input_tdim) == (fstride, tstride, input_tdim)]
+        return fstride, tstride, input_tdim, known[0] if known else None
+    matches = [
+        s for s in AUTHORS_SETTINGS
+        if fits(s.fstride, s.tstride, s.input_tdim) and all(v is None or getattr(s, k) == v for k, v in given.items())
+    ]  # fmt: skip
+    if len(matches) == 1:
+        s = matches[0]
+        return s.fstride, s.tstride, s.input_tdim, s
+    raise ModelError(
+        f"{source}: the position table ({n_patches} patches) fits "
+        + ("several of the authors' settings" if matches else "none of the authors' published settings")
+        + ": say which architecture it was trained with",
+        hint=_candidates(n_patches, patch, given) + f", or put them in {source}.json",
+    )
+
+
+def _candidates(n_patches: int, patch: int, given: dict[str, int | None]) -> str:
+    """The (fstride, tstride, input_tdim range) that make ``n_patches`` patches, equal strides first."""
+    found = []
+    for fs in range(1, patch + 1):
+        f = (MEL_BINS - patch) // fs + 1
+        if n_patches % f or given["fstride"] not in (None, fs):
+            continue
+        t = n_patches // f
+        for ts in range(1, patch + 1):
+            low, high = patch + (t - 1) * ts, patch + t * ts - 1  # every input length with t patches in time
+            if given["tstride"] not in (None, ts) or (given["input_tdim"] is not None and not low <= given["input_tdim"] <= high):
+                continue
+            found.append((fs != ts, fs, ts, f"--fstride {fs} --tstride {ts} --input-tdim {low}" + (f"..{high}" if high > low else "")))
+    found.sort()
+    if not found:
+        return "no strides of 1 to 16 fit it with 128 mel bins"
+    shown = "; ".join(c[-1] for c in found[:6])
+    return f"candidates: {shown}" + (f" (and {len(found) - 6} more)" if len(found) > 6 else "")
+
+
+def infer_authors_config(
+    sd: dict[str, torch.Tensor], source: str, fstride: int | None = None, tstride: int | None = None, input_tdim: int | None = None
+) -> tuple[ASTConfig, tuple[int, int], AuthorsSetting | None]:
+    """Config of an authors' checkpoint from its tensor shapes, its position grid and the published
+    setting it is (None: an architecture given by the caller). Heads are not stored: ViT's 64-wide
+    heads. LayerNorms as the authors' code makes them: timm's eps 1e-6 in the blocks and the final
+    norm, nn.LayerNorm's default 1e-5 in mlp_head[0]."""
     try:
         D = sd["cls_token"].shape[-1]
         proj = sd["patch_embed.proj.weight"]
@@ -375,42 +461,44 @@ def infer_authors_config(sd: dict[str, torch.Tensor], source: str) -> tuple[ASTC
             hint="pass the model's .pth (e.g. audioset_10_10_0.4593.pth), not an optimizer or other state file",
         ) from None
     patch = proj.shape[-1]
-    for stride in (10, 12, 14, 16, 8, 6, 11, 13, 15, 9, 7, 5, 4):
-        f = (128 - patch) // stride + 1
-        if n_patches % f:
-            continue
-        t = n_patches // f
-        candidates = [n for n in range((t - 1) * stride + patch, t * stride + patch) if patch_grid(128, n, patch, stride, stride)[1] == t]
-        # prefer the lengths the authors trained with (AudioSet 1024, ESC-50 512, Speech Commands 128)
-        length = next((n for n in (1024, 512, 128) if n in candidates), candidates[0] if candidates else None)
-        if length:
-            config = ASTConfig(
-                hidden_size=D,
-                num_hidden_layers=layers,
-                num_attention_heads=max(D // 64, 1),
-                intermediate_size=mlp,
-                layer_norm_eps=1e-6,  # timm's LayerNorm in the authors' code
-                patch_size=patch,
-                frequency_stride=stride,
-                time_stride=stride,
-                max_length=length,
-                id2label={i: f"LABEL_{i}" for i in range(labels)},
-            )
-            return config, (f, t)
-    raise ModelError(f"{source}: cannot work out strides and input length from {n_patches} position embeddings")
+    fs, ts, frames, setting = authors_architecture(n_patches, patch, source, fstride, tstride, input_tdim)
+    config = ASTConfig(
+        hidden_size=D,
+        num_hidden_layers=layers,
+        num_attention_heads=max(D // 64, 1),
+        intermediate_size=mlp,
+        layer_norm_eps=1e-6,  # timm's LayerNorm in the authors' blocks
+        classifier_layer_norm_eps=1e-5,  # ast_models.py: nn.LayerNorm(...) in mlp_head
+        patch_size=patch,
+        frequency_stride=fs,
+        time_stride=ts,
+        max_length=frames,
+        id2label={i: f"LABEL_{i}" for i in range(labels)},
+    )
+    return config, config.grid, setting
 
 
 # -- loading ---------------------------------------------------------------------------------------
 def load(
-    spec: str, *, labels: str | None = None, max_length: int | None = None, matrix_dtype: torch.dtype | None = None
+    spec: str,
+    *,
+    labels: str | None = None,
+    norm_stats: str | None = None,
+    fstride: int | None = None,
+    tstride: int | None = None,
+    input_tdim: int | None = None,
+    max_length: int | None = None,
+    matrix_dtype: torch.dtype | None = None,
 ) -> Checkpoint:
     """A model from a Hub id, a local Hub-layout folder or the authors' ``.pth``.
 
-    ``max_length`` runs the model at another input length than it was saved with (position
-    embeddings adapted); ``labels`` names the outputs of a ``.pth`` (a class_labels_indices.csv);
-    ``matrix_dtype`` gives the Linear and Conv weight matrices of a safetensors file that dtype as
-    they are read (what ``Tagger`` would cast them to; the rest stays fp32), which keeps the memory
-    peak of loading at the cast model's size.
+    ``labels`` names the outputs of a ``.pth`` (a class_labels_indices.csv); ``norm_stats`` (MEAN,STD
+    or a preset of ``config.NORM_STATS``) replaces the checkpoint's normalisation; ``fstride``,
+    ``tstride``, ``input_tdim`` say the architecture of a ``.pth`` whose position table leaves it
+    open (``authors_architecture``). ``max_length`` runs the model at another input length than it
+    was saved with (position embeddings adapted); ``matrix_dtype`` gives the Linear and Conv weight
+    matrices of a safetensors file that dtype as they are read (what ``Tagger`` would cast them to;
+    the rest stays fp32), which keeps the memory peak of loading at the cast model's size.
     """
     path = Path(os.path.expanduser(spec))
     if path.is_dir():
@@ -418,7 +506,13 @@ def load(
     elif path.is_file():
         if path.suffix in (".json",):
             raise ModelError(f"{spec}: give the model's folder, not its config.json")
-        return _load_authors(path, spec, labels, max_length)
+        found = authors_checkpoint(path, spec, labels, fstride=fstride, tstride=tstride, input_tdim=input_tdim)
+        config = found.config
+        if max_length and max_length != config.max_length:
+            config = config.replace(max_length=max_length)
+        model = build_model(config, found.weights, spec, saved_grid=found.grid)
+        mean, std = parse_norm_stats(norm_stats, words=()) if norm_stats else found.norm_stats
+        return Checkpoint(model, PreprocessorConfig(max_length=config.max_length, mean=mean, std=std), spec)
     elif hub.looks_like_path(spec):
         raise ModelError(f"{spec}: no such file or directory", hint="give a local model folder, a .pth file or a Hub id")
     else:
@@ -428,6 +522,8 @@ def load(
         config = config.with_labels(read_labels_csv(labels), spec)
     pre_path = files.get(hub.PREPROCESSOR_FILE)
     preprocessor = PreprocessorConfig.from_file(pre_path) if pre_path else PreprocessorConfig(max_length=config.max_length)
+    if norm_stats:
+        preprocessor.mean, preprocessor.std = parse_norm_stats(norm_stats, words=())
     sd = read_state_dict(files["weights"], matrix_dtype)
     if not is_hf_layout(sd):
         raise ModelError(f"{files['weights']}: not transformers' AST weights (no audio_spectrogram_transformer.* keys)")
@@ -440,26 +536,62 @@ def load(
 
 @dataclass
 class AuthorsWeights:
-    """An authors' ``.pth``: native-layout weights, the config they imply (with label names), and
-    the position grid they were trained on."""
+    """An authors' ``.pth``: native-layout weights, the config they imply (with label names), the
+    position grid they were trained on and the normalisation they were trained with."""
 
     weights: dict[str, torch.Tensor]
     config: ASTConfig
     grid: tuple[int, int]
+    norm_stats: tuple[float, float] = NORM_STATS["audioset"]
 
 
-def _load_authors(path: Path, spec: str, labels: str | None, max_length: int | None) -> Checkpoint:
-    found = authors_checkpoint(path, spec, labels)
-    config = found.config
-    if max_length and max_length != config.max_length:
-        config = config.replace(max_length=max_length)
-    model = build_model(config, found.weights, spec, saved_grid=found.grid)
-    # The authors normalised AudioSet models with the AudioSet statistics; others need --norm-stats.
-    return Checkpoint(model, PreprocessorConfig(max_length=config.max_length), spec)
+def read_sidecar(path: Path) -> dict:
+    """``X.pth.json`` beside an authors' ``X.pth``, when there is one: what the weights do not say
+    (``fstride``, ``tstride``, ``input_tdim``, ``mean``, ``std``, ``labels``: a CSV, relative to the
+    JSON's folder). Unknown keys are refused, so a typo does not pass silently."""
+    sidecar = path.with_name(path.name + ".json")
+    if not sidecar.is_file():
+        return {}
+    data = read_json(sidecar)
+    known = {"fstride", "tstride", "input_tdim", "mean", "std", "labels"}
+    if not isinstance(data, dict) or set(data) - known:
+        raise ModelError(f"{sidecar}: expected an object of {', '.join(sorted(known))}", hint=f"unknown: {', '.join(sorted(set(data) - known))}" if isinstance(data, dict) else None)
+    if "labels" in data:
+        data["labels"] = str(sidecar.parent / data["labels"])
+    return data
 
 
-def authors_checkpoint(path: Path, spec: str, labels: str | None) -> AuthorsWeights:
-    """Native weights, config (with label names) and position grid of the authors' ``.pth``."""
+def authors_checkpoint(
+    path: Path, spec: str, labels: str | None, *, fstride: int | None = None, tstride: int | None = None, input_tdim: int | None = None
+) -> AuthorsWeights:
+    """Native weights, config (with label names), position grid and statistics of the authors' ``.pth``.
+    Arguments win over its sidecar ``X.pth.json``, which wins over what the position table says."""
+    sd = _authors_weights(path, spec)
+    side = read_sidecar(path)
+    arch = {k: given if given is not None else side.get(k) for k, given in (("fstride", fstride), ("tstride", tstride), ("input_tdim", input_tdim))}
+    config, grid, setting = infer_authors_config(sd, spec, **arch)
+    stats = NORM_STATS[setting.norm_stats] if setting else NORM_STATS["audioset"]
+    if "mean" in side or "std" in side:
+        stats = (float(side.get("mean", stats[0])), float(side.get("std", stats[1])))
+    if setting and not any(arch.values()):
+        _log.info(
+            f"{spec}: strides {setting.fstride}/{setting.tstride}, {setting.input_tdim} frames, {setting.norm_stats} statistics: "
+            f"the authors' {setting.name} setting (--fstride, --tstride, --input-tdim, --norm-stats to say otherwise)"
+        )
+    return AuthorsWeights(sd, _named(config, spec, labels or side.get("labels")), grid, stats)
+
+
+def authors_labels(path: Path, spec: str, labels: str | None) -> list[str]:
+    """The label names of an authors' ``.pth`` (its head size, named as ``load`` names it), whatever
+    its architecture."""
+    head = _authors_weights(path, spec).get("head.weight")
+    if head is None:
+        raise ModelError(f"{spec}: not an AST checkpoint (no mlp_head weights)")
+    config = ASTConfig(id2label={i: f"LABEL_{i}" for i in range(head.shape[0])})
+    return _named(config, spec, labels or read_sidecar(path).get("labels")).labels
+
+
+def _authors_weights(path: Path, spec: str) -> dict[str, torch.Tensor]:
     sd = read_state_dict(path)
     if is_hf_layout(sd):
         raise ModelError(f"{spec}: transformers weights without a config.json", hint="give the folder with config.json")
@@ -468,19 +600,22 @@ def authors_checkpoint(path: Path, spec: str, labels: str | None) -> AuthorsWeig
             f"{spec}: not an AST checkpoint (no module.v.* / mlp_head weights)",
             hint="pass the model's .pth (e.g. audioset_10_10_0.4593.pth), not an optimizer or other state file",
         )
-    sd = authors_to_native(sd)
-    config, grid = infer_authors_config(sd, spec)
+    return authors_to_native(sd)
+
+
+def _named(config: ASTConfig, spec: str, labels: str | None) -> ASTConfig:
+    """``config`` with the names of a labels CSV, or of the released AudioSet model for 527 outputs."""
     if labels:
-        config = config.with_labels(read_labels_csv(labels), spec)
-    elif config.num_labels == 527:  # an AudioSet head: the names of the released model
+        return config.with_labels(read_labels_csv(labels), spec)
+    if config.num_labels == 527:  # an AudioSet head: the names of the released model
         try:
             default = ASTConfig.from_file(hub.fetch(hub.DEFAULT_MODEL, hub.CONFIG_FILE))
-            config = config.replace(id2label=default.id2label)
+            return config.replace(id2label=default.id2label)
         except OfflineError as exc:  # fine-tuning or exporting needs no names: go on, and say so
-            warnings.warn(f"{spec}: AudioSet label names unavailable ({exc.message}); pass --labels class_labels_indices.csv", stacklevel=2)
-    else:
-        warnings.warn(f"{spec}: no label names; pass --labels class_labels_indices.csv", stacklevel=2)
-    return AuthorsWeights(sd, config, grid)
+            warnings.warn(f"{spec}: AudioSet label names unavailable ({exc.message}); pass --labels class_labels_indices.csv", stacklevel=3)
+            return config
+    warnings.warn(f"{spec}: no label names; pass --labels class_labels_indices.csv", stacklevel=3)
+    return config
 
 
 # -- saving ----------------------------------------------------------------------------------------

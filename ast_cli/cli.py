@@ -8,6 +8,7 @@ each command imports its core when it runs. The process around the commands (the
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from typing import Annotated
 
@@ -18,7 +19,7 @@ from .errors import EXIT_FAILED, EXIT_OK, UsageError
 from .hub import DEFAULT_MODEL
 from .options import (
     Aggregate, BatchFormat, BatchOptions, Device, ExportFormat, ExportOptions, ExportPrecision, FinetuneOptions,
-    Precision, ReportFormat, StatsMethod, StatsOptions, TagOptions, fields_of,
+    ModelOptions, Precision, ReportFormat, StatsMethod, StatsOptions, TagOptions, fields_of,
 )  # fmt: skip
 from .params import *  # noqa: F403 (the parameter declarations: one module, read as a table)
 from .version import __version__
@@ -61,10 +62,10 @@ def _root(version: Annotated[bool, typer.Option("--version", "-V", callback=_ver
     """
 
 
-def _load(model: str, labels: str | None, device: str, precision: str):
+def _load(model: str, reading: ModelOptions, device: str, precision: str):
     from .inference import load_model
 
-    return load_model(model, labels=labels, device=device, precision=precision)
+    return load_model(model, device=device, precision=precision, **dataclasses.asdict(reading))
 
 
 def _exit(failed: int) -> None:
@@ -83,7 +84,8 @@ def tag(
     window: Window = None, hop: Hop = None, aggregate: AggregateOpt = Aggregate.max, activation: ActivationOpt = None,
     include: Include = [], exclude: Exclude = [], timeline: Timeline = False, fmt: TagFormat = None,  # noqa: B006
     channel: Channel = "mean", device: DeviceOpt = Device.auto, precision: PrecisionOpt = Precision.auto,
-    batch_size: WindowsPerPass = None, quiet: Quiet = False, debug: Debug = False,
+    batch_size: WindowsPerPass = None, norm_stats: ModelNormStats = None, fstride: FStride = None, tstride: TStride = None,
+    input_tdim: InputTdim = None, quiet: Quiet = False, debug: Debug = False,
 ) -> None:  # fmt: skip
     """Tag audio files and folders: the labels of each whole recording (sliding windows over long ones).
 
@@ -102,7 +104,7 @@ def tag(
     files = with_folders(files)
     _stdin_once(files)
     options = TagOptions(**fields_of(TagOptions, locals()))
-    tagger = _load(model, labels, device, precision)
+    tagger = _load(model, ModelOptions(**fields_of(ModelOptions, locals())), device, precision)
     _exit(run_tag(tagger, files, options, fmt=fmt or default_format(sys.stdout), stream=sys.stdout, on_error=process.error))
 
 
@@ -116,7 +118,8 @@ def batch(
     exclude: Exclude = [], timeline: Timeline = False, merge: Merge = False, all_scores: AllScores = False,  # noqa: B006
     channel: Channel = "mean", device: DeviceOpt = Device.auto, precision: PrecisionOpt = Precision.auto,
     batch_size: WindowsPerPass = None, workers: Workers = None, unordered: Unordered = False, resume: Resume = False,
-    force: Force = False, quiet: Quiet = False, debug: Debug = False,
+    force: Force = False, norm_stats: ModelNormStats = None, fstride: FStride = None, tstride: TStride = None,
+    input_tdim: InputTdim = None, quiet: Quiet = False, debug: Debug = False,
 ) -> None:  # fmt: skip
     """Tag whole collections into CSV, TSV, JSON, JSON Lines or Audacity labels: streaming, resumable.
 
@@ -141,7 +144,8 @@ def batch(
                      shard=parse_shard(shard))  # fmt: skip
     options = BatchOptions(out=out, fmt=fmt, workers=workers, unordered=unordered, resume=resume, force=force, progress=not quiet)
     tag_options = TagOptions(**fields_of(TagOptions, locals()))
-    _exit(run_batch(_load(model, labels, device, precision), spec, tag_options, options).failed)
+    tagger = _load(model, ModelOptions(**fields_of(ModelOptions, locals())), device, precision)
+    _exit(run_batch(tagger, spec, tag_options, options).failed)
 
 
 # -- stats ------------------------------------------------------------------------------------------
@@ -171,6 +175,7 @@ def stats(
 def export(
     model: ModelArg, out: ExportOutput, fmt: ExportFormatOpt = ExportFormat.onnx, with_frontend: WithFrontend = False,
     precision: ExportPrecisionOpt = ExportPrecision.fp32, verify: Verify = None, labels: LabelNames = None, force: Force = False,
+    norm_stats: ModelNormStats = None, fstride: FStride = None, tstride: TStride = None, input_tdim: InputTdim = None,
     quiet: Quiet = False, debug: Debug = False,
 ) -> None:  # fmt: skip
     """Export a model for other runtimes: ONNX, TorchScript, or a clean Hub-layout folder.
@@ -188,7 +193,8 @@ def export(
     from . import export as core
 
     options = ExportOptions(**fields_of(ExportOptions, locals()))
-    result = core.export(model, out, options, status=None if quiet else process.status)
+    reading = ModelOptions(**fields_of(ModelOptions, locals()))
+    result = core.export(model, out, options, status=None if quiet else process.status, model_options=reading)
     for line in result.summary():
         typer.echo(line)
 
@@ -201,7 +207,8 @@ def finetune(
     lr: LearningRate = 1e-5, batch_size: ClipsPerStep = 48, mixup: Mixup = 0.0, freqm: Freqm = 48, timem: Timem = None,
     warmup: Warmup = None, weight_decay: WeightDecay = 5e-7, patience: Patience = 0, labels: LabelsCsv = None,
     norm_stats: NormStats = "auto", resume: ResumeTraining = False, force: ForceTraining = False, workers: LoaderWorkers = 2,
-    device: DeviceOpt = Device.auto, precision: PrecisionOpt = Precision.auto, quiet: Quiet = False, debug: Debug = False,
+    device: DeviceOpt = Device.auto, precision: PrecisionOpt = Precision.auto, fstride: FStride = None, tstride: TStride = None,
+    input_tdim: InputTdim = None, quiet: Quiet = False, debug: Debug = False,
 ) -> None:  # fmt: skip
     """Fine-tune an AST on a folder-per-class dataset; the best epoch is kept in the output folder.
 
@@ -219,6 +226,7 @@ def finetune(
 def evaluate(
     data_dir: ClassFolders, model: Model = DEFAULT_MODEL, labels: LabelsCsv = None, fmt: Report = ReportFormat.table,
     device: DeviceOpt = Device.auto, precision: PrecisionOpt = Precision.auto, batch_size: ClipsPerPass = 16,
+    norm_stats: ModelNormStats = None, fstride: FStride = None, tstride: TStride = None, input_tdim: InputTdim = None,
     quiet: Quiet = False, debug: Debug = False,
 ) -> None:  # fmt: skip
     """Score a model on labelled clips: accuracy, macro-F1, per-class accuracy and the confusion matrix;
@@ -231,7 +239,8 @@ def evaluate(
     from .evaluation import evaluate as run
     from .metrics import format_report
 
-    report = run(data_dir, model, labels, device=device, precision=precision, batch_size=batch_size)
+    reading = ModelOptions(norm_stats=norm_stats, fstride=fstride, tstride=tstride, input_tdim=input_tdim)  # --labels: the data's
+    report = run(data_dir, model, labels, device=device, precision=precision, batch_size=batch_size, model_options=reading)
     typer.echo(json.dumps(report, indent=2) if fmt == ReportFormat.json else format_report(report))
 
 
@@ -243,7 +252,8 @@ def embed(
     model: Model = DEFAULT_MODEL, window: Window = None, hop: Hop = None,
     timeline: Annotated[bool, typer.Option("--timeline", help="Also the embedding of every window, with start/end times (jsonl, npz).")] = False,
     channel: Channel = "mean", device: DeviceOpt = Device.auto, precision: PrecisionOpt = Precision.auto,
-    batch_size: WindowsPerPass = None, force: Force = False, quiet: Quiet = False, debug: Debug = False,
+    batch_size: WindowsPerPass = None, force: Force = False, labels: LabelNames = None, norm_stats: ModelNormStats = None,
+    fstride: FStride = None, tstride: TStride = None, input_tdim: InputTdim = None, quiet: Quiet = False, debug: Debug = False,
 ) -> None:  # fmt: skip
     """Embeddings of audio files: the model's pooled vector before the classifier, per file and per window.
 
@@ -264,7 +274,7 @@ def embed(
     _stdin_once(files)
     check_output(out, timeline, force)
     options = TagOptions(window=window, hop=hop, channel=channel, batch_size=batch_size)
-    tagger = _load(model, None, device, precision)
+    tagger = _load(model, ModelOptions(**fields_of(ModelOptions, locals())), device, precision)
     dims = tagger.config.hidden_size
     failed = write_embeddings(embed_files(tagger, files, options), out, timeline, len(files), dims, on_error=process.error)
     if not quiet and out != "-":

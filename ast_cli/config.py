@@ -23,6 +23,12 @@ ARCHITECTURE = "ASTForAudioClassification"
 # AudioSet statistics of the log-mel fbank (authors' src/run.sh; transformers' ASTFeatureExtractor defaults).
 AUDIOSET_MEAN = -4.2677393
 AUDIOSET_STD = 4.5689974
+# The statistics of the authors' recipes (egs/*/run*.sh: dataset_mean, dataset_std), by name: --norm-stats NAME.
+NORM_STATS = {
+    "audioset": (AUDIOSET_MEAN, AUDIOSET_STD),
+    "esc50": (-6.6268077, 5.358466),
+    "speechcommands": (-6.845978, 5.5654526),
+}
 
 SINGLE_LABEL = "single_label_classification"
 MULTI_LABEL = "multi_label_classification"
@@ -81,6 +87,9 @@ class ASTConfig(JsonFile):
     num_mel_bins: int = 128
     id2label: dict[int, str] = field(default_factory=lambda: {0: "LABEL_0", 1: "LABEL_1"})
     problem_type: str | None = None
+    # Not transformers': the head LayerNorm's eps where it differs from the blocks' (the authors' .pth:
+    # nn.LayerNorm's default 1e-5 for mlp_head[0], timm's 1e-6 in the blocks). None: layer_norm_eps.
+    classifier_layer_norm_eps: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # keys we do not interpret, written back unchanged
     FILE: ClassVar[str] = "config.json"
 
@@ -116,6 +125,10 @@ class ASTConfig(JsonFile):
         return self.problem_type != SINGLE_LABEL
 
     @property
+    def head_norm_eps(self) -> float:
+        return self.layer_norm_eps if self.classifier_layer_norm_eps is None else self.classifier_layer_norm_eps
+
+    @property
     def default_activation(self) -> str:
         """What turns logits into scores: sigmoid for multi-label heads, softmax for single-label."""
         if self.problem_type == "regression":
@@ -141,6 +154,8 @@ class ASTConfig(JsonFile):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ModelError(f"config.json: '{name}' must be a number, got {value!r}")
+        if self.classifier_layer_norm_eps is not None and (isinstance(self.classifier_layer_norm_eps, bool) or not isinstance(self.classifier_layer_norm_eps, (int, float))):
+            raise ModelError(f"config.json: 'classifier_layer_norm_eps' must be a number, got {self.classifier_layer_norm_eps!r}")
         if not isinstance(self.qkv_bias, bool):
             raise ModelError(f"config.json: 'qkv_bias' must be true or false, got {self.qkv_bias!r}")
         if self.hidden_act not in _ACTIVATIONS:
@@ -193,7 +208,7 @@ class ASTConfig(JsonFile):
             if f.name in ("id2label", "extra"):
                 continue
             value = getattr(self, f.name)
-            if f.name == "problem_type" and value is None:
+            if f.name in ("problem_type", "classifier_layer_norm_eps") and value is None:
                 continue
             data[f.name] = value
         data["id2label"] = {str(i): label for i, label in sorted(self.id2label.items())}

@@ -6,6 +6,7 @@ as the authors evaluate; the scores are the model's logits.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +15,7 @@ import torch
 from . import data as D
 from . import metrics
 from .devices import autocast
+from .options import ModelOptions
 
 
 def predict(forward: Callable[[torch.Tensor], torch.Tensor], loader) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,12 +54,14 @@ def evaluate(
     device: str = "auto",
     precision: str = "auto",
     batch_size: int = 16,
+    model_options: ModelOptions | None = None,
 ) -> dict[str, Any]:
     """Metrics of ``model_spec`` on a folder-per-class set (or ``labels_csv``), whose class names must be
-    the model's labels."""
+    the model's labels. ``model_options``: how to read the model (a .pth's architecture, --norm-stats)."""
     from .inference import load_model
 
-    tagger = load_model(model_spec, device=device, precision=precision)  # weights cast once; int8 quantized
+    reading = dataclasses.asdict(model_options or ModelOptions())
+    tagger = load_model(model_spec, device=device, precision=precision, **reading)  # weights cast once; int8 quantized
     config, pre = tagger.config, tagger.preprocessor
     found = D.csv_labels(labels_csv, data_dir) if labels_csv else D.folder_classes(data_dir)
     found = D.relabel(found, config.labels, f"model {model_spec}")

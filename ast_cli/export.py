@@ -14,6 +14,7 @@ tolerance for the precision (``TOLERANCE``).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -33,7 +34,7 @@ from .files import AtomicPath
 from .frontend import Frontend
 from .inference import Tagger
 from .model import AST
-from .options import Activation, ExportFormat, ExportOptions, ExportPrecision
+from .options import Activation, ExportFormat, ExportOptions, ExportPrecision, ModelOptions
 
 DTYPES = {ExportPrecision.fp32: torch.float32, ExportPrecision.fp16: torch.float16, ExportPrecision.bf16: torch.bfloat16}
 # Largest absolute difference of the scores accepted by the check, against the fp32 PyTorch model.
@@ -97,7 +98,9 @@ class Scorer(nn.Module):
 
 
 # -- the command's core -------------------------------------------------------------------------------
-def export(spec: str, out: str | os.PathLike, options: ExportOptions, status: Callable[[str], None] | None = None) -> ExportResult:
+def export(
+    spec: str, out: str | os.PathLike, options: ExportOptions, status: Callable[[str], None] | None = None, model_options: ModelOptions | None = None
+) -> ExportResult:
     """Export the model ``spec`` (anything ``ast tag -m`` takes) to ``out``.
 
     ``options.verify`` None: check when the runtime is installed (onnxruntime for ONNX, transformers
@@ -116,7 +119,8 @@ def export(spec: str, out: str | os.PathLike, options: ExportOptions, status: Ca
     out = Path(out)
     _check_output(out, fmt, options.force)
     status(f"loading {spec}")
-    checkpoint = load(spec, labels=options.labels)
+    reading = dataclasses.asdict(model_options or ModelOptions())
+    checkpoint = load(spec, **{**reading, "labels": options.labels or reading["labels"]})
     activation = checkpoint.model.config.default_activation
     status(f"exporting to {out} ({fmt}, {precision}{', with the front end' if with_frontend else ''})")
     if fmt == ExportFormat.hub:

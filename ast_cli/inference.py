@@ -27,14 +27,27 @@ from .windows import Window, WindowSpec, batched, iter_windows
 __all__ = ["Tagger", "TagOptions", "load_model", "resolve_precision"]
 
 
-def load_model(model: str = DEFAULT_MODEL, *, device: str = "auto", precision: str = "auto", labels: str | None = None) -> Tagger:
+def load_model(
+    model: str = DEFAULT_MODEL,
+    *,
+    device: str = "auto",
+    precision: str = "auto",
+    labels: str | None = None,
+    norm_stats: str | None = None,
+    fstride: int | None = None,
+    tstride: int | None = None,
+    input_tdim: int | None = None,
+) -> Tagger:
     """Load a model for tagging: a Hub id, a local Hub-layout folder, or the authors' ``.pth``
-    (``labels``: their class_labels_indices.csv). ``device`` auto|cpu|cuda|mps; ``precision``
+    (``labels``: their class_labels_indices.csv; ``fstride``/``tstride``/``input_tdim``: its
+    architecture where its weights leave it open). ``norm_stats``: MEAN,STD or a preset (audioset,
+    esc50, speechcommands) over the model's own. ``device`` auto|cpu|cuda|mps; ``precision``
     auto|fp32|bf16|fp16|int8 (auto: bf16 on CPUs with native bf16, fp16 on CUDA, else fp32)."""
     precision = Precision.parse(precision, "--precision")
     dtype = resolve_precision(precision, resolve_device(device))
     cast = dtype if dtype != torch.float32 and precision != Precision.int8 else None  # int8 quantizes fp32 weights
-    return Tagger(load(model, labels=labels, matrix_dtype=cast), device=device, precision=precision)
+    checkpoint = load(model, labels=labels, norm_stats=norm_stats, fstride=fstride, tstride=tstride, input_tdim=input_tdim, matrix_dtype=cast)
+    return Tagger(checkpoint, device=device, precision=precision)
 
 
 class Tagger:

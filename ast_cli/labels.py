@@ -2,7 +2,7 @@
 
 Reads config.json of a folder or a Hub id (only that file is fetched when not cached), so the
 command starts as fast as ``--help``; only an authors' ``.pth`` needs torch, to read its head size
-from the weights (``checkpoints.authors_checkpoint``).
+from the weights (``checkpoints.authors_labels``).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ def model_labels(spec: str, *, labels: str | None = None) -> list[str]:
     if path.is_file():
         if path.suffix == ".json":
             raise ModelError(f"{spec}: give the model's folder, not its config.json")
-        from .checkpoints import authors_checkpoint  # torch: the head size is in the weights
+        from .checkpoints import authors_labels  # torch: the head size is in the weights
 
-        return authors_checkpoint(path, spec, labels).config.labels
+        return authors_labels(path, spec, labels)
     if path.is_dir():
         config_file = hub.local_files(path)[hub.CONFIG_FILE]
     elif hub.looks_like_path(spec):

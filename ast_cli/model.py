@@ -95,7 +95,7 @@ class AST(nn.Module):
         self.pos_drop = nn.Dropout(config.hidden_dropout_prob)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_hidden_layers))
         self.norm = nn.LayerNorm(D, eps=config.layer_norm_eps)
-        self.fc_norm = nn.LayerNorm(D, eps=config.layer_norm_eps)  # the head's LayerNorm (mlp_head.0)
+        self.fc_norm = nn.LayerNorm(D, eps=config.head_norm_eps)  # the head's LayerNorm (mlp_head.0)
         self.head = nn.Linear(D, config.num_labels)  # mlp_head.1
         self.init_weights()
 

@@ -17,6 +17,7 @@ from enum import Enum
 from typing import Any, TypeVar
 
 from .errors import UsageError
+from .config import NORM_STATS
 from .hub import DEFAULT_MODEL
 
 C = TypeVar("C", bound="Choice")
@@ -218,17 +219,39 @@ class ExportOptions:
 
 
 # -- finetune -------------------------------------------------------------------------------------
-def parse_norm_stats(value: str) -> tuple[float, float] | str:
-    """``--norm-stats``: auto, base, or MEAN,STD."""
-    if value in ("auto", "base"):
+def parse_norm_stats(value: str, words: tuple[str, ...] = ("auto", "base")) -> tuple[float, float] | str:
+    """``--norm-stats``: one of ``words`` (finetune's auto and base), a preset of the authors' recipes
+    (``config.NORM_STATS``: audioset, esc50, speechcommands), or MEAN,STD."""
+    if value in words:
         return value
+    if value.lower() in NORM_STATS:
+        return NORM_STATS[value.lower()]
     try:
         mean, std = (float(v) for v in value.split(","))
     except ValueError:
-        raise UsageError(f"--norm-stats must be auto, base or MEAN,STD, got {value!r}") from None
-    if not std > 0:
-        raise UsageError(f"--norm-stats: std must be positive, got {std}")
+        accepted = f"{', '.join(words)} or MEAN,STD" if words else "MEAN,STD"
+        raise UsageError(f"--norm-stats must be {accepted}, or one of {', '.join(NORM_STATS)}, got {value!r}") from None
+    if not (std > 0 and math.isfinite(mean) and math.isfinite(std)):
+        raise UsageError(f"--norm-stats: mean must be finite and std positive, got {value!r}")
     return mean, std
+
+
+@dataclass(kw_only=True)
+class ModelOptions:
+    """How to read a model beyond its name: what ``checkpoints.load`` takes from the command line."""
+
+    labels: str | None = None  # a labels CSV naming a .pth's outputs
+    fstride: int | None = None  # an authors' .pth: the architecture it was trained with, where its
+    tstride: int | None = None  # position table does not say it unambiguously
+    input_tdim: int | None = None
+    norm_stats: str | None = None  # MEAN,STD or a preset, over the checkpoint's own statistics
+
+    def __post_init__(self) -> None:
+        for flag, value in (("--fstride", self.fstride), ("--tstride", self.tstride), ("--input-tdim", self.input_tdim)):
+            if value is not None and value < 1:
+                raise UsageError(f"{flag} must be a positive number, got {value}")
+        if self.norm_stats is not None:
+            parse_norm_stats(self.norm_stats, words=())
 
 
 @dataclass(kw_only=True)
@@ -252,6 +275,9 @@ class FinetuneOptions:
     patience: int = 0  # epochs without improvement before stopping; 0: never stop early
     labels_csv: str | None = None
     norm_stats: str = "auto"
+    fstride: int | None = None  # an authors' .pth as --base: its architecture, where its weights leave it open
+    tstride: int | None = None
+    input_tdim: int | None = None
     resume: bool = False
     force: bool = False
     device: str = "auto"

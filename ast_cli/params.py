@@ -44,6 +44,15 @@ PrecisionOpt = Annotated[
     Precision,
     typer.Option("--precision", help="auto: bf16 on CPUs with native bf16, fp16 on CUDA, else fp32; int8: CPU, quantized Linear layers."),
 ]
+FStride = Annotated[Optional[int], typer.Option("--fstride", min=1, metavar="N", help="An authors' .pth: the frequency stride it was trained with (default: what its weights say).")]
+TStride = Annotated[Optional[int], typer.Option("--tstride", min=1, metavar="N", help="An authors' .pth: the time stride it was trained with (default: what its weights say).")]
+InputTdim = Annotated[
+    Optional[int], typer.Option("--input-tdim", min=1, metavar="FRAMES", help="An authors' .pth: the input frames it was trained with (default: what its weights say).")
+]
+ModelNormStats = Annotated[
+    Optional[str],
+    typer.Option("--norm-stats", metavar="STATS", help="Normalise with MEAN,STD or the authors' audioset, esc50 or speechcommands statistics (default: the model's own)."),
+]
 WindowsPerPass = Annotated[
     Optional[int], typer.Option("--batch-size", min=1, metavar="N", help="Windows per forward pass (default: 1 on the CPU, 8 on a GPU).")
 ]
@@ -133,7 +142,9 @@ Warmup = Annotated[Optional[int], typer.Option("--warmup", metavar="STEPS", help
 WeightDecay = Annotated[float, typer.Option("--weight-decay", metavar="X", help="Adam weight decay (authors: 5e-7).")]
 Patience = Annotated[int, typer.Option("--patience", metavar="N", help="Stop after this many epochs without a better validation score (0: never).")]
 LabelsCsv = Annotated[Optional[str], typer.Option("--labels", metavar="CSV", help="Multi-label data: CSV of 'path,label;label' rows, paths relative to DIR.")]
-NormStats = Annotated[str, typer.Option("--norm-stats", metavar="STATS", help="auto (the training clips' mean/std), base (the base model's) or MEAN,STD.")]
+NormStats = Annotated[
+    str, typer.Option("--norm-stats", metavar="STATS", help="auto (the training clips' mean/std), base (the base model's), MEAN,STD, or audioset, esc50, speechcommands.")
+]
 ResumeTraining = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in the output folder after its last finished epoch.")]
 ForceTraining = Annotated[bool, typer.Option("--force", help="Write into a non-empty output folder, replacing an earlier run.")]
 LoaderWorkers = Annotated[int, typer.Option("--workers", min=0, metavar="N", help="Data-loading processes (0: in the training process).")]

@@ -42,10 +42,10 @@ def guard(fn: Callable, *, needs_torch: bool = True) -> Callable:
     @functools.wraps(fn)
     def run(*args, **kwargs):
         global _debug
-        _debug = bool(kwargs.get("debug"))
-        prepare(quiet=bool(kwargs.get("quiet")), needs_torch=needs_torch)
+        _debug, quiet = bool(kwargs.get("debug")), bool(kwargs.get("quiet"))
+        prepare(quiet=quiet, needs_torch=needs_torch)
         try:
-            with _debug_log(_debug):
+            with _log_to_stderr(quiet=quiet, debug=_debug):
                 return fn(*args, **kwargs)
         except KeyboardInterrupt:
             raise Interrupted("interrupted") from None
@@ -85,21 +85,30 @@ def _import_torch() -> None:
         gc.enable()
 
 
+class _Prefix(logging.Formatter):
+    """``ast: message`` on one line; ``ast: debug: message`` (tracebacks included) with --debug."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.levelno <= logging.DEBUG:
+            return "ast: debug: " + super().format(record)
+        return "ast: " + one_line(super().format(record))
+
+
 @contextlib.contextmanager
-def _debug_log(enabled: bool):
-    """With --debug, the core's debug records (tracebacks of the files that failed) on stderr."""
-    if not enabled:
-        yield
-        return
+def _log_to_stderr(*, quiet: bool, debug: bool):
+    """The core's log records on stderr: what it chose on its own (info: which architecture a .pth
+    was read as), not with --quiet; with --debug also the tracebacks of the files that failed."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("ast: debug: %(message)s"))
+    handler.setFormatter(_Prefix("%(message)s"))
     logger = logging.getLogger("ast_cli")
+    level = logger.level
     logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
+    logger.setLevel(logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO)
     try:
         yield
     finally:
         logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 # -- messages -------------------------------------------------------------------------------------

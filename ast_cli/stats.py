@@ -296,9 +296,12 @@ class _ClipReader:
 
     def longest(self, paths: Sequence[str]) -> int:
         """Frames of the longest readable clip at 16 kHz, from the headers (decoded where a header does
-        not tell); unreadable files are marked bad here already."""
+        not tell); unreadable files are marked bad here already. Only regular files: a pipe can be
+        read once, by the statistics themselves."""
         longest = 0
         for path in paths:
+            if not os.path.isfile(path):
+                continue
             try:
                 with audio.AudioReader(path, self.channel) as reader:
                     info = reader.info

@@ -120,7 +120,8 @@ def load_data(data_dir: str, options: FinetuneOptions, keep_fbanks: bool) -> tup
 
 def initial_model(options: FinetuneOptions, train: D.LabelledSet, frames: list[int], out: Path) -> tuple[AST, PreprocessorConfig]:
     """The base model at the target length with a fresh head of one output per class."""
-    base = checkpoints.load(options.base, max_length=options.target_length)
+    base = checkpoints.load(options.base, max_length=options.target_length, fstride=options.fstride, tstride=options.tstride,
+                            input_tdim=options.input_tdim)  # fmt: skip
     model, config = base.model, base.model.config
     target = options.target_length or D.default_target_length(frames, config.max_length)
     if target != config.max_length:  # the default length is known only once the base is loaded

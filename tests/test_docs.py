@@ -57,8 +57,7 @@ def code_lines(text: str) -> list[tuple[int, str]]:
             previous_blank = not stripped
         if not code:
             continue
-        if stripped.startswith("$ "):
-            stripped = stripped[2:]
+        stripped = stripped.removeprefix("$ ")
         if pending is not None:
             number, stripped = pending[0], pending[1] + " " + stripped
         if stripped.endswith("\\"):
@@ -221,22 +220,21 @@ def test_the_checker_catches_what_it_should():
     assert ok.problems == [] and ok.positionals == ["a.wav"] and ("-m", "M") in ok.options
     assert parse(["export", "M", "-o", "x.onnx", "--no-verify"]).problems == []
 
-    text = "\n".join([
-        "Prose mentioning ast tag --bogus is not code.",
-        "",
-        "    find . -name '*.wav' | ast batch --files-from - -o - | jq .path   # a comment --bogus",
-        "    HF_HUB_OFFLINE=1 ast tag a.wav \\",
-        "        --top 3 > out.jsonl && ast labels dog",
-        "    ast: error: an output line, not a command",
-        "",
-        "```bash",
-        "torchrun --nproc-per-node 2 -m ast_cli finetune sounds/ -o m",
-        "$ ast finetune D -o O [--resume | --force] [--norm-stats auto|base|MEAN,STD]",
-        "```",
-        "```python",
-        "tagger.tag('x')  # the record of ast tag --bogus",
-        "```",
-    ])  # fmt: skip
+    text = """Prose mentioning ast tag --bogus is not code.
+
+    find . -name '*.wav' | ast batch --files-from - -o - | jq .path   # a comment --bogus
+    HF_HUB_OFFLINE=1 ast tag a.wav \\
+        --top 3 > out.jsonl && ast labels dog
+    ast: error: an output line, not a command
+
+```bash
+torchrun --nproc-per-node 2 -m ast_cli finetune sounds/ -o m
+$ ast finetune D -o O [--resume | --force] [--norm-stats auto|base|MEAN,STD]
+```
+```python
+tagger.tag('x')  # the record of ast tag --bogus
+```
+"""
     found = [c for number, line in code_lines(text) for c in commands_in_line(line, str(number))]
     assert [c.argv for c in found] == [
         ["batch", "--files-from", "-", "-o", "-"],
