@@ -30,7 +30,7 @@ import torch
 from .errors import AudioError, Terminated, UsageError
 from .inference import Tagger
 from .inputs import Counts, Input, InputSpec
-from .options import BatchFormat, BatchOptions, TagOptions
+from .options import BatchFormat, BatchOptions, FeatureFrontend, TagOptions
 from .progress import Progress
 from .records import FileResult, RecordMaker, ScoreRows
 from .sinks import Sink, check_settings, open_sink, settings_path, write_settings
@@ -85,7 +85,7 @@ def run_settings(tagger: Tagger, options: TagOptions, inputs: InputSpec, fmt: Ba
     """What changes the results; recorded beside the output and compared by ``--resume``."""
     window, hop = tagger.window_hop_frames(options)
     source = tagger.checkpoint.source
-    return {
+    settings = {
         "model": os.path.abspath(source) if os.path.exists(source) else source,
         "format": fmt,
         "window_frames": window,
@@ -103,6 +103,9 @@ def run_settings(tagger: Tagger, options: TagOptions, inputs: InputSpec, fmt: Ba
         "channel": options.channel,
         "relative": inputs.relative,
     }
+    if options.frontend != FeatureFrontend.transformers:  # only then: outputs of earlier versions resume as before
+        settings["frontend"] = options.frontend
+    return settings
 
 
 def run_batch(tagger: Tagger, inputs: InputSpec, tag_options: TagOptions, options: BatchOptions, log=None) -> Summary:

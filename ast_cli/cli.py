@@ -18,7 +18,7 @@ from . import process
 from .errors import EXIT_FAILED, EXIT_OK, UsageError
 from .hub import DEFAULT_MODEL
 from .options import (
-    Aggregate, BatchFormat, BatchOptions, Device, ExportFormat, ExportOptions, ExportPrecision, FinetuneOptions,
+    Aggregate, BatchFormat, BatchOptions, Device, ExportFormat, FeatureFrontend, ExportOptions, ExportPrecision, FinetuneOptions,
     ModelOptions, Precision, ReportFormat, StatsMethod, StatsOptions, TagOptions, fields_of,
 )  # fmt: skip
 from .params import *  # noqa: F403 (the parameter declarations: one module, read as a table)
@@ -84,8 +84,8 @@ def tag(
     window: Window = None, hop: Hop = None, aggregate: AggregateOpt = Aggregate.max, activation: ActivationOpt = None,
     include: Include = [], exclude: Exclude = [], timeline: Timeline = False, fmt: TagFormat = None,  # noqa: B006
     channel: Channel = "mean", device: DeviceOpt = Device.auto, precision: PrecisionOpt = Precision.auto,
-    batch_size: WindowsPerPass = None, norm_stats: ModelNormStats = None, fstride: FStride = None, tstride: TStride = None,
-    input_tdim: InputTdim = None, quiet: Quiet = False, debug: Debug = False,
+    batch_size: WindowsPerPass = None, frontend: FrontendOpt = FeatureFrontend.transformers, norm_stats: ModelNormStats = None,
+    fstride: FStride = None, tstride: TStride = None, input_tdim: InputTdim = None, quiet: Quiet = False, debug: Debug = False,
 ) -> None:  # fmt: skip
     """Tag audio files and folders: the labels of each whole recording (sliding windows over long ones).
 
@@ -118,8 +118,8 @@ def batch(
     exclude: Exclude = [], timeline: Timeline = False, merge: Merge = False, all_scores: AllScores = False,  # noqa: B006
     channel: Channel = "mean", device: DeviceOpt = Device.auto, precision: PrecisionOpt = Precision.auto,
     batch_size: WindowsPerPass = None, workers: Workers = None, unordered: Unordered = False, resume: Resume = False,
-    force: Force = False, norm_stats: ModelNormStats = None, fstride: FStride = None, tstride: TStride = None,
-    input_tdim: InputTdim = None, quiet: Quiet = False, debug: Debug = False,
+    force: Force = False, frontend: FrontendOpt = FeatureFrontend.transformers, norm_stats: ModelNormStats = None,
+    fstride: FStride = None, tstride: TStride = None, input_tdim: InputTdim = None, quiet: Quiet = False, debug: Debug = False,
 ) -> None:  # fmt: skip
     """Tag whole collections into CSV, TSV, JSON, JSON Lines or Audacity labels: streaming, resumable.
 
@@ -252,8 +252,9 @@ def embed(
     model: Model = DEFAULT_MODEL, window: Window = None, hop: Hop = None,
     timeline: Annotated[bool, typer.Option("--timeline", help="Also the embedding of every window, with start/end times (jsonl, npz).")] = False,
     channel: Channel = "mean", device: DeviceOpt = Device.auto, precision: PrecisionOpt = Precision.auto,
-    batch_size: WindowsPerPass = None, force: Force = False, labels: LabelNames = None, norm_stats: ModelNormStats = None,
-    fstride: FStride = None, tstride: TStride = None, input_tdim: InputTdim = None, quiet: Quiet = False, debug: Debug = False,
+    batch_size: WindowsPerPass = None, force: Force = False, frontend: FrontendOpt = FeatureFrontend.transformers,
+    labels: LabelNames = None, norm_stats: ModelNormStats = None, fstride: FStride = None, tstride: TStride = None,
+    input_tdim: InputTdim = None, quiet: Quiet = False, debug: Debug = False,
 ) -> None:  # fmt: skip
     """Embeddings of audio files: the model's pooled vector before the classifier, per file and per window.
 
@@ -273,7 +274,7 @@ def embed(
     files = with_folders(files)
     _stdin_once(files)
     check_output(out, timeline, force)
-    options = TagOptions(window=window, hop=hop, channel=channel, batch_size=batch_size)
+    options = TagOptions(window=window, hop=hop, channel=channel, batch_size=batch_size, frontend=frontend)
     tagger = _load(model, ModelOptions(**fields_of(ModelOptions, locals())), device, precision)
     dims = tagger.config.hidden_size
     failed = write_embeddings(embed_files(tagger, files, options), out, timeline, len(files), dims, on_error=process.error)

@@ -1,4 +1,8 @@
-"""Log-mel filter banks exactly as the authors and transformers' ``ASTFeatureExtractor`` compute them.
+"""Log-mel filter banks exactly as transformers' ``ASTFeatureExtractor`` computes them.
+
+The authors' loader (dataloader.py ``_wav2fbank``) also subtracts the waveform's mean first; kaldi's
+per-frame DC removal makes that nearly, not exactly, the same in float32 (up to ~0.02 in log-mel
+near the floor: tests/test_authors.py), and ``--frontend authors`` does it too (``windows.py``).
 
 Kaldi-compatible fbank (torchaudio.compliance.kaldi), 25 ms Hanning frames every 10 ms, 128 mel bins,
 no dither, no energy; zero-padded at the end or cut to the model's ``max_length`` frames; normalised

@@ -20,7 +20,7 @@ from .errors import UsageError
 from .features import FRAMES_PER_SECOND
 from .hub import DEFAULT_MODEL
 from .model import AST
-from .options import Activation, Precision, TagOptions
+from .options import Activation, FeatureFrontend, Precision, TagOptions
 from .records import FileResult, RecordMaker
 from .windows import Window, WindowSpec, batched, iter_windows
 
@@ -109,6 +109,7 @@ class Tagger:
         return WindowSpec(
             num_mel_bins=self.config.num_mel_bins, max_length=self.window_frames, window=window, hop=hop,
             mean=p.mean, std=p.std, do_normalize=p.do_normalize, channel=options.channel,
+            remove_dc=options.frontend == FeatureFrontend.authors,
         )  # fmt: skip
 
     def windows(

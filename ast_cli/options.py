@@ -56,6 +56,10 @@ ReportFormat = choice("ReportFormat", "table json", "``ast eval``, ``ast stats``
 # how scores are made
 Aggregate = choice("Aggregate", "max mean", "How the window scores of a label become the file's.")
 Activation = choice("Activation", "sigmoid softmax none", "What turns logits into scores.")
+FeatureFrontend = choice(
+    "FeatureFrontend", "transformers authors",
+    "transformers: ASTFeatureExtractor's fbank (the default); authors: each window's waveform mean removed first, as the authors' loader does.",
+)  # fmt: skip
 
 # where and how the model runs
 Device = choice("Device", "auto cpu cuda mps", "Where the model runs (``cuda:N`` too, from Python).")
@@ -119,9 +123,11 @@ class TagOptions:
     batch_size: int | None = None  # windows a forward pass; None: Tagger.windows_per_batch decides
     all_scores: bool = False  # also every label's score: "scores" {label: score} in the record
     merge: bool = False  # also "events": consecutive windows carrying a label joined (implies timeline)
+    frontend: FeatureFrontend = FeatureFrontend.transformers
 
     def __post_init__(self) -> None:
         self.aggregate = Aggregate.parse(self.aggregate, "--aggregate")
+        self.frontend = FeatureFrontend.parse(self.frontend, "--frontend")
         if self.activation is not None:
             self.activation = Activation.parse(self.activation, "--activation")
         if self.top < 0:

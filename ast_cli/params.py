@@ -11,7 +11,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from .options import Activation, Aggregate, BatchFormat, Device, ExportFormat, ExportPrecision, Precision, RecordFormat, ReportFormat, StatsMethod
+from .options import (
+    Activation, Aggregate, BatchFormat, Device, ExportFormat, ExportPrecision, FeatureFrontend, Precision, RecordFormat, ReportFormat, StatsMethod,
+)  # fmt: skip
 
 # -- arguments --------------------------------------------------------------------------------------
 AudioFiles = Annotated[
@@ -71,6 +73,7 @@ Merge = Annotated[
     bool, typer.Option("--merge", help="Join consecutive windows carrying a label into one event (start, end, label, score); implies --timeline.")
 ]
 AllScores = Annotated[bool, typer.Option("--all-scores", help="Every label's score: one CSV column per label; 'scores' in JSON.")]
+FrontendOpt = Annotated[FeatureFrontend, typer.Option("--frontend", help="transformers: ASTFeatureExtractor's features; authors: each window's waveform mean removed first, as the authors' loader does.")]
 Channel = Annotated[str, typer.Option("--channel", metavar="CHANNEL", help="Downmix: 'mean' of all channels, or a channel number from 0.")]
 
 # -- outputs --------------------------------------------------------------------------------------

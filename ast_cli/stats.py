@@ -247,8 +247,9 @@ def augmented_item(
     has its DC removed, the partner is zero-padded or cut to the first clip's length, and they are
     mixed with lambda ~ Beta(10, 10); fbank; pad/cut to ``target_length``; then one frequency mask
     and one time mask (torchaudio's FrequencyMasking/TimeMasking on the (F, T) transpose) writing 0.
-    The mix's final DC removal is left out: kaldi's per-frame DC removal makes a constant offset
-    vanish exactly. A partner that cannot be read is replaced by another draw.
+    The mix's final DC removal is left out: kaldi's per-frame DC removal takes a constant offset out
+    of every frame again, up to float32 rounding (tests/test_authors.py measures that difference).
+    A partner that cannot be read is replaced by another draw.
     """
     if rng.random() < mixup:
         first = reader.waveform(path)

@@ -18,7 +18,7 @@ import torch
 
 from . import audio
 from .errors import AudioError
-from .features import FRAME_LENGTH, FbankStream, normalize, pad_or_cut
+from .features import FRAME_LENGTH, FRAME_SHIFT, FbankStream, fbank, normalize, pad_or_cut
 
 
 @dataclass
@@ -40,6 +40,7 @@ class WindowSpec:
     std: float
     do_normalize: bool = True
     channel: str | int = "mean"
+    remove_dc: bool = False  # the authors' loader: each window's waveform minus its mean before the fbank
 
     def prepare(self, feats: torch.Tensor) -> torch.Tensor:
         feats = pad_or_cut(feats, self.max_length)  # (T, F): padding before normalisation, as the reference
@@ -54,14 +55,17 @@ def iter_windows(
     The fbank is computed once over the whole stream, block by block, and cut into windows: memory
     stays at about one window plus one decoded block whatever the recording's length."""
     stream = FbankStream(spec.num_mel_bins)
+    samples = WindowSamples() if spec.remove_dc else None
     with contextlib.ExitStack() as stack:
         if isinstance(source, np.ndarray):
             blocks, name = audio.array_stream(source, sample_rate, spec.channel), "<array>"
         else:
             reader = stack.enter_context(audio.AudioReader(source, spec.channel))
             blocks, name = audio.stream(reader), reader.path
-        frames = (stream.feed(block) for block in blocks)
+        frames = (stream.feed(samples.keep(block) if samples else block) for block in blocks)
         for start, feats in sliding_windows(frames, spec.window, spec.hop, spec.num_mel_bins):
+            if samples:  # the same frames, from the window's samples with their mean removed
+                feats = fbank(samples.centered(start, len(feats)), spec.num_mel_bins)
             yield Window(start, feats.shape[0], spec.prepare(feats))
         if meta is not None:
             meta["duration_s"] = stream.samples / audio.SAMPLE_RATE
@@ -69,6 +73,29 @@ def iter_windows(
         raise AudioError(
             f"{name}: too short to tag ({stream.samples / audio.SAMPLE_RATE * 1000:.1f} ms of audio at 16 kHz; one 25 ms frame is the minimum)"
         )
+
+
+class WindowSamples:
+    """The samples of the windows still to come, for the authors' front end: ``_wav2fbank`` in their
+    dataloader.py removes the waveform's mean before ``kaldi.fbank``. Kaldi's per-frame DC removal
+    makes that almost a no-op, but not quite in float32 (log-mel differences up to ~0.02 near the
+    floor, tests/test_authors.py)."""
+
+    def __init__(self) -> None:
+        self.buf = np.zeros(0, dtype=np.float32)
+        self.offset = 0  # stream index of buf[0]
+
+    def keep(self, block: np.ndarray) -> np.ndarray:
+        self.buf = np.concatenate([self.buf, block]) if len(self.buf) else block
+        return block
+
+    def centered(self, start: int, frames: int) -> np.ndarray:
+        """The samples of ``frames`` frames from frame ``start``, minus their mean; what comes before
+        them is dropped (windows only move forward)."""
+        begin = start * FRAME_SHIFT - self.offset
+        wave = self.buf[begin : begin + (frames - 1) * FRAME_SHIFT + FRAME_LENGTH]
+        self.buf, self.offset = self.buf[begin:], start * FRAME_SHIFT
+        return (wave - wave.mean(dtype=np.float64)).astype(np.float32)
 
 
 def sliding_windows(

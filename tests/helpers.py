@@ -86,3 +86,20 @@ def make_sound_dataset(root, per_class: int = 16, seed: int = 0) -> dict[str, li
             paths[kind].append(path)
     return paths
 
+
+def authors_state_dict(model) -> dict:
+    """Our model's weights renamed the way the authors' DataParallel .pth stores them."""
+    import torch
+
+    sd = {}
+    for k, v in model.state_dict().items():
+        if k.startswith("fc_norm."):
+            sd["module.mlp_head.0." + k.split(".", 1)[1]] = v
+        elif k.startswith("head."):
+            sd["module.mlp_head.1." + k.split(".", 1)[1]] = v
+        else:
+            sd["module.v." + k] = v
+    D = model.config.hidden_size
+    sd["module.v.head.weight"] = torch.zeros(1000, D)  # DeiT heads, unused by AST
+    sd["module.v.head_dist.weight"] = torch.zeros(1000, D)
+    return sd

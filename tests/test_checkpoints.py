@@ -14,7 +14,7 @@ from ast_cli.checkpoints import adapt_pos_embed, hf_to_native, load, native_to_h
 from ast_cli.config import ASTConfig, PreprocessorConfig
 from ast_cli.errors import ModelError, OfflineError, UnsafeCheckpointError
 
-from helpers import random_model, tiny_config
+from helpers import authors_state_dict, random_model, tiny_config
 
 
 def logits(model, x):
@@ -50,22 +50,6 @@ def test_round_trip_of_config_json_keeps_unknown_keys(tmp_path):
     again = json.loads((tmp_path / "config.json").read_text())
     assert again["custom_field"] == {"kept": True}
     assert again["label2id"] == {"Speech": 0, "Music": 1, "Dog": 2, "Rain": 3, "Siren": 4}
-
-
-def authors_state_dict(model) -> dict:
-    """Our model's weights renamed the way the authors' DataParallel .pth stores them."""
-    sd = {}
-    for k, v in model.state_dict().items():
-        if k.startswith("fc_norm."):
-            sd["module.mlp_head.0." + k.split(".", 1)[1]] = v
-        elif k.startswith("head."):
-            sd["module.mlp_head.1." + k.split(".", 1)[1]] = v
-        else:
-            sd["module.v." + k] = v
-    D = model.config.hidden_size
-    sd["module.v.head.weight"] = torch.zeros(1000, D)  # DeiT heads, unused by AST
-    sd["module.v.head_dist.weight"] = torch.zeros(1000, D)
-    return sd
 
 
 def test_authors_pth_loads_and_matches(tmp_path):

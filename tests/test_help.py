@@ -93,5 +93,5 @@ def test_the_help_check_finds_what_it_looks_for():
     entries = option_entries(text)
     assert entries[0] == "--batch-size N  Windows (default: 1 on the CPU). [default: 16]"
     assert re.search(r"\(default: ", entries[0]) and re.search(r"\[[^\]]*default: ", entries[0])
-    assert set(enum_parameters(("tag",))) == {"aggregate", "activation", "fmt", "device", "precision"}
+    assert set(enum_parameters(("tag",))) == {"aggregate", "activation", "fmt", "device", "precision", "frontend"}
 
