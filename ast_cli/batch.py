@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .errors import AudioError, Terminated, UsageError
+from .errors import EXIT_USAGE, AudioError, OutputError, Terminated, UsageError
 from .inference import Tagger
 from .inputs import Counts, Input, InputSpec
 from .options import BatchFormat, BatchOptions, FeatureFrontend, TagOptions
@@ -40,6 +40,7 @@ from .windows import WindowSpec, iter_windows
 CHUNK_WINDOWS = 4  # windows per message from a worker: ~2 MB of features at the default size
 FILES_PER_WORKER = 2  # in flight per worker: one decoding, one queued so it never idles
 WORKER_PRELOAD = ("ast_cli.batch", "soundfile", "torchaudio.functional", "torchaudio.compliance.kaldi")
+MAX_AHEAD = 256  # files taken past the one the in-order output waits on: bounds what a slow file holds back
 POLL_SECONDS = 0.5  # how often a waiting main process checks its workers and the progress line
 def default_workers(device: torch.device) -> int:
     """Decode workers beside the model. On a CPU the model is the bottleneck and decoding a clip is a
@@ -145,12 +146,18 @@ def run_batch(tagger: Tagger, inputs: InputSpec, tag_options: TagOptions, option
     try:
         for record in records:
             failed = "error" in record
-            summary.failed += failed
-            summary.tagged += not failed
-            summary.audio_s += record["duration_s"] or 0.0
             if failed:
                 log(f"error: {record['error']}")
-            sink.write(record)
+            try:
+                sink.write(record)
+            except BrokenPipeError:  # the reader of stdout went away: exit 141, as shells expect
+                raise
+            except OSError as exc:
+                summary.stopped = "stopped"
+                raise write_error(exc, options.out, summary.tagged + summary.failed, resumable=options.out != "-") from None
+            summary.failed += failed  # counted once written: the summary says what the output holds
+            summary.tagged += not failed
+            summary.audio_s += record["duration_s"] or 0.0
             progress.update(record["duration_s"] or 0.0, failed)
     except KeyboardInterrupt:
         summary.stopped = "interrupted"
@@ -165,12 +172,28 @@ def run_batch(tagger: Tagger, inputs: InputSpec, tag_options: TagOptions, option
         progress.close()
         try:
             sink.close()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:  # the closing bracket of a JSON array on a full disk: --resume mends it
+            if summary.stopped is None:
+                summary.stopped = "stopped"
+                raise write_error(exc, options.out, summary.tagged + summary.failed, resumable=True) from None
         finally:
             summary.seconds = time.monotonic() - start
             for pattern in summary.counts.unmatched:
                 log(f"warning: {pattern}: no file matches")
             log(summary.line() + (" (continue with --resume)" if summary.stopped and options.out != "-" else ""))
     return summary
+
+
+def write_error(exc: OSError, out: str, written: int, resumable: bool) -> OutputError:
+    """What the environment did to the output (a full disk, a read-only or vanished folder), as one line."""
+    what = exc.strerror or type(exc).__name__
+    where = exc.filename or out
+    if written == 0:
+        return OutputError(f"{where}: {what} (nothing was written)", hint="free space or choose another -o", exit_code=EXIT_USAGE)
+    again = "; run the same command with --resume when there is room" if resumable else ""
+    return OutputError(f"{where}: {what} after {written} record(s){again}", hint="what was written stays valid")
 
 
 def _chain(first: Input | None, rest: Iterator[Input]) -> Iterator[Input]:
@@ -228,7 +251,7 @@ def _pipeline(
         return state.error is not None or (state.expected is not None and len(state.scores) == state.expected)
 
     while True:
-        while not exhausted and source.has_room():  # keep the workers fed
+        while not exhausted and source.has_room() and (unordered or next_seq - next_out < MAX_AHEAD):  # keep the workers fed
             item = next(items, None)
             if item is None:
                 exhausted = True
@@ -299,7 +322,7 @@ def decode(seq: int, path: str, spec: WindowSpec) -> Iterator[tuple]:
         yield ("d", seq, count, meta.get("duration_s", 0.0))
     except AudioError as exc:
         yield ("e", seq, str(exc))
-    except (KeyboardInterrupt, SystemExit):
+    except (KeyboardInterrupt, SystemExit, Terminated):  # a signal stops the run, it is no fault of the file
         raise
     except Exception as exc:  # noqa: BLE001 (a batch goes on past any one file; the message names it)
         yield ("e", seq, f"{path}: cannot tag ({type(exc).__name__}: {exc})")
@@ -378,6 +401,9 @@ class WorkerPool:
         if self.lost:
             return self.lost.popleft()
         ready = mp_connection.wait([w.results for w in self.workers], timeout=POLL_SECONDS if block else 0)
+        # the worker holding the oldest file first: records go out in input order, and a worker that
+        # is always ready must not starve the one the next record waits on
+        ready.sort(key=lambda conn: min(next(w for w in self.workers if w.results is conn).seqs, default=float("inf")))
         for conn in ready:
             worker = next(w for w in self.workers if w.results is conn)
             try:

@@ -19,10 +19,12 @@ class ASTError(Exception):
 
     exit_code = EXIT_FAILED
 
-    def __init__(self, message: str, hint: str | None = None):
+    def __init__(self, message: str, hint: str | None = None, exit_code: int | None = None):
         super().__init__(message)
         self.message = message
         self.hint = hint
+        if exit_code is not None:
+            self.exit_code = exit_code
 
     def __str__(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
@@ -58,6 +60,11 @@ class Interrupted(ASTError):
     """Ctrl-C: the message says how far the run got."""
 
     exit_code = EXIT_INTERRUPTED
+
+
+class OutputError(ASTError):
+    """The environment stopped a write: a full disk, a read-only or vanished folder, a quota. Exit 1
+    when results were written before (they stay valid), 2 when nothing could start."""
 
 
 class Terminated(ASTError):

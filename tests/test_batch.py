@@ -352,3 +352,56 @@ def test_summary_of_a_run_that_read_nothing_gives_no_rate():
     assert Summary(resumed=150, seconds=0.4).line() == "0 tagged, 0 failed, 150 already in the output; 0.4 s"
     busy = Summary(tagged=3, audio_s=30.0, seconds=2.0).line()
     assert busy == "3 tagged, 0 failed; 2.0 s, 1.50 files/s, 15x real time"
+
+
+def test_with_workers_records_stream_and_a_kill_loses_only_the_files_in_flight(tiny_model_dir, tmp_path):
+    """--workers 2: records reach the output while the run goes on (they used to wait for the end,
+    when one worker starved the other), and after SIGKILL --resume adds each missing file exactly once."""
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(300):
+        sf.write(folder / f"f{i:03d}.wav", tone(0.3, seed=i), 16000)
+    out = tmp_path / "out.jsonl"
+    cmd = [sys.executable, "-m", "ast_cli", "batch", str(folder), "-o", str(out), "-m", str(tiny_model_dir), "--workers", "2", "-q"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if out.exists() and out.read_bytes().count(b"\n") >= 10:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before records appeared: records were held back"
+        proc.kill()
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    kept = out.read_bytes().count(b"\n")
+    assert 10 <= kept < 300
+    assert subprocess.run([*cmd, "--resume"], capture_output=True).returncode == 0
+    paths = [json.loads(line)["path"] for line in out.read_text().splitlines()]
+    assert sorted(paths) == sorted(str(p) for p in folder.iterdir()) and len(paths) == 300
+
+
+def test_the_worker_holding_the_oldest_file_is_read_first(tiny_model_dir, wav):
+    """Both workers have a message waiting at every read: files still finish in input order (0, 1, 2,
+    3). Reading whichever worker came first in the list gave 0, 2, 1, 3 and worse: a worker that was
+    always ready starved the other, and in-order output waited on it until the end of the run."""
+    from ast_cli.batch import WorkerPool
+    from ast_cli.checkpoints import load
+    from ast_cli.inference import TagOptions, Tagger
+
+    spec = Tagger(load(str(tiny_model_dir)), device="cpu", precision="fp32").window_spec(TagOptions())
+    pool = WorkerPool(spec, 2)
+    try:
+        for seq in range(4):  # 0 and 2 go to one worker, 1 and 3 to the other
+            pool.submit(seq, str(wav(0.5, name=f"c{seq}.wav", seed=seq)))
+        done = []
+        while len(done) < 4:
+            time.sleep(0.3)  # let both workers have their next message ready
+            message = pool.get(block=True)
+            if message is not None and message[0] in ("d", "e"):
+                done.append(message[1])
+        assert done == [0, 1, 2, 3]
+    finally:
+        pool.close()
