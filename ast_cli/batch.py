@@ -115,6 +115,11 @@ def run_batch(tagger: Tagger, inputs: InputSpec, tag_options: TagOptions, option
         tag_options = dataclasses.replace(tag_options, merge=True)
     maker = tagger.record_maker(tag_options)  # unknown labels fail before any work
     spec = tagger.window_spec(tag_options)
+    if options.out != "-":  # before anything is opened for writing: never write over an input
+        if options.fmt == BatchFormat.audacity and inputs.overlaps(options.out):
+            raise UsageError(f"{options.out}: the label folder is, holds or lies in an input folder", hint="write the labels outside the folders being tagged")
+        if options.fmt != BatchFormat.audacity and inputs.would_read(options.out):
+            raise UsageError(f"{options.out}: the output would be one of the inputs", hint="write it outside the files and folders being tagged")
     settings = run_settings(tagger, tag_options, inputs, options.fmt)
     side = settings_path(options.out, options.fmt)
     if options.resume and (side.exists() or os.path.exists(options.out)):
@@ -257,13 +262,16 @@ def _pipeline(
                 exhausted = True
             elif sink.done(item.name):
                 summary.resumed += 1
+            elif sink.holds(item.path):  # a --files-from line naming the output itself
+                finished[next_seq] = {"path": item.name, "duration_s": None, "labels": [], "error": f"{item.name}: is this run's output, not read"}
+                next_seq += 1
             else:
                 states[next_seq] = _FileState(item)
                 source.submit(next_seq, item.path)
                 next_seq += 1
-        if exhausted and not states:
+        if exhausted and not states and not finished:
             break
-        message = None if len(pending) >= batch_size else source.get(block=not pending)
+        message = None if len(pending) >= batch_size else source.get(block=not pending and bool(states))
         if message is None:
             if not pending:
                 tick()  # waiting on a long file: the status line still comes

@@ -99,16 +99,13 @@ def _read_safetensors_cast(path: Path, matrix_dtype: torch.dtype) -> dict[str, t
     MiB of process instead of ~1020, at the same speed. None for anything unusual (the format is 8
     bytes of header length, then JSON of dtype, shape and byte range per tensor): ``load_file`` then
     reads the file and reports what is wrong with it."""
-    import json
-
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            n = int.from_bytes(f.read(8), "little")
-            if not 2 <= n <= min(size - 8, 100 << 20):
+            header, base = _safetensors_header(f, size)
+            if header is None:
                 return None
-            header = json.loads(f.read(n))
-            base, out = 8 + n, {}
+            out = {}
             for name, info in header.items():
                 if name == "__metadata__":
                     continue
@@ -121,6 +118,53 @@ def _read_safetensors_cast(path: Path, matrix_dtype: torch.dtype) -> dict[str, t
     except (OSError, ValueError, KeyError, TypeError, AttributeError, BufferError, RuntimeError):
         return None
     return out
+
+
+def _safetensors_header(f, size: int) -> tuple[dict | None, int]:
+    """The JSON header of an open safetensors file (name -> dtype, shape, data_offsets) and where its
+    data starts; None when it is not one (8 bytes of header length, then the JSON)."""
+    import json
+
+    n = int.from_bytes(f.read(8), "little")
+    if not 2 <= n <= min(size - 8, 100 << 20):
+        return None, 0
+    try:
+        header = json.loads(f.read(n))
+    except ValueError:
+        return None, 0
+    if not isinstance(header, dict):
+        return None, 0
+    header.pop("__metadata__", None)
+    return header, 8 + n
+
+
+def check_shapes(config: ASTConfig, path: Path, source: str) -> None:
+    """Compare config.json with the shapes in a safetensors file's header, before any tensor is read
+    or built: a config that disagrees with its weights is named field by field."""
+    try:
+        with open(path, "rb") as f:
+            header, _ = _safetensors_header(f, os.fstat(f.fileno()).st_size)
+    except OSError:
+        return
+    if not header:
+        return  # not readable as safetensors: reading it says why
+    shapes = {name: info.get("shape") for name, info in header.items() if isinstance(info, dict)}
+    layers = {int(m.group(1)) for name in shapes if (m := re.match(r"(?:audio_spectrogram_transformer\.)?(?:encoder\.layer|layers)\.(\d+)\.", name))}
+    found = {  # the head first: the mistake people make most (id2label edited by hand)
+        "num_labels": (shapes.get("classifier.dense.weight") or [None])[0],
+        "hidden_size": (shapes.get(HF_PREFIX + "embeddings.cls_token") or [None])[-1],
+        "num_hidden_layers": max(layers) + 1 if layers else None,
+        "patch_size": (shapes.get(HF_PREFIX + "embeddings.patch_embeddings.projection.weight") or [None])[-1],
+    }
+    wanted = {"hidden_size": config.hidden_size, "num_hidden_layers": config.num_hidden_layers, "patch_size": config.patch_size,
+              "num_labels": config.num_labels}  # fmt: skip
+    for field, value in found.items():
+        if value is not None and value != wanted[field]:
+            if field == "num_labels":
+                raise ModelError(f"{source}: the head has {value} outputs but config.json names {wanted[field]} labels",
+                                 hint="fix id2label in config.json so it has one label per output")  # fmt: skip
+            raise ModelError(f"{source}: config.json says {field} {wanted[field]}, the weights have {value}",
+                             hint="config.json must describe these weights")  # fmt: skip
 
 
 def _mapped_copy(fd: int, offset: int, nbytes: int, dtype: torch.dtype, shape: list[int], cast: torch.dtype | None) -> torch.Tensor:
@@ -524,6 +568,8 @@ def load(
     preprocessor = PreprocessorConfig.from_file(pre_path) if pre_path else PreprocessorConfig(max_length=config.max_length)
     if norm_stats:
         preprocessor.mean, preprocessor.std = parse_norm_stats(norm_stats, words=())
+    if files["weights"].suffix == ".safetensors":
+        check_shapes(config, files["weights"], spec)
     sd = read_state_dict(files["weights"], matrix_dtype)
     if not is_hf_layout(sd):
         raise ModelError(f"{files['weights']}: not transformers' AST weights (no audio_spectrogram_transformer.* keys)")

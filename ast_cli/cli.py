@@ -202,17 +202,21 @@ def export(
 # -- finetune ---------------------------------------------------------------------------------------
 @command("finetune")
 def finetune(
-    data_dir: ClassFolders, out_dir: FinetuneOut, base: Base = DEFAULT_MODEL, val: ValDir = None, val_split: ValSplit = 0.1,
-    seed: Seed = 0, target_length: TargetLength = None, freeze_backbone: FreezeBackbone = False, epochs: Epochs = 25,
-    lr: LearningRate = 1e-5, batch_size: ClipsPerStep = 48, mixup: Mixup = 0.0, freqm: Freqm = 48, timem: Timem = None,
-    warmup: Warmup = None, weight_decay: WeightDecay = 5e-7, patience: Patience = 0, labels: LabelsCsv = None,
+    data_dir: ClassFolders, out_dir: FinetuneOut, base: Base = DEFAULT_MODEL, recipe: Recipe = "default", val: ValDir = None,
+    val_split: ValSplit = 0.1, seed: Seed = 0, target_length: TargetLength = None, freeze_backbone: FreezeBackbone = False,
+    epochs: Epochs = None, lr: LearningRate = None, batch_size: ClipsPerStep = None, mixup: Mixup = None, freqm: Freqm = None,
+    timem: Timem = None, warmup: Warmup = None, weight_decay: WeightDecay = 5e-7, patience: Patience = 0, labels: LabelsCsv = None,
     norm_stats: NormStats = "auto", resume: ResumeTraining = False, force: ForceTraining = False, workers: LoaderWorkers = 2,
     device: DeviceOpt = Device.auto, precision: PrecisionOpt = Precision.auto, fstride: FStride = None, tstride: TStride = None,
     input_tdim: InputTdim = None, quiet: Quiet = False, debug: Debug = False,
 ) -> None:  # fmt: skip
     """Fine-tune an AST on a folder-per-class dataset; the best epoch is kept in the output folder.
 
+    --recipe default is the authors' advice for new data; esc50, speechcommands, audioset and audioset-balanced are
+    their runs as they ran them. A flag given wins over the recipe.
+
     Example: ast finetune sounds/ -o my-model --epochs 10      then: ast tag -m my-model clip.wav
+    The authors' ESC-50 run: ast finetune esc50/ -o esc-model --recipe esc50 --norm-stats esc50
     Several devices: torchrun --nproc-per-node 2 -m ast_cli finetune sounds/ -o my-model
     """
     from . import training

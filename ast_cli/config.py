@@ -33,17 +33,21 @@ NORM_STATS = {
 SINGLE_LABEL = "single_label_classification"
 MULTI_LABEL = "multi_label_classification"
 
-_INT_FIELDS = (
-    "hidden_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "intermediate_size",
-    "patch_size",
-    "frequency_stride",
-    "time_stride",
-    "max_length",
-    "num_mel_bins",
-)
+# Every integer field with the most any real AST needs (the released ones: 768 wide, 12 layers, 12
+# heads, 3072, patches of 16, 1024 frames, 128 bins), with room: a config beyond it is refused before
+# anything is built (a hostile or mistaken hidden_size of 10^9 or 10^6 layers would allocate first).
+_INT_FIELDS = {
+    "hidden_size": 8192,
+    "num_hidden_layers": 64,
+    "num_attention_heads": 128,
+    "intermediate_size": 65536,
+    "patch_size": 64,
+    "frequency_stride": 64,
+    "time_stride": 64,
+    "max_length": 100_000,
+    "num_mel_bins": 1024,
+}
+MAX_LABELS = 100_000
 _FLOAT_FIELDS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range", "layer_norm_eps")
 _ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "silu", "swish")
 
@@ -146,10 +150,12 @@ class ASTConfig(JsonFile):
 
     # -- validation --------------------------------------------------------------------------
     def validate(self) -> None:
-        for name in _INT_FIELDS:
+        for name, most in _INT_FIELDS.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ModelError(f"config.json: '{name}' must be a positive integer, got {value!r}")
+            if value > most:
+                raise ModelError(f"config.json: '{name}' is {value}, more than any AST has (at most {most})")
         for name in _FLOAT_FIELDS:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -186,8 +192,12 @@ class ASTConfig(JsonFile):
             n = data.get("num_labels", 2)
             if isinstance(n, bool) or not isinstance(n, int) or n < 1:
                 raise ModelError(f"config.json: 'num_labels' must be a positive integer, got {n!r}", hint="or give id2label")
+            if n > MAX_LABELS:
+                raise ModelError(f"config.json: 'num_labels' is {n}, more than any AST has (at most {MAX_LABELS})")
             id2label = {i: f"LABEL_{i}" for i in range(n)}
         else:
+            if isinstance(raw, dict) and len(raw) > MAX_LABELS:
+                raise ModelError(f"config.json: id2label names {len(raw)} labels, more than any AST has (at most {MAX_LABELS})")
             try:
                 id2label = {int(k): str(v) for k, v in raw.items()}
             except (AttributeError, TypeError, ValueError):

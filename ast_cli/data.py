@@ -4,7 +4,7 @@ A dataset is a folder with one sub-folder per class (sorted names -> class ids),
 data, a CSV of ``path,label;label`` rows. Features follow the authors' training dataloader
 (``src/dataloader.py``): optional mixup of two waveforms (lambda ~ Beta(10, 10)), kaldi fbank, pad
 or cut to ``target_length``, SpecAugment frequency and time masks on the raw log-mel, normalisation,
-and a random time shift (roll) of up to 10 frames.
+and, with ``noise`` (their Speech Commands run only), uniform noise and a random roll of -10..9 frames.
 
 Every random draw of an item comes from a generator seeded with (seed, epoch, index), so a run is
 the same whatever the number of loader workers or processes, and a resumed run repeats exactly.
@@ -28,8 +28,9 @@ from .augment import MIXUP_BETA, center, mix, spec_augment
 from .errors import AudioError, UsageError
 from .features import fbank, normalize, pad_or_cut
 from .inputs import walk
+from .options import RecipeValues
 
-MAX_SHIFT = 10  # frames: the authors' random roll (dataloader.py, np.random.randint(-10, 10))
+MAX_SHIFT = 10  # frames: the authors' random roll with noise (dataloader.py, np.random.randint(-10, 10): -10..9)
 _log = logging.getLogger(__name__)
 CACHE_BYTES = 2 << 30  # fbank cache budget: above it features are recomputed per item
 
@@ -193,7 +194,13 @@ class Augment:
     freqm: int = 0  # max width of a frequency mask (mel bins)
     timem: int = 0  # max width of a time mask (frames)
     mixup: float = 0.0  # probability of mixing a clip with another one
-    shift: int = 0  # max frames of random roll either way
+    noise: bool = False  # dataloader.py's noise=True: uniform noise up to U/10, then a roll of -10..9 frames
+
+    @classmethod
+    def of(cls, values: RecipeValues, target_length: int) -> Augment:
+        """A recipe's training augmentation (``timem`` None: 20 % of the target length)."""
+        timem = values.timem if values.timem is not None else target_length // 5
+        return cls(freqm=values.freqm, timem=timem, mixup=values.mixup, noise=values.noise)
 
     @property
     def needs_waveforms(self) -> bool:
@@ -251,8 +258,9 @@ class ClipDataset(torch.utils.data.Dataset):
         # masks write 0 into the raw log-mel (a copy: a cached fbank is never changed), before normalisation
         x = spec_augment(pad_or_cut(feats, self.target_length), aug.freqm, aug.timem, rng)  # (T, F)
         x = normalize(x, self.mean, self.std)
-        if aug.shift:
-            x = torch.roll(x, int(rng.integers(-aug.shift, aug.shift)), dims=0)
+        if aug.noise:  # dataloader.py: fbank + torch.rand(T, F) * np.random.rand() / 10, then torch.roll(fbank, randint(-10, 10), 0)
+            x = x + torch.from_numpy(rng.random(x.shape, dtype=np.float32)) * float(rng.random()) / 10
+            x = torch.roll(x, int(rng.integers(-MAX_SHIFT, MAX_SHIFT)), dims=0)
         return x, target
 
     def _wave(self, index: int) -> np.ndarray:

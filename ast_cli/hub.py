@@ -23,6 +23,7 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 CONFIG_FILE = "config.json"
 PREPROCESSOR_FILE = "preprocessor_config.json"
 AUTHORS_SUFFIXES = (".pth", ".pt", ".ckpt")  # the authors' checkpoints
+INCOMPLETE_FILE = ".incomplete"  # in a model folder while ast finetune writes it: only the best epoch so far
 
 
 PROBE_SECONDS = 3.0  # a Hub that does not accept a connection in this time counts as unreachable
@@ -78,6 +79,11 @@ def local_files(path: Path) -> dict[str, Path | None]:
     if weights is None:
         raise ModelError(f"{path}: no model.safetensors or pytorch_model.bin")
     pre = path / PREPROCESSOR_FILE
+    if (path / INCOMPLETE_FILE).is_file():
+        import warnings
+
+        note = (path / INCOMPLETE_FILE).read_text(encoding="utf-8", errors="replace").strip()
+        warnings.warn(f"{path}: a fine-tune that has not finished ({note}): this model is its best epoch so far", stacklevel=2)
     return {CONFIG_FILE: config, "weights": weights, PREPROCESSOR_FILE: pre if pre.is_file() else None}
 
 

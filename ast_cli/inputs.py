@@ -7,6 +7,7 @@ No torch here.
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import hashlib
 import os
@@ -174,6 +175,36 @@ class InputSpec:
                 counts.other_shard += 1
                 continue
             yield item
+
+    def would_read(self, path: str) -> bool:
+        """Whether ``path`` is, or would be found as, one of the inputs: a file given by name (the same
+        file), matched by a glob pattern, or below a folder that is walked (with an audio extension).
+        The paths of --files-from are not read here: ``ast batch`` checks each as it comes."""
+        target = os.path.realpath(path)
+        for item in self.items:
+            if os.path.isdir(item):
+                root = os.path.realpath(item)
+                inside = os.path.relpath(target, root)
+                parts = inside.split(os.sep)
+                if inside != os.curdir and parts[0] != os.pardir and not any(p.startswith(".") for p in parts):
+                    if (self.recursive or len(parts) == 1) and os.path.splitext(target)[1].lower() in self.extensions:
+                        return True
+            elif glob.has_magic(item) and not os.path.lexists(item):
+                if fnmatch.fnmatch(target, os.path.realpath(item)) or fnmatch.fnmatch(path, item):
+                    return True
+            elif os.path.exists(item) and os.path.exists(path) and os.path.samefile(item, path):
+                return True
+        return False
+
+    def overlaps(self, folder: str) -> bool:
+        """Whether ``folder`` (an output folder) is an input folder, or holds one, or lies in one."""
+        out = os.path.realpath(folder)
+        for item in self.items:
+            if os.path.isdir(item):
+                root = os.path.realpath(item)
+                if os.path.commonpath([out, root]) in (out, root):
+                    return True
+        return False
 
     def countable(self) -> bool:
         """Whether a second pass over the inputs (to count them for progress) reads the same thing."""

@@ -225,6 +225,64 @@ class ExportOptions:
 
 
 # -- finetune -------------------------------------------------------------------------------------
+Recipe = choice(
+    "Recipe", "default esc50 speechcommands audioset audioset-balanced",
+    "``ast finetune``: whose values (``RECIPES``) the flags left unset take.",
+)  # fmt: skip
+WARMUP_LINEAR, WARMUP_AUTHORS = "linear", "authors"  # RecipeValues.warmup_rule (training.lr_factor)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecipeValues:
+    """One fine-tuning recipe: a run script's values (the authors' ``egs/*/run*.sh``) and the rules of
+    their training loop (``src/traintest.py``, ``src/dataloader.py``)."""
+
+    lr: float  # the peak learning rate
+    epochs: int
+    batch_size: int  # per process
+    freqm: int  # SpecAugment: max mel bins of the frequency mask
+    timem: int | None  # max frames of the time mask; None: 20 % of the target length
+    mixup: float  # probability of mixing a clip's waveform with another's
+    target_length: int | None  # frames; None: the longest training clip, at most the base model's
+    noise: bool  # dataloader.py's noise: uniform noise (up to U/10) then a roll of -10..9 frames, after normalisation
+    loss: str  # CE, BCE (one-hot targets for single-label data), or auto: CE for single-label data, BCE for multi-label
+    warmup: int | None  # steps; 0: none; None: 1000, or the first epoch if it is shorter
+    warmup_rule: str  # linear: (step + 1) / warmup; authors: step / warmup, set at every 50th step (traintest.py)
+    decay_start: int  # MultiStepLR(range(decay_start, 1000, decay_step), gamma=decay), stepped after each epoch
+    decay_step: int
+    decay: float
+
+
+# The authors' numbers, from egs/esc50/run_esc.sh, egs/speechcommands/run_sc.sh and egs/audioset/run.sh
+# (set=full, set=balanced). `default` is their advice for new data (README: mask 48 of 128 bins and 20 %
+# of the frames; the data's own length) on their ESC-50 run's lr, epochs, batch and decay, with this
+# tool's linear warm-up.
+# tests/test_training.py compares the schedules with torch's MultiStepLR and their warm-up loop.
+RECIPES: dict[Recipe, RecipeValues] = {
+    Recipe("default"): RecipeValues(
+        lr=1e-5, epochs=25, batch_size=48, freqm=48, timem=None, mixup=0.0, target_length=None, noise=False,
+        loss="auto", warmup=None, warmup_rule=WARMUP_LINEAR, decay_start=5, decay_step=1, decay=0.85,
+    ),
+    Recipe("esc50"): RecipeValues(
+        lr=1e-5, epochs=25, batch_size=48, freqm=24, timem=96, mixup=0.0, target_length=512, noise=False,
+        loss="CE", warmup=0, warmup_rule=WARMUP_AUTHORS, decay_start=5, decay_step=1, decay=0.85,
+    ),
+    Recipe("speechcommands"): RecipeValues(
+        lr=2.5e-4, epochs=30, batch_size=128, freqm=48, timem=48, mixup=0.6, target_length=128, noise=True,
+        loss="BCE", warmup=0, warmup_rule=WARMUP_AUTHORS, decay_start=5, decay_step=1, decay=0.85,
+    ),
+    Recipe("audioset"): RecipeValues(
+        lr=1e-5, epochs=5, batch_size=12, freqm=48, timem=192, mixup=0.5, target_length=1024, noise=False,
+        loss="BCE", warmup=1000, warmup_rule=WARMUP_AUTHORS, decay_start=2, decay_step=1, decay=0.5,
+    ),
+    Recipe("audioset-balanced"): RecipeValues(
+        lr=5e-5, epochs=25, batch_size=12, freqm=48, timem=192, mixup=0.5, target_length=1024, noise=False,
+        loss="BCE", warmup=1000, warmup_rule=WARMUP_AUTHORS, decay_start=10, decay_step=5, decay=0.5,
+    ),
+}  # fmt: skip
+RECIPE_FLAGS = ("lr", "epochs", "batch_size", "freqm", "timem", "mixup", "target_length", "warmup")  # None: the recipe's
+
+
 def parse_norm_stats(value: str, words: tuple[str, ...] = ("auto", "base")) -> tuple[float, float] | str:
     """``--norm-stats``: one of ``words`` (finetune's auto and base), a preset of the authors' recipes
     (``config.NORM_STATS``: audioset, esc50, speechcommands), or MEAN,STD."""
@@ -262,21 +320,23 @@ class ModelOptions:
 
 @dataclass(kw_only=True)
 class FinetuneOptions:
-    """The flags of ``ast finetune``; defaults follow the authors' ESC-50 recipe (fine-tuning the AudioSet model)."""
+    """The flags of ``ast finetune``. A field of ``RECIPE_FLAGS`` left None takes ``recipe``'s value
+    (``values()``, ``resolved()``): an explicit flag wins over the recipe."""
 
     base: str = DEFAULT_MODEL
+    recipe: Recipe = Recipe("default")
     val_dir: str | None = None
     val_split: float = 0.1
     seed: int = 0
-    target_length: int | None = None  # None: the longest training clip, at most the base model's length
+    target_length: int | None = None  # None: the recipe's (default: the longest training clip, at most the base's)
     freeze_backbone: bool = False
-    epochs: int = 25
-    lr: float = 1e-5
-    batch_size: int = 48  # per process
-    mixup: float = 0.0
-    freqm: int = 48  # the authors' advice for new data: ~48 of 128 mel bins
-    timem: int | None = None  # None: 20 % of target_length (the authors' advice)
-    warmup: int | None = None  # steps; None: 1000 or the first epoch if shorter
+    epochs: int | None = None
+    lr: float | None = None
+    batch_size: int | None = None  # per process
+    mixup: float | None = None
+    freqm: int | None = None
+    timem: int | None = None  # the recipe's (default: 20 % of target_length, the authors' advice)
+    warmup: int | None = None  # steps; the recipe's (default: 1000 or the first epoch if shorter)
     weight_decay: float = 5e-7
     patience: int = 0  # epochs without improvement before stopping; 0: never stop early
     labels_csv: str | None = None
@@ -291,22 +351,34 @@ class FinetuneOptions:
     workers: int = 2
 
     def __post_init__(self) -> None:
+        self.recipe = Recipe.parse(self.recipe, "--recipe")
         positive = {"--epochs": self.epochs, "--batch-size": self.batch_size, "--lr": self.lr}
         for flag, value in positive.items():
-            if not value > 0:
+            if value is not None and not value > 0:
                 raise UsageError(f"{flag} must be positive, got {value}")
         at_least_zero = {"--freqm": self.freqm, "--timem": self.timem, "--warmup": self.warmup, "--patience": self.patience,
                          "--weight-decay": self.weight_decay, "--workers": self.workers}  # fmt: skip
         for flag, value in at_least_zero.items():
             if value is not None and value < 0:
                 raise UsageError(f"{flag} must be 0 or more, got {value}")
-        if not 0 <= self.mixup <= 1:
+        if self.mixup is not None and not 0 <= self.mixup <= 1:
             raise UsageError(f"--mixup is a probability between 0 and 1, got {self.mixup}")
         if self.target_length is not None and self.target_length < 16:
             raise UsageError(f"--target-length must be at least 16 frames (one patch), got {self.target_length}")
         self.device = check_device(self.device)
         self.precision = Precision.parse(self.precision, "--precision")
         parse_norm_stats(self.norm_stats)
+
+    def values(self) -> RecipeValues:
+        """The recipe's values with the flags given over them."""
+        given = {name: getattr(self, name) for name in RECIPE_FLAGS if getattr(self, name) is not None}
+        return dataclasses.replace(RECIPES[self.recipe], **given)
+
+    def resolved(self) -> FinetuneOptions:
+        """These options with the recipe's values in the fields left to it (target_length, timem and
+        warmup may stay None: from the data, as the recipe says)."""
+        values = self.values()
+        return dataclasses.replace(self, **{name: getattr(values, name) for name in RECIPE_FLAGS})
 
     def validate(self) -> None:
         """Flags that exclude each other, checked when a run starts (each value is checked when the
@@ -315,3 +387,6 @@ class FinetuneOptions:
             raise UsageError("--val with --labels is not supported: list every clip in the CSV and use --val-split")
         if self.resume and self.force:
             raise UsageError("--resume and --force contradict each other: give one")
+        if self.labels_csv and self.values().loss == "CE":
+            raise UsageError(f"--recipe {self.recipe} trains with cross-entropy, for single-label data: not with --labels",
+                             hint="use --recipe default, audioset or audioset-balanced (BCE) for multi-label data")  # fmt: skip

@@ -13,6 +13,7 @@ import typer
 
 from .options import (
     Activation, Aggregate, BatchFormat, Device, ExportFormat, ExportPrecision, FeatureFrontend, Precision, RecordFormat, ReportFormat, StatsMethod,
+    Recipe as RecipeName,
 )  # fmt: skip
 
 # -- arguments --------------------------------------------------------------------------------------
@@ -131,17 +132,42 @@ Base = Annotated[str, typer.Option("--base", metavar="MODEL", help="Model to sta
 ValDir = Annotated[Optional[str], typer.Option("--val", metavar="DIR", help="Validation folder with the same class folders (default: a split of DIR).")]
 ValSplit = Annotated[float, typer.Option("--val-split", metavar="SHARE", help="Share of each class held out for validation without --val.")]
 Seed = Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the split, the new head, shuffling and augmentation.")]
+Recipe = Annotated[
+    RecipeName,
+    typer.Option(
+        "--recipe",
+        help="Where the flags not given take their values. default: the authors' advice for new data on their ESC-50 settings (lr 1e-5, 25 epochs, batch 48, "
+        "frames of the longest clip, freqm 48, timem 20% of the frames, no mixup, CE (BCE for --labels), 1000 warm-up steps "
+        "or one epoch, x0.85 per epoch from epoch 6, no noise or roll); the authors' runs, as they ran them: "
+        "esc50 (lr 1e-5, 25 epochs, batch 48, 512 frames, freqm 24, timem 96, CE, no warm-up, x0.85 per epoch from epoch 6); "
+        "speechcommands (lr 2.5e-4, 30 epochs, batch 128, 128 frames, freqm 48, timem 48, mixup 0.6, BCE, noise and roll, "
+        "x0.85 per epoch from epoch 6); audioset (lr 1e-5, 5 epochs, batch 12, 1024 frames, freqm 48, timem 192, mixup 0.5, "
+        "BCE, their 1000-step warm-up, x0.5 per epoch from epoch 3); audioset-balanced (as audioset but lr 5e-5, 25 epochs, "
+        "x0.5 every 5 epochs from epoch 11).",
+    ),
+]
 TargetLength = Annotated[
-    Optional[int], typer.Option("--target-length", metavar="FRAMES", help="Input frames (100 a second) (default: the longest clip, at most the base model's).")
+    Optional[int],
+    typer.Option("--target-length", metavar="FRAMES", help="Input frames (100 a second) (default: from --recipe; for default, the longest clip, at most the base model's)."),
 ]
 FreezeBackbone = Annotated[bool, typer.Option("--freeze-backbone", help="Train the head only (a fast linear probe; try --lr 1e-3).")]
-Epochs = Annotated[int, typer.Option("--epochs", metavar="N", help="Training epochs (authors' ESC-50 recipe: 25).")]
-LearningRate = Annotated[float, typer.Option("--lr", metavar="LR", help="Peak learning rate (ESC-50 from AudioSet: 1e-5); x0.85 per epoch from epoch 6 to 21.")]
-ClipsPerStep = Annotated[int, typer.Option("--batch-size", metavar="N", help="Clips per step and process (ESC-50: 48).")]
-Mixup = Annotated[float, typer.Option("--mixup", metavar="P", help="Probability of mixing a clip's waveform with another's (ESC-50: 0, AudioSet: 0.5).")]
-Freqm = Annotated[int, typer.Option("--freqm", metavar="BINS", help="Max mel bins of a SpecAugment frequency mask (authors' advice: 48).")]
-Timem = Annotated[Optional[int], typer.Option("--timem", metavar="FRAMES", help="Max frames of a SpecAugment time mask (default: 20% of --target-length).")]
-Warmup = Annotated[Optional[int], typer.Option("--warmup", metavar="STEPS", help="Steps of linear learning-rate warm-up (default: 1000, at most one epoch).")]
+Epochs = Annotated[Optional[int], typer.Option("--epochs", metavar="N", help="Training epochs (default: from --recipe; 25 for default).")]
+LearningRate = Annotated[
+    Optional[float],
+    typer.Option("--lr", metavar="LR", help="Peak learning rate, then the recipe's decay (default: from --recipe; 1e-5 for default, then x0.85 per epoch from epoch 6)."),
+]
+ClipsPerStep = Annotated[Optional[int], typer.Option("--batch-size", metavar="N", help="Clips per step and process (default: from --recipe; 48 for default).")]
+Mixup = Annotated[
+    Optional[float], typer.Option("--mixup", metavar="P", help="Probability of mixing a clip's waveform with another's (default: from --recipe; 0 for default).")
+]
+Freqm = Annotated[Optional[int], typer.Option("--freqm", metavar="BINS", help="Max mel bins of a SpecAugment frequency mask (default: from --recipe; 48 for default).")]
+Timem = Annotated[
+    Optional[int], typer.Option("--timem", metavar="FRAMES", help="Max frames of a SpecAugment time mask (default: from --recipe; 20% of --target-length for default).")
+]
+Warmup = Annotated[
+    Optional[int],
+    typer.Option("--warmup", metavar="STEPS", help="Steps of learning-rate warm-up, 0: none (default: from --recipe; 1000, at most one epoch, for default)."),
+]
 WeightDecay = Annotated[float, typer.Option("--weight-decay", metavar="X", help="Adam weight decay (authors: 5e-7).")]
 Patience = Annotated[int, typer.Option("--patience", metavar="N", help="Stop after this many epochs without a better validation score (0: never).")]
 LabelsCsv = Annotated[Optional[str], typer.Option("--labels", metavar="CSV", help="Multi-label data: CSV of 'path,label;label' rows, paths relative to DIR.")]

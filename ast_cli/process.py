@@ -14,6 +14,7 @@ Importing this module does not import torch.
 from __future__ import annotations
 
 import atexit
+import errno
 import contextlib
 import functools
 import gc
@@ -28,8 +29,19 @@ from collections.abc import Callable
 import typer
 import typer.main
 
-from .errors import EXIT_BROKEN_PIPE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ASTError, Interrupted
+from .errors import EXIT_BROKEN_PIPE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ASTError, Interrupted
 
+# OSErrors that come from the machine, not from ast: each with what to do; the first ones mean the
+# output's place is unusable, so nothing could start (exit 2); the others stop a run partway (exit 1)
+ENVIRONMENT_ERRORS = {
+    errno.EROFS: "a read-only file system: write somewhere else",
+    errno.EACCES: "no permission: write somewhere else, or fix the folder's permissions",
+    errno.ENAMETOOLONG: "the name is too long for this file system",
+    errno.ENOSPC: "free some space and run the command again",
+    errno.EDQUOT: "over the disk quota: free some space and run the command again",
+    errno.EIO: "the disk reported an input/output error",
+}
+CANNOT_START = {errno.EROFS, errno.EACCES, errno.ENAMETOOLONG}
 _debug = False  # --debug of the command that runs: tracebacks with the one-line errors
 _exit_status = EXIT_FAILED  # what _end exits with when main() did not return (an uncaught error)
 
@@ -182,11 +194,23 @@ def _run(app: typer.Typer, args: list[str]) -> int:
     except BrokenPipeError:
         _silence_stdout()
         return EXIT_BROKEN_PIPE
-    except Exception as exc:  # a bug, not a user error: still one line; the traceback with --debug
-        if _debug:
+    except OSError as exc:
+        if exc.errno not in ENVIRONMENT_ERRORS:
+            return _bug(exc)
+        if _debug:  # the environment, not a bug: what happened where, and what to do
             traceback.print_exc()
-        error(f"unexpected {type(exc).__name__}: {exc} (a bug in ast: please report it with the output of the same command with --debug)")
-        return EXIT_FAILED
+        error(f"{exc.filename or 'a file'}: {exc.strerror} ({ENVIRONMENT_ERRORS[exc.errno]}; nothing half-written is left)")
+        return EXIT_USAGE if exc.errno in CANNOT_START else EXIT_FAILED
+    except Exception as exc:
+        return _bug(exc)
+
+
+def _bug(exc: Exception) -> int:
+    """A bug, not a user error: still one line; the traceback with --debug."""
+    if _debug:
+        traceback.print_exc()
+    error(f"unexpected {type(exc).__name__}: {exc} (a bug in ast: please report it with the output of the same command with --debug)")
+    return EXIT_FAILED
 
 
 def _keep_undecodable_names() -> None:

@@ -13,6 +13,8 @@ import io
 import json
 import os
 import sys
+import warnings
+from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -59,6 +61,10 @@ class Sink:
     def done(self, name: str) -> bool:
         return False
 
+    def holds(self, path: str) -> bool:
+        """Whether ``path`` is the file this sink writes."""
+        return False
+
     def write(self, record: dict[str, Any]) -> None:
         raise NotImplementedError
 
@@ -82,21 +88,49 @@ class StreamSink(Sink):
 class FileSink(Sink):
     """A CSV/TSV/JSON/JSONL file, appended to record by record; resumable after any stop."""
 
-    def __init__(self, path: str, fmt: str, writer_options: dict[str, Any], resume: bool):
+    def __init__(self, path: str, fmt: str, writer_options: dict[str, Any], resume: bool, truncate: bool = False):
         self.path = path
         self.names: set[str] = set()
         header, count = True, 0
-        if resume and os.path.exists(path):
-            probe = RecordWriter(fmt, io.StringIO(), header=False, **writer_options)
-            self.names, count, valid = scan_output(path, fmt, probe.header())
-            with open(path, "r+b") as f:
-                f.truncate(valid)
-            header = valid == 0
         self._file = open(path, "ab", buffering=0)
+        try:
+            lock(self._file.fileno(), path)  # before anything is cut: a second writer stops here
+            if truncate:
+                self._file.truncate(0)
+            elif resume:
+                probe = RecordWriter(fmt, io.StringIO(), header=False, **writer_options)
+                found = scan_output(path, fmt, probe.header())
+                self.names, count = found.names, found.count
+                self._keep(found)
+                header = not found.kept
+        except BaseException:
+            self._file.close()
+            raise
         self.writer = RecordWriter(fmt, _RawText(self._file), header=header, count=count, **writer_options)
+
+    def _keep(self, found: Scan) -> None:
+        """Leave only the whole records of an earlier run: cut a torn tail, or rewrite the file
+        without the damaged lines inside it (their files are tagged again)."""
+        with open(self.path, "rb") as f:
+            data = f.read()
+        if data.startswith(found.kept):
+            self._file.truncate(len(found.kept))
+        else:
+            self._file.truncate(0)
+            _RawText(self._file).write(found.kept.decode("utf-8", errors="surrogateescape"))
+            os.fsync(self._file.fileno())
+        if found.damaged:
+            warnings.warn(f"{self.path}: {found.damaged} damaged line(s) left out; their files are tagged again", stacklevel=3)
 
     def done(self, name: str) -> bool:
         return name in self.names
+
+    def holds(self, path: str) -> bool:
+        try:
+            st, own = os.stat(path), os.fstat(self._file.fileno())
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino)
 
     def write(self, record: dict[str, Any]) -> None:
         self.writer.write(record)
@@ -115,6 +149,12 @@ class AudacitySink(Sink):
     def __init__(self, folder: str):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
+        self._lock = os.open(self.folder, os.O_RDONLY)
+        try:
+            lock(self._lock, folder)
+        except BaseException:
+            os.close(self._lock)
+            raise
 
     def label_path(self, name: str) -> Path:
         parts = [p for p in PurePath(name).parts if p not in ("..", ".") and p != PurePath(name).anchor]
@@ -131,6 +171,9 @@ class AudacitySink(Sink):
         lines = [f"{e['start_s']:.6f}\t{e['end_s']:.6f}\t{e['label']}\n" for e in record.get("events", [])]
         write_atomic(self.label_path(record["path"]), "".join(lines))
 
+    def close(self) -> None:
+        os.close(self._lock)
+
 
 def open_sink(out: str, fmt: str, writer_options: dict[str, Any], *, resume: bool, force: bool) -> Sink:
     if out == "-":
@@ -145,95 +188,120 @@ def open_sink(out: str, fmt: str, writer_options: dict[str, Any], *, resume: boo
         return AudacitySink(out)
     if os.path.isdir(out):
         raise UsageError(f"{out}: is a folder", hint="give a file name for the output, e.g. -o tags.csv")
-    if os.path.exists(out):
-        if not (resume or force):
-            raise OutputExistsError(f"{out}: exists", hint="use --resume to continue it, or --force to overwrite it")
-        if force and not resume:
-            os.unlink(out)
+    if os.path.exists(out) and not (resume or force):
+        raise OutputExistsError(f"{out}: exists", hint="use --resume to continue it, or --force to overwrite it")
     parent = os.path.dirname(out)
     if parent:
         os.makedirs(parent, exist_ok=True)
-    return FileSink(out, fmt, writer_options, resume)
+    return FileSink(out, fmt, writer_options, resume, truncate=force and not resume)
+
+
+def lock(fd: int, path: str) -> None:
+    """An advisory lock for this run's life (released when ``fd`` closes): a second ``ast batch`` on
+    the same output exits 2 at once instead of writing every record twice."""
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise UsageError(f"{path}: another ast batch is writing this output", hint="wait for it to finish, or choose another -o") from None
+    except OSError:  # a file system without locks (some network mounts): go on unlocked
+        pass
 
 
 # -- reading back an output --------------------------------------------------------------------------
-def scan_output(path: str, fmt: str, header: list[str]) -> tuple[set[str], int, int]:
-    """Paths of the whole records in an output, how many records, and the byte length they fill
-    (what follows is the torn tail of a killed run, or a JSON array's closing bracket)."""
+@dataclass
+class Scan:
+    """What an earlier run left in an output: the paths and number of its whole records, those
+    records' text (``kept``, header included) and how many damaged lines were left out."""
+
+    names: set[str]
+    count: int
+    kept: bytes
+    damaged: int = 0
+
+
+def scan_output(path: str, fmt: str, header: list[str]) -> Scan:
+    """The whole records of an output, read back for ``--resume``. A torn tail (a killed run) is left
+    out; so is every damaged line inside (counted); a file with several rows a record (--timeline,
+    --merge CSV) loses the rows of its last file, which may be partial (a full disk), to be tagged again."""
     with open(path, "rb") as f:
-        data = f.read()
-    text = data.decode("utf-8", errors="surrogateescape")
+        text = f.read().decode("utf-8", errors="surrogateescape")
     if fmt == BatchFormat.jsonl:
-        names, count, end = _scan_jsonl(text)
+        entries, damaged = _scan_lines(text.split("\n")[:-1])  # what follows the last newline is torn
+        kept = "".join(piece + "\n" for _, piece in entries)
     elif fmt == BatchFormat.json:
-        names, count, end = _scan_json(text)
+        entries, damaged = _scan_json(text)
+        kept = "[\n" + ",\n".join(piece for _, piece in entries) if entries else ""
     else:
-        names, count, end = _scan_csv(text, "," if fmt == BatchFormat.csv else "\t", header, path)
-    return names, count, len(text[:end].encode("utf-8", errors="surrogateescape"))
+        head, entries, damaged = _scan_csv(text, "," if fmt == BatchFormat.csv else "\t", header, path)
+        kept = head + "".join(piece for _, piece in entries)
+    names = {name for name, _ in entries}
+    return Scan(names, len(entries), kept.encode("utf-8", errors="surrogateescape"), damaged)
 
 
-def _scan_jsonl(text: str) -> tuple[set[str], int, int]:
-    names: set[str] = set()
-    count = end = 0
-    for line in text.split("\n")[:-1]:  # the piece after the last newline is torn (or empty)
+def _scan_lines(lines: list[str]) -> tuple[list[tuple[str, str]], int]:
+    """(path, line) of each line holding a record; the count of the others (blank lines too)."""
+    entries, damaged = [], 0
+    for line in lines:
         record = _record(line)
         if record is None:
-            break
-        names.add(record["path"])
-        count += 1
-        end += len(line) + 1
-    return names, count, end
+            damaged += 1
+        else:
+            entries.append((record["path"], line))
+    return entries, damaged
 
 
-def _scan_json(text: str) -> tuple[set[str], int, int]:
+def _scan_json(text: str) -> tuple[list[tuple[str, str]], int]:
     """Our JSON arrays hold one record a line: ``[``, ``{...},``, ..., ``{...}``, ``]``."""
-    names: set[str] = set()
-    count = end = 0
     lines = text.split("\n")
-    if not lines or lines[0] != "[":
-        return names, 0, 0
-    offset = 2  # after "[\n"
-    for line in lines[1:]:
-        record = _record(line[:-1] if line.endswith(",") else line)
-        if record is None:
-            break
-        names.add(record["path"])
-        count += 1
-        end = offset + len(line) - line.endswith(",")
-        offset += len(line) + 1
-    return names, count, end if count else 0
+    if lines[0] != "[":
+        return [], 0
+    body = [line for line in lines[1:]]
+    while body and body[-1] in ("", "]"):  # the closing bracket and the newline after it
+        body.pop()
+    torn = bool(body) and _record(body[-1].removesuffix(",")) is None and not text.endswith("\n")
+    entries, damaged = _scan_lines([line.removesuffix(",") for line in (body[:-1] if torn else body)])
+    return entries, damaged
 
 
-def _scan_csv(text: str, delimiter: str, header: list[str], path: str) -> tuple[set[str], int, int]:
+def _scan_csv(text: str, delimiter: str, header: list[str], path: str) -> tuple[str, list[tuple[str, str]], int]:
+    """The header's text, then (path, text) of each whole row; rows of the wrong width are damage.
+    With several rows a record, the last file's rows go: they may be partial."""
     lines = [line + "\n" for line in text.split("\n")]
     lines[-1] = lines[-1][:-1]  # the last piece had no newline
     consumed = 0
 
-    def feed():
+    def feed():  # csv.reader takes one line at a time and never reads past the row it returns
         nonlocal consumed
         for line in lines:
             consumed += len(line)
             yield line
 
-    names: set[str] = set()
-    count = end = 0
+    head, entries, damaged, start = "", [], 0, 0
     try:
-        for i, row in enumerate(csv.reader(feed(), delimiter=delimiter)):
-            if consumed == 0 or text[consumed - 1] != "\n" or len(row) != len(header):
+        for row in csv.reader(feed(), delimiter=delimiter):
+            piece, start = text[start:consumed], consumed
+            if not piece.endswith("\n"):
                 break  # torn
-            if i == 0:
+            if not head:
                 if row != header:
                     raise UsageError(
                         f"--resume: {path} has other columns than this run would write",
                         hint="resume with the same --top/--timeline/--merge/--all-scores, or use --force",
                     )
+                head = piece
+            elif len(row) != len(header) or not row[0]:
+                damaged += 1
             else:
-                names.add(row[0])
-                count += 1
-            end = consumed
+                entries.append((row[0], piece))
     except csv.Error:
         pass  # a torn quoted field at the end
-    return names, count, end
+    if header[1] == "start_s" and entries:  # several rows a record: the last file's may be partial
+        last = entries[-1][0]
+        while entries and entries[-1][0] == last:
+            entries.pop()
+    return head, entries, damaged
 
 
 def _record(line: str) -> dict | None:

@@ -1,7 +1,9 @@
-"""``ast finetune``: the training loop, after the authors' fine-tuning recipes (``src/traintest.py``).
+"""``ast finetune``: the training loop of the authors' fine-tuning recipes (``src/traintest.py``).
 
-Adam (betas 0.95/0.999, weight decay 5e-7), linear warm-up, then the ESC-50 / Speech Commands decay
-(x0.85 per epoch from epoch 5 to 20), autocast, validation every epoch with the best epoch kept.
+Adam (betas 0.95/0.999, weight decay 5e-7), the recipe's warm-up, loss and augmentation, and its
+MultiStepLR(range(start, 1000, step), gamma) decay stepped once per epoch (``options.RECIPES``,
+``lr_factor``), autocast, validation every epoch with the best epoch kept. Not the authors': weight
+averaging over epochs (their AudioSet runs' ``wa``) and the balanced sampler of their full AudioSet run.
 After every epoch the training state (model, optimizer, scheduler, RNG, history) goes to
 ``OUT_DIR/.train_state.pt`` so ``--resume`` continues exactly where a killed run left off. Under
 ``torchrun`` the same code runs DistributedDataParallel: one process per device, a DistributedSampler,
@@ -26,24 +28,26 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from . import checkpoints
+from . import checkpoints, hub
 from . import data as D
 from .config import MULTI_LABEL, SINGLE_LABEL, ASTConfig, PreprocessorConfig, write_json
 from .devices import autocast, resolve_device, resolve_precision
 from .errors import Interrupted, OutputExistsError, UsageError
 from .evaluation import model_forward, predict, score
-from .files import AtomicPath, atomic_open
+from .files import AtomicPath, atomic_open, write_atomic
 from .metrics import format_report, main_metric
 from .model import AST
-from .options import FinetuneOptions, parse_norm_stats  # FinetuneOptions is also importable from here
+from .options import WARMUP_LINEAR, FinetuneOptions, RecipeValues, parse_norm_stats  # FinetuneOptions is also importable from here
 from .progress import bar as progress_bar
 
 STATE_FILE = ".train_state.pt"
+MODEL_FILES = ("model.safetensors", "pytorch_model.bin", "config.json", "preprocessor_config.json")
 NORM_STATS_FILE = "norm_stats.json"  # --norm-stats auto, cached
 METRICS_FILE = "metrics.jsonl"
 BETAS = (0.95, 0.999)  # the authors' Adam (traintest.py)
-DECAY, DECAY_FROM, DECAY_LAST = 0.85, 5, 20  # MultiStepLR(range(5, 21), gamma=0.85): ESC-50 and Speech Commands
-MAX_WARMUP = 1000  # steps: the authors' linear warm-up
+MAX_WARMUP = 1000  # steps: the authors' warm-up, and the default recipe's at most
+WARMUP_EVERY = 50  # steps: the authors' warm-up sets the rate at every 50th step (traintest.py)
+MILESTONES_END = 1000  # MultiStepLR(range(start, 1000, step)): the last decay is after epoch 999
 HEAD = ("fc_norm.", "head.")  # the classifier (the authors' mlp_head): all --freeze-backbone trains
 
 
@@ -170,22 +174,62 @@ def dataset_norm_stats(paths: list[str], target_length: int, num_mel_bins: int, 
 def resume_settings(options: FinetuneOptions, world: World) -> dict[str, Any]:
     """What a resumed run must share with the interrupted one."""
     keep = ("base", "val_dir", "val_split", "seed", "target_length", "freeze_backbone", "lr", "batch_size", "mixup",
-            "freqm", "timem", "warmup", "weight_decay", "labels_csv", "norm_stats")
+            "freqm", "timem", "warmup", "weight_decay", "labels_csv", "norm_stats")  # fmt: skip
     values = asdict(options)
-    return {**{k: values[k] for k in keep}, "processes": world.size}
+    return {**{k: values[k] for k in keep}, "recipe": str(options.recipe), "processes": world.size}  # plain str: weights_only
 
 
-def lr_factor(step: int, warmup: int, steps_per_epoch: int) -> float:
-    """Linear warm-up over ``warmup`` steps, times 0.85 for each finished epoch from the 5th to the 20th."""
-    warm = min(1.0, (step + 1) / warmup) if warmup else 1.0
-    epoch = step // steps_per_epoch
-    return warm * DECAY ** max(0, min(epoch, DECAY_LAST) - DECAY_FROM + 1)
+def lr_factor(step: int, steps_per_epoch: int, values: RecipeValues) -> float:
+    """The learning rate of optimizer step ``step`` (from 0) over the peak, in a run of ``values``.
+
+    Decay: traintest.py's ``MultiStepLR(range(start, 1000, step), gamma=decay)`` stepped after each
+    epoch, so epoch E (counted from 1) runs at decay ** (number of milestones below E).
+    Warm-up (``values.warmup`` steps; None: 1000 or one epoch if shorter):
+    linear (the default recipe): (step + 1) / warmup, up to 1, times the decay;
+    authors (traintest.py): at every 50th step up to ``warmup`` (and at ``warmup``) the rate is set to
+    step / warmup of the peak, which holds until the next such step or the next decay. A decay before
+    the last setting is overwritten by it, as in their loop (it matters when the warm-up spans epochs).
+    """
+    warmup = warmup_steps(values, steps_per_epoch)
+    epoch = step // steps_per_epoch  # epochs finished: the scheduler stepped after each of them
+    warm, since = 1.0, -1  # the decays after epoch `since` count
+    if warmup and values.warmup_rule == WARMUP_LINEAR:
+        warm = min(1.0, (step + 1) / warmup)
+    elif warmup:
+        last_set = warmup if step >= warmup else step - step % WARMUP_EVERY
+        warm, since = last_set / warmup, last_set // steps_per_epoch
+    milestones = lambda up_to: len(range(values.decay_start, min(up_to, MILESTONES_END - 1) + 1, values.decay_step))  # noqa: E731
+    return warm * values.decay ** (milestones(epoch) - milestones(since))
+
+
+def warmup_steps(values: RecipeValues, steps_per_epoch: int) -> int:
+    """The recipe's warm-up steps; None: 1000, or one epoch if it is shorter."""
+    return values.warmup if values.warmup is not None else min(MAX_WARMUP, steps_per_epoch)
+
+
+def loss_name(values: RecipeValues, multi_label: bool) -> str:
+    """CE or BCE: the recipe's, or for ``auto`` CE on single-label data and BCE on multi-label."""
+    return values.loss if values.loss != "auto" else ("BCE" if multi_label else "CE")
+
+
+def describe(options: FinetuneOptions, values: RecipeValues, frames: int, loss: str, steps_per_epoch: int) -> str:
+    """One line: what the run does, after the recipe and the flags."""
+    warmup = warmup_steps(values, steps_per_epoch)
+    rule = "linear" if values.warmup_rule == WARMUP_LINEAR else "the authors'"
+    warm = f"{warmup} steps of {rule} warm-up" if warmup else "no warm-up"
+    every = "epoch" if values.decay_step == 1 else f"{values.decay_step} epochs"
+    return (
+        f"recipe {options.recipe}: lr {values.lr:g}, epochs {values.epochs}, batch {values.batch_size}, frames {frames}, "
+        f"freqm {values.freqm}, timem {values.timem}, mixup {values.mixup:g}, {loss}, {warm}, "
+        f"x{values.decay:g} every {every} from epoch {values.decay_start + 1}{', noise and roll' if values.noise else ''}"
+    )
 
 
 # -- the run -----------------------------------------------------------------------------------
 def finetune(data_dir: str, out_dir: str, options: FinetuneOptions, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Fine-tune ``options.base`` on ``data_dir`` into ``out_dir``; returns the best epoch's summary."""
     options.validate()  # flags that exclude each other (each value was checked when the options were made)
+    options = options.resolved()  # the recipe's values in the fields it sets (target_length, timem, warmup may stay None)
     world = World.from_env()
     say = (log or _stderr) if world.main else (lambda _: None)
     out = Path(out_dir)
@@ -232,8 +276,9 @@ def _run(data_dir, out: Path, options: FinetuneOptions, world: World, device, dt
     run_settings = resume_settings(options, world)
     if state is not None:
         _check_same_settings(state["settings"], run_settings)
-    multi = train.multi_label
-    augment = D.Augment(options.freqm, options.timem, options.mixup, D.MAX_SHIFT)
+    values = options.values()
+    loss = loss_name(values, train.multi_label)
+    augment = D.Augment.of(values, T)
     train_set = D.ClipDataset(train, T, pre.mean, pre.std, augment, fbanks, options.seed, model.config.num_mel_bins)
     val_set = D.ClipDataset(val, T, pre.mean, pre.std, fbanks=val_fbanks, num_mel_bins=model.config.num_mel_bins)
     sampler = D.EpochSampler(
@@ -256,8 +301,7 @@ def _run(data_dir, out: Path, options: FinetuneOptions, world: World, device, dt
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, options.lr, betas=BETAS, weight_decay=options.weight_decay)
     steps = len(loader)
-    warmup = options.warmup if options.warmup is not None else min(MAX_WARMUP, steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, warmup, steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, steps, values))
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     run = {"epoch": 0, "best": -float("inf"), "best_epoch": 0, "best_report": None, "stale": 0, "stopped": False, "history": []}
     if state is not None:
@@ -269,27 +313,32 @@ def _run(data_dir, out: Path, options: FinetuneOptions, world: World, device, dt
         say(f"resuming after epoch {run['epoch']} of {options.epochs}")
     elif world.main:
         out.mkdir(parents=True, exist_ok=True)
-        for stale in (STATE_FILE, METRICS_FILE):  # --force: nothing of an earlier run may survive
+        # --force: nothing of an earlier run may survive, its model least of all (a kill in the first
+        # epoch would leave it beside this run's files, looking like this run's result)
+        for stale in (STATE_FILE, METRICS_FILE, *MODEL_FILES):
             (out / stale).unlink(missing_ok=True)
+    if world.main:  # until the last write of the run: its model is only the best epoch so far
+        write_atomic(out / hub.INCOMPLETE_FILE, f"ast finetune: epoch {run['epoch']} of {options.epochs} done; --resume finishes it\n")
 
     say(
         f"{len(train.labels)} classes, {len(train.clips)} training / {len(val.clips)} validation clips, {T} frames, "
         f"mean {pre.mean:.4f} std {pre.std:.4f}, {world.size} process(es) on {device.type}"
     )
+    say(describe(options, values, T, loss, steps))
     while run["epoch"] < options.epochs and not run["stopped"]:
         epoch = run["epoch"]
         sampler.set_epoch(epoch)
         started = time.perf_counter()
-        loss_sum, seen = _train_epoch(net, loader, optimizer, scheduler, scaler, device, dtype, multi, world, f"epoch {epoch + 1}/{options.epochs}")
+        loss_sum, seen = _train_epoch(net, loader, optimizer, scheduler, scaler, device, dtype, loss, world, f"epoch {epoch + 1}/{options.epochs}")
         loss_sum, seen = world.sum(loss_sum, seen)
         seconds = time.perf_counter() - started
         logits, targets = _predict_all(model, val_loader, device, dtype, world, len(val_set))
-        report = score(logits, targets, train.labels, multi)
+        report = score(logits, targets, train.labels, train.multi_label)
         name, value = main_metric(report)
         record = {
             "epoch": epoch + 1,
             "train_loss": loss_sum / max(seen, 1),
-            "val_loss": _loss(logits, targets, multi).item(),
+            "val_loss": _loss(logits, targets, loss).item(),
             **{f"val_{k}": report[k] for k in ("accuracy", "macro_f1", "mAP", "mAUC", "d_prime") if k in report},
             "lr": optimizer.param_groups[0]["lr"],
             "clips_per_s": round(seen / seconds, 2),
@@ -311,9 +360,13 @@ def _run(data_dir, out: Path, options: FinetuneOptions, world: World, device, dt
         if world.main:  # the state first: once metrics.jsonl shows an epoch, --resume continues after it
             _save_state(out / STATE_FILE, model, optimizer, scheduler, scaler, run, run_settings, pre)
             _write_history(out / METRICS_FILE, run["history"])
+            if run["epoch"] < options.epochs and not run["stopped"]:
+                write_atomic(out / hub.INCOMPLETE_FILE, f"ast finetune: epoch {run['epoch']} of {options.epochs} done; --resume finishes it\n")
         world.barrier()
     if run["stopped"]:
         say(f"stopped early: no better val {main_metric(run['best_report'])[0]} for {options.patience} epoch(s)")
+    if world.main:
+        (out / hub.INCOMPLETE_FILE).unlink(missing_ok=True)  # the run's last write: the folder is complete
     report = run["best_report"]
     say(f"best epoch {run['best_epoch']}: val {main_metric(report)[0]} {run['best']:.4f}; model in {out}\n{format_report(report)}")
     return {"out_dir": str(out), "best_epoch": run["best_epoch"], "epochs": run["epoch"], **report}
@@ -336,7 +389,7 @@ def _check_same_settings(before: dict[str, Any], now: dict[str, Any]) -> None:
         )
 
 
-def _train_epoch(net, loader, optimizer, scheduler, scaler, device, dtype, multi: bool, world: World, desc: str) -> tuple[float, int]:
+def _train_epoch(net, loader, optimizer, scheduler, scaler, device, dtype, loss_kind: str, world: World, desc: str) -> tuple[float, int]:
     net.train()
     loss_sum, seen = 0.0, 0
     bar = progress_bar(loader, desc=desc, unit="batch", enabled=None if world.main else False)
@@ -345,7 +398,7 @@ def _train_epoch(net, loader, optimizer, scheduler, scaler, device, dtype, multi
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with autocast(device, dtype):
             logits = net(x)
-        loss = _loss(logits.float(), y, multi)
+        loss = _loss(logits.float(), y, loss_kind)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -357,9 +410,11 @@ def _train_epoch(net, loader, optimizer, scheduler, scaler, device, dtype, multi
     return loss_sum, seen
 
 
-def _loss(logits: torch.Tensor, targets: torch.Tensor, multi: bool) -> torch.Tensor:
-    """BCE on logits for multi-label data; cross-entropy (soft targets after mixup) for single-label."""
-    if multi:
+def _loss(logits: torch.Tensor, targets: torch.Tensor, loss: str) -> torch.Tensor:
+    """BCE on logits (the targets one-hot for single-label data, as the authors'), or cross-entropy on
+    the targets: the class for one-hot ones (the authors' argmax), the mixture after mixup (their
+    ``argmax(labels.long())`` truncates a mixture to zeros, so class 0; no run of theirs mixes with CE)."""
+    if loss == "BCE":
         return F.binary_cross_entropy_with_logits(logits, targets)
     return F.cross_entropy(logits, targets)
 

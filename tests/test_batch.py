@@ -405,3 +405,64 @@ def test_the_worker_holding_the_oldest_file_is_read_first(tiny_model_dir, wav):
         assert done == [0, 1, 2, 3]
     finally:
         pool.close()
+
+
+def test_the_output_is_never_one_of_the_inputs(capsys, tiny_model_dir, tmp_path):
+    """Refused before anything is opened for writing, --force or not; an input audio file stays whole."""
+    folder = tmp_path / "sounds"
+    folder.mkdir()
+    sf.write(folder / "a.wav", tone(0.5), 16000)
+    size = (folder / "a.wav").stat().st_size
+    for out, fmt in ((folder / "a.wav", "jsonl"), (folder / "new.wav", "jsonl"), (folder, "audacity"), (folder / "labels", "audacity")):
+        code, outp, err = run(capsys, "batch", folder, "-o", out, "--format", fmt, "--force", "-m", tiny_model_dir)
+        assert code == 2 and "input" in err and err.count("\n") == 1, err
+    assert (folder / "a.wav").stat().st_size == size and not (folder / "new.wav").exists()
+    listing = tmp_path / "list.txt"
+    out = tmp_path / "out.jsonl"
+    out.write_text("")
+    listing.write_text(f"{folder / 'a.wav'}\n{out}\n")
+    code, _, err = run(capsys, "batch", "--files-from", listing, "-o", out, "--force", "-m", tiny_model_dir, "-q")
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert code == 1 and [r.get("error", "") for r in records][1].endswith("is this run's output, not read")
+
+
+def test_a_second_writer_of_the_same_output_stops_at_once(capsys, tiny_model_dir, tmp_path):
+    import fcntl
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    sf.write(folder / "a.wav", tone(0.5), 16000)
+    out = tmp_path / "out.jsonl"
+    assert run(capsys, "batch", folder, "-o", out, "-m", tiny_model_dir, "-q")[0] == 0
+    before = out.read_bytes()
+    with open(out, "ab") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)  # as a running ast batch holds it
+        for flag in ("--resume", "--force"):
+            code, _, err = run(capsys, "batch", folder, "-o", out, flag, "-m", tiny_model_dir)
+            assert code == 2 and "another ast batch is writing this output" in err, err
+    assert out.read_bytes() == before  # --force did not cut it
+
+
+def test_resume_keeps_whole_records_only(capsys, tiny_model_dir, tmp_path):
+    """A blank or broken line inside a jsonl output is reported and its file tagged again (the records
+    after it are kept); a --timeline CSV keeps only whole files."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(4):
+        sf.write(folder / f"{i}.wav", tone(3.0, seed=i), 16000)
+    out = tmp_path / "out.jsonl"
+    assert run(capsys, "batch", folder, "-o", out, "-m", tiny_model_dir, "-q")[0] == 0
+    lines = out.read_text().splitlines()
+    out.write_text("\n".join([lines[0], "", lines[1][:20], *lines[2:]]) + "\n")  # a blank line and a broken one
+    code, _, err = run(capsys, "batch", folder, "-o", out, "-m", tiny_model_dir, "--resume", "-q")
+    assert code == 0 and "2 damaged line(s) left out" in err
+    paths = [json.loads(line)["path"] for line in out.read_text().splitlines()]
+    assert sorted(paths) == sorted(str(p) for p in folder.iterdir())
+    csv_out = tmp_path / "t.csv"
+    assert run(capsys, "batch", folder, "-o", csv_out, "-m", tiny_model_dir, "--timeline", "-q")[0] == 0
+    rows = csv_out.read_text().splitlines()
+    csv_out.write_text("\n".join(rows[:-2]) + "\n")  # the last file's rows cut short (a full disk)
+    assert run(capsys, "batch", folder, "-o", csv_out, "-m", tiny_model_dir, "--timeline", "--resume", "-q")[0] == 0
+    again = list(csv.DictReader(io.StringIO(csv_out.read_text())))
+    per_file = {p: sum(r["path"] == p for r in again) for p in {r["path"] for r in again}}
+    assert len(per_file) == 4 and len(set(per_file.values())) == 1  # every file with all its window rows

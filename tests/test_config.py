@@ -25,8 +25,12 @@ CONFIG_DAMAGE = [
     (lambda c: {k: v for k, v in c.items() if k not in ("id2label", "label2id")} | {"num_labels": "five"}, "'num_labels' must be a positive integer"),
     (lambda c: {k: v for k, v in c.items() if k not in ("id2label", "label2id")}, "the head has 5 outputs but config.json names 2 labels"),
     (lambda c: {**c, "hidden_size": 66}, "not divisible by num_attention_heads"),
-    (lambda c: {**c, "hidden_size": 60}, "size mismatch for cls_token"),
-    (lambda c: {**c, "num_hidden_layers": 3}, "weights do not match an AST of this config (missing blocks.2"),
+    # checked against the weights' header before anything is built (issue 19)
+    (lambda c: {**c, "hidden_size": 60}, "config.json says hidden_size 60, the weights have 64"),
+    (lambda c: {**c, "num_hidden_layers": 3}, "config.json says num_hidden_layers 3, the weights have 2"),
+    (lambda c: {**c, "hidden_size": 10**9}, "'hidden_size' is 1000000000, more than any AST has (at most 8192)"),
+    (lambda c: {**c, "num_hidden_layers": 10**6}, "'num_hidden_layers' is 1000000, more than any AST has"),
+    (lambda c: {k: v for k, v in c.items() if k not in ("id2label", "label2id")} | {"num_labels": 10**9}, "'num_labels' is 1000000000, more than any AST has"),
     (lambda c: [c], "expected a JSON object"),
 ]
 PREPROCESSOR_DAMAGE = [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import soundfile as sf
 import torch
@@ -10,6 +12,7 @@ from helpers import make_sound_dataset, tone
 from ast_cli import data as D
 from ast_cli.errors import UsageError
 from ast_cli.features import extract
+from ast_cli.options import FinetuneOptions, Recipe
 
 
 def _write(path, seconds=0.5, **kwargs):
@@ -127,15 +130,41 @@ def test_augmentation_is_seeded_by_epoch_and_index(tmp_path):
     make_sound_dataset(tmp_path, per_class=2)
     found, fbanks, _ = D.scan(D.discover(tmp_path))
     mean, std = -5.0, 4.0
-    dataset = D.ClipDataset(found, 100, mean, std, D.Augment(freqm=30, timem=20, mixup=0.0, shift=0), fbanks, seed=7)
+    dataset = D.ClipDataset(found, 100, mean, std, D.Augment(freqm=30, timem=20, mixup=0.0), fbanks, seed=7)
     a, b, c = dataset[(1, 5)][0], dataset[(1, 5)][0], dataset[(2, 5)][0]
     assert torch.equal(a, b) and not torch.equal(a, c)
     masked = (0.0 - mean) / (2 * std)  # masks write 0 into the raw log-mel, before normalisation
     plain = D.ClipDataset(found, 100, mean, std, fbanks=fbanks)[5][0]
     changed = ~torch.isclose(a, plain)
     assert changed.any() and torch.allclose(a[changed], torch.tensor(masked))
-    shifted = D.ClipDataset(found, 100, mean, std, D.Augment(shift=10), fbanks, seed=7)[(0, 5)][0]
-    assert any(torch.equal(shifted, torch.roll(plain, k, 0)) for k in range(-10, 10))
+
+
+@pytest.mark.parametrize("recipe", Recipe.values())
+def test_only_the_speechcommands_recipe_adds_noise_and_rolls(tmp_path, recipe):
+    """dataloader.py adds noise and rolls only with noise=True (their Speech Commands run): each item
+    is then the plain features plus uniform noise below 0.1, rolled by -10..9 frames; every other
+    recipe, the default included, gives the plain features (its masks and mixup set aside here)."""
+    make_sound_dataset(tmp_path, per_class=2)
+    found, fbanks, _ = D.scan(D.discover(tmp_path))
+    mean, std = -5.0, 4.0
+    plain = D.ClipDataset(found, 100, mean, std, fbanks=fbanks)
+    values = dataclasses.replace(FinetuneOptions(recipe=recipe).values(), freqm=0, timem=0, mixup=0.0)
+    keys = [(epoch, i) for epoch in range(3) for i in range(len(plain))]
+    without = D.ClipDataset(found, 100, mean, std, D.Augment.of(dataclasses.replace(values, noise=False), 100), fbanks, seed=7)
+    assert all(torch.equal(without[key][0], plain[key[1]][0]) for key in keys)
+    dataset = D.ClipDataset(found, 100, mean, std, D.Augment.of(values, 100), fbanks, seed=7)
+    if recipe != "speechcommands":
+        assert not values.noise and all(torch.equal(dataset[key][0], plain[key[1]][0]) for key in keys)
+        return
+    shifts = set()
+    for epoch, i in keys:
+        x, rolled = dataset[(epoch, i)][0], [torch.roll(plain[i][0], k, 0) for k in range(-10, 10)]
+        assert not any(torch.equal(x, r) for r in rolled)  # noise on top of any roll
+        fits = [k for k, r in zip(range(-10, 10), rolled) if (x - r).min() >= 0 and (x - r).max() < 0.1 + 1e-6]
+        assert fits, (epoch, i)
+        shifts.update(fits)
+    assert min(shifts) < 0 < max(shifts)  # rolls both ways
+    assert torch.equal(dataset[(1, 2)][0], dataset[(1, 2)][0]) and not torch.equal(dataset[(1, 2)][0], dataset[(2, 2)][0])
 
 
 def test_mixup_mixes_waveforms_and_targets(tmp_path):

@@ -3,6 +3,7 @@ loads in transformers and `ast tag`, a killed run resumes to the same weights, D
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -22,6 +23,7 @@ from ast_cli.cli import main
 from ast_cli.config import PreprocessorConfig
 from ast_cli.evaluation import evaluate
 from ast_cli.model import AST
+from ast_cli.options import RECIPES, Recipe, RecipeValues
 from ast_cli.training import METRICS_FILE, STATE_FILE, FinetuneOptions, finetune, lr_factor
 
 REPO = Path(__file__).resolve().parents[1]
@@ -152,18 +154,67 @@ def _spy(init, built):
     return wrapped
 
 
-def test_learning_rate_schedule_is_the_authors():
-    """Warm-up, then MultiStepLR(range(5, 21), gamma=0.85) stepped once per epoch (traintest.py)."""
-    model = torch.nn.Linear(1, 1)
-    optimizer = torch.optim.Adam(model.parameters(), 1.0)
-    reference = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(range(5, 21)), gamma=0.85)
-    steps_per_epoch = 3
-    for epoch in range(25):
-        for step in range(epoch * steps_per_epoch, (epoch + 1) * steps_per_epoch):
-            assert lr_factor(step, 0, steps_per_epoch) == pytest.approx(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        reference.step()
-    assert [lr_factor(s, 4, 100) for s in range(5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
+def authors_rates(values: RecipeValues, steps_per_epoch: int, epochs: int) -> list[float]:
+    """The learning rate of every step of traintest.py's loop, line for line, at a peak of 1: their
+    MultiStepLR stepped after each epoch (epochs counted from 1), and with warm-up their rule."""
+    optimizer = torch.optim.Adam(torch.nn.Linear(1, 1).parameters(), 1.0)
+    milestones = list(range(values.decay_start, 1000, values.decay_step))
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=values.decay)
+    warmup, rates, global_step = bool(values.warmup), [], 0
+    for _epoch in range(1, epochs + 1):
+        for _ in range(steps_per_epoch):
+            if global_step <= 1000 and global_step % 50 == 0 and warmup == True:  # noqa: E712 (theirs)
+                for param_group in optimizer.param_groups:
+                    param_group["lr"] = (global_step / 1000) * 1.0
+            rates.append(optimizer.param_groups[0]["lr"])
+            global_step += 1
+        optimizer.step()  # no gradients: nothing changes (without it torch warns of the order)
+        scheduler.step()
+    return rates
+
+
+@pytest.mark.parametrize("steps_per_epoch", [1, 7, 60, 1050])
+def test_learning_rate_schedules_are_the_authors(steps_per_epoch):
+    """Every step of 30 epochs (past the 21st, where the old schedule stopped decaying) of every recipe:
+    the authors' recipes as their loop runs them, warm-up included (with 1 or 7 steps an epoch their
+    1000-step warm-up spans epochs, and overwrites the decays within it, as theirs); the default recipe
+    their decay times the linear warm-up of 1000 steps or one epoch."""
+    for recipe, values in RECIPES.items():
+        if recipe == "default":
+            warmup = min(1000, steps_per_epoch)
+            decay = authors_rates(dataclasses.replace(values, warmup=0), steps_per_epoch, 30)
+            expected = [min(1.0, (step + 1) / warmup) * rate for step, rate in enumerate(decay)]
+        else:
+            expected = authors_rates(values, steps_per_epoch, 30)
+        ours = [lr_factor(step, steps_per_epoch, values) for step in range(len(expected))]
+        assert ours == pytest.approx(expected, rel=1e-12, abs=1e-15), recipe
+
+
+def test_learning_rate_factors_per_epoch(capsys):
+    """The table of the docs (docs/finetune.md, "Recipes"): each recipe's factor in each epoch (2000
+    steps an epoch: the warm-ups are over within the first), against torch's MultiStepLR stepped per epoch."""
+    epochs, steps = 30, 2000
+    table = {recipe: [lr_factor(epoch * steps + steps - 1, steps, values) for epoch in range(epochs)] for recipe, values in RECIPES.items()}
+    for recipe, values in RECIPES.items():
+        optimizer = torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), 1.0)
+        reference = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(range(values.decay_start, 1000, values.decay_step)), gamma=values.decay)
+        expected = []
+        for _epoch in range(1, epochs + 1):
+            expected.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            reference.step()
+        assert table[recipe] == pytest.approx(expected, rel=1e-12), recipe
+    with capsys.disabled():
+        print("\nepoch " + " ".join(f"{r:>17}" for r in table))
+        for epoch in range(epochs):
+            print(f"{epoch + 1:5d} " + " ".join(f"{table[r][epoch]:17.6g}" for r in table))
+    assert table["esc50"][24] == pytest.approx(0.85**20) and table["default"][24] == pytest.approx(0.85**20)  # never stops (was 0.85**16)
+    assert table["audioset"][:5] == pytest.approx([1, 1, 0.5, 0.25, 0.125])
+    assert table["audioset-balanced"][9:12] == pytest.approx([1, 0.5, 0.5]) and table["audioset-balanced"][15] == 0.25
+    audioset = RECIPES[Recipe("audioset")]
+    warm = [lr_factor(s, steps, audioset) for s in (0, 49, 50, 99, 100, 999, 1000, 1999)]
+    assert warm == pytest.approx([0, 0, 0.05, 0.05, 0.1, 0.95, 1, 1])  # their rule: step / 1000, set every 50 steps
+    assert [lr_factor(s, 100, RECIPES[Recipe("default")]) for s in (0, 1, 98, 99, 100)] == pytest.approx([0.01, 0.02, 0.99, 1, 1])
 
 
 # -- resume --------------------------------------------------------------------------------------
@@ -247,6 +298,22 @@ def test_freeze_backbone_trains_only_the_head(tmp_path, base16, capsys):
     assert (pre["mean"], pre["std"]) == (-3.0, 5.0)
 
 
+def test_a_named_recipe_runs_as_it_says(tmp_path, base16, capsys):
+    """--recipe speechcommands end to end: its frames (128), BCE on one-hot targets, mixup, noise and
+    roll, no warm-up; what it runs is stated in one line."""
+    data = tmp_path / "data"
+    make_sound_dataset(data, per_class=3)
+    out = tmp_path / "out"
+    assert main(["finetune", str(data), "-o", str(out), "--base", str(base16), "--recipe", "speechcommands", "--epochs", "1",
+                 "--lr", "1e-3", "--batch-size", "4", "--val-split", "0.3", "--precision", "fp32", "--workers", "0"]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert ("recipe speechcommands: lr 0.001, epochs 1, batch 4, frames 128, freqm 48, timem 48, mixup 0.6, BCE, no warm-up, "
+            "x0.85 every epoch from epoch 6, noise and roll") in err  # fmt: skip
+    assert json.loads((out / "config.json").read_text())["max_length"] == 128
+    settings = torch.load(out / STATE_FILE, weights_only=True)["settings"]
+    assert (settings["recipe"], settings["lr"], settings["mixup"], settings["target_length"]) == ("speechcommands", 1e-3, 0.6, 128)
+
+
 def test_multi_label_from_a_csv(tmp_path, base16, capsys):
     paths = make_sound_dataset(tmp_path / "data", per_class=4)
     rows = ["path,labels"]
@@ -300,6 +367,7 @@ def test_bad_inputs_exit_with_one_line(tmp_path, small_data, tiny_model_dir, cap
         ([small_data, "-o", tmp_path / "o3", "--norm-stats", "loud"], "--norm-stats must be auto, base or MEAN,STD"),
         ([one, "-o", tmp_path / "o4"], "too few to split"),
         ([small_data, "-o", tmp_path / "o5", "--labels", busy / "keep.txt", "--val", small_data], "--val with --labels"),
+        ([small_data, "-o", tmp_path / "o6", "--labels", busy / "keep.txt", "--recipe", "esc50"], "esc50 trains with cross-entropy"),
     ]
     for args, message in cases:
         status = main(["finetune", *map(str, args), "--base", str(tiny_model_dir), "--epochs", "1", "--workers", "0"])
@@ -320,13 +388,83 @@ def test_cli_passes_every_flag(monkeypatch, tmp_path):
     args = ["finetune", "d", "-o", "o", "--base", "b", "--val", "v", "--val-split", "0.2", "--seed", "3", "--target-length", "300",
             "--freeze-backbone", "--epochs", "7", "--lr", "2e-4", "--batch-size", "5", "--mixup", "0.5", "--freqm", "10",
             "--timem", "20", "--warmup", "30", "--weight-decay", "1e-6", "--patience", "2", "--labels", "l.csv",
-            "--norm-stats", "base", "--resume", "--workers", "0", "--device", "cpu", "--precision", "bf16"]  # fmt: skip
+            "--norm-stats", "base", "--resume", "--workers", "0", "--device", "cpu", "--precision", "bf16",
+            "--recipe", "audioset"]  # fmt: skip
     assert main(args) == 0
     assert (seen["data"], seen["out"]) == ("d", "o")
     assert seen["options"] == FinetuneOptions(
         base="b", val_dir="v", val_split=0.2, seed=3, target_length=300, freeze_backbone=True, epochs=7, lr=2e-4,
         batch_size=5, mixup=0.5, freqm=10, timem=20, warmup=30, weight_decay=1e-6, patience=2, labels_csv="l.csv",
-        norm_stats="base", resume=True, force=False, device="cpu", precision="bf16", workers=0,
+        norm_stats="base", resume=True, force=False, device="cpu", precision="bf16", workers=0, recipe="audioset",
     )  # fmt: skip
+    assert seen["options"].resolved() == seen["options"]  # every flag given: nothing left to the recipe
     assert main(["finetune", "d", "-o", "o"]) == 0
     assert seen["options"] == FinetuneOptions()  # the command's defaults are the library's
+    assert seen["options"].resolved() == FinetuneOptions(lr=1e-5, epochs=25, batch_size=48, freqm=48, mixup=0.0)  # timem, warmup, length: from the data
+
+
+# the authors' run scripts: egs/esc50/run_esc.sh, egs/speechcommands/run_sc.sh, egs/audioset/run.sh (set=full / balanced)
+AUTHORS = {
+    "esc50": dict(lr=1e-5, epochs=25, batch_size=48, freqm=24, timem=96, mixup=0.0, target_length=512, noise=False, loss="CE",
+                  warmup=0, decay_start=5, decay_step=1, decay=0.85),
+    "speechcommands": dict(lr=2.5e-4, epochs=30, batch_size=128, freqm=48, timem=48, mixup=0.6, target_length=128, noise=True,
+                           loss="BCE", warmup=0, decay_start=5, decay_step=1, decay=0.85),
+    "audioset": dict(lr=1e-5, epochs=5, batch_size=12, freqm=48, timem=192, mixup=0.5, target_length=1024, noise=False, loss="BCE",
+                     warmup=1000, decay_start=2, decay_step=1, decay=0.5),
+    "audioset-balanced": dict(lr=5e-5, epochs=25, batch_size=12, freqm=48, timem=192, mixup=0.5, target_length=1024, noise=False,
+                              loss="BCE", warmup=1000, decay_start=10, decay_step=5, decay=0.5),
+}  # fmt: skip
+
+
+def test_recipe_flag_builds_the_authors_runs(monkeypatch):
+    import ast_cli.training
+
+    seen = {}
+    monkeypatch.setattr(ast_cli.training, "finetune", lambda data, out, options, log=None: seen.update(options=options))
+    assert main(["finetune", "d", "-o", "o", "--recipe", "esc50"]) == 0
+    assert seen["options"] == FinetuneOptions(recipe="esc50")
+    assert seen["options"].resolved() == FinetuneOptions(
+        recipe="esc50", lr=1e-5, epochs=25, batch_size=48, freqm=24, timem=96, mixup=0.0, target_length=512, warmup=0
+    )
+    for name, numbers in AUTHORS.items():
+        assert FinetuneOptions(recipe=name).values() == RecipeValues(**numbers, warmup_rule="authors"), name
+    assert main(["finetune", "d", "-o", "o", "--recipe", "esc50", "--lr", "1e-4", "--target-length", "1024"]) == 0  # a flag wins
+    assert seen["options"].values() == dataclasses.replace(RECIPES[Recipe("esc50")], lr=1e-4, target_length=1024)
+    assert main(["finetune", "d", "-o", "o", "--recipe", "esc51"]) == 2
+
+
+def test_a_folder_is_complete_only_after_the_runs_last_write(tiny_model_dir, tmp_path, capsys):
+    """While a run writes it (or after a kill), the folder says it is unfinished and `ast tag -m` warns;
+    --force over a finished run removes its model before the first epoch."""
+    from ast_cli.cli import main as cli_main
+
+    from helpers import make_sound_dataset, tone
+
+    import soundfile as sf
+
+    make_sound_dataset(tmp_path / "data", per_class=3, seed=5)
+    out = tmp_path / "model"
+    args = ["finetune", str(tmp_path / "data"), "-o", str(out), "--base", str(tiny_model_dir), "--epochs", "1", "--workers", "0", "-q"]
+    assert cli_main(args) == 0
+    assert not (out / ".incomplete").exists() and (out / "model.safetensors").is_file()
+    clip = tmp_path / "c.wav"
+    sf.write(clip, tone(0.5), 16000)
+    assert cli_main(["tag", str(clip), "-m", str(out), "-f", "jsonl"]) == 0
+    assert "not finished" not in capsys.readouterr().err
+    (out / ".incomplete").write_text("ast finetune: epoch 0 of 25 done; --resume finishes it\n")  # as a kill leaves it
+    assert cli_main(["tag", str(clip), "-m", str(out), "-f", "jsonl"]) == 0
+    assert "a fine-tune that has not finished (ast finetune: epoch 0 of 25 done" in capsys.readouterr().err
+    (out / ".incomplete").unlink()
+
+    import ast_cli.training as training
+
+    def killed(*a, **k):  # the first epoch dies: what is left must not look like a model
+        raise KeyboardInterrupt
+
+    original = training._train_epoch
+    training._train_epoch = killed
+    try:
+        assert cli_main([*args, "--force"]) == 130
+    finally:
+        training._train_epoch = original
+    assert (out / ".incomplete").is_file() and not (out / "model.safetensors").exists()
