@@ -259,26 +259,11 @@ class RecipeValues:
 # tool's linear warm-up.
 # tests/test_training.py compares the schedules with torch's MultiStepLR and their warm-up loop.
 RECIPES: dict[Recipe, RecipeValues] = {
-    Recipe("default"): RecipeValues(
-        lr=1e-5, epochs=25, batch_size=48, freqm=48, timem=None, mixup=0.0, target_length=None, noise=False,
-        loss="auto", warmup=None, warmup_rule=WARMUP_LINEAR, decay_start=5, decay_step=1, decay=0.85,
-    ),
-    Recipe("esc50"): RecipeValues(
-        lr=1e-5, epochs=25, batch_size=48, freqm=24, timem=96, mixup=0.0, target_length=512, noise=False,
-        loss="CE", warmup=0, warmup_rule=WARMUP_AUTHORS, decay_start=5, decay_step=1, decay=0.85,
-    ),
-    Recipe("speechcommands"): RecipeValues(
-        lr=2.5e-4, epochs=30, batch_size=128, freqm=48, timem=48, mixup=0.6, target_length=128, noise=True,
-        loss="BCE", warmup=0, warmup_rule=WARMUP_AUTHORS, decay_start=5, decay_step=1, decay=0.85,
-    ),
-    Recipe("audioset"): RecipeValues(
-        lr=1e-5, epochs=5, batch_size=12, freqm=48, timem=192, mixup=0.5, target_length=1024, noise=False,
-        loss="BCE", warmup=1000, warmup_rule=WARMUP_AUTHORS, decay_start=2, decay_step=1, decay=0.5,
-    ),
-    Recipe("audioset-balanced"): RecipeValues(
-        lr=5e-5, epochs=25, batch_size=12, freqm=48, timem=192, mixup=0.5, target_length=1024, noise=False,
-        loss="BCE", warmup=1000, warmup_rule=WARMUP_AUTHORS, decay_start=10, decay_step=5, decay=0.5,
-    ),
+    Recipe("default"): RecipeValues(lr=1e-5, epochs=25, batch_size=48, freqm=48, timem=None, mixup=0.0, target_length=None, noise=False, loss="auto", warmup=None, warmup_rule=WARMUP_LINEAR, decay_start=5, decay_step=1, decay=0.85),
+    Recipe("esc50"): RecipeValues(lr=1e-5, epochs=25, batch_size=48, freqm=24, timem=96, mixup=0.0, target_length=512, noise=False, loss="CE", warmup=0, warmup_rule=WARMUP_AUTHORS, decay_start=5, decay_step=1, decay=0.85),
+    Recipe("speechcommands"): RecipeValues(lr=2.5e-4, epochs=30, batch_size=128, freqm=48, timem=48, mixup=0.6, target_length=128, noise=True, loss="BCE", warmup=0, warmup_rule=WARMUP_AUTHORS, decay_start=5, decay_step=1, decay=0.85),
+    Recipe("audioset"): RecipeValues(lr=1e-5, epochs=5, batch_size=12, freqm=48, timem=192, mixup=0.5, target_length=1024, noise=False, loss="BCE", warmup=1000, warmup_rule=WARMUP_AUTHORS, decay_start=2, decay_step=1, decay=0.5),
+    Recipe("audioset-balanced"): RecipeValues(lr=5e-5, epochs=25, batch_size=12, freqm=48, timem=192, mixup=0.5, target_length=1024, noise=False, loss="BCE", warmup=1000, warmup_rule=WARMUP_AUTHORS, decay_start=10, decay_step=5, decay=0.5),
 }  # fmt: skip
 RECIPE_FLAGS = ("lr", "epochs", "batch_size", "freqm", "timem", "mixup", "target_length", "warmup")  # None: the recipe's
 

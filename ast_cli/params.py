@@ -89,10 +89,7 @@ Force = Annotated[bool, typer.Option("--force", help="Overwrite OUT.")]
 # -- which files ----------------------------------------------------------------------------------
 FilesFrom = Annotated[Optional[str], typer.Option("--files-from", metavar="FILE", help="Also the paths in this file, one a line ('-': standard input).")]
 Recursive = Annotated[bool, typer.Option("--recursive/--no-recursive", help="Search folders recursively.")]
-Extensions = Annotated[
-    list[str],
-    typer.Option("--ext", metavar="EXT", help="Extensions to take from folders, e.g. --ext wav,flac (default: what libsndfile reads, plus ffmpeg's when installed)."),
-]
+Extensions = Annotated[list[str], typer.Option("--ext", metavar="EXT", help="Extensions to take from folders, e.g. --ext wav,flac (default: what libsndfile reads, plus ffmpeg's when installed).")]
 Relative = Annotated[bool, typer.Option("--relative", help="Write paths of files found in a folder relative to that folder.")]
 Shard = Annotated[Optional[str], typer.Option("--shard", metavar="K/N", help="Tag only shard K (0 to N-1) of N, by a stable hash of each path.")]
 
