@@ -24,7 +24,7 @@ import torch
 from . import hub
 from .config import NORM_STATS, ASTConfig, PreprocessorConfig, patch_grid, read_json, read_labels_csv
 from .errors import ModelError, OfflineError, UnsafeCheckpointError
-from .files import AtomicPath
+from .files import AtomicPath, ensure_space
 from .model import AST
 from .options import parse_norm_stats
 
@@ -673,6 +673,7 @@ def save(model: AST, preprocessor: PreprocessorConfig, directory: str | os.PathL
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    ensure_space(directory, sum(v.numel() * 4 for v in model.state_dict().values()) + (1 << 20), "the model")
     sd = native_to_hf({k: v.float() for k, v in model.state_dict().items()})
     with AtomicPath(directory / "model.safetensors") as target:
         save_file(sd, str(target.tmp), metadata={"format": "pt"})

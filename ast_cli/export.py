@@ -30,7 +30,7 @@ from torch import nn
 from .checkpoints import Checkpoint, load, save
 from .errors import ASTError, OutputExistsError, UsageError
 from .features import FRAME_LENGTH, FRAME_SHIFT, extract
-from .files import AtomicPath
+from .files import AtomicPath, ensure_space
 from .frontend import Frontend
 from .inference import Tagger
 from .model import AST
@@ -201,6 +201,8 @@ def _export_graph(
     checkpoint: Checkpoint, out: Path, fmt: str, activation: str, precision: str, with_frontend: bool
 ) -> ExportResult:
     module = scorer(checkpoint, activation, precision, with_frontend)
+    size = sum(p.numel() * p.element_size() for p in module.parameters()) + sum(b.numel() * b.element_size() for b in module.buffers())
+    ensure_space(out.parent, size + (16 << 20), f"the {fmt} file")
     example, _ = sample_inputs(checkpoint, 2, with_frontend)
     with AtomicPath(out) as target, torch.no_grad(), warnings.catch_warnings():
         # tracing warns about shapes read as Python numbers; the verification below checks

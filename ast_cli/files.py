@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+
+from .errors import EXIT_USAGE, OutputError
 
 
 class AtomicPath:
@@ -59,6 +62,21 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
         kwargs.setdefault("encoding", "utf-8")
     with AtomicPath(path) as target, target.open(mode, **kwargs) as f:
         yield f
+
+
+def ensure_space(folder: str | os.PathLike, nbytes: int, what: str) -> None:
+    """Refuse to start a write of about ``nbytes`` that the folder's file system cannot hold: some
+    writers (torch.jit.save) abort the whole process on a full disk instead of raising."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return  # cannot tell: let the write itself report
+    if free < nbytes:
+        raise OutputError(
+            f"{folder}: {free / 1e6:.0f} MB free, {what} needs about {nbytes / 1e6:.0f} MB",
+            hint="free some space or write elsewhere",
+            exit_code=EXIT_USAGE,
+        )
 
 
 def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:

@@ -21,6 +21,7 @@ import gc
 import logging
 import os
 import re
+import signal
 import sys
 import traceback
 import warnings
@@ -29,7 +30,7 @@ from collections.abc import Callable
 import typer
 import typer.main
 
-from .errors import EXIT_BROKEN_PIPE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ASTError, Interrupted
+from .errors import EXIT_BROKEN_PIPE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ASTError, Interrupted, Terminated
 
 # OSErrors that come from the machine, not from ast: each with what to do; the first ones mean the
 # output's place is unusable, so nothing could start (exit 2); the others stop a run partway (exit 1)
@@ -163,6 +164,7 @@ def main(app: typer.Typer, argv: list[str] | None = None) -> int:
     global _exit_status
     if argv is None:
         atexit.register(_end)
+        signal.signal(signal.SIGTERM, _terminated)  # whatever runs: exit 143 with what was written kept valid
     _exit_status = _run(app, sys.argv[1:] if argv is None else argv)
     return _exit_status
 
@@ -186,7 +188,7 @@ def _run(app: typer.Typer, args: list[str]) -> int:
     except ASTError as exc:
         if _debug:
             traceback.print_exc()
-        error(str(exc)) if not isinstance(exc, Interrupted) else print(f"ast: {exc}", file=sys.stderr)
+        error(str(exc)) if not isinstance(exc, (Interrupted, Terminated)) else print(f"ast: {exc}", file=sys.stderr)
         return exc.exit_code
     except (KeyboardInterrupt, typer.Abort):
         print("ast: interrupted", file=sys.stderr)
@@ -211,6 +213,10 @@ def _bug(exc: Exception) -> int:
         traceback.print_exc()
     error(f"unexpected {type(exc).__name__}: {exc} (a bug in ast: please report it with the output of the same command with --debug)")
     return EXIT_FAILED
+
+
+def _terminated(signum, frame) -> None:
+    raise Terminated("terminated")
 
 
 def _keep_undecodable_names() -> None:

@@ -5,6 +5,7 @@ Ctrl-C and a closed pipe; plain output for non-terminals and NO_COLOR."""
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import math
@@ -13,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -498,3 +500,86 @@ def test_batch_goes_on_past_every_bad_input_and_resumes_to_nothing(capsys, tiny_
     assert err.count("ast: error: ") == len(failed)
     code, _, err = run(capsys, "batch", root, "-o", out, "-m", tiny_model_dir, "--workers", "0", "-q", "--resume")
     assert code == 0 and "0 tagged, 0 failed" in err and f"{len(files)} already in the output" in err
+
+
+# -- faults of the environment (issue 19) -----------------------------------------------------------
+@pytest.mark.parametrize("code,status", [(errno.ENOSPC, 1), (errno.EROFS, 2), (errno.EACCES, 2), (errno.EDQUOT, 1)])
+def test_the_environment_is_named_not_called_a_bug(capsys, tiny_model_dir, wav, tmp_path, monkeypatch, code, status):
+    """A full disk or a read-only folder while an output is written: one line naming the file, what
+    happened and what to do; no temporary file left; exit 1 (stopped partway) or 2 (could not start)."""
+    import ast_cli.embedding
+
+    out = tmp_path / "e.npy"
+
+    def fail(self, *args, **kwargs):
+        raise OSError(code, os.strerror(code), str(out))
+
+    monkeypatch.setattr(ast_cli.embedding.EmbeddingWriter, "close", fail)
+    result, _, err = run(capsys, "embed", wav(0.5), "-m", tiny_model_dir, "-o", out, "-q")
+    assert result == status and err.count("\n") == 1 and "a bug" not in err, err
+    assert err.startswith(f"ast: error: {out}: {os.strerror(code)} (") and "nothing half-written is left" in err
+
+
+def test_a_batch_output_on_a_full_disk_stops_with_what_was_written(capsys, tiny_model_dir, tmp_path, monkeypatch):
+    import ast_cli.sinks
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(5):
+        sf.write(folder / f"{i}.wav", tone(0.3, seed=i), 16000)
+    out = tmp_path / "out.json"
+    real = ast_cli.sinks.FileSink.write
+    written = []
+
+    def write(self, record):
+        if len(written) == 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out))
+        written.append(record)
+        real(self, record)
+
+    monkeypatch.setattr(ast_cli.sinks.FileSink, "write", write)
+    code, _, err = run(capsys, "batch", folder, "-o", out, "-m", tiny_model_dir, "-q")
+    assert code == 1 and "a bug" not in err
+    assert f"ast: error: {out}: No space left on device after 3 record(s); run the same command with --resume" in err
+    assert "3 tagged, 0 failed" in err  # the summary counts what the output holds
+    assert len(json.loads(out.read_text())) == 3  # the array was closed: still valid JSON
+    monkeypatch.setattr(ast_cli.sinks.FileSink, "write", real)
+    assert run(capsys, "batch", folder, "-o", out, "-m", tiny_model_dir, "--resume", "-q")[0] == 0
+    assert sorted(r["path"] for r in json.loads(out.read_text())) == sorted(str(p) for p in folder.iterdir())
+
+
+def test_an_export_that_cannot_fit_is_refused_before_it_writes(capsys, tiny_model_dir, tmp_path, monkeypatch):
+    """torch.jit.save aborts the whole process on a full disk: the space is checked first."""
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
+    code, _, err = run(capsys, "export", tiny_model_dir, "-o", tmp_path / "m.pt", "--format", "torchscript", "-q")
+    assert code == 2 and "MB free, the torchscript file needs about" in err and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []  # no temporary file either
+
+
+def test_sigterm_at_any_moment_then_resume_gives_every_file_once(tiny_model_dir, tmp_path):
+    """SIGTERM at random moments of a batch run: exit 143, no good file recorded as failed, and after
+    --resume every file is in the output exactly once."""
+    import random
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(40):
+        sf.write(folder / f"{i:02d}.wav", tone(0.4, seed=i), 16000)
+    out = tmp_path / "out.csv"
+    cmd = [sys.executable, "-m", "ast_cli", "batch", str(folder), "-o", str(out), "-m", str(tiny_model_dir), "-q"]
+    rng = random.Random(0)
+    for attempt in range(20):
+        proc = subprocess.Popen(cmd + (["--resume"] if out.exists() else []), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(rng.uniform(0.5, 3.5))
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode in (0, 143), err
+        assert "Terminated" not in err and "cannot tag" not in err, err
+    assert subprocess.run(cmd + ["--resume"], capture_output=True).returncode == 0
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert sorted(r["path"] for r in rows) == sorted(str(p) for p in folder.iterdir())
+    assert all(r["error"] == "" for r in rows)
