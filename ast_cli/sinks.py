@@ -133,7 +133,15 @@ class FileSink(Sink):
         return (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino)
 
     def write(self, record: dict[str, Any]) -> None:
-        self.writer.write(record)
+        before = os.fstat(self._file.fileno()).st_size
+        try:
+            self.writer.write(record)
+        except OSError:  # a full disk: cut what part of this record got out, so the output stays whole
+            try:
+                self._file.truncate(before)
+            except OSError:
+                pass
+            raise
 
     def close(self) -> None:
         try:

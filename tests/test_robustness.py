@@ -583,3 +583,44 @@ def test_sigterm_at_any_moment_then_resume_gives_every_file_once(tiny_model_dir,
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     assert sorted(r["path"] for r in rows) == sorted(str(p) for p in folder.iterdir())
     assert all(r["error"] == "" for r in rows)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 256 kB tmpfs: a real full disk (and, remounted, a real read-only one). Skipped where this
+    process may not mount (not root, or no CAP_SYS_ADMIN in its container)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({proc.stderr.strip() or 'mount failed'}): the simulated-error tests above cover the messages")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_a_really_full_disk_and_a_really_read_only_folder(capsys, tiny_model_dir, tmp_path, small_disk):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(30):
+        sf.write(folder / f"{i:02d}.wav", tone(0.3, seed=i), 16000)
+    filler = small_disk / "filler"
+    with open(filler, "wb") as f:  # leave room for a few records only
+        try:
+            f.write(b"\0" * (256 << 10))
+        except OSError:
+            pass
+    filler.write_bytes(filler.read_bytes()[: (256 << 10) - 12 * 1024])
+    out = small_disk / "tags.jsonl"
+    code, _, err = run(capsys, "batch", folder, "-o", out, "-m", tiny_model_dir, "--top", "5", "-q")
+    assert code == 1 and "No space left on device after" in err and "a bug" not in err, err
+    kept = [json.loads(line) for line in out.read_text().splitlines()]  # whole records only
+    assert 0 < len(kept) < 30
+    filler.unlink()
+    assert run(capsys, "batch", folder, "-o", out, "-m", tiny_model_dir, "--top", "5", "--resume", "-q")[0] == 0
+    paths = [json.loads(line)["path"] for line in out.read_text().splitlines()]
+    assert sorted(paths) == sorted(str(p) for p in folder.iterdir())
+    assert subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], capture_output=True).returncode == 0
+    code, _, err = run(capsys, "embed", folder / "00.wav", "-m", tiny_model_dir, "-o", small_disk / "e.npy", "-q")
+    assert code == 2 and "Read-only file system" in err and err.count("\n") == 1, err
