@@ -19,7 +19,7 @@ from .errors import EXIT_FAILED, EXIT_OK, UsageError
 from .hub import DEFAULT_MODEL
 from .options import (
     Aggregate, BatchFormat, BatchOptions, Device, ExportFormat, FeatureFrontend, ExportOptions, ExportPrecision, FinetuneOptions,
-    ModelOptions, Precision, ReportFormat, StatsMethod, StatsOptions, TagOptions, fields_of,
+    ListenOptions, ModelOptions, Precision, RawFormat, ReportFormat, SampleFormat, StatsMethod, StatsOptions, TagOptions, fields_of,
 )  # fmt: skip
 from .params import *  # noqa: F403 (the parameter declarations: one module, read as a table)
 from .version import __version__
@@ -180,13 +180,7 @@ def export(
 ) -> None:  # fmt: skip
     """Export a model for other runtimes: ONNX, TorchScript, or a clean Hub-layout folder.
 
-    onnx, torchscript: input 'features', the normalised log-mel (batch, frames, mel bins) as 'ast tag' makes it.
-
-    --with-frontend: input 'waveform' instead, 16 kHz mono (batch, samples >= 400); not for hub.
-
-    Output 'scores' (batch, labels), the model's activation included (sigmoid for AudioSet); batch axis dynamic.
-
-    hub: config.json, model.safetensors, preprocessor_config.json for transformers (also from a .pth); fp32.
+    onnx, torchscript: input 'features', the normalised log-mel (batch, frames, mel bins) as 'ast tag' makes it, or with --with-frontend 'waveform', 16 kHz mono (batch, samples >= 400); output 'scores' (batch, labels), the model's activation included; batch axis dynamic. hub: config.json, model.safetensors, preprocessor_config.json for transformers (also from a .pth); fp32.
 
     Example: ast export MIT/ast-finetuned-audioset-10-10-0.4593 -o ast.onnx --with-frontend
     """
@@ -251,26 +245,17 @@ def evaluate(
 # -- embed ------------------------------------------------------------------------------------------
 @command("embed")
 def embed(
-    files: AudioFiles, out: Annotated[str, typer.Option("--output", "-o", metavar="OUT", show_default=False,
-                                                        help="OUT.jsonl, OUT.npy (files x D) or OUT.npz; '-': JSON Lines on stdout.")],
-    model: Model = DEFAULT_MODEL, window: Window = None, hop: Hop = None,
-    timeline: Annotated[bool, typer.Option("--timeline", help="Also the embedding of every window, with start/end times (jsonl, npz).")] = False,
-    channel: Channel = "mean", device: DeviceOpt = Device.auto, precision: PrecisionOpt = Precision.auto,
+    files: AudioFiles, out: EmbedOutput, model: Model = DEFAULT_MODEL, window: Window = None, hop: Hop = None,
+    timeline: EmbedTimeline = False, channel: Channel = "mean", device: DeviceOpt = Device.auto, precision: PrecisionOpt = Precision.auto,
     batch_size: WindowsPerPass = None, force: Force = False, frontend: FrontendOpt = FeatureFrontend.transformers,
     labels: LabelNames = None, norm_stats: ModelNormStats = None, fstride: FStride = None, tstride: TStride = None,
     input_tdim: InputTdim = None, quiet: Quiet = False, debug: Debug = False,
 ) -> None:  # fmt: skip
     """Embeddings of audio files: the model's pooled vector before the classifier, per file and per window.
 
-    Pooled: (cls + distillation) / 2 after the last LayerNorm (transformers' pooler_output). A file's embedding is the mean over its windows, cut as 'ast tag' cuts them; --timeline adds each window's.
+    Pooled: (cls + distillation) / 2 after the last LayerNorm (transformers' pooler_output), averaged over the windows 'ast tag' cuts. .npy: one row per file, in order (NaN for a file that failed); .npz: also paths, durations and windows; .jsonl: one record a line. OUT is written when complete, never overwritten without --force.
 
-    .npy: one row per file, in order (NaN for a file that failed). .npz: also paths, durations and the windows. .jsonl: one record a line. OUT is written when complete and never overwritten without --force.
-
-    Examples:
-
-      ast embed *.wav -o embeddings.npy
-
-      ast embed long.flac -o long.jsonl --timeline
+    Examples: ast embed *.wav -o embeddings.npy      ast embed long.flac -o long.jsonl --timeline
     """
     from .embedding import check_output, embed_files, write_embeddings
     from .inputs import with_folders
@@ -285,6 +270,46 @@ def embed(
     if not quiet and out != "-":
         process.status(f"{len(files) - failed} of {len(files)} file(s) embedded ({dims} dimensions) in {out}")
     _exit(failed)
+
+
+# -- listen -----------------------------------------------------------------------------------------
+@command("listen", no_args_is_help=False)
+def listen(
+    source: ListenSource = None, model: Model = DEFAULT_MODEL, labels: LabelNames = None, top: Top = 5, threshold: Threshold = None,
+    window: Window = None, hop: ListenHop = 1.0, events: Events = False, hold: Hold = 2.0, activation: ActivationOpt = None,
+    include: Include = [], exclude: Exclude = [], channel: Channel = "mean", raw: Raw = False, rate: Rate = None,  # noqa: B006
+    channels: Channels = None, sample_format: SampleFormatOpt = SampleFormat.s16le, input_device: InputDevice = None,
+    list_devices: ListDevices = False, device: DeviceOpt = Device.auto, precision: PrecisionOpt = Precision.auto,
+    norm_stats: ModelNormStats = None, quiet: Quiet = False, debug: Debug = False,
+) -> None:  # fmt: skip
+    """Tag live audio as it arrives: every --hop seconds, the last --window seconds; JSON Lines off a terminal.
+
+    Examples:
+
+      ffmpeg -i URL -f s16le -ac 1 -ar 16000 - | ast listen - --raw --rate 16000 --channels 1 --events --threshold 0.5
+
+      ast listen --events --threshold 0.6 --include Dog | while read -r event; do notify-send "$event"; done
+    """
+    from . import listen as live
+
+    if list_devices:
+        return typer.echo("\n".join(live.list_devices()))
+    if raw and (rate is None or channels is None):
+        raise UsageError("--raw needs --rate and --channels", hint="e.g. --raw --rate 16000 --channels 1 --sample-format s16le")
+    how = ListenOptions(source=source, input_device=input_device, hop=hop, events=events, hold=hold,
+                        raw=RawFormat(rate=rate, channels=channels, sample_format=sample_format) if raw else None)  # fmt: skip
+    if source is None:
+        live.import_sounddevice()  # before the model loads: say at once what to install
+    options = TagOptions(top=top, threshold=threshold, window=window, activation=activation, include=include, exclude=exclude, channel=channel)
+    tagger = _load(model, ModelOptions(labels=labels, norm_stats=norm_stats), device, precision)
+    summary = live.Summary()
+    try:
+        live.run_listen(tagger, options, how, stream=sys.stdout, summary=summary, warn=lambda m: process.status(f"warning: {m}"))
+    except KeyboardInterrupt:
+        process.status(summary.line())
+        raise
+    if not quiet:
+        process.status(summary.line())
 
 
 # -- labels -----------------------------------------------------------------------------------------
@@ -316,13 +341,7 @@ def models(ctx: typer.Context, all_models: AllModels = False, fmt: Report = Repo
 
     Lists the AST models (their config.json says model_type audio-spectrogram-transformer); --all lists every cached model repository.
 
-    Examples:
-
-      ast models
-
-      ast models download MIT/ast-finetuned-audioset-10-10-0.4593
-
-      ast models rm MIT/ast-finetuned-audioset-12-12-0.447
+    Examples: ast models      ast models download MIT/ast-finetuned-audioset-10-10-0.4593      ast models rm MIT/ast-finetuned-audioset-12-12-0.447
     """
     if ctx.invoked_subcommand is None:
         _list_models(all_models, fmt, quiet)
@@ -352,9 +371,7 @@ def _list_models(all_models: bool, fmt: ReportFormat, quiet: bool) -> None:
 
 @command("download", group=models_app, needs_torch=False)
 def models_download(model_id: ModelId, quiet: Quiet = False, debug: Debug = False) -> None:
-    """Fetch a Hub model into the cache for offline use: config.json, the weights, preprocessor_config.json.
-
-    Nothing else of the repository is fetched; a cached model costs no network call. Prints id, size and snapshot folder.
+    """Fetch a Hub model into the cache for offline use: config.json, the weights, preprocessor_config.json (nothing else; a cached model costs no network call). Prints id, size and snapshot folder.
 
     Example: ast models download MIT/ast-finetuned-audioset-10-10-0.4593
     """

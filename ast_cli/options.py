@@ -375,3 +375,45 @@ class FinetuneOptions:
         if self.labels_csv and self.values().loss == "CE":
             raise UsageError(f"--recipe {self.recipe} trains with cross-entropy, for single-label data: not with --labels",
                              hint="use --recipe default, audioset or audioset-balanced (BCE) for multi-label data")  # fmt: skip
+
+
+# -- listen ---------------------------------------------------------------------------------------
+SampleFormat = choice("SampleFormat", "s16le s32le f32le", "Raw PCM samples: little-endian 16- or 32-bit integers, or 32-bit floats.")
+
+
+@dataclass(kw_only=True)
+class RawFormat:
+    """Raw PCM on standard input: what ``arecord -t raw`` and ``ffmpeg -f s16le`` write."""
+
+    rate: int
+    channels: int
+    sample_format: SampleFormat = SampleFormat.s16le
+
+    def __post_init__(self) -> None:
+        self.sample_format = SampleFormat.parse(self.sample_format, "--sample-format")
+        if self.rate < 1 or self.channels < 1:
+            raise UsageError("--rate and --channels must be positive", hint="e.g. --raw --rate 16000 --channels 1")
+
+
+@dataclass(kw_only=True)
+class ListenOptions:
+    """``ast listen``: where the audio comes from and how often it is tagged (what is reported is ``TagOptions``)."""
+
+    source: str | None = None  # None: a microphone; '-': standard input
+    input_device: str | None = None  # a microphone by name or index
+    raw: RawFormat | None = None  # standard input is raw PCM of this format (else a WAV stream, or what ffmpeg decodes)
+    hop: float = 1.0  # seconds of audio between two results
+    events: bool = False  # only changes: a label rising above --threshold, and falling back for --hold seconds
+    hold: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not (self.hop > 0 and math.isfinite(self.hop)):
+            raise UsageError(f"--hop must be a positive number of seconds, got {self.hop}")
+        if not (self.hold >= 0 and math.isfinite(self.hold)):
+            raise UsageError(f"--hold must be 0 or more seconds, got {self.hold}")
+        if self.source not in (None, "-"):
+            raise UsageError(f"ast listen takes '-' (standard input) or nothing (a microphone), got {self.source!r}",
+                             hint="for files use ast tag; for a URL: ffmpeg -i URL -f s16le -ac 1 -ar 16000 - | ast listen - --raw --rate 16000 --channels 1")  # fmt: skip
+        if self.raw is not None and self.source != "-":
+            raise UsageError("--raw describes standard input", hint="give '-' as the source")
+

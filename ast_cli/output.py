@@ -165,7 +165,7 @@ class RecordWriter:
         table.add_column("score", justify="right")
         table.add_column("", no_wrap=True)
         for rank, item in enumerate(record["labels"], 1):
-            table.add_row(str(rank), item["label"], f"{item['score']:.3f}", Text(_bar(item["score"]), style="cyan"))
+            table.add_row(str(rank), item["label"], f"{item['score']:.3f}", Text(score_bar(item["score"]), style="cyan"))
         if not record["labels"]:
             table.add_row("", Text("no label above the threshold", style="dim"), "", "")
         self._console.print(table)
@@ -215,7 +215,7 @@ def _num(value: float | None) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
-def _bar(score: float, width: int = 20) -> str:
+def score_bar(score: float, width: int = 20) -> str:
     score = min(max(score, 0.0), 1.0)
     full, part = divmod(round(score * width * 8), 8)
     return "█" * full + ("▏▎▍▌▋▊▉"[part - 1] if part else "")

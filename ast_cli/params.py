@@ -12,7 +12,8 @@ from typing import Annotated, Optional
 import typer
 
 from .options import (
-    Activation, Aggregate, BatchFormat, Device, ExportFormat, ExportPrecision, FeatureFrontend, Precision, RecordFormat, ReportFormat, StatsMethod,
+    Activation, Aggregate, BatchFormat, Device, ExportFormat, ExportPrecision, FeatureFrontend, Precision, RecordFormat, ReportFormat, SampleFormat,
+    StatsMethod,
     Recipe as RecipeName,
 )  # fmt: skip
 
@@ -114,6 +115,10 @@ StatsMixup = Annotated[float, typer.Option("--mixup", min=0.0, max=1.0, metavar=
 StatsSeed = Annotated[Optional[int], typer.Option("--seed", metavar="N", help="Seed of the augmentation, to repeat a run (default: a fresh one, shown in the table).")]
 WriteStats = Annotated[Optional[str], typer.Option("--write", metavar="DIR", help="Store mean/std in DIR/preprocessor_config.json (other keys kept).")]
 
+# -- embed ----------------------------------------------------------------------------------------
+EmbedOutput = Annotated[str, typer.Option("--output", "-o", metavar="OUT", show_default=False, help="OUT.jsonl, OUT.npy (files x D) or OUT.npz; '-': JSON Lines on stdout.")]
+EmbedTimeline = Annotated[bool, typer.Option("--timeline", help="Also the embedding of every window, with start/end times (jsonl, npz).")]
+
 # -- export ---------------------------------------------------------------------------------------
 ExportOutput = Annotated[str, typer.Option("--output", "-o", metavar="OUT", show_default=False, help="File (onnx, torchscript) or folder (hub) to write.")]
 ExportFormatOpt = Annotated[ExportFormat, typer.Option("--format", "-f", help="What to write.")]
@@ -175,6 +180,20 @@ ResumeTraining = Annotated[bool, typer.Option("--resume", help="Continue an inte
 ForceTraining = Annotated[bool, typer.Option("--force", help="Write into a non-empty output folder, replacing an earlier run.")]
 LoaderWorkers = Annotated[int, typer.Option("--workers", min=0, metavar="N", help="Data-loading processes (0: in the training process).")]
 ClipsPerPass = Annotated[int, typer.Option("--batch-size", min=1, metavar="N", help="Clips per forward pass.")]
+
+# -- listen ---------------------------------------------------------------------------------------
+ListenSource = Annotated[
+    Optional[str], typer.Argument(help="'-': standard input (a WAV stream, raw PCM with --raw, or what ffmpeg decodes); nothing: the microphone.", show_default=False, metavar="[-]")
+]
+ListenHop = Annotated[float, typer.Option("--hop", metavar="SECONDS", help="Seconds of audio between two results.")]
+Events = Annotated[bool, typer.Option("--events", help="Only changes: a label rising to --threshold (start), and staying below it for --hold seconds (end).")]
+Hold = Annotated[float, typer.Option("--hold", metavar="SECONDS", help="With --events: how long a label stays below --threshold before it ends.")]
+Raw = Annotated[bool, typer.Option("--raw", help="Standard input is raw PCM (as arecord -t raw and ffmpeg -f s16le write): give --rate and --channels.")]
+Rate = Annotated[Optional[int], typer.Option("--rate", min=1, metavar="HZ", help="With --raw: the sample rate.")]
+Channels = Annotated[Optional[int], typer.Option("--channels", min=1, metavar="N", help="With --raw: the number of channels.")]
+SampleFormatOpt = Annotated[SampleFormat, typer.Option("--sample-format", help="With --raw: the samples' encoding.")]
+InputDevice = Annotated[Optional[str], typer.Option("--input-device", metavar="NAME|INDEX", help="The microphone (default: the system's; see --list-devices).")]
+ListDevices = Annotated[bool, typer.Option("--list-devices", help="List the input devices and exit.")]
 
 # -- models ---------------------------------------------------------------------------------------
 AllModels = Annotated[bool, typer.Option("--all", help="Every cached model repository, not only AST models.")]

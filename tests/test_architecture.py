@@ -12,7 +12,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "ast_cli"
 LAYERS = {  # higher numbers may import lower ones (and their own layer, without cycles)
     "commands": ("cli", "params", "process", "completions", "__main__"),
-    "jobs": ("tagging", "batch", "sinks", "embedding", "stats", "training", "data", "evaluation", "metrics", "export", "labels"),
+    "jobs": ("tagging", "batch", "sinks", "embedding", "listen", "stats", "training", "data", "evaluation", "metrics", "export", "labels"),
     "engine": ("inference", "windows", "records"),
     "model": ("checkpoints", "devices", "model", "features", "frontend", "augment", "audio", "allocator"),
     "foundation": ("options", "config", "hub", "inputs", "output", "progress", "files", "errors", "version"),

@@ -1,0 +1,190 @@
+"""`ast listen`: results while the audio still arrives, at the right times; events with hysteresis;
+every stream format; skipping when tagging falls behind; clean ends and clear errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ast_cli.cli import main
+from ast_cli.listen import Events
+
+from helpers import tone
+
+ROOT = Path(__file__).resolve().parents[1]
+FEEDER = """
+import sys, time
+import numpy as np
+rate, seconds, chunk = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+speed = float(sys.argv[4]) if len(sys.argv) > 4 else 1.0  # times real time
+t = np.arange(int(rate * seconds)) / rate
+x = (0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype('<i2')
+step = int(rate * chunk)
+for i in range(0, len(x), step):
+    sys.stdout.buffer.write(x[i : i + step].tobytes())
+    sys.stdout.buffer.flush()
+    time.sleep(chunk / speed)
+sys.stderr.write(f"fed {time.monotonic()}\\n")
+"""
+
+
+def pcm(wave: np.ndarray, fmt: str) -> bytes:
+    if fmt == "s16le":
+        return (np.clip(wave, -1, 1) * 32767).astype("<i2").tobytes()
+    if fmt == "s32le":
+        return (np.clip(wave, -1, 1) * 2147483647).astype("<i4").tobytes()
+    return wave.astype("<f4").tobytes()
+
+
+def wav_stream(wave: np.ndarray, rate: int, data_size: int) -> bytes:
+    """A 16-bit WAV as a streaming writer makes it: the data size it cannot know yet in the header."""
+    body = pcm(wave, "s16le")
+    channels = 1 if wave.ndim == 1 else wave.shape[1]
+    fmt = struct.pack("<HHIIHH", 1, channels, rate, rate * 2 * channels, 2 * channels, 16)
+    return b"RIFF" + struct.pack("<I", 0xFFFFFFFF) + b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", data_size) + body
+
+
+def listen(capsys, monkeypatch, data: bytes, *args) -> tuple[int, list[dict], str]:
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    code = main(["listen", "-", *map(str, args)])
+    out, err = capsys.readouterr()
+    return code, [json.loads(line) for line in out.splitlines()], err
+
+
+def test_results_arrive_while_the_audio_does(tiny_model_dir):
+    """A feeder writes 4 s of audio at real-time pace: the first record comes before it has finished,
+    and each record's end is where the audio was (one a hop, within one hop)."""
+    feeder = subprocess.Popen([sys.executable, "-c", FEEDER, "16000", "4", "0.25"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    cmd = [sys.executable, "-m", "ast_cli", "listen", "-", "--raw", "--rate", "16000", "--channels", "1", "-m", str(tiny_model_dir), "--hop", "1"]
+    proc = subprocess.Popen(cmd, stdin=feeder.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    feeder.stdout.close()
+    first = proc.stdout.readline()
+    first_at = time.monotonic()
+    rest, err = proc.communicate(timeout=120)
+    fed_at = float(feeder.stderr.read().decode().split()[-1])
+    feeder.wait()
+    assert proc.returncode == 0, err
+    assert first_at < fed_at, "the first result waited for the end of the stream"
+    records = [json.loads(line) for line in [first, *rest.splitlines()]]
+    assert [r["end_s"] for r in records] == [1.0, 2.0, 3.0, 4.0]
+    assert [r["start_s"] for r in records] == [0.0, 0.705, 1.705, 2.705]  # the tiny model's window: 128 frames, 1.295 s of samples
+    assert all(len(r["labels"]) == 5 for r in records)
+    assert "listened to 4.0 s of audio: 4 hop(s) tagged, 0 skipped, mean latency" in err
+
+
+@pytest.mark.parametrize("fmt", ["s16le", "s32le", "f32le"])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_raw_pcm_in_every_sample_format(capsys, monkeypatch, tiny_model_dir, fmt, channels):
+    wave = tone(3.0, channels=channels)
+    data = pcm(wave, fmt)[:-3]  # cut inside the last frame: the stream ends cleanly anyway
+    code, records, err = listen(capsys, monkeypatch, data, "--raw", "--rate", 16000, "--channels", channels, "--sample-format", fmt,
+                                "-m", tiny_model_dir)  # fmt: skip
+    assert code == 0, err  # not a live source (in memory): every hop
+    assert [r["end_s"] for r in records] == [1.0, 2.0, 3.0]  # the last, cut frame is dropped: 2.9999 s rounds to 3.0
+
+
+@pytest.mark.parametrize("size", [0, 0xFFFFFFFF])
+def test_a_wav_stream_with_an_unknown_data_size(capsys, monkeypatch, tiny_model_dir, size):
+    code, records, err = listen(capsys, monkeypatch, wav_stream(tone(2.5, sr=44100), 44100, size), "-m", tiny_model_dir)
+    assert code == 0, err
+    assert [r["end_s"] for r in records] == [1.0, 2.0, 2.5]  # resampled to 16 kHz; the last audio is tagged too
+
+
+def test_garbage_is_one_clear_line(capsys, monkeypatch, tiny_model_dir):
+    code, records, err = listen(capsys, monkeypatch, b"this is not audio at all\n" * 20, "-m", tiny_model_dir)
+    assert code == 1 and records == [] and err.count("\n") == 1 and err.startswith("ast: error: -: ") and "Traceback" not in err
+
+
+def test_usage_errors(capsys, monkeypatch, tiny_model_dir):
+    for args, message in [
+        (["--raw", "--rate", "16000"], "--raw needs --rate and --channels"),
+        (["--events"], "--events needs --threshold"),
+        (["--hop", "0"], "--hop must be a positive number of seconds"),
+    ]:
+        code, _, err = listen(capsys, monkeypatch, b"", *args, "-m", tiny_model_dir)
+        assert code == 2 and message in err, err
+
+
+def test_without_sounddevice_the_microphone_says_what_to_install(capsys, tiny_model_dir, monkeypatch):
+    monkeypatch.setitem(sys.modules, "sounddevice", None)  # as if not installed
+    assert main(["listen", "-m", str(tiny_model_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'ast-cli[listen]'" in err and err.count("\n") == 1
+
+
+def test_falling_behind_skips_to_the_newest_audio(tiny_model_dir, tmp_path):
+    """A live source (a pipe) far faster than the tagger, 60 s of audio with a 0.05-s hop: hops are
+    skipped, said once, counted; a file on stdin is tagged hop by hop instead."""
+    cmd = [sys.executable, "-m", "ast_cli", "listen", "-", "--raw", "--rate", "16000", "--channels", "1", "--hop", "0.05", "-m", str(tiny_model_dir)]
+    feeder = subprocess.Popen([sys.executable, "-c", FEEDER, "16000", "120", "0.5", "15"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    out_file = open(tmp_path / "out.jsonl", "w")  # a file, not a pipe nobody reads while it runs
+    proc = subprocess.Popen(cmd, stdin=feeder.stdout, stdout=out_file, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    feeder.stdout.close()
+    rss = []  # (seconds, kB) while it runs: 120 s of audio at 15x real time, 8 s
+    start = time.monotonic()
+    while proc.poll() is None:
+        try:
+            rss += [(time.monotonic() - start, int(line.split()[1])) for line in open(f"/proc/{proc.pid}/status") if line.startswith("VmRSS:")]
+        except OSError:
+            break
+        time.sleep(0.1)
+    _, err = proc.communicate(timeout=300)
+    feeder.wait()
+    out_file.close()
+    code = proc.returncode
+    records = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert code == 0
+    settled = [kb for seconds, kb in rss if seconds > 3.0]  # after the imports and the model
+    if len(settled) > 10:
+        assert max(settled) - settled[0] < 24 * 1024, rss  # kB: no growth with the length of the stream
+    skipped = int(err.split(" skipped")[0].rsplit(" ", 1)[-1])
+    assert skipped > 0 and len(records) + skipped >= 120 / 0.05 - 2
+    assert err.count("falls behind") == 1 and records[-1]["end_s"] == 120.0
+
+
+def test_events_have_hysteresis():
+    """A label crossing the threshold starts an event; dips shorter than --hold do not end it."""
+    events = Events(["Dog", "Rain"], torch.tensor([True, True]), threshold=0.5, hold=2.0)
+    scores = [0.1, 0.7, 0.9, 0.3, 0.8, 0.2, 0.1, 0.1, 0.1]  # Dog: up at 2 s, a 1-s dip, down for good from 6 s
+    out = []
+    for second, dog in enumerate(scores, 1):
+        out += events.update(torch.tensor([dog, 0.0]), float(second))
+    assert out == [
+        {"event": "start", "label": "Dog", "index": 0, "time_s": 2.0, "score": 0.7},
+        {"event": "end", "label": "Dog", "index": 0, "start_s": 2.0, "end_s": 5.0, "duration_s": 3.0, "peak": 0.9},
+    ]
+    assert events.close() == []
+
+
+def test_one_burst_is_one_pair_of_events(capsys, monkeypatch, tiny_model_dir):
+    """A burst of clicks in noise: the label it raises most starts once and ends once."""
+    from ast_cli.checkpoints import load
+    from ast_cli.inference import Tagger
+
+    rng = np.random.default_rng(0)
+    noise = (0.02 * rng.standard_normal(16000 * 12)).astype(np.float32)
+    burst = noise.copy()
+    burst[16000 * 3 : 16000 * 5 : 800] += 1.0  # a 20-Hz click train from 3 to 5 s
+    tagger = Tagger(load(str(tiny_model_dir)), device="cpu", precision="fp32")
+    quiet = tagger.tag(noise[: 16000 * 2], sample_rate=16000, top=0, activation="none")["labels"]  # logits: the widest gaps
+    loud = tagger.tag(burst[16000 * 3 : 16000 * 5], sample_rate=16000, top=0, activation="none")["labels"]
+    gaps = {a["label"]: b["score"] - a["score"] for a in quiet for b in loud if a["label"] == b["label"]}
+    label = max(gaps, key=lambda name: gaps[name])
+    if gaps[label] < 0.05:
+        pytest.skip("this random tiny model hears no difference between the burst and the noise")
+    threshold = next(a["score"] for a in quiet if a["label"] == label) + gaps[label] / 2
+    code, records, err = listen(capsys, monkeypatch, pcm(burst, "f32le"), "--raw", "--rate", 16000, "--channels", 1, "--sample-format", "f32le",
+                                "--window", 1.28, "--hop", 0.5, "--activation", "none", "--events", "--threshold", threshold, "--include", label, "--hold", 1.0,
+                                "-m", tiny_model_dir)  # fmt: skip
+    assert code == 0, err
+    assert [r["event"] for r in records] == ["start", "end"], records
+    assert 3.0 <= records[0]["time_s"] <= 5.5 and 3.0 <= records[1]["end_s"] <= 6.5
