@@ -8,7 +8,9 @@ created with the umask applied, like any file the user's programs make. No torch
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -62,6 +64,36 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
         kwargs.setdefault("encoding", "utf-8")
     with AtomicPath(path) as target, target.open(mode, **kwargs) as f:
         yield f
+
+
+TEMPORARY = re.compile(r"^\..+\.(\d+)-[0-9a-f]{6}\.tmp$")  # AtomicPath's names: .NAME.PID-RANDOM.tmp
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files a killed process left in ``folder`` (SIGKILL gives no chance to
+    clean up): AtomicPath's names whose process is gone."""
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = TEMPORARY.match(entry.name)
+        if match and not _alive(int(match.group(1))):
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, but not ours to signal
+        return True
+    return True
 
 
 def ensure_space(folder: str | os.PathLike, nbytes: int, what: str) -> None:

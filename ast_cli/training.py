@@ -34,7 +34,7 @@ from .config import MULTI_LABEL, SINGLE_LABEL, ASTConfig, PreprocessorConfig, wr
 from .devices import autocast, resolve_device, resolve_precision
 from .errors import Interrupted, OutputExistsError, UsageError
 from .evaluation import model_forward, predict, score
-from .files import AtomicPath, atomic_open, write_atomic
+from .files import AtomicPath, atomic_open, remove_stale_temporaries, write_atomic
 from .metrics import format_report, main_metric
 from .model import AST
 from .options import WARMUP_LINEAR, FinetuneOptions, RecipeValues, parse_norm_stats  # FinetuneOptions is also importable from here
@@ -317,6 +317,8 @@ def _run(data_dir, out: Path, options: FinetuneOptions, world: World, device, dt
         # epoch would leave it beside this run's files, looking like this run's result)
         for stale in (STATE_FILE, METRICS_FILE, *MODEL_FILES):
             (out / stale).unlink(missing_ok=True)
+    if world.main:
+        remove_stale_temporaries(out)  # a killed run's half-written state files
     if world.main:  # until the last write of the run: its model is only the best epoch so far
         write_atomic(out / hub.INCOMPLETE_FILE, f"ast finetune: epoch {run['epoch']} of {options.epochs} done; --resume finishes it\n")
 
