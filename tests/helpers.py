@@ -103,3 +103,14 @@ def authors_state_dict(model) -> dict:
     sd["module.v.head.weight"] = torch.zeros(1000, D)  # DeiT heads, unused by AST
     sd["module.v.head_dist.weight"] = torch.zeros(1000, D)
     return sd
+
+
+def tone_files(folder, count: int, seconds: float, name: str = "{i:02d}.wav") -> list:
+    """``count`` generated 16 kHz clips in ``folder`` (made if needed), each with its own seed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        path = folder / name.format(i=i)
+        sf.write(path, tone(seconds, seed=i), 16000)
+        paths.append(path)
+    return paths

@@ -29,7 +29,7 @@ from ast_cli.cli import main
 from ast_cli.process import one_line
 from ast_cli.errors import AudioError, UsageError
 
-from helpers import make_sound_dataset, tone
+from helpers import make_sound_dataset, tone, tone_files
 
 ROOT = Path(__file__).resolve().parents[1]
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0  # root reads files whatever their mode
@@ -524,9 +524,7 @@ def test_a_batch_output_on_a_full_disk_stops_with_what_was_written(capsys, tiny_
     import ast_cli.sinks
 
     folder = tmp_path / "in"
-    folder.mkdir()
-    for i in range(5):
-        sf.write(folder / f"{i}.wav", tone(0.3, seed=i), 16000)
+    tone_files(folder, 5, 0.3)
     out = tmp_path / "out.json"
     real = ast_cli.sinks.FileSink.write
     written = []
@@ -566,9 +564,7 @@ def test_sigterm_at_any_moment_then_resume_gives_every_file_once(tiny_model_dir,
     import random
 
     folder = tmp_path / "in"
-    folder.mkdir()
-    for i in range(40):
-        sf.write(folder / f"{i:02d}.wav", tone(0.4, seed=i), 16000)
+    tone_files(folder, 40, 0.4)
     out = tmp_path / "out.csv"
     cmd = [sys.executable, "-m", "ast_cli", "batch", str(folder), "-o", str(out), "-m", str(tiny_model_dir), "-q"]
     rng = random.Random(0)
@@ -602,9 +598,7 @@ def small_disk(tmp_path):
 
 def test_a_really_full_disk_and_a_really_read_only_folder(capsys, tiny_model_dir, tmp_path, small_disk):
     folder = tmp_path / "in"
-    folder.mkdir()
-    for i in range(30):
-        sf.write(folder / f"{i:02d}.wav", tone(0.3, seed=i), 16000)
+    tone_files(folder, 30, 0.3)
     filler = small_disk / "filler"
     with open(filler, "wb") as f:  # leave room for a few records only
         try:
