@@ -246,10 +246,10 @@ class Summary:
     audio_s: float = 0.0
     hops: int = 0
     skipped: int = 0
-    latency_s: list[float] = field(default_factory=list)
+    latency_total_s: float = 0.0  # a sum, not a list: the summary of a run of days stays a few numbers
 
     def line(self) -> str:
-        mean = f", mean latency {np.mean(self.latency_s):.2f} s" if self.latency_s else ""
+        mean = f", mean latency {self.latency_total_s / self.hops:.2f} s" if self.hops else ""
         return f"listened to {self.audio_s:.1f} s of audio: {self.hops} hop(s) tagged, {self.skipped} skipped{mean}"
 
 
@@ -304,7 +304,7 @@ def listen(
                 for event in tracker.update(scores, end_s):
                     emit(event)
             summary.hops += 1
-            summary.latency_s.append(time.monotonic() - arrived)
+            summary.latency_total_s += time.monotonic() - arrived
             tagged_to = end
             with recent.changed:
                 recent.tagged_to = end
@@ -337,12 +337,16 @@ class Prefixed:
 def stdin_source(raw: RawFormat | None, channel: str | int, stack: contextlib.ExitStack) -> tuple[Iterator[np.ndarray], int]:
     """(mono blocks, rate) of standard input: raw PCM as described, a WAV stream, or anything ffmpeg
     decodes (FLAC, OGG, ...) when it is installed."""
-    stdin = sys.stdin.buffer if hasattr(sys.stdin, "buffer") else sys.stdin
+    stdin = stdin_bytes()
     if hasattr(stdin, "isatty") and stdin.isatty():
         raise UsageError("-: no audio on standard input", hint="pipe a stream in, e.g. arecord -f S16_LE -r 16000 -t raw | ast listen - --raw --rate 16000 --channels 1")
     if raw is not None:
         return stream_source(stdin, "-", raw, channel)
     return _stdin_stream(stdin, channel, stack)
+
+
+def stdin_bytes() -> BinaryIO:
+    return sys.stdin.buffer if hasattr(sys.stdin, "buffer") else sys.stdin
 
 
 def is_live(stream) -> bool:
@@ -408,7 +412,7 @@ def run_listen(tagger: Tagger, options: TagOptions, how: ListenOptions, *, strea
         live = True
         if how.source == "-":
             blocks, rate = stdin_source(how.raw, options.channel, stack)
-            live = is_live(sys.stdin.buffer if hasattr(sys.stdin, "buffer") else sys.stdin)
+            live = is_live(stdin_bytes())
         else:
             device = int(how.input_device) if how.input_device and how.input_device.isdigit() else how.input_device
             blocks, rate = microphone_source(device, options.channel)
