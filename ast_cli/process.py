@@ -30,7 +30,7 @@ from collections.abc import Callable
 import typer
 import typer.main
 
-from .errors import EXIT_BROKEN_PIPE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ASTError, Interrupted, Terminated
+from .errors import EXIT_BROKEN_PIPE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, EXIT_USAGE, ASTError, Interrupted, Terminated
 
 # OSErrors that come from the machine, not from ast: each with what to do; the first ones mean the
 # output's place is unusable, so nothing could start (exit 2); the others stop a run partway (exit 1)
@@ -166,6 +166,8 @@ def main(app: typer.Typer, argv: list[str] | None = None) -> int:
         atexit.register(_end)
         signal.signal(signal.SIGTERM, _terminated)  # whatever runs: exit 143 with what was written kept valid
     _exit_status = _run(app, sys.argv[1:] if argv is None else argv)
+    if argv is None:  # the work is over and its outputs closed: a late SIGTERM only ends the process
+        signal.signal(signal.SIGTERM, _terminated_late)
     return _exit_status
 
 
@@ -216,7 +218,16 @@ def _bug(exc: Exception) -> int:
 
 
 def _terminated(signum, frame) -> None:
+    """The first SIGTERM unwinds the command (outputs are closed on the way); one arriving while that
+    unwinding or the exit handlers run ends the process at once instead of raising into them."""
+    signal.signal(signal.SIGTERM, _terminated_late)
     raise Terminated("terminated")
+
+
+def _terminated_late(signum, frame) -> None:
+    global _exit_status
+    _exit_status = EXIT_TERMINATED
+    _end()
 
 
 def _keep_undecodable_names() -> None:

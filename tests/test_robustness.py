@@ -581,6 +581,31 @@ def test_sigterm_at_any_moment_then_resume_gives_every_file_once(tiny_model_dir,
     assert all(r["error"] == "" for r in rows)
 
 
+def test_sigterm_while_the_exit_handlers_run_ends_quietly(tmp_path):
+    """A SIGTERM that arrives after the command finished, while the interpreter's exit handlers run
+    (CI saw one land in torch's weakref finalizers), ends the process with 143 and no traceback."""
+    script = tmp_path / "late.py"
+    script.write_text(
+        "import atexit, os, signal, time, typer\n"
+        "from ast_cli import process\n"
+        "app = typer.Typer()\n"
+        "@app.command()\n"
+        "def done():\n"
+        "    atexit.register(late)  # as torch's import registers its finalizers, inside the command\n"
+        "    print('result')\n"
+        "@app.command()\n"
+        "def other():\n"
+        "    pass\n"
+        "def late():\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    time.sleep(5)\n"
+        "    raise AssertionError('still running')\n"
+        "raise SystemExit(process.main(app))\n"
+    )
+    proc = subprocess.run([sys.executable, str(script), "done"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 143 and proc.stdout == "result\n" and proc.stderr == "", proc.stderr
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A 256 kB tmpfs: a real full disk (and, remounted, a real read-only one). Skipped where this
