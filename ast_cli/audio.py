@@ -231,11 +231,14 @@ class StreamResampler:
         import torch
         import torchaudio
 
+        from . import threads
+
         seg_start = max(self._done - self.context, 0)  # a multiple of a: _done and context are
         seg_end = len(self._buf) + self._buf_start if end_of_stream else upto + self.context
         segment = self._buf[seg_start - self._buf_start : seg_end - self._buf_start]
         # the functional form (kernel built in float32 per call) is bit-identical to the reference's call
-        out = torchaudio.functional.resample(torch.from_numpy(np.ascontiguousarray(segment)), self.orig_freq, self.new_freq).numpy()
+        with threads.per_file():
+            out = torchaudio.functional.resample(torch.from_numpy(np.ascontiguousarray(segment)), self.orig_freq, self.new_freq).numpy()
         first = (self._done - seg_start) // self.a * self.b
         if end_of_stream:
             result = out[first:]

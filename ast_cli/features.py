@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from . import threads
 from .audio import SAMPLE_RATE
 
 FRAME_LENGTH = 400  # samples: 25 ms at 16 kHz
@@ -33,16 +34,17 @@ def fbank(waveform: np.ndarray | torch.Tensor, num_mel_bins: int = 128) -> torch
     wave = torch.as_tensor(waveform, dtype=torch.float32)
     if num_frames(wave.shape[-1]) == 0:
         return torch.zeros(0, num_mel_bins)
-    return kaldi.fbank(
-        wave.reshape(1, -1),
-        htk_compat=True,
-        sample_frequency=SAMPLE_RATE,
-        use_energy=False,
-        window_type="hanning",
-        num_mel_bins=num_mel_bins,
-        dither=0.0,
-        frame_shift=10,
-    )
+    with threads.per_file():
+        return kaldi.fbank(
+            wave.reshape(1, -1),
+            htk_compat=True,
+            sample_frequency=SAMPLE_RATE,
+            use_energy=False,
+            window_type="hanning",
+            num_mel_bins=num_mel_bins,
+            dither=0.0,
+            frame_shift=10,
+        )
 
 
 class FbankStream:

@@ -44,13 +44,15 @@ ENVIRONMENT_ERRORS = {
 }
 CANNOT_START = {errno.EROFS, errno.EACCES, errno.ENAMETOOLONG}
 _debug = False  # --debug of the command that runs: tracebacks with the one-line errors
+_args: list[str] = []  # the arguments of the command that runs (command_line)
 _exit_status = EXIT_FAILED  # what _end exits with when main() did not return (an uncaught error)
 
 
 # -- before a command ---------------------------------------------------------------------------------
 def guard(fn: Callable, *, needs_torch: bool = True) -> Callable:
-    """Wrap a command that takes ``quiet`` and ``debug``: set them up, then run it with Ctrl-C and a
-    closed stdout pipe mapped to our exits (click would print 'Aborted!' or a traceback)."""
+    """Wrap a command that takes ``quiet`` and ``debug`` (and ``threads`` where it runs torch): set
+    them up, then run it with Ctrl-C and a closed stdout pipe mapped to our exits (click would print
+    'Aborted!' or a traceback)."""
 
     @functools.wraps(fn)
     def run(*args, **kwargs):
@@ -59,6 +61,10 @@ def guard(fn: Callable, *, needs_torch: bool = True) -> Callable:
         prepare(quiet=quiet, needs_torch=needs_torch)
         try:
             with _log_to_stderr(quiet=quiet, debug=_debug):
+                if needs_torch:  # the one thread policy (threads.py): --threads, else OMP_NUM_THREADS, else the CPUs we may use
+                    from . import threads
+
+                    threads.configure(kwargs.get("threads"))
                 return fn(*args, **kwargs)
         except KeyboardInterrupt:
             raise Interrupted("interrupted") from None
@@ -85,11 +91,12 @@ def prepare(*, quiet: bool, needs_torch: bool) -> None:
 def _import_torch() -> None:
     """Import torch with the garbage collector off, then freeze what the import made: those objects
     live as long as the process, and every full collection would walk them again (a large share of a
-    short ``ast tag``, benchmarks/startup.py). glibc's malloc thresholds are fixed first
-    (``allocator``), before torch allocates anything."""
-    from . import allocator
+    short ``ast tag``, benchmarks/startup.py). glibc's malloc thresholds (``allocator``) and the
+    OpenMP wait policy (``threads``) are set first, before torch allocates or starts threads."""
+    from . import allocator, threads
 
     allocator.tune()
+    threads.openmp_environment()
     gc.disable()
     try:
         import torch  # noqa: F401
@@ -171,9 +178,22 @@ def main(app: typer.Typer, argv: list[str] | None = None) -> int:
     return _exit_status
 
 
+def command_line() -> list[str]:
+    """The running command as a user would type it again: the program (``ast``, ``python -m ast_cli`` or
+    ``torchrun ... -m ast_cli``) and the arguments it was given."""
+    if "TORCHELASTIC_RUN_ID" in os.environ:  # under torchrun
+        program = ["torchrun", "--nproc-per-node", os.environ.get("LOCAL_WORLD_SIZE", "1"), "-m", "ast_cli"]
+    elif os.path.basename(sys.argv[0]) == "__main__.py":
+        program = [os.path.basename(sys.executable), "-m", "ast_cli"]
+    else:
+        program = ["ast"]
+    return [*program, *_args]
+
+
 def _run(app: typer.Typer, args: list[str]) -> int:
-    global _debug
+    global _debug, _args
     _debug = False
+    _args = list(args)
     _keep_undecodable_names()
     try:
         code = typer.main.get_command(app).main(args=args, prog_name="ast", standalone_mode=False)

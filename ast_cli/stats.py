@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import audio
+from . import audio, threads
 from .augment import MIXUP_BETA, mix, spec_augment
 from .errors import AudioError, Interrupted, UsageError
 from .features import FRAME_LENGTH, FRAME_SHIFT, fbank, num_frames, pad_or_cut
@@ -150,20 +150,21 @@ def compute_stats(
     reader = _ClipReader(num_mel_bins, options.channel)
     bar = progress_bar(total=len(paths), enabled=progress)
     reader.bar = bar
-    try:
-        reader.target_length = target_length or max(16, min(reader.longest(paths), TARGET_LENGTH))
-        if options.method == StatsMethod.exact:
-            stats = _exact(paths, reader, bar)
-        else:
-            if seed is None:  # a fresh seed, shown with the result so the run can be repeated
-                seed = secrets.randbelow(2**31)
-            rng = np.random.default_rng(seed)
-            stats = _authors(paths, reader, bar, rng, batch_size, freqm, timem, mixup)
-            stats.seed = seed
-    except KeyboardInterrupt:
-        raise Interrupted(f"interrupted after {reader.done} of {len(paths)} file(s); no statistics were written") from None
-    finally:
-        bar.close()
+    with contextlib.nullcontext() if threads.explicit() else threads.per_file():  # all of it is per-file work: one thread
+        try:
+            reader.target_length = target_length or max(16, min(reader.longest(paths), TARGET_LENGTH))
+            if options.method == StatsMethod.exact:
+                stats = _exact(paths, reader, bar)
+            else:
+                if seed is None:  # a fresh seed, shown with the result so the run can be repeated
+                    seed = secrets.randbelow(2**31)
+                rng = np.random.default_rng(seed)
+                stats = _authors(paths, reader, bar, rng, batch_size, freqm, timem, mixup)
+                stats.seed = seed
+        except KeyboardInterrupt:
+            raise Interrupted(f"interrupted after {reader.done} of {len(paths)} file(s); no statistics were written") from None
+        finally:
+            bar.close()
     stats.skipped = len(reader.bad)
     if stats.files == 0:
         raise UsageError(f"none of the {len(paths)} files could be read", hint="see the warnings above")

@@ -69,10 +69,28 @@ def machine() -> str:
         load = float("nan")
     import torch
 
+    from ast_cli.devices import precision_name, resolve_precision
+    from ast_cli.threads import available_cpus
+
+    auto = precision_name(resolve_precision("auto", torch.device("cpu")))
     return (
-        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, Python {platform.python_version()}, "
+        f"{cpu} [{' '.join(cpu_flags()) or 'no AVX2'}], {os.cpu_count()} cores ({available_cpus()} usable), "
+        f"--precision auto -> {auto} on the CPU, torch {torch.__version__}, Python {platform.python_version()}, "
         f"load average {load:.2f} at start"
     )
+
+
+SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")  # what decides the model's speed
+
+
+def cpu_flags() -> list[str]:
+    """The CPU flags among SPEED_FLAGS (AVX2 only: bf16 emulated, fp32 chosen; AVX512-BF16; AMX)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return []
+    return [flag for flag in SPEED_FLAGS if flag in flags]
 
 
 def git_revision() -> str:

@@ -1,0 +1,122 @@
+"""How many threads torch uses, decided in one place.
+
+1. Small per-file work (decoding, resampling, the fbank of one clip or block) runs on one thread
+   (``per_file``): split over threads it gains little, and on a busy machine the threads wait for each
+   other at every one of its many small parallel steps (10-30x slower, docs/performance.md).
+2. The model uses the CPUs this process may use (its affinity mask and cgroup CPU quota), minus one
+   for each decode or DataLoader worker beside it (``for_model``), never fewer than one.
+3. ``--threads N`` sets the model's threads; without it, ``OMP_NUM_THREADS`` set by the user is kept.
+4. Threads that wait for work sleep rather than spin (``OMP_WAIT_POLICY=PASSIVE``, unless the user
+   set it or ``GOMP_SPINCOUNT``): on a busy machine a spinning thread takes the time slice the
+   thread it waits for needs (a full window 2.9x slower, a small model's batch 8-18x; quiet, the
+   same within noise: benchmarks/contention.py).
+
+The command line calls ``openmp_environment`` before it imports torch and ``configure`` before a
+command runs; the Python API leaves the thread count to the caller and only narrows it around
+per-file work. No torch import at module level: ``openmp_environment`` runs before torch loads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+from pathlib import Path
+
+_log = logging.getLogger(__name__)  # debug: the threads chosen and why
+
+_requested: int | None = None  # --threads, or OMP_NUM_THREADS as the user set it: the model's threads
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on: the affinity mask, lowered by a cgroup CPU quota (containers,
+    Kubernetes limits, SLURM), at least 1."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    quota = cgroup_quota()
+    return max(1, min(cpus, math.ceil(quota)) if quota else cpus)
+
+
+def cgroup_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """CPUs' worth of time the cgroup may use per period (cgroup v2 ``cpu.max``, v1 ``cfs_quota_us``), or None."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        return quota / period if quota > 0 and period > 0 else None
+    except (OSError, ValueError):
+        return None
+
+
+def user_threads(environ=os.environ) -> int | None:
+    """OMP_NUM_THREADS as the user set it (its first number), or None."""
+    try:
+        value = int(environ.get("OMP_NUM_THREADS", "").split(",")[0])
+    except ValueError:
+        return None
+    return value if value > 0 else None
+
+
+def openmp_environment(environ=os.environ) -> None:
+    """Before torch (and its OpenMP runtime) loads: waiting threads sleep, unless the user said otherwise."""
+    if not any(name in environ for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")):
+        environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
+
+def configure(requested: int | None) -> int:
+    """The command line's setting: ``--threads`` (else OMP_NUM_THREADS, else the available CPUs) for
+    the model. Returns the model's threads."""
+    global _requested
+    _requested = requested or user_threads()
+    return for_model(workers=0)
+
+
+def explicit() -> bool:
+    """Whether the user chose the threads (``--threads`` or OMP_NUM_THREADS)."""
+    return bool(_requested)
+
+
+def model_threads(workers: int = 0) -> int:
+    """Threads for the model beside ``workers`` single-threaded worker processes."""
+    if _requested:
+        return _requested
+    return max(1, available_cpus() - workers)
+
+
+def for_model(workers: int = 0) -> int:
+    """Set torch's threads for the model (see ``model_threads``); returns them."""
+    import torch
+
+    threads = model_threads(workers)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    why = "--threads or OMP_NUM_THREADS" if _requested else f"{available_cpus()} usable CPU(s) less {workers} worker(s)"
+    _log.debug("model threads: %d (%s); OpenMP wait policy %s", threads, why, os.environ.get("OMP_WAIT_POLICY", "default"))
+    return threads
+
+
+def worker() -> None:
+    """In a decode or DataLoader worker process: one thread."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@contextlib.contextmanager
+def per_file():
+    """One thread for the small steps of one file (decode, resample, fbank), then back."""
+    import torch
+
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
