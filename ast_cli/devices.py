@@ -5,11 +5,12 @@ CPU or GPU at hand, weights cast once, int8 quantization. No file I/O, no model 
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 
 from .errors import UsageError
-from .model import AST
+from .model import AST, Attention
 from .options import Device, Precision, check_device
 
 
@@ -89,6 +90,26 @@ def cast_matmul_weights(model: torch.nn.Module, dtype: torch.dtype) -> None:
     for module in model.modules():
         if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
             module.to(dtype)
+
+
+ATTENTION_ENV = "AST_ATTENTION_PRECISION"  # fp32: attention in fp32 beside bf16/fp16 Linear layers
+
+
+def set_attention_precision(model: torch.nn.Module, dtype: torch.dtype, environ=os.environ) -> str:
+    """Attention in the Linear layers' precision (the default), or in fp32 where ``AST_ATTENTION_PRECISION=fp32``.
+
+    Measured on an AMX CPU (benchmarks/attention_precision.py), bf16 attention is the faster one
+    (1.8 s against 2.5 s a window); on CPUs with AVX512-BF16 but no AMX, bf16 attention kernels may
+    be slower than fp32 ones: that benchmark measures it on the machine at hand. Returns the
+    attention's precision."""
+    choice = environ.get(ATTENTION_ENV, "").strip().lower()
+    if choice not in ("", "auto", "fp32", "same"):
+        raise UsageError(f"{ATTENTION_ENV}={choice!r}: not a choice", hint=f"set {ATTENTION_ENV} to fp32, or unset it")
+    compute = torch.float32 if choice == "fp32" and dtype != torch.float32 else None
+    for module in model.modules():
+        if isinstance(module, Attention):
+            module.compute_dtype = compute
+    return precision_name(compute or dtype)
 
 
 def copy_off_the_file(model: torch.nn.Module) -> None:

@@ -15,7 +15,9 @@ import torch
 
 from .checkpoints import Checkpoint, load
 from .config import ASTConfig, PreprocessorConfig
-from .devices import autocast, cast_matmul_weights, copy_off_the_file, precision_name, quantize_int8, resolve_device, resolve_precision
+from .devices import (
+    autocast, cast_matmul_weights, copy_off_the_file, precision_name, quantize_int8, resolve_device, resolve_precision, set_attention_precision,
+)  # fmt: skip
 from .errors import UsageError
 from .features import FRAMES_PER_SECOND
 from .hub import DEFAULT_MODEL
@@ -47,7 +49,9 @@ def load_model(
     dtype = resolve_precision(precision, resolve_device(device))
     cast = dtype if dtype != torch.float32 and precision != Precision.int8 else None  # int8 quantizes fp32 weights
     checkpoint = load(model, labels=labels, norm_stats=norm_stats, fstride=fstride, tstride=tstride, input_tdim=input_tdim, matrix_dtype=cast)
-    return Tagger(checkpoint, device=device, precision=precision)
+    tagger = Tagger(checkpoint, device=device, precision=precision)
+    tagger.loaded_with = dict(model=model, precision=precision, labels=labels, norm_stats=norm_stats, fstride=fstride, tstride=tstride, input_tdim=input_tdim)
+    return tagger
 
 
 class Tagger:
@@ -59,8 +63,10 @@ class Tagger:
         self.dtype = resolve_precision(precision, self.device)  # what autocast computes in
         self.precision = "int8" if precision == Precision.int8 else precision_name(self.dtype)  # as recorded with results
         self.model: AST = checkpoint.model.to(self.device).eval()
+        self.attention_precision = precision_name(self.dtype)  # AST_ATTENTION_PRECISION=fp32 changes it for bf16/fp16
         if self.dtype != torch.float32:
             cast_matmul_weights(self.model, self.dtype)
+            self.attention_precision = set_attention_precision(self.model, self.dtype)
         if self.precision == "int8":
             self.model = quantize_int8(self.model)
         if self.precision != "fp32" and self.device.type == "cpu":
@@ -68,6 +74,7 @@ class Tagger:
         self.config: ASTConfig = checkpoint.model.config
         self.preprocessor: PreprocessorConfig = checkpoint.preprocessor
         self.labels = self.config.labels
+        self.loaded_with: dict | None = None  # load_model's arguments but the device: what loads it again elsewhere (Ray actors)
 
     # -- settings --------------------------------------------------------------------------
     @property

@@ -41,6 +41,8 @@ class PatchEmbed(nn.Module):
 
 
 class Attention(nn.Module):
+    compute_dtype: torch.dtype | None = None  # None: the inputs' dtype; float32: attention in fp32 beside bf16 Linears
+
     def __init__(self, config: ASTConfig):
         super().__init__()
         self.n_head = config.num_attention_heads
@@ -52,7 +54,13 @@ class Attention(nn.Module):
         B, N, C = x.shape
         qkv = self.qkv(x).view(B, N, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)  # (3, B, nh, N, hs)
         q, k, v = qkv.unbind(0)
-        x = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        dropout = self.dropout if self.training else 0.0
+        if self.compute_dtype is None or q.dtype == self.compute_dtype:
+            x = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+        else:
+            with torch.autocast(q.device.type, enabled=False):
+                dtype = self.compute_dtype
+                x = F.scaled_dot_product_attention(q.to(dtype), k.to(dtype), v.to(dtype), dropout_p=dropout).to(q.dtype)
         x = x.transpose(1, 2).reshape(B, N, C)  # (B, N, C)
         return self.proj(x)
 

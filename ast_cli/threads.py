@@ -3,8 +3,9 @@
 1. Small per-file work (decoding, resampling, the fbank of one clip or block) runs on one thread
    (``per_file``): split over threads it gains little, and on a busy machine the threads wait for each
    other at every one of its many small parallel steps (10-30x slower, docs/performance.md).
-2. The model uses the CPUs this process may use (its affinity mask and cgroup CPU quota), minus one
-   for each decode or DataLoader worker beside it (``for_model``), never fewer than one.
+2. The model uses the CPUs this process may use (its affinity mask and cgroup CPU quota), less the
+   ones other processes keep busy when it starts (runnable tasks in /proc/loadavg), less one for
+   each decode or DataLoader worker beside it (``for_model``), never fewer than one.
 3. ``--threads N`` sets the model's threads; without it, ``OMP_NUM_THREADS`` set by the user is kept.
 4. Threads that wait for work sleep rather than spin (``OMP_WAIT_POLICY=PASSIVE``, unless the user
    set it or ``GOMP_SPINCOUNT``): on a busy machine a spinning thread takes the time slice the
@@ -52,6 +53,24 @@ def cgroup_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
         return None
 
 
+def busy_elsewhere(samples: int = 5, read=None) -> float:
+    """How many of this process's CPUs other work keeps busy now: runnable tasks besides this one
+    (/proc/loadavg, the median of a few instant samples, capped by the 1-minute average so that a
+    task that just ran for a moment is not counted), scaled to the share of the machine's CPUs this
+    process may use. 0 where /proc is not there."""
+    read = read or (lambda: Path("/proc/loadavg").read_text())
+    try:
+        counts = []
+        for _ in range(samples):
+            fields = read().split()
+            counts.append(int(fields[3].split("/")[0]) - 1)  # less this process's own reading thread
+        minute = float(fields[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    others = min(sorted(counts)[len(counts) // 2], minute)
+    return max(0.0, others) * available_cpus() / max(os.cpu_count() or 1, available_cpus())
+
+
 def user_threads(environ=os.environ) -> int | None:
     """OMP_NUM_THREADS as the user set it (its first number), or None."""
     try:
@@ -80,21 +99,26 @@ def explicit() -> bool:
     return bool(_requested)
 
 
-def model_threads(workers: int = 0) -> int:
-    """Threads for the model beside ``workers`` single-threaded worker processes."""
+def model_threads(workers: int = 0, processes: int = 1) -> int:
+    """Threads for the model beside ``workers`` single-threaded worker processes, in one of
+    ``processes`` that share the CPUs (torchrun on a CPU)."""
     if _requested:
         return _requested
-    return max(1, available_cpus() - workers)
+    cpus = available_cpus() // max(processes, 1)
+    free = cpus - math.floor(busy_elsewhere() / max(processes, 1) + 0.25)  # a CPU that other work holds most of is not ours
+    return max(1, min(cpus, free) - workers)
 
 
-def for_model(workers: int = 0) -> int:
+def for_model(workers: int = 0, processes: int = 1) -> int:
     """Set torch's threads for the model (see ``model_threads``); returns them."""
     import torch
 
-    threads = model_threads(workers)
+    threads = model_threads(workers, processes)
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
-    why = "--threads or OMP_NUM_THREADS" if _requested else f"{available_cpus()} usable CPU(s) less {workers} worker(s)"
+    why = "--threads or OMP_NUM_THREADS" if _requested else (
+        f"{available_cpus()} usable CPU(s) / {processes} process(es), {busy_elsewhere():.1f} busy elsewhere, less {workers} worker(s)"
+    )
     _log.debug("model threads: %d (%s); OpenMP wait policy %s", threads, why, os.environ.get("OMP_WAIT_POLICY", "default"))
     return threads
 

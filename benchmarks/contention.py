@@ -5,7 +5,7 @@ on the machine as it is and under a reproducible background load, with the defau
     python benchmarks/contention.py [--files 300] [--busy N] [--rounds 1] [--baseline DIR]
 
 - The load: `--busy` processes (default: the usable CPUs) that spin in pure Python, started before
-  and stopped after each loaded measurement; nothing else of this script runs meanwhile.
+  and stopped after the loaded measurements of each command; nothing else of this script runs meanwhile.
 - The work: a small random AST (hidden 192, 4 layers, 3 heads, 1.28-s windows, 12 labels; speed does
   not depend on the weights) over `--files` generated 1-s clips at 44.1 kHz (so decoding, resampling
   and the fbank are all in it); `ast stats` over the same clips; `ast finetune` for one epoch over
@@ -13,7 +13,8 @@ on the machine as it is and under a reproducible background load, with the defau
 - `--baseline DIR`: also time a checkout of an earlier ast (e.g. `git worktree add /tmp/base 2ef45fb`)
   with its default threads, quiet and loaded, so "no slower than before" is measured in the same run.
 Each cell is the wall time of the whole command in a child process (imports and model load
-included), the median of `--rounds`. The last column is default / best: the target is <= 1.2 under load.
+included), the median of `--rounds` (the settings interleaved within each round; the baseline runs
+`--baseline-rounds`). The last column is default / best: the target is <= 1.2 under load.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ def main() -> None:
     parser.add_argument("--busy", type=int, default=None, help="background processes (default: the usable CPUs)")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--baseline", type=Path, default=None, help="a checkout of an earlier ast to time beside this one")
+    parser.add_argument("--baseline-rounds", type=int, default=1, help="rounds of the baseline (it can be slow under load)")
     args = parser.parse_args()
 
     from ast_cli.threads import available_cpus
@@ -102,14 +104,16 @@ def main() -> None:
     results: dict[tuple[str, str, str], float] = {}
     for condition in ("as is", "loaded"):
         for name, argv in jobs.items():
-            for setting, (env, cwd) in settings.items():
-                times = []
-                for _ in range(args.rounds):
-                    load = Load(busy if condition == "loaded" else 0)
-                    with load:
-                        times.append(timed([sys.executable, "-m", "ast_cli", *argv], env, cwd))
-                results[(condition, name, setting)] = statistics.median(times)
-                print(f"  {condition:6} {name:38} {setting:18} {results[(condition, name, setting)]:7.1f} s", file=sys.stderr)
+            times: dict[str, list[float]] = {setting: [] for setting in settings}
+            with Load(busy if condition == "loaded" else 0):
+                for round_ in range(args.rounds):  # the settings interleaved, so that changes in load hit them alike
+                    for setting, (env, cwd) in settings.items():
+                        if setting.startswith("baseline") and round_ >= args.baseline_rounds:
+                            continue
+                        times[setting].append(timed([sys.executable, "-m", "ast_cli", *argv], env, cwd))
+                        print(f"  {condition:6} {name:38} {setting:18} {times[setting][-1]:7.1f} s", file=sys.stderr)
+            for setting in settings:
+                results[(condition, name, setting)] = statistics.median(times[setting])
     try:
         load_now = os.getloadavg()[0]
     except OSError:

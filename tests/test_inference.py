@@ -205,3 +205,26 @@ def test_score_rows_grow_in_one_buffer():
     assert torch.equal(rows.rows(), torch.stack(expected)) and torch.equal(rows[3], expected[3])
     assert [r.tolist() for r in rows] == [r.tolist() for r in expected]
     assert rows.rows().untyped_storage().nbytes() <= 2 * 79 * 5 * 4  # one buffer, at most doubled
+
+
+def test_attention_in_fp32_beside_bf16_linears_stays_close(tiny_model_dir, wav, monkeypatch):
+    """AST_ATTENTION_PRECISION=fp32 (benchmarks/attention_precision.py): the attention op runs in fp32
+    while the Linear layers stay bf16; scores within the bf16 tolerance; a wrong value is a usage error."""
+    from ast_cli.devices import ATTENTION_ENV
+
+    path = wav(2.0)
+    fp32 = Tagger(load(str(tiny_model_dir)), device="cpu", precision="fp32").tag(path, top=0)["labels"]
+    monkeypatch.setenv(ATTENTION_ENV, "fp32")
+    mixed = Tagger(load(str(tiny_model_dir)), device="cpu", precision="bf16")
+    assert mixed.attention_precision == "fp32" and mixed.model.blocks[0].attn.qkv.weight.dtype == torch.bfloat16
+    seen = []
+    hook = torch.nn.functional.scaled_dot_product_attention
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", lambda q, *a, **k: (seen.append(q.dtype), hook(q, *a, **k))[1])
+    b = {x["label"]: x["score"] for x in mixed.tag(path, top=0)["labels"]}
+    assert seen and set(seen) == {torch.float32}
+    assert max(abs(x["score"] - b[x["label"]]) for x in fp32) < 0.05
+    monkeypatch.setenv(ATTENTION_ENV, "fp8")
+    with pytest.raises(UsageError):
+        Tagger(load(str(tiny_model_dir)), device="cpu", precision="bf16")
+    monkeypatch.delenv(ATTENTION_ENV)
+    assert Tagger(load(str(tiny_model_dir)), device="cpu", precision="bf16").attention_precision == "bf16"

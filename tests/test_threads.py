@@ -49,6 +49,29 @@ def test_available_cpus_follow_the_affinity_mask_and_the_quota(monkeypatch):
         assert threads.available_cpus() == 1
 
 
+def test_busy_elsewhere_counts_other_runnable_tasks_but_not_a_passing_one(monkeypatch):
+    monkeypatch.setattr(threads, "available_cpus", lambda: 2)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    lines = iter(["7.50 6.00 3.00 4/300 99"] * 5)
+    assert threads.busy_elsewhere(read=lambda: next(lines)) == 3.0  # 4 runnable, one of them us
+    lines = iter(["0.10 0.20 0.30 3/300 99"] * 5)  # two others at this instant, but a quiet minute
+    assert threads.busy_elsewhere(read=lambda: next(lines)) == 0.1
+    lines = iter(["2.0 2.0 2.0 1/300 99", "2.0 2.0 2.0 3/300 99", "2.0 2.0 2.0 3/300 99", "2.0 2.0 2.0 9/300 99", "2.0 2.0 2.0 3/300 99"])
+    assert threads.busy_elsewhere(read=lambda: next(lines)) == 2.0  # the median instant
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)  # 2 of a 64-CPU machine's CPUs: its share of the others
+    lines = iter(["40.0 40.0 40.0 33/900 99"] * 5)
+    assert threads.busy_elsewhere(read=lambda: next(lines)) == 1.0
+    assert threads.busy_elsewhere(read=lambda: "garbage") == 0.0
+
+
+@pytest.mark.parametrize("busy,expected", [(0.0, 2), (0.5, 2), (0.8, 1), (1.0, 1), (6.0, 1)])
+def test_the_model_leaves_the_cpus_other_work_holds(monkeypatch, busy, expected):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "available_cpus", lambda: 2)
+    monkeypatch.setattr(threads, "busy_elsewhere", lambda: busy)
+    assert threads.configure(None) == expected
+
+
 @pytest.mark.parametrize("value,expected", [("4", 4), ("4,2", 4), ("", None), ("x", None), ("0", None)])
 def test_user_threads_read_omp_num_threads(value, expected):
     assert threads.user_threads({"OMP_NUM_THREADS": value}) == expected
@@ -58,9 +81,11 @@ def test_user_threads_read_omp_num_threads(value, expected):
 def test_threads_given_win_then_omp_num_threads_then_the_cpus_less_the_workers(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(threads, "available_cpus", lambda: 8)
+    monkeypatch.setattr(threads, "busy_elsewhere", lambda: 0.0)
     assert threads.configure(None) == 8 and torch.get_num_threads() == 8
     assert threads.for_model(workers=3) == 5 and torch.get_num_threads() == 5
     assert threads.for_model(workers=20) == 1
+    assert threads.for_model(workers=1, processes=2) == 3  # torchrun: 2 processes share the 8 CPUs
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert threads.configure(None) == 3 and threads.explicit()
     assert threads.for_model(workers=2) == 3  # the user's number is kept whatever the workers
