@@ -146,13 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=256)
     parser.add_argument("--quick", action="store_true", help="64 clips, batch sizes 8/32, workers 0/8")
-    parser.add_argument("--self-test", action="store_true", help="every part on the CPU with a tiny model and 8 clips")
+    parser.add_argument("--self-test", action="store_true", help="every part on the CPU with a tiny model and 4 clips")
     args = parser.parse_args(argv)
     import torch
 
     print(f"machine: {machine()}; ast {git_revision()}")
     if args.self_test:
-        device, sizes, workers, n = "cpu", (1, 8), (0, 2), 8
+        device, sizes, workers, n = "cpu", (8,), (0, 2), 4
     elif not torch.cuda.is_available():
         why = "this torch has no CUDA support" if torch.version.cuda is None else "no CUDA device is visible (torch.cuda.is_available() is False)"
         print(f"GPU parts skipped: {why}. Run this on a CUDA machine; --self-test checks the script on the CPU.")
