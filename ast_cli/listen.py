@@ -289,12 +289,13 @@ def listen(
         samples, total, arrived, ended = recent.wait_for(due)
         summary.audio_s = total / SAMPLE_RATE
         if total > tagged_to and len(samples) >= FRAME_LENGTH:
-            if total - due >= hop:  # whole hops came while the last one was tagged: go to the newest
+            behind = live and total - due >= hop  # whole hops came while the last one was tagged: go to the newest
+            if behind:  # (a file or in-memory source is read no faster than it is tagged: never behind, every hop)
                 summary.skipped += (total - due) // hop
                 if not warned:
                     warn(f"tagging falls behind the audio: skipping to the newest (a hop takes longer than {hop_s} s here; try a longer --hop)")
                     warned = True
-            end = total if total - due >= hop or total < due else due  # on time: the window ends where the hop is due
+            end = total if behind or total < due else due  # on time: the window ends where the hop is due
             samples = samples[: len(samples) - (total - end)][-window_samples:]
             scores = tagger.scores(spec.prepare(fbank(samples, spec.num_mel_bins))[None], options.activation)[0]
             end_s = end / SAMPLE_RATE
