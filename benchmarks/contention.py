@@ -81,6 +81,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--baseline", type=Path, default=None, help="a checkout of an earlier ast to time beside this one")
     parser.add_argument("--baseline-rounds", type=int, default=1, help="rounds of the baseline (it can be slow under load)")
+    parser.add_argument("--conditions", default="as is,loaded", help="'as is' (the machine as it is), 'loaded' (with --busy spinners), or both")
     args = parser.parse_args()
 
     from ast_cli.threads import available_cpus
@@ -102,7 +103,8 @@ def main() -> None:
     if args.baseline:
         settings["baseline default"] = ({**clean, "PYTHONPATH": str(args.baseline)}, args.baseline)
     results: dict[tuple[str, str, str], float] = {}
-    for condition in ("as is", "loaded"):
+    conditions = [c.strip() for c in args.conditions.split(",") if c.strip() in ("as is", "loaded")]
+    for condition in conditions:
         for name, argv in jobs.items():
             times: dict[str, list[float]] = {setting: [] for setting in settings}
             with Load(busy if condition == "loaded" else 0):
@@ -118,13 +120,13 @@ def main() -> None:
         load_now = os.getloadavg()[0]
     except OSError:
         load_now = float("nan")
-    columns = [f"{condition}: {setting}" for condition in ("as is", "loaded") for setting in settings]
-    print("| work | " + " | ".join(columns) + " | loaded: default / best | as is: default / best |")
-    print("|---|" + "---|" * (len(columns) + 2))
+    columns = [f"{condition}: {setting}" for condition in conditions for setting in settings]
+    print("| work | " + " | ".join(columns) + "".join(f" | {c}: default / best" for c in conditions) + " |")
+    print("|---|" + "---|" * (len(columns) + len(conditions)))
     for name in jobs:
-        cells = [f"{results[(c, name, s)]:.1f} s" for c in ("as is", "loaded") for s in settings]
+        cells = [f"{results[(c, name, s)]:.1f} s" for c in conditions for s in settings]
         ratios = []
-        for condition in ("loaded", "as is"):
+        for condition in conditions:
             best = min(results[(condition, name, s)] for s in ("default", "OMP_NUM_THREADS=1"))
             ratios.append(f"{results[(condition, name, 'default')] / best:.2f}")
         print(f"| {name} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
