@@ -19,6 +19,7 @@ import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,6 +30,7 @@ from .errors import AudioError, UsageError
 from .features import fbank, normalize, pad_or_cut
 from .inputs import walk
 from .options import RecipeValues
+from .progress import bar as progress_bar
 
 MAX_SHIFT = 10  # frames: the authors' random roll with noise (dataloader.py, np.random.randint(-10, 10): -10..9)
 _log = logging.getLogger(__name__)
@@ -158,15 +160,24 @@ def stratified_split(data: LabelledSet, fraction: float, seed: int) -> tuple[Lab
 
 
 # -- reading -----------------------------------------------------------------------------------
-def scan(data: LabelledSet, num_mel_bins: int = 128, keep: bool = True) -> tuple[LabelledSet, list[torch.Tensor | None], list[int]]:
+def scan(data: LabelledSet, num_mel_bins: int = 128, keep: bool = True, progress: bool | None = False,
+         known: Any = None) -> tuple[LabelledSet, list[torch.Tensor | None], list[int]]:  # fmt: skip
     """Decode every clip once: unreadable ones are warned about and dropped (``skipped`` counts them).
 
     Returns the readable set, each clip's fbank (un-normalised, unpadded; None unless ``keep`` and within
-    the cache budget) and each clip's frame count.
+    the cache budget) and each clip's frame count. ``progress``: a bar (None: at a terminal only).
+    ``known``: a cache of frame counts (``get(path)``, ``put(path, frames)``, e.g. ``probe.FrameCache``):
+    a clip it knows is not decoded (its fbank is then None).
     """
     clips, feats, frames, skipped = [], [], [], list(data.skipped)
     budget = CACHE_BYTES if keep else 0
-    for clip in data.clips:
+    for clip in progress_bar(data.clips, unit="clip", desc="reading clips", enabled=progress):
+        cached = known.get(clip.path) if known is not None else None
+        if cached is not None:
+            clips.append(clip)
+            feats.append(None)
+            frames.append(cached)
+            continue
         try:
             wave, _ = audio.load(clip.path)
             if len(wave) < 400:
@@ -181,6 +192,8 @@ def scan(data: LabelledSet, num_mel_bins: int = 128, keep: bool = True) -> tuple
         clips.append(clip)
         feats.append(f if budget >= 0 else None)
         frames.append(f.shape[0])
+        if known is not None:
+            known.put(clip.path, f.shape[0])
     if not clips:
         raise UsageError(f"{data.root}: no readable audio ({len(skipped)} file(s) could not be decoded)", hint="see the warnings above")
     return LabelledSet(data.root, data.labels, clips, data.multi_label, skipped), feats, frames

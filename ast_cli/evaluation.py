@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from . import data as D
-from . import metrics
+from . import metrics, plots
 from .devices import autocast
+from .errors import UsageError
 from .options import ModelOptions
 
 
@@ -55,11 +57,17 @@ def evaluate(
     precision: str = "auto",
     batch_size: int = 16,
     model_options: ModelOptions | None = None,
+    plot: str | None = None,
 ) -> dict[str, Any]:
     """Metrics of ``model_spec`` on a folder-per-class set (or ``labels_csv``), whose class names must be
-    the model's labels. ``model_options``: how to read the model (a .pth's architecture, --norm-stats)."""
+    the model's labels. ``model_options``: how to read the model (a .pth's architecture, --norm-stats).
+    ``plot``: a PNG of the confusion matrix or the per-class AP (``plots.report_picture``), when
+    matplotlib is installed (else one line says how to get it)."""
     from .inference import load_model
 
+    if plot and not Path(plot).parent.is_dir():
+        raise UsageError(f"--plot {plot}: no such folder {Path(plot).parent}")
+    draw = bool(plot) and plots.available()  # before the wait: without matplotlib, say so at once
     reading = dataclasses.asdict(model_options or ModelOptions())
     tagger = load_model(model_spec, device=device, precision=precision, **reading)  # weights cast once; int8 quantized
     config, pre = tagger.config, tagger.preprocessor
@@ -72,4 +80,6 @@ def evaluate(
     logits, targets = predict(tagger.logits, loader)
     multi = found.multi_label
     report = score(logits, targets, config.labels, multi)
+    if draw:
+        plots.report_picture(report, plot)
     return {"model": model_spec, "data": str(data_dir), "problem_type": "multi_label" if multi else "single_label", "skipped": len(found.skipped), **report}

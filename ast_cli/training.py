@@ -1,20 +1,27 @@
-"""``ast finetune``: the training loop of the authors' fine-tuning recipes (``src/traintest.py``).
+"""``ast finetune``: the training loop of the authors' fine-tuning recipes (``src/traintest.py``), and
+of the from-scratch recipe for bases that have not learned AudioSet.
 
-Adam (betas 0.95/0.999, weight decay 5e-7), the recipe's warm-up, loss and augmentation, and its
-MultiStepLR(range(start, 1000, step), gamma) decay stepped once per epoch (``options.RECIPES``,
-``lr_factor``), autocast, validation every epoch with the best epoch kept. Not the authors': weight
-averaging over epochs (their AudioSet runs' ``wa``) and the balanced sampler of their full AudioSet run.
-After every epoch the training state (model, optimizer, scheduler, RNG, history) goes to
-``OUT_DIR/.train_state.pt`` so ``--resume`` continues exactly where a killed run left off. Under
-``torchrun`` the same code runs DistributedDataParallel: one process per device, a DistributedSampler,
-metrics reduced across processes, and only rank 0 writing files.
+The base is loaded first (a bad ``--base`` fails before the data is read), and decides what ``--recipe
+default`` means (``recipe_for_base``): the authors' recipe (Adam, betas 0.95/0.999, weight decay 5e-7,
+MultiStepLR(range(start, 1000, step), gamma) stepped once per epoch) for an AudioSet-trained base,
+``scratch`` (AdamW, warm-up then cosine, no masking) for any other (``options.RECIPES``, ``lr_factor``).
+Autocast, validation every epoch with the best epoch kept. Not the authors': weight averaging over
+epochs (their AudioSet runs' ``wa``) and the balanced sampler of their full AudioSet run. After every
+epoch the training state (model, optimizer, scheduler, RNG, history) goes to ``OUT_DIR/.train_state/``
+so ``--resume`` continues exactly where a killed run left off; a finished run removes it (``--keep-state``
+keeps it). ``--freeze-backbone`` trains the head on cached embeddings (``probe``). Under ``torchrun`` the
+same code runs DistributedDataParallel: one process per device, a DistributedSampler, metrics reduced
+across processes, and only rank 0 writing files.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import shlex
+import shutil
 import random
 import sys
 import time
@@ -28,23 +35,32 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from . import checkpoints, hub
+from . import checkpoints, hub, plots, probe, threads
 from . import data as D
 from .config import MULTI_LABEL, SINGLE_LABEL, ASTConfig, PreprocessorConfig, write_json
 from .devices import autocast, resolve_device, resolve_precision
-from .errors import Interrupted, OutputExistsError, UsageError
+from .errors import Interrupted, ModelError, OutputExistsError, UsageError
 from .evaluation import model_forward, predict, score
 from .files import AtomicPath, atomic_open, remove_stale_temporaries, write_atomic
 from .metrics import format_report, main_metric
 from .model import AST
-from .options import WARMUP_LINEAR, FinetuneOptions, RecipeValues, parse_norm_stats  # FinetuneOptions is also importable from here
+from .options import (  # FinetuneOptions is also importable from here
+    ADAMW, AUDIOSET_LABELS, SCHEDULE_COSINE, WARMUP_LINEAR, FinetuneOptions, RecipeValues, parse_norm_stats,
+)
 from .progress import bar as progress_bar
 
-STATE_FILE = ".train_state.pt"
+STATE_DIR = ".train_state"  # what --resume needs, apart from the model: removed when the run finishes (--keep-state keeps it)
+STATE_FILE = f"{STATE_DIR}/state.pt"
 MODEL_FILES = ("model.safetensors", "pytorch_model.bin", "config.json", "preprocessor_config.json")
 NORM_STATS_FILE = "norm_stats.json"  # --norm-stats auto, cached
 METRICS_FILE = "metrics.jsonl"
+RECIPE_FILE = "recipe.json"  # the recipe the run chose and every value it trained with
+OLD_STATE_FILE = ".train_state.pt"  # where earlier versions kept the state
+# what a run stopped before its first epoch leaves: such a folder counts as empty
+LEFTOVERS = {STATE_DIR, NORM_STATS_FILE, RECIPE_FILE, hub.INCOMPLETE_FILE}
+PICTURES = (plots.TRAINING_PNG, plots.CONFUSION_PNG, plots.AP_PNG)  # with matplotlib (the plot extra)
 BETAS = (0.95, 0.999)  # the authors' Adam (traintest.py)
+ADAMW_BETAS = (0.9, 0.999)  # AdamW's usual ones (the from-scratch recipe)
 MAX_WARMUP = 1000  # steps: the authors' warm-up, and the default recipe's at most
 WARMUP_EVERY = 50  # steps: the authors' warm-up sets the rate at every 50th step (traintest.py)
 MILESTONES_END = 1000  # MultiStepLR(range(start, 1000, step)): the last decay is after epoch 999
@@ -96,24 +112,68 @@ class World:
 
 
 # -- setup -------------------------------------------------------------------------------------
-def check_out_dir(out: Path, options: FinetuneOptions) -> None:
+def state_path(out: Path) -> Path | None:
+    """The interrupted run's state in ``out`` (or where earlier versions kept it), or None."""
+    return next((path for path in (out / STATE_FILE, out / OLD_STATE_FILE) if path.is_file()), None)
+
+
+def unstarted(out: Path) -> bool:
+    """Whether ``out`` holds only what a run stopped before its first epoch leaves (or nothing)."""
+    if not out.is_dir() or state_path(out):
+        return False
+    return all(entry.name in LEFTOVERS or ".tmp" in entry.name for entry in out.iterdir())
+
+
+def check_out_dir(out: Path, options: FinetuneOptions) -> bool:
+    """Whether the run continues a saved state (``--resume``); refuses a folder it must not write into.
+    A folder left by a run stopped before its first epoch counts as empty (``--resume`` starts it afresh)."""
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: exists and is not a folder")
     if options.resume:
-        if not (out / STATE_FILE).is_file():
-            raise UsageError(f"{out}: nothing to resume (no {STATE_FILE})", hint="start the run without --resume")
-    elif out.exists() and any(out.iterdir()) and not options.force:
+        if state_path(out):
+            return True
+        if unstarted(out) and any(out.iterdir()):
+            return False
+        finished = (out / "config.json").is_file() and not (out / hub.INCOMPLETE_FILE).exists()
+        raise UsageError(f"{out}: nothing to resume ({'the run finished' if finished else 'no saved epoch'})",
+                         hint="start the run without --resume" + (" (--force to replace it); --keep-state keeps what --resume needs" if finished else ""))  # fmt: skip
+    if out.exists() and any(out.iterdir()) and not options.force and not unstarted(out):
         raise OutputExistsError(
             f"{out}: output folder is not empty", hint="choose a new folder, --resume an interrupted run, or --force to overwrite"
         )
+    return False
 
 
-def load_data(data_dir: str, options: FinetuneOptions, keep_fbanks: bool) -> tuple[D.LabelledSet, list, list, D.LabelledSet, list]:
-    """Training and validation sets (unreadable clips dropped), with cached fbanks and training clip lengths."""
-    found, fbanks, frames = D.scan(D.discover(data_dir, options.labels_csv), keep=keep_fbanks)
+def load_base(options: FinetuneOptions) -> checkpoints.Checkpoint:
+    """The base model, before any data is read: a missing or unreachable base fails at once."""
+    try:
+        return checkpoints.load(options.base, max_length=options.target_length, fstride=options.fstride, tstride=options.tstride,
+                                input_tdim=options.input_tdim)  # fmt: skip
+    except ModelError as exc:  # the hints of the model loaders name ast tag's -m
+        hint = exc.hint.replace("(-m; --base for finetune)", "(--base)") if exc.hint else exc.hint
+        raise type(exc)(f"--base {exc.message}", hint=hint) from None
+
+
+def recipe_for_base(spec: str, config: ASTConfig) -> tuple[bool, str]:
+    """Whether the base learned AudioSet (the authors' fine-tuning recipe suits it), and why it is
+    taken to: its 527 outputs, one of the authors' Hub ids, or the authors' .pth."""
+    if config.num_labels == AUDIOSET_LABELS:
+        return True, f"{AUDIOSET_LABELS} AudioSet labels"
+    if spec.startswith("MIT/ast-finetuned"):
+        return True, "one of the authors' models"
+    if spec.endswith(".pth"):
+        return True, "the authors' checkpoint"
+    return False, f"not AudioSet-trained: {config.num_labels} labels, {config.hidden_size} wide"
+
+
+def load_data(data_dir: str, options: FinetuneOptions, keep_fbanks: bool, progress: bool | None = None,
+              known: probe.FrameCache | None = None) -> tuple[D.LabelledSet, list, list, D.LabelledSet, list]:  # fmt: skip
+    """Training and validation sets (unreadable clips dropped), with cached fbanks and training clip
+    lengths; ``known``: clips whose frames a cache holds are not decoded again (the cached probe)."""
+    found, fbanks, frames = D.scan(D.discover(data_dir, options.labels_csv), keep=keep_fbanks, progress=progress, known=known)
     if options.val_dir:
         val = D.folder_classes(options.val_dir)
-        val, val_fbanks, _ = D.scan(D.relabel(val, found.labels, "the training set"))
+        val, val_fbanks, _ = D.scan(D.relabel(val, found.labels, "the training set"), keep=keep_fbanks, progress=progress, known=known)
         return found, fbanks, frames, val, val_fbanks
     train, val = D.stratified_split(found, options.val_split, options.seed)
     position = {clip.path: i for i, clip in enumerate(found.clips)}
@@ -122,10 +182,9 @@ def load_data(data_dir: str, options: FinetuneOptions, keep_fbanks: bool) -> tup
     return train, pick(fbanks, train), pick(frames, train), val, pick(fbanks, val)
 
 
-def initial_model(options: FinetuneOptions, train: D.LabelledSet, frames: list[int], out: Path) -> tuple[AST, PreprocessorConfig]:
+def initial_model(base: checkpoints.Checkpoint, options: FinetuneOptions, train: D.LabelledSet, frames: list[int], out: Path,
+                  progress: bool | None = None) -> tuple[AST, PreprocessorConfig]:  # fmt: skip
     """The base model at the target length with a fresh head of one output per class."""
-    base = checkpoints.load(options.base, max_length=options.target_length, fstride=options.fstride, tstride=options.tstride,
-                            input_tdim=options.input_tdim)  # fmt: skip
     model, config = base.model, base.model.config
     target = options.target_length or D.default_target_length(frames, config.max_length)
     if target != config.max_length:  # the default length is known only once the base is loaded
@@ -139,13 +198,13 @@ def initial_model(options: FinetuneOptions, train: D.LabelledSet, frames: list[i
     if stats == "base":
         mean, std = base.preprocessor.mean, base.preprocessor.std
     elif stats == "auto":
-        mean, std = dataset_norm_stats([c.path for c in train.clips], target, model.config.num_mel_bins, out)
+        mean, std = dataset_norm_stats([c.path for c in train.clips], target, model.config.num_mel_bins, out, progress)
     else:
         mean, std = stats
     return model, PreprocessorConfig(max_length=target, num_mel_bins=model.config.num_mel_bins, mean=mean, std=std)
 
 
-def dataset_norm_stats(paths: list[str], target_length: int, num_mel_bins: int, out: Path) -> tuple[float, float]:
+def dataset_norm_stats(paths: list[str], target_length: int, num_mel_bins: int, out: Path, progress: bool | None = None) -> tuple[float, float]:
     """``--norm-stats auto``: what ``ast stats --method exact --target-length T`` gives for the
     training clips (the pooled statistics: deterministic, unlike the authors' augmented estimate),
     cached in OUT_DIR so a second run on the same clips does not compute them again."""
@@ -165,14 +224,15 @@ def dataset_norm_stats(paths: list[str], target_length: int, num_mel_bins: int, 
                 return float(cached["mean"]), float(cached["std"])
         except (ValueError, KeyError, TypeError):
             pass  # a damaged cache is recomputed
-    stats = compute_stats(paths, "exact", target_length=target_length, num_mel_bins=num_mel_bins)
+    stats = compute_stats(paths, "exact", target_length=target_length, num_mel_bins=num_mel_bins, progress=progress)  # None: a bar at a terminal
     out.mkdir(parents=True, exist_ok=True)
     write_json(cache, {"key": key, "mean": stats.mean, "std": stats.std, "files": stats.files})
     return stats.mean, stats.std
 
 
 def resume_settings(options: FinetuneOptions, world: World) -> dict[str, Any]:
-    """What a resumed run must share with the interrupted one."""
+    """What a resumed run must share with the interrupted one (``epochs`` may change: a cosine schedule
+    then spreads what is left of its decay over the new number)."""
     keep = ("base", "val_dir", "val_split", "seed", "target_length", "freeze_backbone", "lr", "batch_size", "mixup",
             "freqm", "timem", "warmup", "weight_decay", "labels_csv", "norm_stats")  # fmt: skip
     values = asdict(options)
@@ -189,8 +249,15 @@ def lr_factor(step: int, steps_per_epoch: int, values: RecipeValues) -> float:
     authors (traintest.py): at every 50th step up to ``warmup`` (and at ``warmup``) the rate is set to
     step / warmup of the peak, which holds until the next such step or the next decay. A decay before
     the last setting is overwritten by it, as in their loop (it matters when the warm-up spans epochs).
+    Cosine (the scratch recipe): the linear warm-up, then 0.5 * (1 + cos(pi * p)) with p going from 0
+    after the warm-up to 1 at the end of ``values.epochs`` epochs.
     """
     warmup = warmup_steps(values, steps_per_epoch)
+    if values.schedule == SCHEDULE_COSINE:
+        if step < warmup:
+            return (step + 1) / warmup
+        done = (step - warmup) / max(1, values.epochs * steps_per_epoch - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
     epoch = step // steps_per_epoch  # epochs finished: the scheduler stepped after each of them
     warm, since = 1.0, -1  # the decays after epoch `since` count
     if warmup and values.warmup_rule == WARMUP_LINEAR:
@@ -212,64 +279,100 @@ def loss_name(values: RecipeValues, multi_label: bool) -> str:
     return values.loss if values.loss != "auto" else ("BCE" if multi_label else "CE")
 
 
-def describe(options: FinetuneOptions, values: RecipeValues, frames: int, loss: str, steps_per_epoch: int) -> str:
-    """One line: what the run does, after the recipe and the flags."""
-    warmup = warmup_steps(values, steps_per_epoch)
-    rule = "linear" if values.warmup_rule == WARMUP_LINEAR else "the authors'"
-    warm = f"{warmup} steps of {rule} warm-up" if warmup else "no warm-up"
-    every = "epoch" if values.decay_step == 1 else f"{values.decay_step} epochs"
+def describe(options: FinetuneOptions, values: RecipeValues, why: str = "") -> str:
+    """One line, the run's first: the recipe it chose (and ``why``), and what it trains with after the
+    flags. What the data decides (the frames, the warm-up of one epoch) is said as a rule."""
+    frames = values.target_length or "the longest clip's"
+    timem = values.timem if values.timem is not None else "20% of the frames"
+    loss = values.loss if values.loss != "auto" else ("BCE" if options.labels_csv else "CE")
+    if values.warmup is None:
+        warm = "warm-up: one epoch, at most 1000 steps"
+    else:
+        warm = f"{values.warmup} steps of {'linear' if values.warmup_rule == WARMUP_LINEAR else 'the authors'} warm-up" if values.warmup else "no warm-up"
+    if values.schedule == SCHEDULE_COSINE:
+        decay = "cosine to 0"
+    else:
+        every = "epoch" if values.decay_step == 1 else f"{values.decay_step} epochs"
+        decay = f"x{values.decay:g} every {every} from epoch {values.decay_start + 1}"
+    optimizer = f"{'AdamW' if values.optimizer == ADAMW else 'Adam'} (weight decay {values.weight_decay:g})"
+    probe = ", head only on cached embeddings (no augmentation)" if options.freeze_backbone else ""
     return (
-        f"recipe {options.recipe}: lr {values.lr:g}, epochs {values.epochs}, batch {values.batch_size}, frames {frames}, "
-        f"freqm {values.freqm}, timem {values.timem}, mixup {values.mixup:g}, {loss}, {warm}, "
-        f"x{values.decay:g} every {every} from epoch {values.decay_start + 1}{', noise and roll' if values.noise else ''}"
+        f"recipe {options.recipe}{f' ({why})' if why else ''}: lr {values.lr:g}, epochs {values.epochs}, batch {values.batch_size}, "
+        f"frames {frames}, freqm {values.freqm}, timem {timem}, mixup {values.mixup:g}, {loss}, {optimizer}, {warm}, "
+        f"{decay}{', noise and roll' if values.noise else ''}{probe}"
     )
 
 
 # -- the run -----------------------------------------------------------------------------------
-def finetune(data_dir: str, out_dir: str, options: FinetuneOptions, log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Fine-tune ``options.base`` on ``data_dir`` into ``out_dir``; returns the best epoch's summary."""
+def finetune(data_dir: str, out_dir: str, options: FinetuneOptions, log: Callable[[str], None] | None = None,
+             progress: bool = True, command: list[str] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Fine-tune ``options.base`` on ``data_dir`` into ``out_dir``; returns the best epoch's summary.
+    ``progress``: bars at a terminal; ``command``: the command line of this run (argv, the program
+    first), for the command that continues it after Ctrl-C."""
     options.validate()  # flags that exclude each other (each value was checked when the options were made)
-    options = options.resolved()  # the recipe's values in the fields it sets (target_length, timem, warmup may stay None)
     world = World.from_env()
     say = (log or _stderr) if world.main else (lambda _: None)
+    bars = None if progress and world.main else False  # None: tqdm's own test, a bar at a terminal only
     out = Path(out_dir)
-    check_out_dir(out, options)
+    resuming = check_out_dir(out, options)
     device = resolve_device(options.device)
     if device.type == "cuda" and world.size > 1:
         device = torch.device("cuda", world.local_rank)
     dtype = resolve_precision(options.precision, device)
-    state = _load_state(out / STATE_FILE) if options.resume else None
+    state = _load_state(state_path(out)) if resuming else None
+    base = load_base(options)  # before the data is read: a base that cannot be loaded fails at once
+    pretrained, why = recipe_for_base(options.base, base.model.config)
+    options = options.for_base(pretrained, base.model.config.hidden_size).resolved()  # target_length, timem, warmup may stay None
+    recipe = {"recipe": str(options.recipe), "because": why, "line": describe(options, options.values(), why), "values": asdict(options.values())}
+    if options.resume and not resuming:
+        recipe["note"] = f"{out}: no epoch of the interrupted run was saved; starting afresh"
     world.start(device)
     try:
         with warnings.catch_warnings():
             if not world.main:  # one copy of each warning, not one per process
                 warnings.simplefilter("ignore")
-            return _run(data_dir, out, options, world, device, dtype, state, say)
+            return _run(data_dir, out, options, world, device, dtype, state, base, recipe, say, bars)
     except KeyboardInterrupt:
-        raise Interrupted(interrupted_summary(out, options.epochs)) from None
+        raise Interrupted(interrupted_summary(out, options.epochs, command)) from None
     finally:
         world.stop()
 
 
-def interrupted_summary(out: Path, epochs: int) -> str:
-    """What Ctrl-C leaves: metrics.jsonl lists the epochs whose state was saved (it is written after the state)."""
+def interrupted_summary(out: Path, epochs: int, command: list[str] | None = None) -> str:
+    """What Ctrl-C leaves, and the command that goes on from there (``command`` without --force, which
+    would start again, and with --resume after a saved epoch). metrics.jsonl lists the epochs whose state
+    was saved (it is written after the state)."""
     try:
         done = sum(1 for line in (out / METRICS_FILE).read_text(encoding="utf-8").splitlines() if line.strip())
     except OSError:
         done = 0
     if not done:
-        return f"interrupted before the first of {epochs} epoch(s) finished; nothing to resume from"
-    return f"interrupted after {done} of {epochs} epoch(s); the same command with --resume continues from there"
+        again = f"; to start again: {shlex.join(continue_command(command, resume=False))}" if command else ""
+        return f"interrupted before the first of {epochs} epoch(s) finished; nothing to resume from{again}"
+    if not command:
+        return f"interrupted after {done} of {epochs} epoch(s); the same command with --resume continues from there"
+    return f"interrupted after {done} of {epochs} epoch(s); to continue: {shlex.join(continue_command(command))}"
 
 
-def _run(data_dir, out: Path, options: FinetuneOptions, world: World, device, dtype, state, say) -> dict[str, Any]:
-    train, fbanks, frames, val, val_fbanks = load_data(data_dir, options, keep_fbanks=options.mixup == 0)
+def continue_command(command: list[str], resume: bool = True) -> list[str]:
+    """``command`` (argv) without --force and --resume, then --resume when there is a saved epoch."""
+    kept = [arg for arg in command if arg not in ("--force", "--resume")]
+    return [*kept, "--resume"] if resume else kept
+
+
+def _run(data_dir, out: Path, options: FinetuneOptions, world: World, device, dtype, state, base, recipe, say, bars) -> dict[str, Any]:
+    frames_cache = probe.FrameCache() if options.freeze_backbone else None  # a cached probe reads no clip twice
+    train, fbanks, frames, val, val_fbanks = load_data(data_dir, options, keep_fbanks=options.mixup == 0, progress=bars, known=frames_cache)
+    say(recipe["line"])  # the first line, once the data is known to be usable (bad data: one error line alone)
+    if recipe.get("note"):
+        say(recipe.pop("note"))
     if train.skipped:
         say(f"skipped {len(train.skipped)} unreadable file(s)")
     if state is None:
-        model, pre = initial_model(options, train, frames, out)
+        model, pre = initial_model(base, options, train, frames, out, bars)
     else:
-        model, pre = _resumed_model(state, train, data_dir)
+        model, pre = _resumed_model(state, train, data_dir, base)
+    del base
     T = model.config.max_length
     if options.timem is None:
         options = replace(options, timem=T // 5)
@@ -278,13 +381,28 @@ def _run(data_dir, out: Path, options: FinetuneOptions, world: World, device, dt
         _check_same_settings(state["settings"], run_settings)
     values = options.values()
     loss = loss_name(values, train.multi_label)
-    augment = D.Augment.of(values, T)
-    train_set = D.ClipDataset(train, T, pre.mean, pre.std, augment, fbanks, options.seed, model.config.num_mel_bins)
-    val_set = D.ClipDataset(val, T, pre.mean, pre.std, fbanks=val_fbanks, num_mel_bins=model.config.num_mel_bins)
+    scored = model  # what maps a training item to logits: the model, or the head alone of a cached probe
+    if options.freeze_backbone:
+        if world.main:
+            say(f"linear probe: the backbone's embedding of each clip is computed once and cached in {probe.cache_dir()}; "
+                "augmentation (--mixup, --freqm, --timem) does not apply")  # fmt: skip
+        key = probe.model_key(options, model.config, pre, dtype)
+        model.to(device)
+        train_set, val_set = (
+            probe.EmbeddingSet(model, part, feats, pre, key, device, dtype, 2 * options.batch_size, bars)
+            for part, feats in ((train, fbanks), (val, val_fbanks))
+        )
+        scored = probe.Head(model)
+    else:
+        augment = D.Augment.of(values, T)
+        train_set = D.ClipDataset(train, T, pre.mean, pre.std, augment, fbanks, options.seed, model.config.num_mel_bins)
+        val_set = D.ClipDataset(val, T, pre.mean, pre.std, fbanks=val_fbanks, num_mel_bins=model.config.num_mel_bins)
     sampler = D.EpochSampler(
         torch.utils.data.DistributedSampler(train_set, world.size, world.rank, shuffle=True, seed=options.seed)
     )
     pin = device.type == "cuda"  # page-locked batches: the non_blocking copies to the GPU are then asynchronous
+    if options.freeze_backbone:  # rows of a tensor in memory: worker processes would cost more than they save
+        options = replace(options, workers=0)
     loader = torch.utils.data.DataLoader(train_set, options.batch_size, sampler=sampler, num_workers=options.workers, pin_memory=pin)
     val_loader = torch.utils.data.DataLoader(  # each process scores every world.size-th clip; validation batch 2x (authors)
         torch.utils.data.Subset(val_set, range(world.rank, len(val_set), world.size)),
@@ -292,14 +410,18 @@ def _run(data_dir, out: Path, options: FinetuneOptions, world: World, device, dt
         num_workers=options.workers,
         pin_memory=pin,
     )
+    # the model keeps the CPUs: DataLoader workers (one thread each) wait for most of a step, which
+    # they fill in a few ms a clip; torchrun processes on a CPU share them (docs/performance.md)
+    threads.for_model(workers=0, processes=world.size)
+    if options.freeze_backbone and device.type == "cpu" and not threads.explicit():
+        torch.set_num_threads(1)  # a head on cached vectors: tiny matrices, where threads only wait on each other (0.07 s an epoch of 2,000, 3 s with 2)
 
     if options.freeze_backbone:
         for name, p in model.named_parameters():
             p.requires_grad_(name.startswith(HEAD))
     model.to(device)
-    net = torch.nn.parallel.DistributedDataParallel(model) if world.size > 1 else model
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, options.lr, betas=BETAS, weight_decay=options.weight_decay)
+    net = torch.nn.parallel.DistributedDataParallel(scored) if world.size > 1 else scored
+    optimizer = make_optimizer(model, values)
     steps = len(loader)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, steps, values))
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
@@ -315,10 +437,14 @@ def _run(data_dir, out: Path, options: FinetuneOptions, world: World, device, dt
         out.mkdir(parents=True, exist_ok=True)
         # --force: nothing of an earlier run may survive, its model least of all (a kill in the first
         # epoch would leave it beside this run's files, looking like this run's result)
-        for stale in (STATE_FILE, METRICS_FILE, *MODEL_FILES):
+        for stale in (OLD_STATE_FILE, METRICS_FILE, *MODEL_FILES, *PICTURES):
             (out / stale).unlink(missing_ok=True)
+        shutil.rmtree(out / STATE_DIR, ignore_errors=True)
+        write_json(out / RECIPE_FILE, recipe)
     if world.main:
-        remove_stale_temporaries(out)  # a killed run's half-written state files
+        (out / STATE_DIR).mkdir(exist_ok=True)
+        remove_stale_temporaries(out / STATE_DIR)  # a killed run's half-written state files
+        remove_stale_temporaries(out)
     if world.main:  # until the last write of the run: its model is only the best epoch so far
         write_atomic(out / hub.INCOMPLETE_FILE, f"ast finetune: epoch {run['epoch']} of {options.epochs} done; --resume finishes it\n")
 
@@ -326,7 +452,8 @@ def _run(data_dir, out: Path, options: FinetuneOptions, world: World, device, dt
         f"{len(train.labels)} classes, {len(train.clips)} training / {len(val.clips)} validation clips, {T} frames, "
         f"mean {pre.mean:.4f} std {pre.std:.4f}, {world.size} process(es) on {device.type}"
     )
-    say(describe(options, values, T, loss, steps))
+    if options.freeze_backbone:
+        say(f"embeddings: {train_set.cached + val_set.cached} of {len(train_set) + len(val_set)} clips from the cache")
     while run["epoch"] < options.epochs and not run["stopped"]:
         epoch = run["epoch"]
         sampler.set_epoch(epoch)
@@ -334,7 +461,7 @@ def _run(data_dir, out: Path, options: FinetuneOptions, world: World, device, dt
         loss_sum, seen = _train_epoch(net, loader, optimizer, scheduler, scaler, device, dtype, loss, world, f"epoch {epoch + 1}/{options.epochs}")
         loss_sum, seen = world.sum(loss_sum, seen)
         seconds = time.perf_counter() - started
-        logits, targets = _predict_all(model, val_loader, device, dtype, world, len(val_set))
+        logits, targets = _predict_all(scored, val_loader, device, dtype, world, len(val_set))
         report = score(logits, targets, train.labels, train.multi_label)
         name, value = main_metric(report)
         record = {
@@ -349,7 +476,9 @@ def _run(data_dir, out: Path, options: FinetuneOptions, world: World, device, dt
         run["epoch"] = epoch + 1
         if value > run["best"]:
             run.update(best=value, best_epoch=epoch + 1, best_report=report, stale=0)
-            if world.main:
+            if options.freeze_backbone:  # a probe's epoch takes milliseconds: its model is written once, at the end
+                run["best_head"] = probe.head_state(model)
+            elif world.main:
                 checkpoints.save(model, pre, out)
         else:
             run["stale"] += 1
@@ -360,7 +489,7 @@ def _run(data_dir, out: Path, options: FinetuneOptions, world: World, device, dt
             f"val {name} {value:.4f}{' (best)' if run['best_epoch'] == epoch + 1 else ''}, {record['clips_per_s']} clips/s"
         )
         if world.main:  # the state first: once metrics.jsonl shows an epoch, --resume continues after it
-            _save_state(out / STATE_FILE, model, optimizer, scheduler, scaler, run, run_settings, pre)
+            _save_state(out / STATE_FILE, model, optimizer, scheduler, scaler, run, run_settings, pre, head_only=options.freeze_backbone)
             _write_history(out / METRICS_FILE, run["history"])
             if run["epoch"] < options.epochs and not run["stopped"]:
                 write_atomic(out / hub.INCOMPLETE_FILE, f"ast finetune: epoch {run['epoch']} of {options.epochs} done; --resume finishes it\n")
@@ -368,15 +497,56 @@ def _run(data_dir, out: Path, options: FinetuneOptions, world: World, device, dt
     if run["stopped"]:
         say(f"stopped early: no better val {main_metric(run['best_report'])[0]} for {options.patience} epoch(s)")
     if world.main:
-        (out / hub.INCOMPLETE_FILE).unlink(missing_ok=True)  # the run's last write: the folder is complete
+        _finish(out, model, pre, run, options, say)
     report = run["best_report"]
     say(f"best epoch {run['best_epoch']}: val {main_metric(report)[0]} {run['best']:.4f}; model in {out}\n{format_report(report)}")
     return {"out_dir": str(out), "best_epoch": run["best_epoch"], "epochs": run["epoch"], **report}
 
 
-def _resumed_model(state: dict[str, Any], train: D.LabelledSet, data_dir: str) -> tuple[AST, PreprocessorConfig]:
-    model = AST(ASTConfig.from_dict(state["config"]))
-    model.load_state_dict(state["model"])
+def _finish(out: Path, model: AST, pre: PreprocessorConfig, run: dict[str, Any], options: FinetuneOptions, say) -> None:
+    """The run's last writes: a probe's best head, the pictures, the state removed (unless --keep-state),
+    and last the .incomplete marker removed: the folder is complete."""
+    if options.freeze_backbone:
+        model.load_state_dict(run["best_head"], strict=False)
+        checkpoints.save(model, pre, out)
+    if plots.available():
+        plots.training_curves(run["history"], "val_" + main_metric(run["best_report"])[0], out / plots.TRAINING_PNG)
+        if "confusion_matrix" in run["best_report"]:
+            plots.confusion(run["best_report"], out / plots.CONFUSION_PNG, title=f"confusion matrix, epoch {run['best_epoch']}")
+        else:
+            plots.ap_bars(run["best_report"], out / plots.AP_PNG)
+    if not options.keep_state:
+        shutil.rmtree(out / STATE_DIR, ignore_errors=True)
+        (out / OLD_STATE_FILE).unlink(missing_ok=True)
+    else:
+        say(f"training state kept in {out / STATE_DIR} (--keep-state): not part of the model; delete it before sharing")
+    (out / hub.INCOMPLETE_FILE).unlink(missing_ok=True)
+
+
+def make_optimizer(model: AST, values: RecipeValues) -> torch.optim.Optimizer:
+    """The recipe's optimizer over the parameters that train: the authors' Adam (weight decay on every
+    parameter, as theirs), or AdamW with decay on the weight matrices only (not on biases, LayerNorms,
+    the cls/distillation tokens or the position table: the usual rule for transformers)."""
+    params = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    if values.optimizer != ADAMW:
+        return torch.optim.Adam([p for _, p in params], values.lr, betas=BETAS, weight_decay=values.weight_decay)
+    decayed = lambda name, p: p.ndim >= 2 and name not in ("cls_token", "dist_token", "pos_embed")  # noqa: E731
+    groups = [
+        {"params": [p for name, p in params if decayed(name, p)], "weight_decay": values.weight_decay},
+        {"params": [p for name, p in params if not decayed(name, p)], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW([g for g in groups if g["params"]], values.lr, betas=ADAMW_BETAS)
+
+
+def _resumed_model(state: dict[str, Any], train: D.LabelledSet, data_dir: str, base: checkpoints.Checkpoint) -> tuple[AST, PreprocessorConfig]:
+    """The interrupted run's model: its saved weights, or for a probe (which saves its head only) the base
+    at the run's input length with that head."""
+    config = ASTConfig.from_dict(state["config"])
+    if state.get("head_only"):
+        model = checkpoints.build_model(config, {**base.model.state_dict(), **state["model"]}, "the interrupted run", saved_grid=base.model.config.grid)
+    else:
+        model = AST(config)
+        model.load_state_dict(state["model"])
     if model.config.labels != train.labels:
         raise UsageError(f"{data_dir}: the classes differ from the interrupted run's ({', '.join(model.config.labels)})")
     return model, PreprocessorConfig.from_dict(state["preprocessor"])
@@ -452,12 +622,14 @@ def _set_rng(state: dict[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss))
 
 
-def _save_state(path: Path, model, optimizer, scheduler, scaler, run, run_settings, pre: PreprocessorConfig) -> None:
-    """Plain containers of tensors only (``torch.load(weights_only=True)`` reads it), written atomically."""
+def _save_state(path: Path, model, optimizer, scheduler, scaler, run, run_settings, pre: PreprocessorConfig, head_only: bool = False) -> None:
+    """Plain containers of tensors only (``torch.load(weights_only=True)`` reads it), written atomically.
+    ``head_only`` (a probe): the classifier's weights only; the rest is the base's."""
     state = {
         "config": model.config.to_dict(),
         "preprocessor": pre.to_dict(),
-        "model": model.state_dict(),
+        "model": probe.head_state(model) if head_only else model.state_dict(),
+        "head_only": head_only,
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict() if scaler.is_enabled() else None,

@@ -11,6 +11,7 @@ import tempfile
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="ast-test-hf-"))
+os.environ["AST_CACHE_DIR"] = tempfile.mkdtemp(prefix="ast-test-cache-")  # the probe's embeddings: never the user's cache
 os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 

@@ -114,3 +114,142 @@ def tone_files(folder, count: int, seconds: float, name: str = "{i:02d}.wav") ->
         sf.write(path, tone(seconds, seed=i), 16000)
         paths.append(path)
     return paths
+
+
+# -- spoken digits (espeak-ng) ------------------------------------------------------------------------
+DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+ESPEAK_VOICES = ("en-us+m1", "en-us+f2", "en-gb+m3", "en-gb+f4", "en-us+m7", "en-gb-x-rp+f1")  # accents and voice variants
+
+
+def espeak() -> str | None:
+    """The espeak-ng program, or None where it is not installed (the tests that need it skip)."""
+    import shutil
+
+    return shutil.which("espeak-ng")
+
+
+def make_spoken_digits(root, per_class: int = 40, seed: int = 0, voices=ESPEAK_VOICES, speeds=(130, 200), pitches=(30, 70)) -> dict[str, list]:
+    """DATA_DIR/<digit>/<digit>_NN.wav: ``per_class`` clips of each English digit word spoken by espeak-ng,
+    each in one of ``voices`` (accent and voice variant), at a speed (words a minute) and pitch drawn from
+    the ranges, then light noise (30 dB below the speech) and 0-0.15 s of leading silence; 16 kHz. A folder
+    already holding the same set is reused (a session cache)."""
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    import torch
+    import torchaudio
+
+    root = Path(root)
+    done = root / ".complete"
+    recipe = f"{per_class} {seed} {voices} {speeds} {pitches}"
+    if done.exists() and done.read_text() == recipe:
+        return {d: sorted((root / d).glob("*.wav")) for d in DIGITS}
+    rng = np.random.default_rng(seed)
+    paths: dict[str, list] = {}
+    resample = torchaudio.transforms.Resample(22050, 16000)  # espeak-ng speaks at 22.05 kHz; one kernel for all clips
+    with tempfile.TemporaryDirectory() as scratch:
+        raw = Path(scratch) / "raw.wav"
+        for digit in DIGITS:
+            (root / digit).mkdir(parents=True, exist_ok=True)
+            paths[digit] = []
+            for i in range(per_class):
+                voice = str(rng.choice(voices))
+                speed, pitch = int(rng.integers(speeds[0], speeds[1] + 1)), int(rng.integers(pitches[0], pitches[1] + 1))
+                subprocess.run([espeak(), "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(raw), digit], check=True, capture_output=True)
+                wave = resample(torch.from_numpy(sf.read(raw, dtype="float32")[0])).numpy()
+                wave = np.concatenate([np.zeros(int(rng.uniform(0, 0.15) * 16000), np.float32), wave])
+                wave = wave + rng.standard_normal(len(wave)).astype(np.float32) * 0.03 * float(np.sqrt(np.mean(wave**2)) + 1e-4)
+                path = root / digit / f"{digit}_{i:02d}.wav"
+                sf.write(path, np.clip(wave, -1, 1), 16000)
+                paths[digit].append(path)
+    done.write_text(recipe)
+    return paths
+
+
+# -- a Ray cluster on the loopback address (test_ray.py, benchmarks/ray_throughput.py) ------------------
+def ray_cluster(nodes: int = 2, cpus: int = 1, object_store_mb: int = 150):
+    """A context manager: a Ray head and ``nodes - 1`` more nodes started with ``ray start`` on
+    127.0.0.1, ``cpus`` CPUs each; yields (address, environment for drivers). At the end its processes,
+    and only its, are stopped (``ray stop`` would end every Ray of the machine)."""
+    import contextlib
+    import os
+    import socket
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    @contextlib.contextmanager
+    def run():
+        temp = tempfile.mkdtemp(prefix="ast-ray-", dir="/tmp")  # short: Ray's socket paths must stay under 108 bytes
+        marker = f"AST_TEST_RAY_CLUSTER={temp}"
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0", AST_TEST_RAY_CLUSTER=temp)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        ray = str(Path(sys.executable).with_name("ray"))
+        node = ["--node-ip-address=127.0.0.1", f"--num-cpus={cpus}", "--num-gpus=0", f"--object-store-memory={object_store_mb * 2**20}",
+                f"--temp-dir={temp}", "--disable-usage-stats"]  # fmt: skip
+        try:
+            subprocess.run([ray, "start", "--head", f"--port={port}", "--include-dashboard=false", *node], env=env, check=True, capture_output=True, timeout=120)
+            for _ in range(nodes - 1):
+                subprocess.run([ray, "start", f"--address=127.0.0.1:{port}", *node], env=env, check=True, capture_output=True, timeout=120)
+            yield f"127.0.0.1:{port}", env
+        finally:
+            group = processes_of(marker)
+            stop_processes(group)
+            import shutil
+
+            shutil.rmtree(temp, ignore_errors=True)
+            assert not [pid for pid in group if alive(pid)], "the Ray cluster left processes"
+
+    return run()
+
+
+def processes_of(marker: str) -> set[int]:
+    """Processes whose environment holds ``marker``, and their descendants: Ray's agents rename
+    themselves over their environment, but their parents are the cluster's raylets."""
+    import os
+
+    parents, found = {}, set()
+    for pid in map(int, filter(str.isdigit, os.listdir("/proc"))):
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                parents[pid] = int(f.read().rsplit(b")", 1)[1].split()[1])
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if marker.encode() in f.read().split(b"\0") and pid != os.getpid():
+                    found.add(pid)
+        except (OSError, ValueError, IndexError):
+            pass
+    while True:
+        more = {pid for pid, parent in parents.items() if parent in found} - found
+        if not more:
+            return found
+        found |= more
+
+
+def stop_processes(group: set[int]) -> None:
+    """SIGTERM, then SIGKILL what is left after 3 s (Ray's agents ignore SIGTERM)."""
+    import os
+    import signal
+    import time
+
+    for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 2.0)):
+        for pid in group:
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and any(alive(pid) for pid in group):
+            time.sleep(0.1)
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"  # a zombie has ended
+    except OSError:
+        return False

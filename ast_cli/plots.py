@@ -1,0 +1,126 @@
+"""Pictures of a training run and of an evaluation, as PNG files (matplotlib, the ``plot`` extra).
+
+matplotlib is imported only when a picture is drawn, and only its object API (``Figure`` with the Agg
+canvas): no pyplot, no global backend, no window. Without matplotlib ``available()`` says once on
+stderr how to get it, and the caller goes on without pictures. Each figure has a fixed size in pixels
+(``*_SIZE``, ``confusion_size``), written atomically.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from typing import Any
+
+from .files import AtomicPath
+
+DPI = 100
+TRAINING_PNG, CONFUSION_PNG, AP_PNG = "training.png", "confusion.png", "per_class_ap.png"  # what ast finetune writes
+TRAINING_SIZE = (1200, 450)  # pixels: loss, validation metric and learning rate per epoch, side by side
+AP_ROW = 22  # pixels per class of the per-class AP bars
+INSTALL_HINT = "pip install 'ast-cli[plot]' (matplotlib)"
+_warned = False
+
+
+def available() -> bool:
+    """Whether matplotlib can be imported; without it, one line on stderr (once a process) and False."""
+    global _warned
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        if not _warned:
+            print(f"ast: no pictures (training.png, confusion.png, --plot): they need matplotlib: {INSTALL_HINT}", file=sys.stderr, flush=True)
+            _warned = True
+        return False
+    return True
+
+
+def confusion_size(classes: int) -> tuple[int, int]:
+    """The confusion matrix's pixels: a cell of 40-ish pixels per class, 600 to 2400 a side."""
+    side = max(600, min(2400, 200 + 40 * classes))
+    return side, side
+
+
+def ap_size(classes: int) -> tuple[int, int]:
+    """The per-class AP bars' pixels: one row of ``AP_ROW`` per class (at least 400, at most 12000)."""
+    return 900, max(400, min(12000, 120 + AP_ROW * classes))
+
+
+def _figure(size: tuple[int, int]):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(size[0] / DPI, size[1] / DPI), dpi=DPI)
+
+
+def _save(fig, path: str | os.PathLike) -> None:
+    with AtomicPath(path) as target:
+        fig.savefig(target.tmp, format="png", dpi=DPI)
+
+
+def training_curves(history: list[dict[str, Any]], metric: str, path: str | os.PathLike) -> None:
+    """``metrics.jsonl`` as three panels: training and validation loss, the validation ``metric``
+    (``val_accuracy`` or ``val_mAP``), and the learning rate at each epoch's end."""
+    fig = _figure(TRAINING_SIZE)
+    loss, score, rate = fig.subplots(1, 3)
+    epochs = [r["epoch"] for r in history]
+    loss.plot(epochs, [r["train_loss"] for r in history], marker="o", label="training")
+    loss.plot(epochs, [r["val_loss"] for r in history], marker="o", label="validation")
+    loss.set_title("loss")
+    loss.legend()
+    values = [r.get(metric, math.nan) for r in history]
+    score.plot(epochs, values, marker="o", color="tab:green")
+    best = max(range(len(values)), key=lambda i: -math.inf if math.isnan(values[i]) else values[i])
+    score.plot([epochs[best]], [values[best]], marker="*", markersize=14, color="tab:red", label=f"best: epoch {epochs[best]}")
+    score.set_title(metric.replace("val_", "validation "))
+    score.legend()
+    rate.plot(epochs, [r["lr"] for r in history], marker="o", color="tab:purple")
+    rate.set_title("learning rate (end of epoch)")
+    for ax in (loss, score, rate):
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def confusion(report: dict[str, Any], path: str | os.PathLike, title: str = "confusion matrix") -> None:
+    """A single-label report's confusion matrix (rows true, columns predicted), counts in the cells."""
+    labels, matrix = report["confusion_matrix"]["labels"], report["confusion_matrix"]["matrix"]
+    n = len(labels)
+    fig = _figure(confusion_size(n))
+    ax = fig.subplots()
+    image = ax.imshow(matrix, cmap="Blues")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_xticks(range(n), labels, rotation=90 if n > 6 else 0)
+    ax.set_yticks(range(n), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    top = max((max(row) for row in matrix), default=0)
+    if n <= 40:
+        for i, row in enumerate(matrix):
+            for j, count in enumerate(row):
+                ax.text(j, i, str(count), ha="center", va="center", fontsize=8, color="white" if count > top / 2 else "black")
+    ax.set_title(f"{title} (accuracy {report['accuracy']:.3f}, {report['clips']} clips)")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def ap_bars(report: dict[str, Any], path: str | os.PathLike) -> None:
+    """A multi-label report's average precision per class, best first (classes without positives left out)."""
+    rows = sorted((r for r in report["per_class"] if r.get("ap") is not None and not math.isnan(r["ap"])), key=lambda r: -r["ap"])
+    fig = _figure(ap_size(len(rows)))
+    ax = fig.subplots()
+    ax.barh(range(len(rows)), [r["ap"] for r in rows], color="tab:blue")
+    ax.set_yticks(range(len(rows)), [r["label"] for r in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("average precision")
+    ax.set_title(f"per-class AP (mAP {report['mAP']:.3f}, {len(rows)} classes)")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def report_picture(report: dict[str, Any], path: str | os.PathLike) -> None:
+    """``ast eval --plot``: the confusion matrix of single-label data, the per-class AP bars of multi-label data."""
+    (ap_bars if "mAP" in report else confusion)(report, path)
