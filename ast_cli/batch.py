@@ -6,6 +6,8 @@ the code ``ast tag`` runs), sending them back in small chunks; the main process 
 any files into batches for the model, collects each file's window scores and turns them into the
 record ``ast tag`` makes (``Tagger.record``). Records go out in input order (or as they finish
 with ``unordered``), each in one write, so a stopped run loses only the files in flight.
+With ``--engine ray`` the source of scored windows is ``distributed.RaySource`` (Ray's tasks decode,
+its actors run the model); the inputs, the order, the records and the output are this module's.
 
 Memory is bounded: at most ``2 x workers`` files are in flight, the result queue holds a few
 chunks, and no list of the whole collection is kept (the resume set holds output paths only).
@@ -27,17 +29,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .errors import EXIT_USAGE, AudioError, OutputError, Terminated, UsageError
+from . import threads
+from .errors import EXIT_USAGE, OutputError, Terminated, UsageError
 from .inference import Tagger
 from .inputs import Counts, Input, InputSpec
-from .options import BatchFormat, BatchOptions, FeatureFrontend, TagOptions
+from .options import BatchFormat, BatchOptions, Engine, FeatureFrontend, TagOptions
 from .progress import Progress
 from .records import FileResult, RecordMaker, ScoreRows
 from .sinks import Sink, check_settings, open_sink, settings_path, write_settings
 from .version import __version__
-from .windows import WindowSpec, iter_windows
+from .windows import WindowSpec, decode
 
-CHUNK_WINDOWS = 4  # windows per message from a worker: ~2 MB of features at the default size
 FILES_PER_WORKER = 2  # in flight per worker: one decoding, one queued so it never idles
 WORKER_PRELOAD = ("ast_cli.batch", "soundfile", "torchaudio.functional", "torchaudio.compliance.kaldi")
 MAX_AHEAD = 256  # files taken past the one the in-order output waits on: bounds what a slow file holds back
@@ -47,7 +49,7 @@ def default_workers(device: torch.device) -> int:
     few percent of a window's time: on 2 cores a worker only takes cycles from the model's threads
     (benchmarks/batch_throughput.py), so none; on more cores one per 8. A GPU needs the CPU to keep
     up: most cores decode."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = threads.available_cpus()
     if device.type == "cpu":
         return 0 if cores <= 2 else max(1, cores // 8)
     return max(1, min(8, cores - 1))
@@ -82,8 +84,9 @@ class Summary:
 
 
 # -- the run ------------------------------------------------------------------------------------
-def run_settings(tagger: Tagger, options: TagOptions, inputs: InputSpec, fmt: BatchFormat) -> dict:
-    """What changes the results; recorded beside the output and compared by ``--resume``."""
+def run_settings(tagger: Tagger, options: TagOptions, inputs: InputSpec, fmt: BatchFormat, precision: str | None = None) -> dict:
+    """What changes the results; recorded beside the output and compared by ``--resume`` (``precision``:
+    what the model computes in where it is not this process's ``tagger``: Ray's actors)."""
     window, hop = tagger.window_hop_frames(options)
     source = tagger.checkpoint.source
     settings = {
@@ -95,7 +98,7 @@ def run_settings(tagger: Tagger, options: TagOptions, inputs: InputSpec, fmt: Ba
         "top": options.top,
         "threshold": options.threshold,
         "activation": options.activation or tagger.default_activation(),
-        "precision": tagger.precision,
+        "precision": precision or tagger.precision,
         "include": sorted(x.lower() for x in options.include),
         "exclude": sorted(x.lower() for x in options.exclude),
         "timeline": options.timeline,
@@ -120,27 +123,38 @@ def run_batch(tagger: Tagger, inputs: InputSpec, tag_options: TagOptions, option
             raise UsageError(f"{options.out}: the label folder is, holds or lies in an input folder", hint="write the labels outside the folders being tagged")
         if options.fmt != BatchFormat.audacity and inputs.would_read(options.out):
             raise UsageError(f"{options.out}: the output would be one of the inputs", hint="write it outside the files and folders being tagged")
-    settings = run_settings(tagger, tag_options, inputs, options.fmt)
-    side = settings_path(options.out, options.fmt)
-    if options.resume and (side.exists() or os.path.exists(options.out)):
-        check_settings(side, settings)
-    writer_options = dict(
-        columns=tag_options.top or len(tagger.labels),
-        timeline=tag_options.timeline,
-        merge=tag_options.merge,
-        score_columns=maker.score_columns,
-    )
-    summary = Summary()
-    items = inputs.iter(summary.counts)
-    first = next(items, None)
-    if first is None and not summary.counts.other_shard:
-        raise UsageError("no audio files to tag", hint=f"looked for {', '.join(sorted(inputs.extensions)[:8])}, ... (--ext)")
-    sink = open_sink(options.out, options.fmt, writer_options, resume=options.resume, force=options.force)
-    if options.out != "-":
-        write_settings(side, settings, __version__)
+    source = None
+    if options.engine == Engine.ray:  # joins the cluster first: a cluster that cannot be reached leaves no output
+        from .distributed import RaySource
+
+        source = RaySource(tagger, spec, tag_options, options)
+    try:
+        settings = run_settings(tagger, tag_options, inputs, options.fmt, precision=source.precision if source else None)
+        side = settings_path(options.out, options.fmt)
+        if options.resume and (side.exists() or os.path.exists(options.out)):
+            check_settings(side, settings)
+        writer_options = dict(
+            columns=tag_options.top or len(tagger.labels),
+            timeline=tag_options.timeline,
+            merge=tag_options.merge,
+            score_columns=maker.score_columns,
+        )
+        summary = Summary()
+        items = inputs.iter(summary.counts)
+        first = next(items, None)
+        if first is None and not summary.counts.other_shard:
+            raise UsageError("no audio files to tag", hint=f"looked for {', '.join(sorted(inputs.extensions)[:8])}, ... (--ext)")
+        sink = open_sink(options.out, options.fmt, writer_options, resume=options.resume, force=options.force)
+        if options.out != "-":
+            write_settings(side, settings, __version__)
+    except BaseException:
+        if source is not None:
+            source.close()
+        raise
 
     workers = default_workers(tagger.device) if options.workers is None else options.workers
-    source = WorkerPool(spec, workers) if workers > 0 else InlineSource(spec)
+    threads.for_model(workers=workers)  # one thread a decode worker, the rest for the model
+    source = source or (WorkerPool(spec, workers) if workers > 0 else InlineSource(spec))
     progress = Progress(enabled=options.progress)
     log = log or (lambda line: progress.write(f"ast: {line}"))
     if inputs.countable():
@@ -256,7 +270,7 @@ def _pipeline(
         return state.error is not None or (state.expected is not None and len(state.scores) == state.expected)
 
     while True:
-        while not exhausted and source.has_room() and (unordered or next_seq - next_out < MAX_AHEAD):  # keep the workers fed
+        while not exhausted and source.has_room() and (unordered or next_seq - next_out < source.max_ahead):  # keep the workers fed
             item = next(items, None)
             if item is None:
                 exhausted = True
@@ -292,6 +306,9 @@ def _pipeline(
                 continue
             if kind == "w":
                 pending.extend((seq, start, feats) for start, feats in zip(message[2], message[3]))
+            elif kind == "s":  # windows scored elsewhere (a Ray actor), in order
+                state.starts.extend(message[2])
+                state.scores.extend(message[3])
             elif kind == "d":
                 state.expected, state.duration_s = message[2], message[3]
             else:
@@ -309,35 +326,10 @@ def _pipeline(
 
 
 # -- decoding: in the main process, or in workers ---------------------------------------------------
-def decode(seq: int, path: str, spec: WindowSpec) -> Iterator[tuple]:
-    """Messages for one input: ("w", seq, starts, features (n, T, F)) chunks, then ("d", seq,
-    windows, duration_s), or ("e", seq, message) when it cannot be read (after any chunks)."""
-    meta: dict = {}
-    count = 0
-    starts: list[int] = []
-    chunk: list[np.ndarray] = []
-    try:
-        for window in iter_windows(path, spec, meta=meta):
-            starts.append(window.start)
-            chunk.append(window.features.numpy())
-            if len(chunk) == CHUNK_WINDOWS:
-                yield ("w", seq, starts, np.stack(chunk))
-                count += len(chunk)
-                starts, chunk = [], []
-        if chunk:
-            yield ("w", seq, starts, np.stack(chunk))
-            count += len(chunk)
-        yield ("d", seq, count, meta.get("duration_s", 0.0))
-    except AudioError as exc:
-        yield ("e", seq, str(exc))
-    except (KeyboardInterrupt, SystemExit, Terminated):  # a signal stops the run, it is no fault of the file
-        raise
-    except Exception as exc:  # noqa: BLE001 (a batch goes on past any one file; the message names it)
-        yield ("e", seq, f"{path}: cannot tag ({type(exc).__name__}: {exc})")
-
-
 class InlineSource:
     """Decoding in the main process, one file at a time (``--workers 0``)."""
+
+    max_ahead = MAX_AHEAD
 
     def __init__(self, spec: WindowSpec):
         self.spec = spec
@@ -374,6 +366,8 @@ class WorkerPool:
     the end of a worker's pipe closes with it. Messages go synchronously (no feeder thread), one in
     flight per worker, which bounds memory.
     """
+
+    max_ahead = MAX_AHEAD
 
     def __init__(self, spec: WindowSpec, workers: int):
         self.spec = spec
@@ -461,7 +455,7 @@ def _worker_main(spec: WindowSpec, tasks, results) -> None:
     """A decode worker: one thread for torch (the model has the cores), Ctrl-C left to the parent;
     it ends when its task pipe closes (the parent finished, or was killed)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    torch.set_num_threads(1)
+    threads.worker()
     try:
         while True:
             task = tasks.recv()

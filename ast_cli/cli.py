@@ -18,7 +18,7 @@ from . import process
 from .errors import EXIT_FAILED, EXIT_OK, UsageError
 from .hub import DEFAULT_MODEL
 from .options import (
-    Aggregate, BatchFormat, BatchOptions, Device, ExportFormat, FeatureFrontend, ExportOptions, ExportPrecision, FinetuneOptions,
+    Aggregate, BatchFormat, BatchOptions, Device, Engine, ExportFormat, FeatureFrontend, ExportOptions, ExportPrecision, FinetuneOptions,
     ListenOptions, ModelOptions, Precision, RawFormat, ReportFormat, SampleFormat, StatsMethod, StatsOptions, TagOptions, fields_of,
 )  # fmt: skip
 from .params import *  # noqa: F403 (the parameter declarations: one module, read as a table)
@@ -85,7 +85,8 @@ def tag(
     include: Include = [], exclude: Exclude = [], timeline: Timeline = False, fmt: TagFormat = None,  # noqa: B006
     channel: Channel = "mean", device: DeviceOpt = Device.auto, precision: PrecisionOpt = Precision.auto,
     batch_size: WindowsPerPass = None, frontend: FrontendOpt = FeatureFrontend.transformers, norm_stats: ModelNormStats = None,
-    fstride: FStride = None, tstride: TStride = None, input_tdim: InputTdim = None, quiet: Quiet = False, debug: Debug = False,
+    fstride: FStride = None, tstride: TStride = None, input_tdim: InputTdim = None,
+    threads: Threads = None, quiet: Quiet = False, debug: Debug = False,
 ) -> None:  # fmt: skip
     """Tag audio files and folders: the labels of each whole recording (sliding windows over long ones).
 
@@ -119,7 +120,9 @@ def batch(
     channel: Channel = "mean", device: DeviceOpt = Device.auto, precision: PrecisionOpt = Precision.auto,
     batch_size: WindowsPerPass = None, workers: Workers = None, unordered: Unordered = False, resume: Resume = False,
     force: Force = False, frontend: FrontendOpt = FeatureFrontend.transformers, norm_stats: ModelNormStats = None,
-    fstride: FStride = None, tstride: TStride = None, input_tdim: InputTdim = None, quiet: Quiet = False, debug: Debug = False,
+    fstride: FStride = None, tstride: TStride = None, input_tdim: InputTdim = None, engine: EngineOpt = Engine.local,
+    ray_address: RayAddress = None, actors: Actors = None, gpus_per_actor: GpusPerActor = None,
+    threads: Threads = None, quiet: Quiet = False, debug: Debug = False,
 ) -> None:  # fmt: skip
     """Tag whole collections into CSV, TSV, JSON, JSON Lines or Audacity labels: streaming, resumable.
 
@@ -132,6 +135,8 @@ def batch(
       ast batch recordings/ -o tags.csv --resume          (after a stop: adds only what is missing)
 
       ast batch recordings/ -o part-$SLURM_ARRAY_TASK_ID.jsonl --shard $SLURM_ARRAY_TASK_ID/8
+
+      ast batch /shared/recordings -o tags.jsonl --engine ray --ray-address auto      (on a Ray cluster)
     """
     from .batch import run_batch
     from .inputs import InputSpec, parse_extensions, parse_shard
@@ -142,7 +147,7 @@ def batch(
         raise UsageError(f"cannot tell the output format from {out!r}", hint="give --format csv, tsv, json, jsonl or audacity")
     spec = InputSpec(items=inputs, files_from=files_from, recursive=recursive, extensions=parse_extensions(ext), relative=relative,
                      shard=parse_shard(shard))  # fmt: skip
-    options = BatchOptions(out=out, fmt=fmt, workers=workers, unordered=unordered, resume=resume, force=force, progress=not quiet)
+    options = BatchOptions(**fields_of(BatchOptions, locals()), progress=not quiet)
     tag_options = TagOptions(**fields_of(TagOptions, locals()))
     tagger = _load(model, ModelOptions(**fields_of(ModelOptions, locals())), device, precision)
     _exit(run_batch(tagger, spec, tag_options, options).failed)
@@ -153,7 +158,8 @@ def batch(
 def stats(
     data: StatsInputs = [], files_from: FilesFrom = None, method: Method = StatsMethod.authors, target_length: StatsLength = None,  # noqa: B006
     batch_size: StatsBatch = 1000, freqm: StatsFreqm = 24, timem: StatsTimem = 192, mixup: StatsMixup = 0.5, seed: StatsSeed = None,
-    channel: Channel = "mean", fmt: Report = ReportFormat.table, write: WriteStats = None, quiet: Quiet = False, debug: Debug = False,
+    channel: Channel = "mean", fmt: Report = ReportFormat.table, write: WriteStats = None,
+    threads: Threads = None, quiet: Quiet = False, debug: Debug = False,
 ) -> None:  # fmt: skip
     """Log-mel mean and std of a dataset, for normalising its input (the authors' get_norm_stats.py).
 
@@ -176,7 +182,7 @@ def export(
     model: ModelArg, out: ExportOutput, fmt: ExportFormatOpt = ExportFormat.onnx, with_frontend: WithFrontend = False,
     precision: ExportPrecisionOpt = ExportPrecision.fp32, verify: Verify = None, labels: LabelNames = None, force: Force = False,
     norm_stats: ModelNormStats = None, fstride: FStride = None, tstride: TStride = None, input_tdim: InputTdim = None,
-    quiet: Quiet = False, debug: Debug = False,
+    threads: Threads = None, quiet: Quiet = False, debug: Debug = False,
 ) -> None:  # fmt: skip
     """Export a model for other runtimes: ONNX, TorchScript, or a clean Hub-layout folder.
 
@@ -199,15 +205,16 @@ def finetune(
     data_dir: ClassFolders, out_dir: FinetuneOut, base: Base = DEFAULT_MODEL, recipe: Recipe = "default", val: ValDir = None,
     val_split: ValSplit = 0.1, seed: Seed = 0, target_length: TargetLength = None, freeze_backbone: FreezeBackbone = False,
     epochs: Epochs = None, lr: LearningRate = None, batch_size: ClipsPerStep = None, mixup: Mixup = None, freqm: Freqm = None,
-    timem: Timem = None, warmup: Warmup = None, weight_decay: WeightDecay = 5e-7, patience: Patience = 0, labels: LabelsCsv = None,
-    norm_stats: NormStats = "auto", resume: ResumeTraining = False, force: ForceTraining = False, workers: LoaderWorkers = 2,
+    timem: Timem = None, warmup: Warmup = None, weight_decay: WeightDecay = None, patience: Patience = 0, labels: LabelsCsv = None,
+    norm_stats: NormStats = "auto", resume: ResumeTraining = False, force: ForceTraining = False, keep_state: KeepState = False, workers: LoaderWorkers = 2,
     device: DeviceOpt = Device.auto, precision: PrecisionOpt = Precision.auto, fstride: FStride = None, tstride: TStride = None,
-    input_tdim: InputTdim = None, quiet: Quiet = False, debug: Debug = False,
+    input_tdim: InputTdim = None, threads: Threads = None, quiet: Quiet = False, debug: Debug = False,
 ) -> None:  # fmt: skip
     """Fine-tune an AST on a folder-per-class dataset; the best epoch is kept in the output folder.
 
-    --recipe default is the authors' advice for new data; esc50, speechcommands, audioset and audioset-balanced are
-    their runs as they ran them. A flag given wins over the recipe.
+    --recipe default is the authors' advice for new data from an AudioSet-trained base, a from-scratch recipe from any
+    other (the first line says which); esc50, speechcommands, audioset and audioset-balanced are the authors' runs as
+    they ran them. A flag given wins over the recipe.
 
     Example: ast finetune sounds/ -o my-model --epochs 10      then: ast tag -m my-model clip.wav
     The authors' ESC-50 run: ast finetune esc50/ -o esc-model --recipe esc50 --norm-stats esc50
@@ -216,7 +223,7 @@ def finetune(
     from . import training
 
     options = FinetuneOptions(**fields_of(FinetuneOptions, locals()), val_dir=val, labels_csv=labels)
-    training.finetune(data_dir, out_dir, options, log=None if not quiet else (lambda _: None))
+    training.finetune(data_dir, out_dir, options, log=None if not quiet else (lambda _: None), progress=not quiet, command=process.command_line())
 
 
 # -- eval -------------------------------------------------------------------------------------------
@@ -225,12 +232,12 @@ def evaluate(
     data_dir: ClassFolders, model: Model = DEFAULT_MODEL, labels: LabelsCsv = None, fmt: Report = ReportFormat.table,
     device: DeviceOpt = Device.auto, precision: PrecisionOpt = Precision.auto, batch_size: ClipsPerPass = 16,
     norm_stats: ModelNormStats = None, fstride: FStride = None, tstride: TStride = None, input_tdim: InputTdim = None,
-    quiet: Quiet = False, debug: Debug = False,
+    plot: EvalPlot = None, threads: Threads = None, quiet: Quiet = False, debug: Debug = False,
 ) -> None:  # fmt: skip
     """Score a model on labelled clips: accuracy, macro-F1, per-class accuracy and the confusion matrix;
     mAP, mAUC and d-prime for multi-label data (--labels).
 
-    Example: ast eval test-sounds/ -m my-model --format json
+    Example: ast eval test-sounds/ -m my-model --format json --plot confusion.png
     """
     import json
 
@@ -238,7 +245,7 @@ def evaluate(
     from .metrics import format_report
 
     reading = ModelOptions(norm_stats=norm_stats, fstride=fstride, tstride=tstride, input_tdim=input_tdim)  # --labels: the data's
-    report = run(data_dir, model, labels, device=device, precision=precision, batch_size=batch_size, model_options=reading)
+    report = run(data_dir, model, labels, device=device, precision=precision, batch_size=batch_size, model_options=reading, plot=plot)
     typer.echo(json.dumps(report, indent=2) if fmt == ReportFormat.json else format_report(report))
 
 
@@ -249,7 +256,7 @@ def embed(
     timeline: EmbedTimeline = False, channel: Channel = "mean", device: DeviceOpt = Device.auto, precision: PrecisionOpt = Precision.auto,
     batch_size: WindowsPerPass = None, force: Force = False, frontend: FrontendOpt = FeatureFrontend.transformers,
     labels: LabelNames = None, norm_stats: ModelNormStats = None, fstride: FStride = None, tstride: TStride = None,
-    input_tdim: InputTdim = None, quiet: Quiet = False, debug: Debug = False,
+    input_tdim: InputTdim = None, threads: Threads = None, quiet: Quiet = False, debug: Debug = False,
 ) -> None:  # fmt: skip
     """Embeddings of audio files: the model's pooled vector before the classifier, per file and per window.
 
@@ -280,7 +287,7 @@ def listen(
     include: Include = [], exclude: Exclude = [], channel: Channel = "mean", raw: Raw = False, rate: Rate = None,  # noqa: B006
     channels: Channels = None, sample_format: SampleFormatOpt = SampleFormat.s16le, input_device: InputDevice = None,
     list_devices: ListDevices = False, device: DeviceOpt = Device.auto, precision: PrecisionOpt = Precision.auto,
-    norm_stats: ModelNormStats = None, quiet: Quiet = False, debug: Debug = False,
+    norm_stats: ModelNormStats = None, threads: Threads = None, quiet: Quiet = False, debug: Debug = False,
 ) -> None:  # fmt: skip
     """Tag live audio as it arrives: every --hop seconds, the last --window seconds; JSON Lines off a terminal.
 

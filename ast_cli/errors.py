@@ -67,6 +67,11 @@ class OutputError(ASTError):
     when results were written before (they stay valid), 2 when nothing could start."""
 
 
+class ClusterError(ASTError):
+    """A Ray cluster that cannot be reached, or a Ray job that failed past its retries (``ast batch
+    --engine ray``); what was written stays valid and ``--resume`` continues."""
+
+
 class Terminated(ASTError):
     """SIGTERM during a run (``ast batch`` turns it into this, so outputs are closed cleanly)."""
 

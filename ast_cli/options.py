@@ -67,6 +67,7 @@ Precision = choice(
     "Precision", "auto fp32 bf16 fp16 int8",
     "Inference precision. auto: fp16 on CUDA, bf16 on a CPU with native bf16, else fp32; int8: CPU only, dynamically quantized Linear layers.",
 )  # fmt: skip
+Engine = choice("Engine", "local ray", "``ast batch``: this machine's decode workers and model, or a Ray cluster's CPU tasks and model actors.")
 
 # export and stats
 ExportFormat = choice("ExportFormat", "onnx torchscript hub", "What ``ast export`` writes.")
@@ -156,15 +157,53 @@ class BatchOptions:
     resume: bool = False
     force: bool = False
     progress: bool = True
+    engine: Engine = Engine.local
+    ray_address: str | None = None  # None: RAY_ADDRESS or a running cluster, else a Ray started for the run
+    actors: int | None = None  # model replicas; None: one per GPU of the cluster, else one per node
+    gpus_per_actor: float | None = None  # None: 1 where the cluster has GPUs, else 0
 
     def __post_init__(self) -> None:
         self.fmt = BatchFormat.parse(self.fmt, "--format")
+        self.engine = Engine.parse(self.engine, "--engine")
+        check_engine(self)
         if self.workers is not None and self.workers < 0:
             raise UsageError(f"--workers must be 0 (decode in the main process) or more, got {self.workers}")
         if self.resume and self.out == "-":
             raise UsageError("--resume needs an output file", hint="give -o FILE")
         if self.resume and self.force:
             raise UsageError("--resume and --force exclude each other")
+
+
+RAY_FLAGS = {"ray_address": "--ray-address", "actors": "--actors", "gpus_per_actor": "--gpus-per-actor"}
+
+
+def check_engine(options: BatchOptions) -> None:
+    """The flags of ``--engine ray`` only with it, and Ray installed (looked up, not imported: that
+    takes a second, and ``ast batch --help`` never pays it)."""
+    if options.engine == Engine.local:
+        given = [flag for name, flag in RAY_FLAGS.items() if getattr(options, name) is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)} only work with --engine ray")
+        return
+    if options.workers is not None:
+        raise UsageError("--workers is for --engine local", hint="with --engine ray decoding runs in Ray's CPU tasks; --actors sets the model replicas")
+    if (options.actors is not None and options.actors < 1) or (options.gpus_per_actor is not None and options.gpus_per_actor < 0):
+        raise UsageError("--actors must be at least 1 and --gpus-per-actor at least 0")
+    if not ray_installed():
+        raise ray_missing()
+
+
+def ray_installed() -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("ray") is not None
+    except (ImportError, ValueError):  # a module hidden by a None in sys.modules
+        return False
+
+
+def ray_missing() -> UsageError:
+    return UsageError("--engine ray needs Ray, which is not installed", hint="pip install 'ast-cli[ray]'")
 
 
 # -- stats ----------------------------------------------------------------------------------------
@@ -226,10 +265,12 @@ class ExportOptions:
 
 # -- finetune -------------------------------------------------------------------------------------
 Recipe = choice(
-    "Recipe", "default esc50 speechcommands audioset audioset-balanced",
-    "``ast finetune``: whose values (``RECIPES``) the flags left unset take.",
+    "Recipe", "default pretrained scratch probe esc50 speechcommands audioset audioset-balanced",
+    "``ast finetune``: whose values (``RECIPES``) the flags left unset take; default: pretrained or scratch by the base, probe with --freeze-backbone.",
 )  # fmt: skip
 WARMUP_LINEAR, WARMUP_AUTHORS = "linear", "authors"  # RecipeValues.warmup_rule (training.lr_factor)
+SCHEDULE_STEP, SCHEDULE_COSINE = "step", "cosine"  # RecipeValues.schedule
+ADAM, ADAMW = "adam", "adamw"  # RecipeValues.optimizer
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -251,21 +292,37 @@ class RecipeValues:
     decay_start: int  # MultiStepLR(range(decay_start, 1000, decay_step), gamma=decay), stepped after each epoch
     decay_step: int
     decay: float
+    schedule: str = SCHEDULE_STEP  # step: the decay above; cosine: after the warm-up, half a cosine from the peak to 0 at the run's end
+    optimizer: str = ADAM  # adam: the authors' (betas 0.95/0.999, weight decay added to the gradient); adamw: decoupled decay
+    weight_decay: float = 5e-7  # the authors'
+    lr_width: int | None = None  # lr is for a model this wide: a base of hidden size H trains at lr * lr_width / H
 
 
 # The authors' numbers, from egs/esc50/run_esc.sh, egs/speechcommands/run_sc.sh and egs/audioset/run.sh
-# (set=full, set=balanced). `default` is their advice for new data (README: mask 48 of 128 bins and 20 %
+# (set=full, set=balanced). `pretrained` (the default from an AudioSet base) is their advice for new data (README: mask 48 of 128 bins and 20 %
 # of the frames; the data's own length) on their ESC-50 run's lr, epochs, batch and decay, with this
 # tool's linear warm-up.
 # tests/test_training.py compares the schedules with torch's MultiStepLR and their warm-up loop.
+#
+# `scratch` trains a base that has not learned audio (random, small or partly trained) the way small
+# vision and audio transformers are trained from scratch: AdamW (weight decay 0.05) with a short linear
+# warm-up and a cosine decay to 0 over the run, no masking (a random model needs every frame of a small set
+# before it can learn from masked ones), more epochs, and a learning rate inversely proportional to the
+# width (muP's rule for Adam on hidden matrices): 1e-3 at 192 wide, 2.5e-4 at 768.
+# `probe` (--freeze-backbone) trains the head alone on embeddings computed once: a linear model, which
+# wants a large learning rate, many cheap epochs and no augmentation (the embeddings are not augmented).
+# benchmarks/spoken_digits.py measures it; tests/test_training.py::test_scratch_recipe_learns_spoken_digits checks it.
 RECIPES: dict[Recipe, RecipeValues] = {
-    Recipe("default"): RecipeValues(lr=1e-5, epochs=25, batch_size=48, freqm=48, timem=None, mixup=0.0, target_length=None, noise=False, loss="auto", warmup=None, warmup_rule=WARMUP_LINEAR, decay_start=5, decay_step=1, decay=0.85),
+    Recipe("pretrained"): RecipeValues(lr=1e-5, epochs=25, batch_size=48, freqm=48, timem=None, mixup=0.0, target_length=None, noise=False, loss="auto", warmup=None, warmup_rule=WARMUP_LINEAR, decay_start=5, decay_step=1, decay=0.85),
+    Recipe("scratch"): RecipeValues(lr=1e-3, lr_width=192, epochs=30, batch_size=16, freqm=0, timem=0, mixup=0.0, target_length=None, noise=False, loss="auto", warmup=None, warmup_rule=WARMUP_LINEAR, decay_start=0, decay_step=1, decay=1.0, schedule=SCHEDULE_COSINE, optimizer=ADAMW, weight_decay=0.05),
+    Recipe("probe"): RecipeValues(lr=1e-3, epochs=50, batch_size=32, freqm=0, timem=0, mixup=0.0, target_length=None, noise=False, loss="auto", warmup=None, warmup_rule=WARMUP_LINEAR, decay_start=0, decay_step=1, decay=1.0, schedule=SCHEDULE_COSINE, optimizer=ADAMW, weight_decay=1e-4),
     Recipe("esc50"): RecipeValues(lr=1e-5, epochs=25, batch_size=48, freqm=24, timem=96, mixup=0.0, target_length=512, noise=False, loss="CE", warmup=0, warmup_rule=WARMUP_AUTHORS, decay_start=5, decay_step=1, decay=0.85),
     Recipe("speechcommands"): RecipeValues(lr=2.5e-4, epochs=30, batch_size=128, freqm=48, timem=48, mixup=0.6, target_length=128, noise=True, loss="BCE", warmup=0, warmup_rule=WARMUP_AUTHORS, decay_start=5, decay_step=1, decay=0.85),
     Recipe("audioset"): RecipeValues(lr=1e-5, epochs=5, batch_size=12, freqm=48, timem=192, mixup=0.5, target_length=1024, noise=False, loss="BCE", warmup=1000, warmup_rule=WARMUP_AUTHORS, decay_start=2, decay_step=1, decay=0.5),
     Recipe("audioset-balanced"): RecipeValues(lr=5e-5, epochs=25, batch_size=12, freqm=48, timem=192, mixup=0.5, target_length=1024, noise=False, loss="BCE", warmup=1000, warmup_rule=WARMUP_AUTHORS, decay_start=10, decay_step=5, decay=0.5),
 }  # fmt: skip
-RECIPE_FLAGS = ("lr", "epochs", "batch_size", "freqm", "timem", "mixup", "target_length", "warmup")  # None: the recipe's
+RECIPE_FLAGS = ("lr", "epochs", "batch_size", "freqm", "timem", "mixup", "target_length", "warmup", "weight_decay")  # None: the recipe's
+AUDIOSET_LABELS = 527  # a base with this many outputs learned AudioSet: the authors' fine-tuning recipe suits it
 
 
 def parse_norm_stats(value: str, words: tuple[str, ...] = ("auto", "base")) -> tuple[float, float] | str:
@@ -306,7 +363,8 @@ class ModelOptions:
 @dataclass(kw_only=True)
 class FinetuneOptions:
     """The flags of ``ast finetune``. A field of ``RECIPE_FLAGS`` left None takes ``recipe``'s value
-    (``values()``, ``resolved()``): an explicit flag wins over the recipe."""
+    (``values()``, ``resolved()``): an explicit flag wins over the recipe. ``default`` stands for
+    ``pretrained`` or ``scratch`` until the base is known (``for_base``)."""
 
     base: str = DEFAULT_MODEL
     recipe: Recipe = Recipe("default")
@@ -322,7 +380,7 @@ class FinetuneOptions:
     freqm: int | None = None
     timem: int | None = None  # the recipe's (default: 20 % of target_length, the authors' advice)
     warmup: int | None = None  # steps; the recipe's (default: 1000 or the first epoch if shorter)
-    weight_decay: float = 5e-7
+    weight_decay: float | None = None  # the recipe's (pretrained: the authors' 5e-7 with Adam; scratch: 0.05 with AdamW)
     patience: int = 0  # epochs without improvement before stopping; 0: never stop early
     labels_csv: str | None = None
     norm_stats: str = "auto"
@@ -331,6 +389,7 @@ class FinetuneOptions:
     input_tdim: int | None = None
     resume: bool = False
     force: bool = False
+    keep_state: bool = False  # keep OUT_DIR/.train_state/ (what --resume needs) after the run finishes
     device: str = "auto"
     precision: Precision = Precision.auto
     workers: int = 2
@@ -352,12 +411,32 @@ class FinetuneOptions:
             raise UsageError(f"--target-length must be at least 16 frames (one patch), got {self.target_length}")
         self.device = check_device(self.device)
         self.precision = Precision.parse(self.precision, "--precision")
+        if self.precision == Precision.int8:  # dynamic quantization has no backward pass: it trained in fp32 without saying so
+            raise UsageError("--precision int8 is for inference only: ast finetune trains in fp32, bf16 or fp16",
+                             hint="train with --precision auto, then run the model with ast tag --precision int8")  # fmt: skip
         parse_norm_stats(self.norm_stats)
 
     def values(self) -> RecipeValues:
-        """The recipe's values with the flags given over them."""
+        """The recipe's values with the flags given over them (``default``: resolve it with ``for_base`` first)."""
+        if self.recipe == Recipe("default"):
+            raise ValueError("the default recipe depends on the base model: call for_base() first")
         given = {name: getattr(self, name) for name in RECIPE_FLAGS if getattr(self, name) is not None}
         return dataclasses.replace(RECIPES[self.recipe], **given)
+
+    def for_base(self, pretrained: bool, hidden_size: int) -> FinetuneOptions:
+        """These options for a base that learned AudioSet (``pretrained``) or not: ``default`` becomes
+        ``pretrained`` or ``scratch`` (``probe`` with --freeze-backbone), and a recipe whose learning rate scales with the width gets the
+        base's (unless --lr was given)."""
+        recipe = self.recipe
+        if recipe == Recipe("default") and self.freeze_backbone:
+            recipe = Recipe("probe")
+        elif recipe == Recipe("default"):
+            recipe = Recipe("pretrained") if pretrained else Recipe("scratch")
+        chosen = RECIPES[recipe]
+        lr = self.lr
+        if lr is None and chosen.lr_width:
+            lr = float(f"{chosen.lr * chosen.lr_width / hidden_size:.3g}")
+        return dataclasses.replace(self, recipe=recipe, lr=lr)
 
     def resolved(self) -> FinetuneOptions:
         """These options with the recipe's values in the fields left to it (target_length, timem and
@@ -372,9 +451,9 @@ class FinetuneOptions:
             raise UsageError("--val with --labels is not supported: list every clip in the CSV and use --val-split")
         if self.resume and self.force:
             raise UsageError("--resume and --force contradict each other: give one")
-        if self.labels_csv and self.values().loss == "CE":
+        if self.labels_csv and self.recipe != Recipe("default") and self.values().loss == "CE":
             raise UsageError(f"--recipe {self.recipe} trains with cross-entropy, for single-label data: not with --labels",
-                             hint="use --recipe default, audioset or audioset-balanced (BCE) for multi-label data")  # fmt: skip
+                             hint="use --recipe default, pretrained, scratch, audioset or audioset-balanced (BCE) for multi-label data")  # fmt: skip
 
 
 # -- listen ---------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import typer
 
 from .options import (
     Activation, Aggregate, BatchFormat, Device, ExportFormat, ExportPrecision, FeatureFrontend, Precision, RecordFormat, ReportFormat, SampleFormat,
-    StatsMethod,
+    StatsMethod, Engine,
     Recipe as RecipeName,
 )  # fmt: skip
 
@@ -102,6 +102,15 @@ Workers = Annotated[
 Unordered = Annotated[bool, typer.Option("--unordered", help="Write files as they finish, not in input order.")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue OUT: skip the files already in it and append the rest (same settings only).")]
 
+# -- batch on a Ray cluster -----------------------------------------------------------------------
+EngineOpt = Annotated[Engine, typer.Option("--engine", help="local: decode workers and the model on this machine; ray: Ray's CPU tasks decode, model actors tag (pip install 'ast-cli[ray]').")]
+RayAddress = Annotated[
+    Optional[str],
+    typer.Option("--ray-address", metavar="ADDRESS", help="The Ray cluster, HOST:PORT or auto (default: $RAY_ADDRESS or a running cluster, else a Ray started for the run)."),
+]
+Actors = Annotated[Optional[int], typer.Option("--actors", min=1, metavar="N", help="Model replicas (default: one per GPU of the cluster, else one per node using its cores).")]
+GpusPerActor = Annotated[Optional[float], typer.Option("--gpus-per-actor", min=0.0, metavar="N", help="GPUs each model actor holds (default: 1 where the cluster has GPUs, else 0).")]
+
 # -- stats ----------------------------------------------------------------------------------------
 Method = Annotated[StatsMethod, typer.Option("--method", help="authors: get_norm_stats.py (augmented, mean of batch stats); exact: pooled, no augmentation.")]
 StatsLength = Annotated[
@@ -138,39 +147,42 @@ Recipe = Annotated[
     RecipeName,
     typer.Option(
         "--recipe",
-        help="Where the flags not given take their values. default: the authors' advice for new data on their ESC-50 settings (lr 1e-5, 25 epochs, batch 48, "
-        "frames of the longest clip, freqm 48, timem 20% of the frames, no mixup, CE (BCE for --labels), 1000 warm-up steps "
-        "or one epoch, x0.85 per epoch from epoch 6, no noise or roll); the authors' runs, as they ran them: "
-        "esc50 (lr 1e-5, 25 epochs, batch 48, 512 frames, freqm 24, timem 96, CE, no warm-up, x0.85 per epoch from epoch 6); "
-        "speechcommands (lr 2.5e-4, 30 epochs, batch 128, 128 frames, freqm 48, timem 48, mixup 0.6, BCE, noise and roll, "
-        "x0.85 per epoch from epoch 6); audioset (lr 1e-5, 5 epochs, batch 12, 1024 frames, freqm 48, timem 192, mixup 0.5, "
-        "BCE, their 1000-step warm-up, x0.5 per epoch from epoch 3); audioset-balanced (as audioset but lr 5e-5, 25 epochs, "
-        "x0.5 every 5 epochs from epoch 11).",
+        help="Where the flags not given take their values; the first line of the run names the recipe it chose. "
+        "default: pretrained for an AudioSet-trained base (527 labels, the authors' Hub ids or .pth), scratch for any other, "
+        "probe with --freeze-backbone. pretrained: the authors' advice for new data on their ESC-50 settings (Adam, lr 1e-5, 25 epochs, "
+        "batch 48, freqm 48, timem 20% of the frames, x0.85 per epoch from epoch 6); scratch: training a random or small model "
+        "(AdamW, weight decay 0.05, lr 1e-3 x 192 / the base's width, 30 epochs, batch 16, no masking, one epoch of warm-up, "
+        "cosine to 0); probe: the head on cached embeddings (AdamW, lr 1e-3, 50 epochs, batch 32, cosine); the authors' runs, "
+        "as they ran them: esc50, speechcommands, audioset, audioset-balanced (docs/finetune.md, Recipes).",
     ),
 ]
 TargetLength = Annotated[
     Optional[int],
     typer.Option("--target-length", metavar="FRAMES", help="Input frames (100 a second) (default: from --recipe; for default, the longest clip, at most the base model's)."),
 ]
-FreezeBackbone = Annotated[bool, typer.Option("--freeze-backbone", help="Train the head only (a fast linear probe; try --lr 1e-3).")]
-Epochs = Annotated[Optional[int], typer.Option("--epochs", metavar="N", help="Training epochs (default: from --recipe; 25 for default).")]
+FreezeBackbone = Annotated[
+    bool, typer.Option("--freeze-backbone", help="Train the head only, on each clip's embedding computed once and cached (a linear probe; no augmentation).")
+]
+Epochs = Annotated[Optional[int], typer.Option("--epochs", metavar="N", help="Training epochs (default: from --recipe; pretrained 25, scratch 30, probe 50).")]
 LearningRate = Annotated[
     Optional[float],
-    typer.Option("--lr", metavar="LR", help="Peak learning rate, then the recipe's decay (default: from --recipe; 1e-5 for default, then x0.85 per epoch from epoch 6)."),
+    typer.Option("--lr", metavar="LR", help="Peak learning rate, then the recipe's decay (default: from --recipe; pretrained 1e-5, scratch 1e-3 x 192 / width, probe 1e-3)."),
 ]
-ClipsPerStep = Annotated[Optional[int], typer.Option("--batch-size", metavar="N", help="Clips per step and process (default: from --recipe; 48 for default).")]
+ClipsPerStep = Annotated[Optional[int], typer.Option("--batch-size", metavar="N", help="Clips per step and process (default: from --recipe; pretrained 48, scratch 16, probe 32).")]
 Mixup = Annotated[
-    Optional[float], typer.Option("--mixup", metavar="P", help="Probability of mixing a clip's waveform with another's (default: from --recipe; 0 for default).")
+    Optional[float], typer.Option("--mixup", metavar="P", help="Probability of mixing a clip's waveform with another's (default: from --recipe; 0 for pretrained and scratch).")
 ]
-Freqm = Annotated[Optional[int], typer.Option("--freqm", metavar="BINS", help="Max mel bins of a SpecAugment frequency mask (default: from --recipe; 48 for default).")]
+Freqm = Annotated[Optional[int], typer.Option("--freqm", metavar="BINS", help="Max mel bins of a SpecAugment frequency mask (default: from --recipe; pretrained 48, scratch 0).")]
 Timem = Annotated[
-    Optional[int], typer.Option("--timem", metavar="FRAMES", help="Max frames of a SpecAugment time mask (default: from --recipe; 20% of --target-length for default).")
+    Optional[int], typer.Option("--timem", metavar="FRAMES", help="Max frames of a SpecAugment time mask (default: from --recipe; pretrained 20% of --target-length, scratch 0).")
 ]
 Warmup = Annotated[
     Optional[int],
-    typer.Option("--warmup", metavar="STEPS", help="Steps of learning-rate warm-up, 0: none (default: from --recipe; 1000, at most one epoch, for default)."),
+    typer.Option("--warmup", metavar="STEPS", help="Steps of learning-rate warm-up, 0: none (default: from --recipe; 1000, at most one epoch, for pretrained, scratch and probe)."),
 ]
-WeightDecay = Annotated[float, typer.Option("--weight-decay", metavar="X", help="Adam weight decay (authors: 5e-7).")]
+WeightDecay = Annotated[
+    Optional[float], typer.Option("--weight-decay", metavar="X", help="Weight decay (default: from --recipe; the authors' 5e-7 with Adam, scratch 0.05 with AdamW, probe 1e-4).")
+]
 Patience = Annotated[int, typer.Option("--patience", metavar="N", help="Stop after this many epochs without a better validation score (0: never).")]
 LabelsCsv = Annotated[Optional[str], typer.Option("--labels", metavar="CSV", help="Multi-label data: CSV of 'path,label;label' rows, paths relative to DIR.")]
 NormStats = Annotated[
@@ -178,6 +190,12 @@ NormStats = Annotated[
 ]
 ResumeTraining = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in the output folder after its last finished epoch.")]
 ForceTraining = Annotated[bool, typer.Option("--force", help="Write into a non-empty output folder, replacing an earlier run.")]
+KeepState = Annotated[
+    bool, typer.Option("--keep-state", help="Keep OUT/.train_state/ (optimizer and RNG states for --resume) when the run finishes; it is removed otherwise.")
+]
+EvalPlot = Annotated[
+    Optional[str], typer.Option("--plot", metavar="FILE.png", help="Also draw the confusion matrix (single-label) or per-class AP bars (multi-label) into this PNG (needs matplotlib).")
+]
 LoaderWorkers = Annotated[int, typer.Option("--workers", min=0, metavar="N", help="Data-loading processes (0: in the training process).")]
 ClipsPerPass = Annotated[int, typer.Option("--batch-size", min=1, metavar="N", help="Clips per forward pass.")]
 
@@ -199,5 +217,12 @@ ListDevices = Annotated[bool, typer.Option("--list-devices", help="List the inpu
 AllModels = Annotated[bool, typer.Option("--all", help="Every cached model repository, not only AST models.")]
 
 # -- every command --------------------------------------------------------------------------------
+Threads = Annotated[
+    Optional[int],
+    typer.Option(
+        "--threads", min=1, metavar="N",
+        help="Threads for the model (default: the CPUs this process may use, less one per worker; OMP_NUM_THREADS if set). Per-file decoding and features always use one.",
+    ),
+]  # fmt: skip
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars; warnings and errors only.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")]

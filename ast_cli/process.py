@@ -183,7 +183,7 @@ def command_line() -> list[str]:
     ``torchrun ... -m ast_cli``) and the arguments it was given."""
     if "TORCHELASTIC_RUN_ID" in os.environ:  # under torchrun
         program = ["torchrun", "--nproc-per-node", os.environ.get("LOCAL_WORLD_SIZE", "1"), "-m", "ast_cli"]
-    elif os.path.basename(sys.argv[0]) == "__main__.py":
+    elif sys.argv[0].endswith(os.path.join("ast_cli", "__main__.py")):
         program = [os.path.basename(sys.executable), "-m", "ast_cli"]
     else:
         program = ["ast"]
@@ -239,9 +239,23 @@ def _bug(exc: Exception) -> int:
 
 def _terminated(signum, frame) -> None:
     """The first SIGTERM unwinds the command (outputs are closed on the way); one arriving while that
-    unwinding or the exit handlers run ends the process at once instead of raising into them."""
+    unwinding or the exit handlers run ends the process at once instead of raising into them. So does
+    one that arrives during an import (torch's, at start or lazily later): an exception raised there
+    can cross C++ (pybind11), which aborts the process instead of unwinding it. What a run had
+    written is whole either way (atomic files; ``--resume`` drops a torn last record)."""
     signal.signal(signal.SIGTERM, _terminated_late)
+    if importing(frame):
+        _terminated_late(signum, frame)
     raise Terminated("terminated")
+
+
+def importing(frame) -> bool:
+    """Whether ``frame`` runs inside an import."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _terminated_late(signum, frame) -> None:

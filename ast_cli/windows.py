@@ -17,8 +17,11 @@ import numpy as np
 import torch
 
 from . import audio
-from .errors import AudioError
+from .errors import AudioError, Terminated
 from .features import FRAME_LENGTH, FRAME_SHIFT, FbankStream, fbank, normalize, pad_or_cut
+
+
+CHUNK_WINDOWS = 4  # windows per decode message (ast batch): ~2 MB of features at the default size
 
 
 @dataclass
@@ -141,3 +144,31 @@ def batched(items: Iterable, size: int) -> Iterator[list]:
             batch = []
     if batch:
         yield batch
+
+
+def decode(seq: int, path: str, spec: WindowSpec) -> Iterator[tuple]:
+    """``ast batch``'s messages for one input (from a decode worker, or a Ray task): ("w", seq, starts,
+    features (n, T, F)) chunks, then ("d", seq, windows, duration_s), or ("e", seq, message) when it
+    cannot be read (after any chunks)."""
+    meta: dict = {}
+    count = 0
+    starts: list[int] = []
+    chunk: list[np.ndarray] = []
+    try:
+        for window in iter_windows(path, spec, meta=meta):
+            starts.append(window.start)
+            chunk.append(window.features.numpy())
+            if len(chunk) == CHUNK_WINDOWS:
+                yield ("w", seq, starts, np.stack(chunk))
+                count += len(chunk)
+                starts, chunk = [], []
+        if chunk:
+            yield ("w", seq, starts, np.stack(chunk))
+            count += len(chunk)
+        yield ("d", seq, count, meta.get("duration_s", 0.0))
+    except AudioError as exc:
+        yield ("e", seq, str(exc))
+    except (KeyboardInterrupt, SystemExit, Terminated):  # a signal stops the run, it is no fault of the file
+        raise
+    except Exception as exc:  # noqa: BLE001 (a batch goes on past any one file; the message names it)
+        yield ("e", seq, f"{path}: cannot tag ({type(exc).__name__}: {exc})")

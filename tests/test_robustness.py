@@ -10,6 +10,7 @@ import io
 import json
 import math
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -382,10 +383,11 @@ def test_ctrl_c_in_finetune_says_how_to_resume(tiny_model_dir, tmp_path):
     assert proc.returncode == 130 and "Traceback" not in err
     metrics = out / "metrics.jsonl"  # written after each epoch's state: what --resume continues from
     saved = len(metrics.read_text().splitlines()) if metrics.exists() else 0
-    if saved:
-        assert err.splitlines()[-1] == f"ast: interrupted after {saved} of 500 epoch(s); the same command with --resume continues from there"
+    command = shlex.join([os.path.basename(sys.executable), "-m", "ast_cli", *args, "--precision", "fp32", "--val-split", "0.5", "--norm-stats", "base"])
+    if saved:  # the exact command that continues
+        assert err.splitlines()[-1] == f"ast: interrupted after {saved} of 500 epoch(s); to continue: {command} --resume"
     else:
-        assert err.splitlines()[-1] == "ast: interrupted before the first of 500 epoch(s) finished; nothing to resume from"
+        assert err.splitlines()[-1] == f"ast: interrupted before the first of 500 epoch(s) finished; nothing to resume from; to start again: {command}"
 
 
 def test_ctrl_c_in_stats_says_how_far_it_got(tmp_path, wav):
@@ -604,6 +606,37 @@ def test_sigterm_while_the_exit_handlers_run_ends_quietly(tmp_path):
     )
     proc = subprocess.run([sys.executable, str(script), "done"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 143 and proc.stdout == "result\n" and proc.stderr == "", proc.stderr
+
+
+def test_a_sigterm_during_an_import_ends_the_process_without_raising_into_it(tmp_path, monkeypatch):
+    """CI saw a SIGTERM land while torch imported a module from C++: the exception raised there
+    aborted the process ('terminate called after throwing ...'). Inside an import the handler ends
+    the process at once (143) instead of raising."""
+    from ast_cli import process
+
+    (tmp_path / "probe_import.py").write_text("import sys\nfrom ast_cli import process\nINSIDE = process.importing(sys._getframe())\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import probe_import
+
+    assert probe_import.INSIDE and not process.importing(sys._getframe())
+    script = tmp_path / "late_import.py"
+    (tmp_path / "slow_module.py").write_text("import os, signal, time\nos.kill(os.getpid(), signal.SIGTERM)\ntime.sleep(5)\nraise AssertionError('still importing')\n")
+    script.write_text(
+        "import sys, typer\n"
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        "from ast_cli import process\n"
+        "app = typer.Typer()\n"
+        "@app.command()\n"
+        "def run():\n"
+        "    print('before', flush=True)\n"
+        "    import slow_module\n"
+        "@app.command()\n"
+        "def other():\n"
+        "    pass\n"
+        "raise SystemExit(process.main(app))\n"
+    )
+    proc = subprocess.run([sys.executable, str(script), "run"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 143 and proc.stdout == "before\n" and proc.stderr == "", proc.stderr  # ended at once, not unwound
 
 
 @pytest.fixture
