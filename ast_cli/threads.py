@@ -23,6 +23,7 @@ import contextlib
 import logging
 import math
 import os
+import time
 from pathlib import Path
 
 _log = logging.getLogger(__name__)  # debug: the threads chosen and why
@@ -53,15 +54,17 @@ def cgroup_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
         return None
 
 
-def busy_elsewhere(samples: int = 5, read=None) -> float:
+def busy_elsewhere(samples: int = 5, read=None, spacing_s: float = 0.002) -> float:
     """How many of this process's CPUs other work keeps busy now: runnable tasks besides this one
-    (/proc/loadavg, the median of a few instant samples, capped by the 1-minute average so that a
+    (/proc/loadavg, the median of a few instant samples 2 ms apart, capped by the 1-minute average so that a
     task that just ran for a moment is not counted), scaled to the share of the machine's CPUs this
     process may use. 0 where /proc is not there."""
     read = read or (lambda: Path("/proc/loadavg").read_text())
     try:
         counts = []
-        for _ in range(samples):
+        for i in range(samples):
+            if i:
+                time.sleep(spacing_s)  # instants a few ms apart: a task that only passes is in one of them at most
             fields = read().split()
             counts.append(int(fields[3].split("/")[0]) - 1)  # less this process's own reading thread
         minute = float(fields[0])
