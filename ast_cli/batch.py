@@ -160,7 +160,9 @@ def run_batch(tagger: Tagger, inputs: InputSpec, tag_options: TagOptions, option
     if inputs.countable():
         _count_in_background(inputs, progress, sink)
     start = time.monotonic()
-    previous = signal.signal(signal.SIGTERM, _raise_terminated) if threading.current_thread() is threading.main_thread() else None
+    previous = None  # SIGTERM -> Terminated, so the output is closed; the ast process has its own (import-safe) handler already
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
     records = _pipeline(tagger, tag_options, maker, _chain(first, items), source, sink, summary, options.unordered, progress.tick)
     try:
         for record in records:
