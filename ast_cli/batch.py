@@ -166,6 +166,8 @@ def run_batch(tagger: Tagger, inputs: InputSpec, tag_options: TagOptions, option
     records = _pipeline(tagger, tag_options, maker, _chain(first, items), source, sink, summary, options.unordered, progress.tick)
     try:
         for record in records:
+            if options.engine != Engine.ray:  # Ray's processes here are this run's own: the load says nothing of other work
+                threads.refresh(workers=workers)  # a run of hours follows the machine's load (every 30 s)
             failed = "error" in record
             if failed:
                 log(f"error: {record['error']}")

@@ -54,11 +54,12 @@ def cgroup_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
         return None
 
 
-def busy_elsewhere(samples: int = 5, read=None, spacing_s: float = 0.002) -> float:
+def busy_elsewhere(samples: int = 5, read=None, spacing_s: float = 0.002, own: int = 0, own_load: float = 0.0) -> float:
     """How many of this process's CPUs other work keeps busy now: runnable tasks besides this one
     (/proc/loadavg, the median of a few instant samples 2 ms apart, capped by the 1-minute average so that a
     task that just ran for a moment is not counted), scaled to the share of the machine's CPUs this
-    process may use. 0 where /proc is not there."""
+    process may use. 0 where /proc is not there. During a run, ``own`` worker processes and the
+    ``own_load`` (CPUs) the run keeps busy are not counted as other work."""
     read = read or (lambda: Path("/proc/loadavg").read_text())
     try:
         counts = []
@@ -66,8 +67,8 @@ def busy_elsewhere(samples: int = 5, read=None, spacing_s: float = 0.002) -> flo
             if i:
                 time.sleep(spacing_s)  # instants a few ms apart: a task that only passes is in one of them at most
             fields = read().split()
-            counts.append(int(fields[3].split("/")[0]) - 1)  # less this process's own reading thread
-        minute = float(fields[0])
+            counts.append(int(fields[3].split("/")[0]) - 1 - own)  # less this reading thread and our own workers
+        minute = float(fields[0]) - own_load  # less what this run itself has been keeping busy
     except (OSError, ValueError, IndexError):
         return 0.0
     others = min(sorted(counts)[len(counts) // 2], minute)
@@ -116,6 +117,9 @@ def for_model(workers: int = 0, processes: int = 1) -> int:
     """Set torch's threads for the model (see ``model_threads``); returns them."""
     import torch
 
+    global _last_refresh
+    _last_refresh = time.monotonic()  # refresh looks again from here on
+
     threads = model_threads(workers, processes)
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
@@ -123,6 +127,30 @@ def for_model(workers: int = 0, processes: int = 1) -> int:
         f"{available_cpus()} usable CPU(s) / {processes} process(es), {busy_elsewhere():.1f} busy elsewhere, less {workers} worker(s)"
     )
     _log.debug("model threads: %d (%s); OpenMP wait policy %s", threads, why, os.environ.get("OMP_WAIT_POLICY", "default"))
+    return threads
+
+
+_last_refresh = 0.0  # time.monotonic() of refresh's last look at the load
+
+
+def refresh(workers: int = 0, interval_s: float = 30.0) -> int:
+    """During a long run (``ast batch``): the model's threads again from the load now, at most every
+    ``interval_s``, so that a job of hours follows other work as it comes and goes. Nothing when the
+    user chose the threads. Returns the model's threads."""
+    global _last_refresh
+    import torch
+
+    current = torch.get_num_threads()
+    now = time.monotonic()
+    if _requested or now - _last_refresh < interval_s:
+        return current
+    _last_refresh = now
+    cpus = available_cpus()
+    busy = busy_elsewhere(own=workers, own_load=current + workers)
+    threads = max(1, min(cpus, cpus - math.floor(busy + 0.25)) - workers)
+    if threads != current:
+        torch.set_num_threads(threads)
+        _log.debug("model threads: %d (was %d; %.1f CPU(s) busy elsewhere now)", threads, current, busy)
     return threads
 
 

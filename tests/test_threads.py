@@ -72,6 +72,27 @@ def test_the_model_leaves_the_cpus_other_work_holds(monkeypatch, busy, expected)
     assert threads.configure(None) == expected
 
 
+def test_a_long_run_follows_the_load_as_it_comes_and_goes(monkeypatch):
+    """refresh: at most every interval, our own workers and load not counted as other work."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "available_cpus", lambda: 4)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    loadavg = {"line": "0.0 0.0 0.0 1/100 9"}
+    real = threads.busy_elsewhere
+    monkeypatch.setattr(threads, "busy_elsewhere", lambda **kw: real(read=lambda: loadavg["line"], spacing_s=0, **kw))
+    assert threads.configure(None) == 4
+    assert threads.refresh(interval_s=30) == 4  # too soon after the start: not looked at
+    loadavg["line"] = "6.0 2.0 1.0 4/100 9"  # 3 others runnable, and a busy minute (4 of it ours)
+    assert threads.refresh(interval_s=0) == 2 and torch.get_num_threads() == 2
+    loadavg["line"] = "2.0 2.0 1.0 1/100 9"  # the others are gone: our own 2 threads made the minute's load
+    assert threads.refresh(interval_s=0) == 4
+    loadavg["line"] = "7.0 2.0 1.0 3/100 9"  # runnable: this thread, our 1 worker, 1 other; a minute above our 4 + 1
+    assert threads.refresh(workers=1, interval_s=0) == 2  # 4 CPUs, 1 busy elsewhere, 1 for the worker
+    threads.configure(3)
+    loadavg["line"] = "9.0 9.0 9.0 9/100 9"
+    assert threads.refresh(interval_s=0) == 3  # the user's choice stays
+
+
 @pytest.mark.parametrize("value,expected", [("4", 4), ("4,2", 4), ("", None), ("x", None), ("0", None)])
 def test_user_threads_read_omp_num_threads(value, expected):
     assert threads.user_threads({"OMP_NUM_THREADS": value}) == expected
@@ -157,3 +178,11 @@ def test_threads_reach_the_model(capsys, tiny_model_dir, tmp_path):
     path = tone_files(tmp_path, 1, 1.0)[0]
     assert main(["tag", str(path), "-m", str(tiny_model_dir), "--threads", "3", "--format", "json"]) == 0
     assert torch.get_num_threads() == 3
+
+
+def test_batch_looks_at_the_load_as_it_goes(monkeypatch, tiny_model_dir, tmp_path):
+    calls = []
+    monkeypatch.setattr(threads, "refresh", lambda workers=0, interval_s=30.0: calls.append(workers))
+    tone_files(tmp_path / "in", 3, 0.5)
+    assert main(["batch", str(tmp_path / "in"), "-o", str(tmp_path / "out.csv"), "-m", str(tiny_model_dir), "--workers", "0", "-q"]) == 0
+    assert calls == [0, 0, 0]  # once a record; refresh itself looks at most every 30 s
