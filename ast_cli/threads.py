@@ -4,8 +4,9 @@
    (``per_file``): split over threads it gains little, and on a busy machine the threads wait for each
    other at every one of its many small parallel steps (10-30x slower, docs/performance.md).
 2. The model uses the CPUs this process may use (its affinity mask and cgroup CPU quota), less the
-   ones other processes keep busy when it starts (runnable tasks in /proc/loadavg), less one for
-   each decode or DataLoader worker beside it (``for_model``), never fewer than one.
+   ones other processes keep busy when it starts (runnable tasks in /proc/loadavg; ``ast batch``
+   looks again every 30 s: ``refresh``), less one for each decode worker beside it (``for_model``;
+   DataLoader workers, which wait most of a training step, take none), never fewer than one.
 3. ``--threads N`` sets the model's threads; without it, ``OMP_NUM_THREADS`` set by the user is kept.
 4. Threads that wait for work sleep rather than spin (``OMP_WAIT_POLICY=PASSIVE``, unless the user
    set it or ``GOMP_SPINCOUNT``): on a busy machine a spinning thread takes the time slice the
