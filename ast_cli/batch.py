@@ -164,9 +164,10 @@ def run_batch(tagger: Tagger, inputs: InputSpec, tag_options: TagOptions, option
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
         previous = signal.signal(signal.SIGTERM, _raise_terminated)
     records = _pipeline(tagger, tag_options, maker, _chain(first, items), source, sink, summary, options.unordered, progress.tick)
+    follow_load = options.engine != Engine.ray  # Ray's processes here are this run's own: the load says nothing of other work
     try:
         for record in records:
-            if options.engine != Engine.ray:  # Ray's processes here are this run's own: the load says nothing of other work
+            if follow_load:
                 threads.refresh(workers=workers)  # a run of hours follows the machine's load (every 30 s)
             failed = "error" in record
             if failed:

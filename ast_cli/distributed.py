@@ -107,7 +107,7 @@ def decode_rows(batch: dict[str, np.ndarray], spec: WindowSpec, cwd: str):
     window of a file carries its window count and duration; a file that cannot be read is one row
     with ``error`` (index -1). Paths are read from the driver's folder ``cwd`` (a shared file system),
     so relative paths and the messages that name them are as on the driver."""
-    torch.set_num_threads(1)  # the model actors have the cores
+    threads.worker()  # the model actors have the cores
     with contextlib.suppress(OSError):
         os.chdir(cwd)  # this job's own worker process
     node = _node_id()
