@@ -80,3 +80,16 @@ class Terminated(ASTError):
 
 class OutputExistsError(UsageError):
     """An output file exists and neither ``--force`` nor ``--resume`` was given."""
+
+
+class InvalidValue(ASTError, ValueError):
+    """A core object's field holds a value it cannot take. ``field`` names the field (``top``,
+    ``norm_stats``); ``problem`` completes the sentence ("must be 0 or more, got -1"). The core speaks
+    of fields only: the command line maps a field to its flag (``--top``) when it prints the message."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, field: str, problem: str, hint: str | None = None):
+        super().__init__(f"{field} {problem}", hint=hint)
+        self.field = field
+        self.problem = problem

@@ -1,0 +1,86 @@
+"""``ModelSpec``: which model to load and how to run it, built once (by a command or a Python caller)
+and carried unchanged to ``inference.load_model``, the ``Tagger`` and Ray's model actors.
+
+No torch here: the command line builds a spec before it pays for the heavy imports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass
+
+from .config import NORM_STATS
+from .errors import InvalidValue
+from .hub import DEFAULT_MODEL
+from .options import Device, FeatureFrontend, Precision
+
+
+def parse_stats(value: str | tuple[float, float]) -> tuple[float, float]:
+    """Normalisation statistics: a preset of the authors' recipes (``config.NORM_STATS``: audioset,
+    esc50, speechcommands), ``"MEAN,STD"`` or a ``(mean, std)`` pair; std positive, both finite."""
+    if isinstance(value, str):
+        if value.lower() in NORM_STATS:
+            return NORM_STATS[value.lower()]
+        try:
+            mean, std = (float(v) for v in value.split(","))
+        except ValueError:
+            raise InvalidValue("norm_stats", f"must be MEAN,STD or one of {', '.join(NORM_STATS)}, got {value!r}") from None
+    else:
+        mean, std = (float(v) for v in value)
+    if not (std > 0 and math.isfinite(mean) and math.isfinite(std)):
+        raise InvalidValue("norm_stats", f"needs a finite mean and a positive std, got {value!r}")
+    return mean, std
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSpec:
+    """One model as the user named it, and how it runs.
+
+    ``source``: a Hub id, a Hub-layout folder or the authors' ``.pth``. ``labels``: a labels CSV naming
+    a ``.pth``'s outputs. ``norm_stats``: (mean, std) over the checkpoint's own. ``fstride``,
+    ``tstride``, ``input_tdim``: an authors' ``.pth``'s architecture where its weights leave it open.
+    ``frontend``: how a waveform becomes the model's log-mel input."""
+
+    source: str = DEFAULT_MODEL
+    labels: str | None = None
+    device: str = Device.auto.value
+    precision: Precision = Precision.auto
+    norm_stats: tuple[float, float] | None = None
+    fstride: int | None = None
+    tstride: int | None = None
+    input_tdim: int | None = None
+    frontend: FeatureFrontend = FeatureFrontend.transformers
+
+    def __post_init__(self) -> None:
+        # frozen: normalised values are set through object.__setattr__, once, here
+        set_ = object.__setattr__
+        set_(self, "precision", _member(Precision, self.precision, "precision"))
+        set_(self, "frontend", _member(FeatureFrontend, self.frontend, "frontend"))
+        if not (self.device.startswith("cuda:") and self.device[5:].isdigit()):
+            set_(self, "device", _member(Device, self.device, "device").value)
+        if self.norm_stats is not None:
+            set_(self, "norm_stats", parse_stats(self.norm_stats))
+        for name in ("fstride", "tstride", "input_tdim"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise InvalidValue(name, f"must be a positive number, got {value}")
+
+    def replace(self, **changes: object) -> ModelSpec:
+        """This spec with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def portable(self) -> ModelSpec:
+        """This spec as another process or machine reads it: a local ``source`` made absolute."""
+        if os.path.exists(self.source):
+            return self.replace(source=os.path.abspath(self.source))
+        return self
+
+
+def _member(enum: type, value: object, field: str):  # type: ignore[no-untyped-def]
+    try:
+        return enum(value)
+    except ValueError:
+        choices = ", ".join(member.value for member in enum)
+        raise InvalidValue(field, f"must be one of {choices}, got {value!r}") from None
