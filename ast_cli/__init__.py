@@ -2,6 +2,7 @@
 
     >>> import ast_cli
     >>> tagger = ast_cli.load_model()              # MIT/ast-finetuned-audioset-10-10-0.4593
+    >>> tagger = ast_cli.load_model(ast_cli.ModelSpec(source="my-model", precision="fp32"))
     >>> tagger.tag("song.wav", top=5)["labels"]
     >>> tagger.tag(waveform, sample_rate=44100)    # a numpy array, (samples,) or (samples, channels)
 
@@ -16,11 +17,12 @@ from typing import TYPE_CHECKING
 from .hub import DEFAULT_MODEL
 from .version import __version__
 
-__all__ = ["DEFAULT_MODEL", "TagOptions", "Tagger", "load_model", "__version__"]
+__all__ = ["DEFAULT_MODEL", "ModelSpec", "TagOptions", "Tagger", "load_model", "__version__"]
 
 if TYPE_CHECKING:
     from .inference import Tagger, load_model
     from .options import TagOptions
+    from .spec import ModelSpec
 
 
 def __getattr__(name: str):
@@ -32,4 +34,8 @@ def __getattr__(name: str):
         from .options import TagOptions
 
         return TagOptions
+    if name == "ModelSpec":
+        from .spec import ModelSpec
+
+        return ModelSpec
     raise AttributeError(f"module 'ast_cli' has no attribute {name!r}")

@@ -107,8 +107,8 @@ def run_settings(tagger: Tagger, options: TagOptions, inputs: InputSpec, fmt: Ba
         "channel": options.channel,
         "relative": inputs.relative,
     }
-    if options.frontend != FeatureFrontend.transformers:  # only then: outputs of earlier versions resume as before
-        settings["frontend"] = options.frontend
+    if tagger.spec.frontend != FeatureFrontend.transformers:  # recorded only when not the default: a settings file without the key means the default
+        settings["frontend"] = tagger.spec.frontend
     return settings
 
 

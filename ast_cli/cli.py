@@ -8,7 +8,6 @@ each command imports its core when it runs. The process around the commands (the
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from typing import Annotated
 
@@ -19,8 +18,9 @@ from .errors import EXIT_FAILED, EXIT_OK, UsageError
 from .hub import DEFAULT_MODEL
 from .options import (
     Aggregate, BatchFormat, BatchOptions, Device, Engine, ExportFormat, FeatureFrontend, ExportOptions, ExportPrecision, FinetuneOptions,
-    ListenOptions, ModelOptions, Precision, RawFormat, ReportFormat, SampleFormat, StatsMethod, StatsOptions, TagOptions, fields_of,
+    ListenOptions, Precision, RawFormat, ReportFormat, SampleFormat, StatsMethod, StatsOptions, TagOptions, fields_of,
 )  # fmt: skip
+from .spec import ModelSpec
 from .params import *  # noqa: F403 (the parameter declarations: one module, read as a table)
 from .version import __version__
 
@@ -62,10 +62,10 @@ def _root(version: Annotated[bool, typer.Option("--version", "-V", callback=_ver
     """
 
 
-def _load(model: str, reading: ModelOptions, device: str, precision: str):
+def _load(spec: ModelSpec):
     from .inference import load_model
 
-    return load_model(model, device=device, precision=precision, **dataclasses.asdict(reading))
+    return load_model(spec)
 
 
 def _exit(failed: int) -> None:
@@ -105,7 +105,8 @@ def tag(
     files = with_folders(files)
     _stdin_once(files)
     options = TagOptions(**fields_of(TagOptions, locals()))
-    tagger = _load(model, ModelOptions(**fields_of(ModelOptions, locals())), device, precision)
+    tagger = _load(ModelSpec(source=model, labels=labels, device=device, precision=precision, norm_stats=norm_stats,
+                             fstride=fstride, tstride=tstride, input_tdim=input_tdim, frontend=frontend))
     _exit(run_tag(tagger, files, options, fmt=fmt or default_format(sys.stdout), stream=sys.stdout, on_error=process.error))
 
 
@@ -149,7 +150,8 @@ def batch(
                      shard=parse_shard(shard))  # fmt: skip
     options = BatchOptions(**fields_of(BatchOptions, locals()), progress=not quiet)
     tag_options = TagOptions(**fields_of(TagOptions, locals()))
-    tagger = _load(model, ModelOptions(**fields_of(ModelOptions, locals())), device, precision)
+    tagger = _load(ModelSpec(source=model, labels=labels, device=device, precision=precision, norm_stats=norm_stats,
+                             fstride=fstride, tstride=tstride, input_tdim=input_tdim, frontend=frontend))
     _exit(run_batch(tagger, spec, tag_options, options).failed)
 
 
@@ -193,8 +195,8 @@ def export(
     from . import export as core
 
     options = ExportOptions(**fields_of(ExportOptions, locals()))
-    reading = ModelOptions(**fields_of(ModelOptions, locals()))
-    result = core.export(model, out, options, status=None if quiet else process.status, model_options=reading)
+    spec = ModelSpec(source=model, labels=labels, norm_stats=norm_stats, fstride=fstride, tstride=tstride, input_tdim=input_tdim)
+    result = core.export(spec, out, options, status=None if quiet else process.status)
     for line in result.summary():
         typer.echo(line)
 
@@ -244,8 +246,9 @@ def evaluate(
     from .evaluation import evaluate as run
     from .metrics import format_report
 
-    reading = ModelOptions(norm_stats=norm_stats, fstride=fstride, tstride=tstride, input_tdim=input_tdim)  # --labels: the data's
-    report = run(data_dir, model, labels, device=device, precision=precision, batch_size=batch_size, model_options=reading, plot=plot)
+    spec = ModelSpec(source=model, device=device, precision=precision, norm_stats=norm_stats, fstride=fstride, tstride=tstride,
+                     input_tdim=input_tdim)  # --labels names the data's labels, not the model's
+    report = run(spec, data_dir, labels_csv=labels, batch_size=batch_size, plot=plot)
     typer.echo(json.dumps(report, indent=2) if fmt == ReportFormat.json else format_report(report))
 
 
@@ -270,8 +273,9 @@ def embed(
     files = with_folders(files)
     _stdin_once(files)
     check_output(out, timeline, force)
-    options = TagOptions(window=window, hop=hop, channel=channel, batch_size=batch_size, frontend=frontend)
-    tagger = _load(model, ModelOptions(**fields_of(ModelOptions, locals())), device, precision)
+    options = TagOptions(window=window, hop=hop, channel=channel, batch_size=batch_size)
+    tagger = _load(ModelSpec(source=model, labels=labels, device=device, precision=precision, norm_stats=norm_stats,
+                             fstride=fstride, tstride=tstride, input_tdim=input_tdim, frontend=frontend))
     dims = tagger.config.hidden_size
     failed = write_embeddings(embed_files(tagger, files, options), out, timeline, len(files), dims, on_error=process.error)
     if not quiet and out != "-":
@@ -308,7 +312,7 @@ def listen(
     if source is None:
         live.import_sounddevice()  # before the model loads: say at once what to install
     options = TagOptions(top=top, threshold=threshold, window=window, activation=activation, include=include, exclude=exclude, channel=channel)
-    tagger = _load(model, ModelOptions(labels=labels, norm_stats=norm_stats), device, precision)
+    tagger = _load(ModelSpec(source=model, labels=labels, device=device, precision=precision, norm_stats=norm_stats))
     summary = live.Summary()
     try:
         live.run_listen(tagger, options, how, stream=sys.stdout, summary=summary, warn=lambda m: process.status(f"warning: {m}"))

@@ -42,6 +42,7 @@ from .devices import precision_name, resolve_precision
 from .errors import ClusterError, UsageError
 from .inference import Tagger, load_model
 from .options import BatchOptions, TagOptions, ray_missing
+from .spec import ModelSpec
 from .windows import WindowSpec, decode
 
 logger = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ def plan(ray, tagger: Tagger, options: BatchOptions) -> Plan:
     gpus = options.gpus_per_actor if options.gpus_per_actor is not None else (1.0 if total_gpus else 0.0)
     if gpus > total_gpus:
         raise UsageError(f"--gpus-per-actor {gpus:g}: the cluster has {total_gpus:g} GPU(s)", hint="give --gpus-per-actor 0 for CPU actors")
-    requested = (tagger.loaded_with or {}).get("precision", "auto")
+    requested = tagger.spec.precision
     if gpus:
         actors = options.actors or max(1, int(total_gpus // gpus))
         return Plan(actors=actors, gpus=gpus, cpus=1.0, threads=1, precision=precision_name(resolve_precision(requested, torch.device("cuda"))))
@@ -145,13 +146,13 @@ def _rows(seq: int, windows: list[tuple], node: str, count: int = -1, duration_s
 
 
 class ModelActor:
-    """A model replica: loads the model once (``load_model`` with the driver's arguments, so every node
-    reads the same model: a Hub id from its cache, a folder on a shared file system), then scores window
-    rows, ``batch_size`` windows a forward pass, as the local engine does."""
+    """A model replica: loads the model once (the driver's ``ModelSpec``, so every node reads the same
+    model: a Hub id from its cache, a folder on a shared file system), then scores window rows,
+    ``batch_size`` windows a forward pass, as the local engine does."""
 
-    def __init__(self, loaded_with: dict, device: str, precision: str, threads: int, tag_options: TagOptions):
+    def __init__(self, model_spec: ModelSpec, threads: int, tag_options: TagOptions):
         torch.set_num_threads(threads)
-        self.tagger = load_model(**{**loaded_with, "precision": precision}, device=device)
+        self.tagger = load_model(model_spec)
         self.batch_size = self.tagger.windows_per_batch(tag_options)  # for this actor's device: 1 on a CPU, 8 on a GPU
         self.activation = tag_options.activation
         self.node = _node_id()
@@ -201,12 +202,9 @@ class RaySource:
     max_ahead = WAVE_FILES  # records held back for input order: the files of one wave at most
 
     def __init__(self, tagger: Tagger, spec: WindowSpec, tag_options: TagOptions, options: BatchOptions):
-        if tagger.loaded_with is None:
-            raise UsageError("--engine ray loads the model again on every node: give a Tagger from load_model")
         self.ray = import_ray()
         self.tagger, self.spec, self.tag_options = tagger, spec, tag_options
-        model = tagger.loaded_with["model"]
-        self.loaded_with = {**tagger.loaded_with, "model": os.path.abspath(model) if os.path.exists(model) else model}
+        self.model_spec = tagger.spec.portable()  # every node loads the model the driver names
         _connect(self.ray, options.ray_address)
         try:
             self.plan = plan(self.ray, tagger, options)
@@ -258,8 +256,8 @@ class RaySource:
         ds = ds.map_batches(
             ModelActor,
             fn_constructor_kwargs=dict(
-                loaded_with=self.loaded_with, device="cuda" if plan_.gpus else "cpu", precision=plan_.precision, threads=plan_.threads,
-                tag_options=self.tag_options,
+                model_spec=self.model_spec.replace(device="cuda" if plan_.gpus else "cpu", precision=plan_.precision),
+                threads=plan_.threads, tag_options=self.tag_options,
             ),
             batch_size=ROWS_PER_CALL * (8 if plan_.gpus else 1), compute=ray.data.ActorPoolStrategy(size=plan_.actors),
             num_cpus=plan_.cpus, num_gpus=plan_.gpus or None,

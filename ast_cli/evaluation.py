@@ -17,7 +17,7 @@ from . import data as D
 from . import metrics, plots
 from .devices import autocast
 from .errors import UsageError
-from .options import ModelOptions
+from .spec import ModelSpec
 
 
 def predict(forward: Callable[[torch.Tensor], torch.Tensor], loader) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,17 +50,15 @@ def score(logits: torch.Tensor, targets: torch.Tensor, labels: list[str], multi_
 
 
 def evaluate(
+    spec: ModelSpec | str,
     data_dir: str,
-    model_spec: str,
+    *,
     labels_csv: str | None = None,
-    device: str = "auto",
-    precision: str = "auto",
     batch_size: int = 16,
-    model_options: ModelOptions | None = None,
     plot: str | None = None,
 ) -> dict[str, Any]:
-    """Metrics of ``model_spec`` on a folder-per-class set (or ``labels_csv``), whose class names must be
-    the model's labels. ``model_options``: how to read the model (a .pth's architecture, --norm-stats).
+    """Metrics of the model ``spec`` names on a folder-per-class set (or ``labels_csv``, multi-label
+    data), whose class names must be the model's labels. A plain string is a ``ModelSpec`` source.
     ``plot``: a PNG of the confusion matrix or the per-class AP (``plots.report_picture``), when
     matplotlib is installed (else one line says how to get it)."""
     from .inference import load_model
@@ -68,11 +66,10 @@ def evaluate(
     if plot and not Path(plot).parent.is_dir():
         raise UsageError(f"--plot {plot}: no such folder {Path(plot).parent}")
     draw = bool(plot) and plots.available()  # before the wait: without matplotlib, say so at once
-    reading = dataclasses.asdict(model_options or ModelOptions())
-    tagger = load_model(model_spec, device=device, precision=precision, **reading)  # weights cast once; int8 quantized
+    tagger = load_model(spec)  # weights cast once; int8 quantized
     config, pre = tagger.config, tagger.preprocessor
     found = D.csv_labels(labels_csv, data_dir) if labels_csv else D.folder_classes(data_dir)
-    found = D.relabel(found, config.labels, f"model {model_spec}")
+    found = D.relabel(found, config.labels, f"model {tagger.spec.source}")
     found, fbanks, _ = D.scan(found, config.num_mel_bins)
     mean, std = (pre.mean, pre.std) if pre.do_normalize else (0.0, 0.5)  # (x - 0) / (2 * 0.5) = x
     dataset = D.ClipDataset(found, config.max_length, mean, std, fbanks=fbanks, num_mel_bins=config.num_mel_bins)
@@ -82,4 +79,4 @@ def evaluate(
     report = score(logits, targets, config.labels, multi)
     if draw:
         plots.report_picture(report, plot)
-    return {"model": model_spec, "data": str(data_dir), "problem_type": "multi_label" if multi else "single_label", "skipped": len(found.skipped), **report}
+    return {"model": tagger.spec.source, "data": str(data_dir), "problem_type": "multi_label" if multi else "single_label", "skipped": len(found.skipped), **report}

@@ -34,7 +34,8 @@ from .files import AtomicPath, ensure_space
 from .frontend import Frontend
 from .inference import Tagger
 from .model import AST
-from .options import Activation, ExportFormat, ExportOptions, ExportPrecision, ModelOptions
+from .options import Activation, ExportFormat, ExportOptions, ExportPrecision
+from .spec import ModelSpec
 
 DTYPES = {ExportPrecision.fp32: torch.float32, ExportPrecision.fp16: torch.float16, ExportPrecision.bf16: torch.bfloat16}
 # Largest absolute difference of the scores accepted by the check, against the fp32 PyTorch model.
@@ -99,9 +100,10 @@ class Scorer(nn.Module):
 
 # -- the command's core -------------------------------------------------------------------------------
 def export(
-    spec: str, out: str | os.PathLike, options: ExportOptions, status: Callable[[str], None] | None = None, model_options: ModelOptions | None = None
+    spec: ModelSpec | str, out: str | os.PathLike, options: ExportOptions, status: Callable[[str], None] | None = None
 ) -> ExportResult:
-    """Export the model ``spec`` (anything ``ast tag -m`` takes) to ``out``.
+    """Export the model ``spec`` names (a ``ModelSpec``, or a source: anything ``ast tag -m`` takes) to
+    ``out``; the spec's device and precision are not used (``options.precision`` is the graph's).
 
     ``options.verify`` None: check when the runtime is installed (onnxruntime for ONNX, transformers
     for the Hub layout; torch always for TorchScript). A failed check raises ``ASTError`` (the file is
@@ -118,9 +120,12 @@ def export(
         raise UsageError(f"--verify needs {runtime}, which is not installed", hint=hint)
     out = Path(out)
     _check_output(out, fmt, options.force)
-    status(f"loading {spec}")
-    reading = dataclasses.asdict(model_options or ModelOptions())
-    checkpoint = load(spec, **{**reading, "labels": options.labels or reading["labels"]})
+    spec = ModelSpec(source=spec) if isinstance(spec, str) else spec
+    status(f"loading {spec.source}")
+    checkpoint = load(
+        spec.source, labels=spec.labels, norm_stats=spec.norm_stats, fstride=spec.fstride, tstride=spec.tstride,
+        input_tdim=spec.input_tdim,
+    )
     activation = checkpoint.model.config.default_activation
     status(f"exporting to {out} ({fmt}, {precision}{', with the front end' if with_frontend else ''})")
     if fmt == ExportFormat.hub:
@@ -282,7 +287,7 @@ def _export_hub(checkpoint: Checkpoint, out: Path, activation: str) -> ExportRes
 # -- verification ---------------------------------------------------------------------------------
 def _reference(checkpoint: Checkpoint, activation: str, features: torch.Tensor) -> torch.Tensor:
     """What ``ast tag`` computes from these features, in fp32."""
-    tagger = Tagger(checkpoint, device="cpu", precision="fp32")
+    tagger = Tagger(checkpoint, ModelSpec(source=checkpoint.source, device="cpu", precision="fp32"))
     return tagger.activate(tagger.logits(features), activation)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,42 +25,39 @@ from .hub import DEFAULT_MODEL
 from .model import AST
 from .options import Activation, FeatureFrontend, Precision, TagOptions
 from .records import FileResult, RecordMaker
+from .spec import ModelSpec
 from .windows import Window, WindowSpec, batched, iter_windows
 
-__all__ = ["Tagger", "TagOptions", "load_model", "resolve_precision"]
+__all__ = ["ModelSpec", "Tagger", "TagOptions", "load_model", "resolve_precision"]
 
 
-def load_model(
-    model: str = DEFAULT_MODEL,
-    *,
-    device: str = "auto",
-    precision: str = "auto",
-    labels: str | None = None,
-    norm_stats: str | None = None,
-    fstride: int | None = None,
-    tstride: int | None = None,
-    input_tdim: int | None = None,
-) -> Tagger:
-    """Load a model for tagging: a Hub id, a local Hub-layout folder, or the authors' ``.pth``
-    (``labels``: their class_labels_indices.csv; ``fstride``/``tstride``/``input_tdim``: its
-    architecture where its weights leave it open). ``norm_stats``: MEAN,STD or a preset (audioset,
-    esc50, speechcommands) over the model's own. ``device`` auto|cpu|cuda|mps; ``precision``
-    auto|fp32|bf16|fp16|int8 (auto: bf16 on CPUs with native bf16, fp16 on CUDA, else fp32)."""
-    precision = Precision.parse(precision, "--precision")
-    dtype = resolve_precision(precision, resolve_device(device))
-    cast = dtype if dtype != torch.float32 and precision != Precision.int8 else None  # int8 quantizes fp32 weights
-    checkpoint = load(model, labels=labels, norm_stats=norm_stats, fstride=fstride, tstride=tstride, input_tdim=input_tdim, matrix_dtype=cast)
-    tagger = Tagger(checkpoint, device=device, precision=precision)
-    tagger.loaded_with = dict(model=model, precision=precision, labels=labels, norm_stats=norm_stats, fstride=fstride, tstride=tstride, input_tdim=input_tdim)
-    return tagger
+def load_model(spec: ModelSpec | str = DEFAULT_MODEL, **fields: Any) -> Tagger:
+    """Load a model for tagging, as ``spec`` describes it: a ``ModelSpec``, or a source (a Hub id, a
+    local Hub-layout folder, the authors' ``.pth``) with ``ModelSpec`` fields as keywords
+    (``load_model("m.pth", labels="labels.csv", precision="fp32")``). ``precision`` auto picks bf16 on
+    CPUs with native bf16, fp16 on CUDA, else fp32."""
+    if isinstance(spec, str):
+        spec = ModelSpec(source=spec, **fields)
+    elif fields:
+        spec = spec.replace(**fields)
+    dtype = resolve_precision(spec.precision, resolve_device(spec.device))
+    cast = dtype if dtype != torch.float32 and spec.precision != Precision.int8 else None  # int8 quantizes fp32 weights
+    checkpoint = load(
+        spec.source, labels=spec.labels, norm_stats=spec.norm_stats, fstride=spec.fstride, tstride=spec.tstride,
+        input_tdim=spec.input_tdim, matrix_dtype=cast,
+    )
+    return Tagger(checkpoint, spec)
 
 
 class Tagger:
     """A loaded model with its device, precision and preprocessing: the Python API of ``ast tag``."""
 
-    def __init__(self, checkpoint: Checkpoint, device: str = "auto", precision: str = "auto"):
+    def __init__(self, checkpoint: Checkpoint, spec: ModelSpec | None = None):
+        spec = spec or ModelSpec(source=checkpoint.source)
+        precision = spec.precision
+        self.spec = spec  # what loads the same model elsewhere (Ray actors: spec.portable())
         self.checkpoint = checkpoint
-        self.device = resolve_device(device)
+        self.device = resolve_device(spec.device)
         self.dtype = resolve_precision(precision, self.device)  # what autocast computes in
         self.precision = "int8" if precision == Precision.int8 else precision_name(self.dtype)  # as recorded with results
         self.model: AST = checkpoint.model.to(self.device).eval()
@@ -74,7 +72,6 @@ class Tagger:
         self.config: ASTConfig = checkpoint.model.config
         self.preprocessor: PreprocessorConfig = checkpoint.preprocessor
         self.labels = self.config.labels
-        self.loaded_with: dict | None = None  # load_model's arguments but the device: what loads it again elsewhere (Ray actors)
 
     # -- settings --------------------------------------------------------------------------
     @property
@@ -116,7 +113,7 @@ class Tagger:
         return WindowSpec(
             num_mel_bins=self.config.num_mel_bins, max_length=self.window_frames, window=window, hop=hop,
             mean=p.mean, std=p.std, do_normalize=p.do_normalize, channel=options.channel,
-            remove_dc=options.frontend == FeatureFrontend.authors,
+            remove_dc=self.spec.frontend == FeatureFrontend.authors,
         )  # fmt: skip
 
     def windows(

@@ -124,11 +124,9 @@ class TagOptions:
     batch_size: int | None = None  # windows a forward pass; None: Tagger.windows_per_batch decides
     all_scores: bool = False  # also every label's score: "scores" {label: score} in the record
     merge: bool = False  # also "events": consecutive windows carrying a label joined (implies timeline)
-    frontend: FeatureFrontend = FeatureFrontend.transformers
 
     def __post_init__(self) -> None:
         self.aggregate = Aggregate.parse(self.aggregate, "--aggregate")
-        self.frontend = FeatureFrontend.parse(self.frontend, "--frontend")
         if self.activation is not None:
             self.activation = Activation.parse(self.activation, "--activation")
         if self.top < 0:
@@ -248,7 +246,6 @@ class ExportOptions:
     with_frontend: bool = False
     precision: ExportPrecision = ExportPrecision.fp32
     verify: bool | None = None  # None: when the format's runtime is installed
-    labels: str | None = None  # a labels CSV for a .pth
     force: bool = False
 
     def __post_init__(self) -> None:
@@ -325,9 +322,11 @@ RECIPE_FLAGS = ("lr", "epochs", "batch_size", "freqm", "timem", "mixup", "target
 AUDIOSET_LABELS = 527  # a base with this many outputs learned AudioSet: the authors' fine-tuning recipe suits it
 
 
-def parse_norm_stats(value: str, words: tuple[str, ...] = ("auto", "base")) -> tuple[float, float] | str:
+def parse_norm_stats(value: str | tuple[float, float], words: tuple[str, ...] = ("auto", "base")) -> tuple[float, float] | str:
     """``--norm-stats``: one of ``words`` (finetune's auto and base), a preset of the authors' recipes
     (``config.NORM_STATS``: audioset, esc50, speechcommands), or MEAN,STD."""
+    if isinstance(value, tuple):  # already parsed (ModelSpec.norm_stats)
+        return value
     if value in words:
         return value
     if value.lower() in NORM_STATS:
@@ -340,24 +339,6 @@ def parse_norm_stats(value: str, words: tuple[str, ...] = ("auto", "base")) -> t
     if not (std > 0 and math.isfinite(mean) and math.isfinite(std)):
         raise UsageError(f"--norm-stats: mean must be finite and std positive, got {value!r}")
     return mean, std
-
-
-@dataclass(kw_only=True)
-class ModelOptions:
-    """How to read a model beyond its name: what ``checkpoints.load`` takes from the command line."""
-
-    labels: str | None = None  # a labels CSV naming a .pth's outputs
-    fstride: int | None = None  # an authors' .pth: the architecture it was trained with, where its
-    tstride: int | None = None  # position table does not say it unambiguously
-    input_tdim: int | None = None
-    norm_stats: str | None = None  # MEAN,STD or a preset, over the checkpoint's own statistics
-
-    def __post_init__(self) -> None:
-        for flag, value in (("--fstride", self.fstride), ("--tstride", self.tstride), ("--input-tdim", self.input_tdim)):
-            if value is not None and value < 1:
-                raise UsageError(f"{flag} must be a positive number, got {value}")
-        if self.norm_stats is not None:
-            parse_norm_stats(self.norm_stats, words=())
 
 
 @dataclass(kw_only=True)

@@ -30,7 +30,7 @@ from collections.abc import Callable
 import typer
 import typer.main
 
-from .errors import EXIT_BROKEN_PIPE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, EXIT_USAGE, ASTError, Interrupted, Terminated
+from .errors import EXIT_BROKEN_PIPE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, EXIT_USAGE, ASTError, Interrupted, InvalidValue, Terminated
 
 # OSErrors that come from the machine, not from ast: each with what to do; the first ones mean the
 # output's place is unusable, so nothing could start (exit 2); the others stop a run partway (exit 1)
@@ -210,7 +210,7 @@ def _run(app: typer.Typer, args: list[str]) -> int:
     except ASTError as exc:
         if _debug:
             traceback.print_exc()
-        error(str(exc)) if not isinstance(exc, (Interrupted, Terminated)) else print(f"ast: {exc}", file=sys.stderr)
+        error(message_of(exc)) if not isinstance(exc, (Interrupted, Terminated)) else print(f"ast: {exc}", file=sys.stderr)
         return exc.exit_code
     except (KeyboardInterrupt, typer.Abort):
         print("ast: interrupted", file=sys.stderr)
@@ -227,6 +227,24 @@ def _run(app: typer.Typer, args: list[str]) -> int:
         return EXIT_USAGE if exc.errno in CANNOT_START else EXIT_FAILED
     except Exception as exc:
         return _bug(exc)
+
+
+# A core object names the field it refuses (errors.InvalidValue); the command line names the flag.
+# Fields are spelled as their flags with '_' for '-', but for these.
+FIELD_FLAGS = {"fmt": "--format", "source": "--model", "val_dir": "--val", "labels_csv": "--labels"}
+
+
+def flag_of(field: str) -> str:
+    """The flag that sets a core field: ``norm_stats`` -> ``--norm-stats``."""
+    return FIELD_FLAGS.get(field, "--" + field.replace("_", "-"))
+
+
+def message_of(exc: ASTError) -> str:
+    """The one line an error prints: an ``InvalidValue`` speaks of the flag its field comes from."""
+    if isinstance(exc, InvalidValue):
+        message = f"{flag_of(exc.field)} {exc.problem}"
+        return f"{message} ({exc.hint})" if exc.hint else message
+    return str(exc)
 
 
 def _bug(exc: Exception) -> int:

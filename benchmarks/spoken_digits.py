@@ -51,6 +51,7 @@ def main() -> None:
     from ast_cli import checkpoints
     from ast_cli.config import ASTConfig, PreprocessorConfig
     from ast_cli.evaluation import evaluate
+    from ast_cli.spec import ModelSpec
     from ast_cli.model import AST
     from ast_cli.options import FinetuneOptions
     from ast_cli.training import METRICS_FILE, finetune
@@ -72,7 +73,7 @@ def main() -> None:
         summary = finetune(str(work / "train"), str(out), FinetuneOptions(base=str(base), epochs=args.epochs, force=True, precision="fp32"))
         seconds = time.perf_counter() - started
         history = [json.loads(line) for line in (out / METRICS_FILE).read_text().splitlines()]
-        test = evaluate(str(work / "test"), str(out), precision="fp32")
+        test = evaluate(ModelSpec(source=str(out), precision="fp32"), str(work / "test"))
         print(f"init std {init:g}: val accuracy by epoch {[round(r['val_accuracy'], 3) for r in history]}; "
               f"best epoch {summary['best_epoch']} ({summary['accuracy']:.3f}); held-out test {test['accuracy']:.3f}; "
               f"{seconds / 60:.1f} min", flush=True)  # fmt: skip

@@ -16,6 +16,7 @@ from ast_cli.checkpoints import load, save
 from ast_cli.cli import main
 from ast_cli.config import NORM_STATS, PreprocessorConfig
 from ast_cli.errors import ModelError
+from ast_cli.spec import ModelSpec
 from ast_cli.inference import Tagger
 from ast_cli.options import TagOptions
 
@@ -155,13 +156,14 @@ def test_the_authors_front_end_on_request(tiny_model_dir, tmp_path, offset):
     """--frontend authors equals the authors' _wav2fbank (their per-clip mean removal); the default
     (transformers' ASTFeatureExtractor) differs from it by no more than measured: 0.02 in log-mel,
     2.2e-3 after normalisation."""
-    tagger = Tagger(load(str(tiny_model_dir)), device="cpu", precision="fp32")
+    tagger = Tagger(load(str(tiny_model_dir)), ModelSpec(device="cpu", precision="fp32"))
     wave = (0.02 * tone(1.0, seed=3) + offset).astype(np.float32)  # quiet audio on a DC offset
     path = tmp_path / "dc.wav"
     sf.write(path, wave, 16000, subtype="FLOAT")
     pre = tagger.preprocessor
     want = authors_wav2fbank(wave, 128, pre.mean, pre.std)
-    windows, _ = tagger.windows(path, TagOptions(frontend="authors"))
+    authors = Tagger(tagger.checkpoint, ModelSpec(device="cpu", precision="fp32", frontend="authors"))
+    windows, _ = authors.windows(path, TagOptions())
     assert (next(windows).features - want).abs().max().item() <= 1e-5
     windows, _ = tagger.windows(path, TagOptions())
     assert (next(windows).features - want).abs().max().item() <= 2.2e-3
@@ -169,11 +171,11 @@ def test_the_authors_front_end_on_request(tiny_model_dir, tmp_path, offset):
 
 def test_the_authors_front_end_per_window_of_a_long_recording(tiny_model_dir, tmp_path):
     """Sliding windows: each window is the authors' _wav2fbank of its own samples."""
-    tagger = Tagger(load(str(tiny_model_dir)), device="cpu", precision="fp32")
+    tagger = Tagger(load(str(tiny_model_dir)), ModelSpec(device="cpu", precision="fp32", frontend="authors"))
     wave = (0.05 * tone(4.0, seed=4) + np.linspace(0, 0.5, 64000)).astype(np.float32)  # a drifting offset
     path = tmp_path / "long.wav"
     sf.write(path, wave, 16000, subtype="FLOAT")
-    windows, _ = tagger.windows(path, TagOptions(frontend="authors", hop=0.5))
+    windows, _ = tagger.windows(path, TagOptions(hop=0.5))
     pre = tagger.preprocessor
     for window in windows:
         samples = wave[window.start * 160 : window.start * 160 + (window.frames - 1) * 160 + 400]

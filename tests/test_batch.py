@@ -322,7 +322,7 @@ def test_dead_worker_fails_only_its_files(tiny_model_dir, wav):
     from ast_cli.checkpoints import load
     from ast_cli.inference import TagOptions, Tagger
 
-    spec = Tagger(load(str(tiny_model_dir)), device="cpu", precision="fp32").window_spec(TagOptions())
+    spec = Tagger(load(str(tiny_model_dir)), ModelSpec(device="cpu", precision="fp32")).window_spec(TagOptions())
     pool = WorkerPool(spec, 1)
     try:
         path = str(wav(60.0, name="long.wav"))
@@ -391,7 +391,7 @@ def test_the_worker_holding_the_oldest_file_is_read_first(tiny_model_dir, wav):
     from ast_cli.checkpoints import load
     from ast_cli.inference import TagOptions, Tagger
 
-    spec = Tagger(load(str(tiny_model_dir)), device="cpu", precision="fp32").window_spec(TagOptions())
+    spec = Tagger(load(str(tiny_model_dir)), ModelSpec(device="cpu", precision="fp32")).window_spec(TagOptions())
     pool = WorkerPool(spec, 2)
     try:
         for seq in range(4):  # 0 and 2 go to one worker, 1 and 3 to the other

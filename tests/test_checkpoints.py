@@ -192,6 +192,7 @@ def test_training_wrappers_are_unwrapped(tmp_path):
 @pytest.mark.parametrize("fixture", ["tiny_model_dir", "hf_model_dir"])
 def test_matrices_cast_while_reading_give_the_scores_of_casting_afterwards(request, fixture):
     from ast_cli.inference import Tagger
+    from ast_cli.spec import ModelSpec
 
     directory = str(request.getfixturevalue(fixture))
     streamed = load(directory, matrix_dtype=torch.bfloat16)
@@ -200,8 +201,8 @@ def test_matrices_cast_while_reading_give_the_scores_of_casting_afterwards(reque
         assert p.dtype == (torch.bfloat16 if matrix else torch.float32), name
         assert p.untyped_storage().nbytes() == p.numel() * p.element_size(), f"{name} views a larger buffer (the file?)"
     x = torch.randn(2, streamed.model.config.max_length, 128)
-    a = Tagger(streamed, device="cpu", precision="bf16").logits(x)
-    b = Tagger(load(directory), device="cpu", precision="bf16").logits(x)
+    a = Tagger(streamed, ModelSpec(device="cpu", precision="bf16")).logits(x)
+    b = Tagger(load(directory), ModelSpec(device="cpu", precision="bf16")).logits(x)
     assert torch.equal(a, b)
 
 

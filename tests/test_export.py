@@ -20,6 +20,7 @@ from ast_cli.errors import OutputExistsError, UsageError
 from ast_cli.export import export
 from ast_cli.options import ExportOptions
 from ast_cli.features import extract
+from ast_cli.spec import ModelSpec
 from ast_cli.inference import Tagger
 
 from helpers import random_model, tiny_config, tone
@@ -81,7 +82,7 @@ def write_authors_pth(model, path: Path) -> None:
 
 def package_outputs(model_spec: str, waves: np.ndarray, labels: str | None = None) -> dict[str, np.ndarray]:
     """What the package computes for these waveforms: reference features, logits, scores."""
-    tagger = Tagger(load(model_spec, labels=labels), device="cpu", precision="fp32")
+    tagger = Tagger(load(model_spec, labels=labels), ModelSpec(device="cpu", precision="fp32"))
     pre, config = tagger.preprocessor, tagger.config
     feats = torch.stack([extract(w, config.max_length, pre.mean, pre.std, config.num_mel_bins) for w in waves])
     logits = tagger.logits(feats)
@@ -119,7 +120,7 @@ def exported(tmp_path_factory, tiny_model_dir):
     hub_pth = tmp / "hub-from-pth"
     labels = tmp / "labels.csv"  # the authors' class_labels_indices.csv layout
     labels.write_text("index,mid,display_name\n" + "".join(f"{i},/m/{i},Class {i}\n" for i in range(5)))
-    export(str(pth), hub_pth, ExportOptions(fmt="hub", verify=True, labels=str(labels)))
+    export(ModelSpec(source=str(pth), labels=str(labels)), hub_pth, ExportOptions(fmt="hub", verify=True))
     jobs.append({"name": "hub-pth", "kind": "hub", "path": str(hub_pth), "input": str(tmp / "waves.npy"), "output": str(tmp / "hub-pth.out.npy")})
     (tmp / "jobs.json").write_text(json.dumps(jobs))
     (tmp / "runner.py").write_text(RUNNER)

@@ -11,6 +11,7 @@ from transformers import ASTFeatureExtractor
 
 from ast_cli import audio
 from ast_cli.features import FbankStream, extract, fbank, num_frames
+from ast_cli.spec import ModelSpec
 from ast_cli.inference import TagOptions, Tagger
 from ast_cli.checkpoints import load
 
@@ -44,7 +45,7 @@ def test_features_match_ast_feature_extractor(wav, seconds, sr, channels):
 def test_first_window_of_the_tagger_is_the_reference(wav, tiny_model_dir):
     """The streamed path (blocks -> resample -> fbank stream -> window) equals the reference too."""
     path = wav(0.9, 44100, 2)
-    tagger = Tagger(load(str(tiny_model_dir)), device="cpu", precision="fp32")
+    tagger = Tagger(load(str(tiny_model_dir)), ModelSpec(device="cpu", precision="fp32"))
     windows, _ = tagger.windows(path, TagOptions())
     first = next(windows).features
     ref = reference_features(path, max_length=128, mean=-5.0, std=4.0)

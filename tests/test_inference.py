@@ -10,6 +10,7 @@ import torch
 from ast_cli.checkpoints import load
 from ast_cli.errors import AudioError, UsageError
 from ast_cli.features import extract
+from ast_cli.spec import ModelSpec
 from ast_cli.inference import TagOptions, Tagger, resolve_precision
 from ast_cli.windows import sliding_windows
 
@@ -18,7 +19,7 @@ from helpers import tone
 
 @pytest.fixture(scope="module")
 def tagger(tiny_model_dir):
-    return Tagger(load(str(tiny_model_dir)), device="cpu", precision="fp32")
+    return Tagger(load(str(tiny_model_dir)), ModelSpec(device="cpu", precision="fp32"))
 
 
 def frames(n):
@@ -90,7 +91,7 @@ def test_activation_from_problem_type_and_override(tiny_model_dir, wav):
     path = wav(1.0)
     checkpoint = load(str(tiny_model_dir))
     checkpoint.model.config.problem_type = "single_label_classification"
-    single = Tagger(checkpoint, device="cpu", precision="fp32")
+    single = Tagger(checkpoint, ModelSpec(device="cpu", precision="fp32"))
     scores = [x["score"] for x in single.tag(path, top=0)["labels"]]
     assert sum(scores) == pytest.approx(1.0, abs=1e-5)
     raw = single.tag(path, top=0, activation="none")["labels"]
@@ -129,8 +130,8 @@ def test_window_and_hop_options(tagger, wav):
 
 def test_bf16_stays_close_to_fp32(tiny_model_dir, wav):
     path = wav(2.0)
-    fp32 = Tagger(load(str(tiny_model_dir)), device="cpu", precision="fp32").tag(path, top=0)["labels"]
-    bf16 = Tagger(load(str(tiny_model_dir)), device="cpu", precision="bf16").tag(path, top=0)["labels"]
+    fp32 = Tagger(load(str(tiny_model_dir)), ModelSpec(device="cpu", precision="fp32")).tag(path, top=0)["labels"]
+    bf16 = Tagger(load(str(tiny_model_dir)), ModelSpec(device="cpu", precision="bf16")).tag(path, top=0)["labels"]
     a = {x["label"]: x["score"] for x in fp32}
     b = {x["label"]: x["score"] for x in bf16}
     assert max(abs(a[k] - b[k]) for k in a) < 0.05
@@ -138,8 +139,8 @@ def test_bf16_stays_close_to_fp32(tiny_model_dir, wav):
 
 def test_int8_stays_close_to_fp32(tiny_model_dir, wav):
     path = wav(2.0)
-    fp32 = Tagger(load(str(tiny_model_dir)), device="cpu", precision="fp32").tag(path, top=0)["labels"]
-    int8 = Tagger(load(str(tiny_model_dir)), device="cpu", precision="int8").tag(path, top=0)["labels"]
+    fp32 = Tagger(load(str(tiny_model_dir)), ModelSpec(device="cpu", precision="fp32")).tag(path, top=0)["labels"]
+    int8 = Tagger(load(str(tiny_model_dir)), ModelSpec(device="cpu", precision="int8")).tag(path, top=0)["labels"]
     a = {x["label"]: x["score"] for x in fp32}
     b = {x["label"]: x["score"] for x in int8}
     assert max(abs(a[k] - b[k]) for k in a) < 0.05
@@ -150,7 +151,7 @@ def test_cast_model_keeps_no_view_of_the_loaded_file(tiny_model_dir, precision):
     """Views of the memory-mapped weights would keep the whole file resident next to the cast copy."""
     checkpoint = load(str(tiny_model_dir))
     loaded = [p.untyped_storage() for p in checkpoint.model.parameters()]  # held: no address is reused
-    tagger = Tagger(checkpoint, device="cpu", precision=precision)
+    tagger = Tagger(checkpoint, ModelSpec(device="cpu", precision=precision))
     assert not {s.data_ptr() for s in loaded} & {p.untyped_storage().data_ptr() for p in tagger.model.parameters()}
 
 
@@ -188,7 +189,7 @@ def test_scores_do_not_depend_on_the_batch_size(tagger, wav):
 
 def test_int8_quantizes_the_loaded_model_instead_of_a_copy(tiny_model_dir):
     checkpoint = load(str(tiny_model_dir))
-    tagger = Tagger(checkpoint, device="cpu", precision="int8")
+    tagger = Tagger(checkpoint, ModelSpec(device="cpu", precision="int8"))
     assert tagger.model is checkpoint.model  # no fp32 twin kept alive through Tagger.checkpoint
     assert not any(type(m) is torch.nn.Linear for m in checkpoint.model.modules())
 
@@ -213,9 +214,9 @@ def test_attention_in_fp32_beside_bf16_linears_stays_close(tiny_model_dir, wav, 
     from ast_cli.devices import ATTENTION_ENV
 
     path = wav(2.0)
-    fp32 = Tagger(load(str(tiny_model_dir)), device="cpu", precision="fp32").tag(path, top=0)["labels"]
+    fp32 = Tagger(load(str(tiny_model_dir)), ModelSpec(device="cpu", precision="fp32")).tag(path, top=0)["labels"]
     monkeypatch.setenv(ATTENTION_ENV, "fp32")
-    mixed = Tagger(load(str(tiny_model_dir)), device="cpu", precision="bf16")
+    mixed = Tagger(load(str(tiny_model_dir)), ModelSpec(device="cpu", precision="bf16"))
     assert mixed.attention_precision == "fp32" and mixed.model.blocks[0].attn.qkv.weight.dtype == torch.bfloat16
     seen = []
     hook = torch.nn.functional.scaled_dot_product_attention
@@ -225,6 +226,6 @@ def test_attention_in_fp32_beside_bf16_linears_stays_close(tiny_model_dir, wav, 
     assert max(abs(x["score"] - b[x["label"]]) for x in fp32) < 0.05
     monkeypatch.setenv(ATTENTION_ENV, "fp8")
     with pytest.raises(UsageError):
-        Tagger(load(str(tiny_model_dir)), device="cpu", precision="bf16")
+        Tagger(load(str(tiny_model_dir)), ModelSpec(device="cpu", precision="bf16"))
     monkeypatch.delenv(ATTENTION_ENV)
-    assert Tagger(load(str(tiny_model_dir)), device="cpu", precision="bf16").attention_precision == "bf16"
+    assert Tagger(load(str(tiny_model_dir)), ModelSpec(device="cpu", precision="bf16")).attention_precision == "bf16"

@@ -176,7 +176,7 @@ def test_one_burst_is_one_pair_of_events(capsys, monkeypatch, tiny_model_dir):
     noise = (0.02 * rng.standard_normal(16000 * 12)).astype(np.float32)
     burst = noise.copy()
     burst[16000 * 3 : 16000 * 5 : 800] += 1.0  # a 20-Hz click train from 3 to 5 s
-    tagger = Tagger(load(str(tiny_model_dir)), device="cpu", precision="fp32")
+    tagger = Tagger(load(str(tiny_model_dir)), ModelSpec(device="cpu", precision="fp32"))
     quiet = tagger.tag(noise[: 16000 * 2], sample_rate=16000, top=0, activation="none")["labels"]  # logits: the widest gaps
     loud = tagger.tag(burst[16000 * 3 : 16000 * 5], sample_rate=16000, top=0, activation="none")["labels"]
     gaps = {a["label"]: b["score"] - a["score"] for a in quiet for b in loud if a["label"] == b["label"]}

@@ -152,11 +152,12 @@ def test_actors_fit_the_cluster():
     """One actor a GPU (fp16 for auto), or one a node on its cores beside a decoding task."""
     from ast_cli.distributed import plan
     from ast_cli.options import BatchOptions
+    from ast_cli.spec import ModelSpec
 
     def fake(*resources):
         return SimpleNamespace(nodes=lambda: [{"Alive": True, "Resources": r} for r in resources])
 
-    tagger = SimpleNamespace(precision="fp32", loaded_with={"precision": "auto"})
+    tagger = SimpleNamespace(precision="fp32", spec=ModelSpec())
     options = BatchOptions(out="-", fmt="jsonl", engine="ray", actors=None)
     gpus = plan(fake({"CPU": 8, "GPU": 4}, {"CPU": 8, "GPU": 4}, {"CPU": 4}), tagger, options)
     assert (gpus.actors, gpus.gpus, gpus.precision) == (8, 1.0, "fp16")

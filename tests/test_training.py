@@ -22,6 +22,7 @@ from ast_cli import checkpoints
 from ast_cli import data as D
 from ast_cli.cli import main
 from ast_cli.config import ASTConfig, PreprocessorConfig
+from ast_cli.spec import ModelSpec
 from ast_cli.evaluation import evaluate
 from ast_cli.model import AST
 from ast_cli.options import RECIPES, Recipe, RecipeValues
@@ -137,8 +138,8 @@ def test_eval_in_reduced_precision_runs_the_tagger_path(trained, precision, monk
     data, out, _ = trained
     built = []
     monkeypatch.setattr(inference.Tagger, "__init__", _spy(inference.Tagger.__init__, built))
-    fp32 = evaluate(str(data), str(out), precision="fp32")
-    low = evaluate(str(data), str(out), precision=precision)
+    fp32 = evaluate(ModelSpec(source=str(out), precision="fp32"), str(data))
+    low = evaluate(ModelSpec(source=str(out), precision=precision), str(data))
     model = built[-1].model
     if precision == "int8":
         assert not any(type(m) is torch.nn.Linear for m in model.modules())
@@ -294,7 +295,7 @@ def test_ddp_on_two_gloo_processes(tmp_path, base16):
     assert [r["epoch"] for r in history] == [1, 2]
     # each process scored half of the 12 validation clips; the gathered metrics are those of all 12
     best = max(r["val_accuracy"] for r in history)
-    report = evaluate(str(val), str(out), precision="fp32")
+    report = evaluate(ModelSpec(source=str(out), precision="fp32"), str(val))
     assert report["clips"] == 12 and report["accuracy"] == pytest.approx(best)
     state = torch.load(out / STATE_FILE, weights_only=True)
     assert state["settings"]["processes"] == 2
