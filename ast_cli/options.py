@@ -49,30 +49,107 @@ def choice(name: str, values: str, doc: str) -> type[Choice]:
 
 
 # what the commands write
-RecordFormat = choice("RecordFormat", "table json jsonl csv tsv", "``ast tag``: records on standard output.")
-BatchFormat = choice("BatchFormat", "csv tsv json jsonl audacity", "``ast batch``: the output file (a folder of label tracks for audacity).")
-ReportFormat = choice("ReportFormat", "table json", "``ast eval``, ``ast stats``, ``ast models``: one report.")
+class RecordFormat(Choice):
+    """``ast tag``: records on standard output."""
+
+    table = "table"
+    json = "json"
+    jsonl = "jsonl"
+    csv = "csv"
+    tsv = "tsv"
+
+
+class BatchFormat(Choice):
+    """``ast batch``: the output file (a folder of label tracks for audacity)."""
+
+    csv = "csv"
+    tsv = "tsv"
+    json = "json"
+    jsonl = "jsonl"
+    audacity = "audacity"
+
+
+class ReportFormat(Choice):
+    """``ast eval``, ``ast stats``, ``ast models``: one report."""
+
+    table = "table"
+    json = "json"
+
 
 # how scores are made
-Aggregate = choice("Aggregate", "max mean", "How the window scores of a label become the file's.")
-Activation = choice("Activation", "sigmoid softmax none", "What turns logits into scores.")
-FeatureFrontend = choice(
-    "FeatureFrontend", "transformers authors",
-    "transformers: ASTFeatureExtractor's fbank (the default); authors: each window's waveform mean removed first, as the authors' loader does.",
-)  # fmt: skip
+class Aggregate(Choice):
+    """How the window scores of a label become the file's."""
+
+    max = "max"
+    mean = "mean"
+
+
+class Activation(Choice):
+    """What turns logits into scores."""
+
+    sigmoid = "sigmoid"
+    softmax = "softmax"
+    none = "none"
+
+
+class FeatureFrontend(Choice):
+    """transformers: ASTFeatureExtractor's fbank (the default); authors: each window's waveform mean removed
+    first, as the authors' loader does."""
+
+    transformers = "transformers"
+    authors = "authors"
+
 
 # where and how the model runs
-Device = choice("Device", "auto cpu cuda mps", "Where the model runs (``cuda:N`` too, from Python).")
-Precision = choice(
-    "Precision", "auto fp32 bf16 fp16 int8",
-    "Inference precision. auto: fp16 on CUDA, bf16 on a CPU with native bf16, else fp32; int8: CPU only, dynamically quantized Linear layers.",
-)  # fmt: skip
-Engine = choice("Engine", "local ray", "``ast batch``: this machine's decode workers and model, or a Ray cluster's CPU tasks and model actors.")
+class Device(Choice):
+    """Where the model runs (``cuda:N`` too, from Python)."""
+
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+    mps = "mps"
+
+
+class Precision(Choice):
+    """Inference precision. auto: fp16 on CUDA, bf16 on a CPU with native bf16, else fp32; int8: CPU only,
+    dynamically quantized Linear layers."""
+
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+    int8 = "int8"
+
+
+class Engine(Choice):
+    """``ast batch``: this machine's decode workers and model, or a Ray cluster's CPU tasks and model actors."""
+
+    local = "local"
+    ray = "ray"
+
 
 # export and stats
-ExportFormat = choice("ExportFormat", "onnx torchscript hub", "What ``ast export`` writes.")
-ExportPrecision = choice("ExportPrecision", "fp32 fp16 bf16", "The precision an exported graph computes in (inputs and scores stay float32).")
-StatsMethod = choice("StatsMethod", "authors exact", "get_norm_stats.py's (augmented, mean of batch stats) or exact (pooled).")
+class ExportFormat(Choice):
+    """What ``ast export`` writes."""
+
+    onnx = "onnx"
+    torchscript = "torchscript"
+    hub = "hub"
+
+
+class ExportPrecision(Choice):
+    """The precision an exported graph computes in (inputs and scores stay float32)."""
+
+    fp32 = "fp32"
+    fp16 = "fp16"
+    bf16 = "bf16"
+
+
+class StatsMethod(Choice):
+    """get_norm_stats.py's (augmented, mean of batch stats) or exact (pooled)."""
+
+    authors = "authors"
+    exact = "exact"
 
 
 def parse_channel(channel: str | int) -> str | int:
@@ -438,7 +515,12 @@ class FinetuneOptions:
 
 
 # -- listen ---------------------------------------------------------------------------------------
-SampleFormat = choice("SampleFormat", "s16le s32le f32le", "Raw PCM samples: little-endian 16- or 32-bit integers, or 32-bit floats.")
+class SampleFormat(Choice):
+    """Raw PCM samples: little-endian 16- or 32-bit integers, or 32-bit floats."""
+
+    s16le = "s16le"
+    s32le = "s32le"
+    f32le = "f32le"
 
 
 @dataclass(kw_only=True)

@@ -8,28 +8,24 @@ A record is written with one ``write`` call, so a killed run leaves at most the 
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import sys
 import warnings
-from dataclasses import dataclass
-from pathlib import Path, PurePath
-from typing import Any
+from pathlib import Path
+from typing import IO, Any, BinaryIO
 
 from .errors import OutputExistsError, UsageError
 from .files import write_atomic
-from .options import BatchFormat
-from .output import RecordWriter
+from .writers import FolderWriter, Scan, folder_writer, get_writer, writes_folder
 
 SETTINGS_SUFFIX = ".ast.json"  # tags.csv -> tags.csv.ast.json
-AUDACITY_SETTINGS = ".ast-batch.json"  # inside the label folder
+FOLDER_SETTINGS = ".ast-batch.json"  # inside the folder of a format written as one file a record (audacity)
 
 
 # -- settings -------------------------------------------------------------------------------------
-def settings_path(out: str, fmt: BatchFormat) -> Path:
-    return Path(out) / AUDACITY_SETTINGS if fmt == BatchFormat.audacity else Path(out + SETTINGS_SUFFIX)
+def settings_path(out: str, fmt: str) -> Path:
+    return Path(out) / FOLDER_SETTINGS if writes_folder(fmt) else Path(out + SETTINGS_SUFFIX)
 
 
 def check_settings(path: Path, settings: dict[str, Any]) -> None:
@@ -42,7 +38,11 @@ def check_settings(path: Path, settings: dict[str, Any]) -> None:
             f"--resume: {path} is missing or unreadable, so the settings of the earlier run are unknown",
             hint="use --force to start over",
         ) from None
-    differ = [f"{key} {recorded.get(key)!r} -> {settings.get(key)!r}" for key in settings if recorded.get(key) != settings.get(key)]
+    differ = [
+        f"{key} {recorded.get(key)!r} -> {settings.get(key)!r}"
+        for key in settings
+        if recorded.get(key) != settings.get(key)
+    ]
     if differ:
         raise UsageError(
             "--resume: settings differ from the run that wrote the output: " + "; ".join(differ),
@@ -51,7 +51,8 @@ def check_settings(path: Path, settings: dict[str, Any]) -> None:
 
 
 def write_settings(path: Path, settings: dict[str, Any], version: str) -> None:
-    write_atomic(path, json.dumps({"ast_version": version, "settings": settings}, indent=2, ensure_ascii=False) + "\n")
+    text = json.dumps({"ast_version": version, "settings": settings}, indent=2, ensure_ascii=False)
+    write_atomic(path, text + "\n")
 
 
 # -- sinks ------------------------------------------------------------------------------------------
@@ -75,8 +76,8 @@ class Sink:
 class StreamSink(Sink):
     """Records on standard output as each file is done (a pipe reader sees them at once)."""
 
-    def __init__(self, fmt: str, writer_options: dict[str, Any], stream=None):
-        self.writer = RecordWriter(fmt, stream or sys.stdout, **writer_options)
+    def __init__(self, fmt: str, writer_options: dict[str, Any], stream: IO[str] | None = None):
+        self.writer = get_writer(fmt, stream or sys.stdout, **writer_options)
 
     def write(self, record: dict[str, Any]) -> None:
         self.writer.write(record)
@@ -86,41 +87,45 @@ class StreamSink(Sink):
 
 
 class FileSink(Sink):
-    """A CSV/TSV/JSON/JSONL file, appended to record by record; resumable after any stop."""
+    """A document (CSV, TSV, JSON, JSON Lines) in a file, appended to record by record; resumable
+    after any stop: the format's writer reads back what an earlier run left (``Writer.scan``)."""
 
     def __init__(self, path: str, fmt: str, writer_options: dict[str, Any], resume: bool, truncate: bool = False):
         self.path = path
         self.names: set[str] = set()
-        header, count = True, 0
         self._file = open(path, "ab", buffering=0)
         try:
             lock(self._file.fileno(), path)  # before anything is cut: a second writer stops here
+            self.writer = get_writer(fmt, _RawText(self._file), header=False, **writer_options)
+            kept = ""
             if truncate:
                 self._file.truncate(0)
             elif resume:
-                probe = RecordWriter(fmt, io.StringIO(), header=False, **writer_options)
-                found = scan_output(path, fmt, probe.header())
-                self.names, count = found.names, found.count
+                found = self.writer.scan(read_text(path), path)
+                self.names, self.writer.count, kept = found.names, found.count, found.kept
                 self._keep(found)
-                header = not found.kept
+            if not kept:
+                self.writer.start()
         except BaseException:
             self._file.close()
             raise
-        self.writer = RecordWriter(fmt, _RawText(self._file), header=header, count=count, **writer_options)
 
     def _keep(self, found: Scan) -> None:
         """Leave only the whole records of an earlier run: cut a torn tail, or rewrite the file
         without the damaged lines inside it (their files are tagged again)."""
         with open(self.path, "rb") as f:
             data = f.read()
-        if data.startswith(found.kept):
-            self._file.truncate(len(found.kept))
+        kept = found.kept.encode("utf-8", errors="surrogateescape")
+        if data.startswith(kept):
+            self._file.truncate(len(kept))
         else:
             self._file.truncate(0)
-            _RawText(self._file).write(found.kept.decode("utf-8", errors="surrogateescape"))
+            _RawText(self._file).write(found.kept)
             os.fsync(self._file.fileno())
         if found.damaged:
-            warnings.warn(f"{self.path}: {found.damaged} damaged line(s) left out; their files are tagged again", stacklevel=3)
+            warnings.warn(
+                f"{self.path}: {found.damaged} damaged line(s) left out; their files are tagged again", stacklevel=3
+            )
 
     def done(self, name: str) -> bool:
         return name in self.names
@@ -150,12 +155,13 @@ class FileSink(Sink):
             self._file.close()
 
 
-class AudacitySink(Sink):
-    """One Audacity label track a file: ``OUT/<name>.txt`` with ``start<TAB>end<TAB>label`` lines (the
-    merged events); failures go to ``OUT/errors.jsonl``. Done = its label file exists."""
+class FolderSink(Sink):
+    """A folder of files, one a record, as ``writer`` names and writes them (audacity: ``OUT/<name>.txt``
+    label tracks); failures go to ``OUT/errors.jsonl``. Done = the input's file exists."""
 
-    def __init__(self, folder: str):
+    def __init__(self, folder: str, writer: FolderWriter):
         self.folder = Path(folder)
+        self.writer = writer
         self.folder.mkdir(parents=True, exist_ok=True)
         self._lock = os.open(self.folder, os.O_RDONLY)
         try:
@@ -164,36 +170,38 @@ class AudacitySink(Sink):
             os.close(self._lock)
             raise
 
-    def label_path(self, name: str) -> Path:
-        parts = [p for p in PurePath(name).parts if p not in ("..", ".") and p != PurePath(name).anchor]
-        return self.folder.joinpath(*parts[:-1], (parts[-1] if parts else "stdin") + ".txt")
+    def path_of(self, name: str) -> Path:
+        return self.folder / self.writer.path_of(name)
 
     def done(self, name: str) -> bool:
-        return self.label_path(name).exists()
+        return self.path_of(name).exists()
 
     def write(self, record: dict[str, Any]) -> None:
         if "error" in record:
-            with open(self.folder / "errors.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps({"path": record["path"], "error": record["error"]}, ensure_ascii=False) + "\n")
+            with open(self.folder / self.writer.FAILURES, "a", encoding="utf-8") as f:
+                f.write(self.writer.failure(record))
             return
-        lines = [f"{e['start_s']:.6f}\t{e['end_s']:.6f}\t{e['label']}\n" for e in record.get("events", [])]
-        write_atomic(self.label_path(record["path"]), "".join(lines))
+        write_atomic(self.path_of(record["path"]), self.writer.render(record))
 
     def close(self) -> None:
         os.close(self._lock)
 
 
 def open_sink(out: str, fmt: str, writer_options: dict[str, Any], *, resume: bool, force: bool) -> Sink:
+    """Where ``ast batch`` writes: standard output for ``-``, else a file, or a folder for a format
+    written as one file a record. Refuses an output that exists unless ``resume`` or ``force``."""
     if out == "-":
-        if fmt == BatchFormat.audacity:
-            raise UsageError("--format audacity writes a folder of label files", hint="give -o FOLDER")
+        if writes_folder(fmt):
+            raise UsageError(f"--format {fmt} writes a folder of label files", hint="give -o FOLDER")
         return StreamSink(fmt, writer_options)
-    if fmt == BatchFormat.audacity:
+    if writes_folder(fmt):
         if os.path.exists(out) and not os.path.isdir(out):
-            raise UsageError(f"{out}: --format audacity writes a folder of label files, and this is a file")
+            raise UsageError(f"{out}: --format {fmt} writes a folder of label files, and this is a file")
         if os.path.isdir(out) and any(os.scandir(out)) and not (resume or force):
-            raise OutputExistsError(f"{out}: folder is not empty", hint="use --resume to continue, or --force to add to it")
-        return AudacitySink(out)
+            raise OutputExistsError(
+                f"{out}: folder is not empty", hint="use --resume to continue, or --force to add to it"
+            )
+        return FolderSink(out, folder_writer(fmt))
     if os.path.isdir(out):
         raise UsageError(f"{out}: is a folder", hint="give a file name for the output, e.g. -o tags.csv")
     if os.path.exists(out) and not (resume or force):
@@ -212,118 +220,23 @@ def lock(fd: int, path: str) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        raise UsageError(f"{path}: another ast batch is writing this output", hint="wait for it to finish, or choose another -o") from None
+        raise UsageError(
+            f"{path}: another ast batch is writing this output", hint="wait for it to finish, or choose another -o"
+        ) from None
     except OSError:  # a file system without locks (some network mounts): go on unlocked
         pass
 
 
-# -- reading back an output --------------------------------------------------------------------------
-@dataclass
-class Scan:
-    """What an earlier run left in an output: the paths and number of its whole records, those
-    records' text (``kept``, header included) and how many damaged lines were left out."""
-
-    names: set[str]
-    count: int
-    kept: bytes
-    damaged: int = 0
-
-
-def scan_output(path: str, fmt: str, header: list[str]) -> Scan:
-    """The whole records of an output, read back for ``--resume``. A torn tail (a killed run) is left
-    out; so is every damaged line inside (counted); a file with several rows a record (--timeline,
-    --merge CSV) loses the rows of its last file, which may be partial (a full disk), to be tagged again."""
+def read_text(path: str) -> str:
+    """An output as text, bytes that are not UTF-8 kept (as lone surrogates) so they are written back as they were."""
     with open(path, "rb") as f:
-        text = f.read().decode("utf-8", errors="surrogateescape")
-    if fmt == BatchFormat.jsonl:
-        entries, damaged = _scan_lines(text.split("\n")[:-1])  # what follows the last newline is torn
-        kept = "".join(piece + "\n" for _, piece in entries)
-    elif fmt == BatchFormat.json:
-        entries, damaged = _scan_json(text)
-        kept = "[\n" + ",\n".join(piece for _, piece in entries) if entries else ""
-    else:
-        head, entries, damaged = _scan_csv(text, "," if fmt == BatchFormat.csv else "\t", header, path)
-        kept = head + "".join(piece for _, piece in entries)
-    names = {name for name, _ in entries}
-    return Scan(names, len(entries), kept.encode("utf-8", errors="surrogateescape"), damaged)
-
-
-def _scan_lines(lines: list[str]) -> tuple[list[tuple[str, str]], int]:
-    """(path, line) of each line holding a record; the count of the others (blank lines too)."""
-    entries, damaged = [], 0
-    for line in lines:
-        record = _record(line)
-        if record is None:
-            damaged += 1
-        else:
-            entries.append((record["path"], line))
-    return entries, damaged
-
-
-def _scan_json(text: str) -> tuple[list[tuple[str, str]], int]:
-    """Our JSON arrays hold one record a line: ``[``, ``{...},``, ..., ``{...}``, ``]``."""
-    lines = text.split("\n")
-    if lines[0] != "[":
-        return [], 0
-    body = [line for line in lines[1:]]
-    while body and body[-1] in ("", "]"):  # the closing bracket and the newline after it
-        body.pop()
-    torn = bool(body) and _record(body[-1].removesuffix(",")) is None and not text.endswith("\n")
-    entries, damaged = _scan_lines([line.removesuffix(",") for line in (body[:-1] if torn else body)])
-    return entries, damaged
-
-
-def _scan_csv(text: str, delimiter: str, header: list[str], path: str) -> tuple[str, list[tuple[str, str]], int]:
-    """The header's text, then (path, text) of each whole row; rows of the wrong width are damage.
-    With several rows a record, the last file's rows go: they may be partial."""
-    lines = [line + "\n" for line in text.split("\n")]
-    lines[-1] = lines[-1][:-1]  # the last piece had no newline
-    consumed = 0
-
-    def feed():  # csv.reader takes one line at a time and never reads past the row it returns
-        nonlocal consumed
-        for line in lines:
-            consumed += len(line)
-            yield line
-
-    head, entries, damaged, start = "", [], 0, 0
-    try:
-        for row in csv.reader(feed(), delimiter=delimiter):
-            piece, start = text[start:consumed], consumed
-            if not piece.endswith("\n"):
-                break  # torn
-            if not head:
-                if row != header:
-                    raise UsageError(
-                        f"--resume: {path} has other columns than this run would write",
-                        hint="resume with the same --top/--timeline/--merge/--all-scores, or use --force",
-                    )
-                head = piece
-            elif len(row) != len(header) or not row[0]:
-                damaged += 1
-            else:
-                entries.append((row[0], piece))
-    except csv.Error:
-        pass  # a torn quoted field at the end
-    if header[1] == "start_s" and entries:  # several rows a record: the last file's may be partial
-        last = entries[-1][0]
-        while entries and entries[-1][0] == last:
-            entries.pop()
-    return head, entries, damaged
-
-
-def _record(line: str) -> dict | None:
-    try:
-        record = json.loads(line)
-    except ValueError:
-        return None
-    return record if isinstance(record, dict) and isinstance(record.get("path"), str) else None
+        return f.read().decode("utf-8", errors="surrogateescape")
 
 
 class _RawText:
     """A text face on an unbuffered binary file: each ``write`` is one system call (whole records)."""
 
-    def __init__(self, raw):
+    def __init__(self, raw: BinaryIO):
         self.raw = raw
 
     def write(self, text: str) -> int:
@@ -335,4 +248,3 @@ class _RawText:
 
     def flush(self) -> None:
         pass
-

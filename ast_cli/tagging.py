@@ -12,8 +12,8 @@ from typing import IO
 from .errors import AudioError, Interrupted
 from .inference import Tagger
 from .options import RecordFormat, TagOptions
-from .output import RecordWriter
 from .records import FileResult
+from .writers import get_writer
 
 _log = logging.getLogger(__name__)  # --debug shows the traceback of each file that failed
 
@@ -43,8 +43,8 @@ def run_tag(
     """Tag ``sources`` into ``stream`` in ``fmt``, telling ``on_error`` of each file that failed;
     returns how many failed. Ctrl-C still leaves a valid document (a JSON array is closed)."""
     maker = tagger.record_maker(options)  # unknown labels fail before the output is started
-    writer = RecordWriter(fmt, stream, columns=options.top or len(tagger.labels), timeline=options.timeline,
-                          score_columns=maker.score_columns)  # fmt: skip
+    columns = options.top or len(tagger.labels)
+    writer = get_writer(fmt, stream, columns=columns, timeline=options.timeline, score_columns=maker.score_columns)
     failed = done = 0
     try:
         for record in tag_files(tagger, sources, options):

@@ -15,7 +15,7 @@ LAYERS = {  # higher numbers may import lower ones (and their own layer, without
     "jobs": ("tagging", "batch", "distributed", "sinks", "embedding", "listen", "stats", "training", "probe", "data", "evaluation", "metrics", "plots", "export", "labels"),
     "engine": ("inference", "windows", "records"),
     "model": ("checkpoints", "devices", "model", "features", "frontend", "augment", "audio", "allocator", "threads"),
-    "foundation": ("options", "spec", "config", "hub", "inputs", "output", "progress", "files", "errors", "version"),
+    "foundation": ("options", "spec", "config", "hub", "inputs", "output", "writers", "progress", "files", "errors", "version"),
 }
 LEVEL = {module: len(LAYERS) - i for i, modules in enumerate(LAYERS.values()) for module in modules}
 MODULES = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")

@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ast_cli.labels import label_lines
-from ast_cli.output import RecordWriter, to_json
+from ast_cli.output import to_json
+from ast_cli.writers import get_writer
 
 # any text, lone surrogates included: what os.fsdecode makes of a name that is not UTF-8
 PATHS = st.text(min_size=1, max_size=40) | st.binary(min_size=1, max_size=40).map(os.fsdecode)
@@ -27,7 +28,7 @@ def record(path: str, error: str | None = None) -> dict:
 @given(paths=st.lists(PATHS, min_size=1, max_size=4), fmt=st.sampled_from(["csv", "tsv"]), timeline=st.booleans())
 def test_csv_and_tsv_round_trip_any_path(paths, fmt, timeline):
     buf = io.StringIO(newline="")
-    writer = RecordWriter(fmt, buf, columns=1, timeline=timeline)
+    writer = get_writer(fmt, buf, columns=1, timeline=timeline)
     for i, path in enumerate(paths):
         writer.write(record(path, error=f"{path}: broken, really" if i % 2 else None))
     rows = list(csv.reader(io.StringIO(buf.getvalue(), newline=""), delimiter="," if fmt == "csv" else "\t"))
@@ -41,7 +42,7 @@ def test_csv_and_tsv_round_trip_any_path(paths, fmt, timeline):
 @given(paths=st.lists(PATHS, min_size=0, max_size=4), fmt=st.sampled_from(["json", "jsonl"]))
 def test_json_is_valid_utf8_and_round_trips_any_path(paths, fmt):
     buf = io.StringIO()
-    writer = RecordWriter(fmt, buf)
+    writer = get_writer(fmt, buf)
     for path in paths:
         writer.write(record(path))
     writer.close()

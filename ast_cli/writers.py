@@ -1,0 +1,376 @@
+"""One writer a format, found by its format value (as whisper's ``get_writer``): table, json, jsonl,
+csv, tsv and audacity.
+
+A writer knows the text of a document's head (``head``), of one record (``render``) and of its end
+(``end``), and how to read back what an earlier run left in an output (``scan``, for ``ast batch
+--resume``). Every format is made from the same JSON record (see README, "JSON record"):
+``{"path", "duration_s", "labels": [{"label", "index", "score"}], "windows"?: [...], "error"?}``.
+No torch here.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import PurePath
+from typing import IO, Any, ClassVar, Protocol, TypeVar
+
+from .errors import UsageError
+from .options import BatchFormat, RecordFormat
+from .output import console, render_record, to_json
+
+F = TypeVar("F", bound="type[Writer | FolderWriter]")
+
+DOCUMENTS: dict[str, type[Writer]] = {}  # format value -> the writer of a format written as one document
+FOLDERS: dict[str, type[FolderWriter]] = {}  # format value -> the writer of a format written as a folder of files
+
+
+def register(fmt: RecordFormat | BatchFormat) -> Callable[[F], F]:
+    """Class decorator: the writer of ``fmt``."""
+
+    def add(cls: F) -> F:
+        cls.fmt = fmt.value
+        if issubclass(cls, Writer):
+            DOCUMENTS[fmt.value] = cls
+        else:
+            FOLDERS[fmt.value] = cls
+        return cls
+
+    return add
+
+
+def get_writer(fmt: str, stream: TextStream, *, header: bool = True, **layout: Any) -> Writer:
+    """A writer of ``fmt`` (a ``RecordFormat`` or ``BatchFormat`` member, or its value) on ``stream``,
+    its head already written unless ``header=False`` (a document that is already partly written:
+    ``ast batch --resume``). ``layout``: ``Writer``'s keywords. ValueError for a format written as a
+    folder of files (audacity: ``folder_writer``)."""
+    try:
+        cls = DOCUMENTS[str(fmt)]
+    except KeyError:
+        raise ValueError(f"no writer of one document for format {fmt!r}; known: {', '.join(DOCUMENTS)}") from None
+    writer = cls(stream, **layout)
+    if header:
+        writer.start()
+    return writer
+
+
+def folder_writer(fmt: str) -> FolderWriter:
+    """The writer of a format written as a folder of files, one a record (ValueError for one written
+    as a document)."""
+    try:
+        return FOLDERS[str(fmt)]()
+    except KeyError:
+        raise ValueError(f"no writer of a folder for format {fmt!r}; known: {', '.join(FOLDERS)}") from None
+
+
+def writes_folder(fmt: str) -> bool:
+    """Whether ``fmt`` is written as a folder of files, one a record (``FolderWriter``)."""
+    return str(fmt) in FOLDERS
+
+
+class TextStream(Protocol):
+    """Where a document goes: a text file, standard output, or ``sinks``' face on a raw file."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
+@dataclass
+class Scan:
+    """What an earlier run left in an output: the paths and number of its whole records, those
+    records' text (``kept``, header included) and how many damaged lines were left out."""
+
+    names: set[str]
+    count: int
+    kept: str
+    damaged: int = 0
+
+
+class Writer:
+    """Writes records one by one on a text stream; ``close()`` finishes the document.
+
+    ``columns`` is the number of label/score column pairs in CSV/TSV (the ``--top`` value, or the
+    label count for ``--top 0``); ``timeline`` writes one CSV/TSV row per window instead of per file,
+    ``merge`` one row per event; ``score_columns`` (label names, for ``--all-scores``) writes one
+    column per label instead of the label/score pairs. ``count`` is the number of records the
+    document already holds (``ast batch --resume``).
+    """
+
+    fmt: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        stream: TextStream,
+        *,
+        columns: int = 5,
+        timeline: bool = False,
+        merge: bool = False,
+        score_columns: list[str] | None = None,
+        count: int = 0,
+    ):
+        self.stream = stream
+        self.columns = columns
+        self.timeline = timeline
+        self.merge = merge
+        self.score_columns = score_columns
+        self.count = count
+
+    def head(self) -> str:
+        """The text that opens the document (CSV's header row)."""
+        return ""
+
+    def render(self, record: dict[str, Any]) -> str:
+        """The text one record adds to the document."""
+        raise NotImplementedError
+
+    def end(self) -> str:
+        """The text that closes the document (the JSON array's ``]``)."""
+        return ""
+
+    def scan(self, text: str, path: str) -> Scan:
+        """The whole records of an output this writer wrote, read back for ``--resume``."""
+        raise NotImplementedError(f"{self.fmt} output cannot be resumed")
+
+    def start(self) -> None:
+        if self.head():
+            self.stream.write(self.head())
+
+    def write(self, record: dict[str, Any]) -> None:
+        # one write a record: a reader (or a killed run) never sees half of one
+        self.stream.write(self.render(record))
+        self.count += 1
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.end():
+            self.stream.write(self.end())
+            self.stream.flush()
+
+
+@register(RecordFormat.table)
+class TableWriter(Writer):
+    """Tables for people at a terminal: the path, its labels and scores, the timeline. Failures are
+    reported on stderr; stdout carries results only."""
+
+    def __init__(self, stream: IO[str], **layout: Any):
+        super().__init__(stream, **layout)
+        self._console = console(stream, soft_wrap=False)
+
+    def write(self, record: dict[str, Any]) -> None:
+        if "error" not in record:
+            render_record(self._console, record)
+        self.count += 1
+        self.stream.flush()
+
+
+@register(RecordFormat.jsonl)
+class JsonlWriter(Writer):
+    """JSON Lines: one record a line."""
+
+    def render(self, record: dict[str, Any]) -> str:
+        return to_json(record) + "\n"
+
+    def scan(self, text: str, path: str) -> Scan:
+        entries, damaged = scan_lines(text.split("\n")[:-1])  # what follows the last newline is torn
+        return Scan({name for name, _ in entries}, len(entries), "".join(piece + "\n" for _, piece in entries), damaged)
+
+
+@register(RecordFormat.json)
+class JsonWriter(Writer):
+    """A JSON array holding one record a line: ``[``, ``{...},``, ..., ``{...}``, ``]``."""
+
+    def render(self, record: dict[str, Any]) -> str:
+        return ("[\n" if self.count == 0 else ",\n") + to_json(record)
+
+    def end(self) -> str:
+        return "[]\n" if self.count == 0 else "\n]\n"
+
+    def scan(self, text: str, path: str) -> Scan:
+        lines = text.split("\n")
+        if lines[0] != "[":
+            return Scan(set(), 0, "")
+        body = lines[1:]
+        while body and body[-1] in ("", "]"):  # the closing bracket and the newline after it
+            body.pop()
+        torn = bool(body) and json_record(body[-1].removesuffix(",")) is None and not text.endswith("\n")
+        entries, damaged = scan_lines([line.removesuffix(",") for line in (body[:-1] if torn else body)])
+        kept = "[\n" + ",\n".join(piece for _, piece in entries) if entries else ""
+        return Scan({name for name, _ in entries}, len(entries), kept, damaged)
+
+
+@register(RecordFormat.csv)
+class CsvWriter(Writer):
+    """Comma-separated values: a header row, then one row a file (a window with ``timeline``, an
+    event with ``merge``)."""
+
+    delimiter: ClassVar[str] = ","
+
+    def header(self) -> list[str]:
+        """The column names."""
+        if self.merge:
+            return ["path", "start_s", "end_s", "label", "score", "error"]
+        head = ["path", "start_s", "end_s"] if self.timeline else ["path", "duration_s"]
+        if self.score_columns is not None:
+            return head + list(self.score_columns) + ["error"]
+        for i in range(1, self.columns + 1):
+            head += [f"label_{i}", f"score_{i}"]
+        return head + ["error"]
+
+    def head(self) -> str:
+        return self.text([self.header()])
+
+    def render(self, record: dict[str, Any]) -> str:
+        return self.text(self.rows(record))
+
+    def rows(self, record: dict[str, Any]) -> list[list[Any]]:
+        path, error = record["path"], record.get("error", "")
+        if self.merge:
+            if error or not record.get("events"):
+                return [[path, "", "", "", "", error]]
+            events = record["events"]
+            return [[path, num(e["start_s"]), num(e["end_s"]), e["label"], num(e["score"]), ""] for e in events]
+        if self.timeline:
+            if error or not record.get("windows"):
+                return [[path, "", ""] + self.cells({}) + [error]]
+            return [[path, num(w["start_s"]), num(w["end_s"])] + self.cells(w) + [""] for w in record["windows"]]
+        return [[path, num(record["duration_s"])] + self.cells(record) + [error]]
+
+    def cells(self, item: dict[str, Any]) -> list[Any]:
+        """The label columns of a record or a window: a score a label, or label/score pairs."""
+        if self.score_columns is not None:
+            scores = item.get("scores", {})
+            return [num(scores.get(label)) for label in self.score_columns]
+        pairs: list[Any] = []
+        for label in item.get("labels", [])[: self.columns]:
+            pairs += [label["label"], num(label["score"])]
+        return pairs + [""] * (2 * self.columns - len(pairs))
+
+    def text(self, rows: list[list[Any]]) -> str:
+        buffer = io.StringIO()
+        plain = csv.writer(buffer, delimiter=self.delimiter, lineterminator="\n")
+        # csv quotes the line terminator's characters only: a carriage return (in a file name) would end
+        # the row for a reader, so rows holding one are written fully quoted
+        quoted = csv.writer(buffer, delimiter=self.delimiter, lineterminator="\n", quoting=csv.QUOTE_ALL)
+        for row in rows:
+            (quoted if any("\r" in str(cell) for cell in row) else plain).writerow(row)
+        return buffer.getvalue()
+
+    def scan(self, text: str, path: str) -> Scan:
+        """The header's text, then each whole row; rows of the wrong width are damage. With several
+        rows a record (--timeline, --merge), the last file's rows go: they may be partial (a full disk)."""
+        header = self.header()
+        head, entries, damaged = "", [], 0
+        try:
+            for row, piece in csv_rows(text, self.delimiter):
+                if not piece.endswith("\n"):
+                    break  # torn
+                if not head:
+                    if row != header:
+                        raise resume_mismatch(path)
+                    head = piece
+                elif len(row) != len(header) or not row[0]:
+                    damaged += 1
+                else:
+                    entries.append((row[0], piece))
+        except csv.Error:
+            pass  # a torn quoted field at the end
+        if header[1] == "start_s" and entries:  # several rows a record: the last file's may be partial
+            last = entries[-1][0]
+            while entries and entries[-1][0] == last:
+                entries.pop()
+        kept = head + "".join(piece for _, piece in entries)
+        return Scan({name for name, _ in entries}, len(entries), kept, damaged)
+
+
+@register(RecordFormat.tsv)
+class TsvWriter(CsvWriter):
+    """Tab-separated values, the columns of CSV."""
+
+    delimiter: ClassVar[str] = "\t"
+
+
+class FolderWriter:
+    """A format written as a folder of files, one a record: ``path_of`` a record's file in the folder,
+    ``render`` its text, ``failure`` the line a failed record adds to ``FAILURES``."""
+
+    fmt: ClassVar[str] = ""
+    FAILURES: ClassVar[str] = "errors.jsonl"
+
+    def path_of(self, name: str) -> PurePath:
+        raise NotImplementedError
+
+    def render(self, record: dict[str, Any]) -> str:
+        raise NotImplementedError
+
+    def failure(self, record: dict[str, Any]) -> str:
+        return json.dumps({"path": record["path"], "error": record["error"]}, ensure_ascii=False) + "\n"
+
+
+@register(BatchFormat.audacity)
+class AudacityWriter(FolderWriter):
+    """One Audacity label track a file: ``<name>.txt`` with ``start<TAB>end<TAB>label`` lines (the
+    merged events); failures go to ``errors.jsonl``."""
+
+    def path_of(self, name: str) -> PurePath:
+        parts = [p for p in PurePath(name).parts if p not in ("..", ".") and p != PurePath(name).anchor]
+        return PurePath(*parts[:-1], (parts[-1] if parts else "stdin") + ".txt")
+
+    def render(self, record: dict[str, Any]) -> str:
+        return "".join(f"{e['start_s']:.6f}\t{e['end_s']:.6f}\t{e['label']}\n" for e in record.get("events", []))
+
+
+# -- reading back --------------------------------------------------------------------------------
+def scan_lines(lines: list[str]) -> tuple[list[tuple[str, str]], int]:
+    """(path, line) of each line holding a record; the count of the others (blank lines too)."""
+    entries, damaged = [], 0
+    for line in lines:
+        record = json_record(line)
+        if record is None:
+            damaged += 1
+        else:
+            entries.append((record["path"], line))
+    return entries, damaged
+
+
+def csv_rows(text: str, delimiter: str) -> Iterator[tuple[list[str], str]]:
+    """Each row of ``text`` with the text it was read from (a torn last row has no newline)."""
+    lines = [line + "\n" for line in text.split("\n")]
+    lines[-1] = lines[-1][:-1]  # the last piece had no newline
+    consumed = 0
+
+    def feed() -> Iterator[str]:  # csv.reader takes one line at a time and never reads past the row it returns
+        nonlocal consumed
+        for line in lines:
+            consumed += len(line)
+            yield line
+
+    start = 0
+    for row in csv.reader(feed(), delimiter=delimiter):
+        yield row, text[start:consumed]
+        start = consumed
+
+
+def json_record(line: str) -> dict[str, Any] | None:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("path"), str) else None
+
+
+def resume_mismatch(path: str) -> UsageError:
+    return UsageError(
+        f"--resume: {path} has other columns than this run would write",
+        hint="resume with the same --top/--timeline/--merge/--all-scores, or use --force",
+    )
+
+
+def num(value: float | None) -> str:
+    """A CSV cell: six significant digits for a float, empty for None."""
+    if value is None:
+        return ""
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
