@@ -168,7 +168,7 @@ def table_rows(pos: torch.Tensor, n_patches: int, patch: int) -> tuple[int, int]
 
 def candidates(evidence: Evidence, given: dict[str, int] | None = None) -> list[Candidate]:
     """Every (fstride, tstride) of 1 to 16 and input lengths that fit the evidence and the ``given``
-    values (fstride, tstride, input_tdim), equal strides first."""
+    values (fstride, tstride, input_tdim): equal strides first, then the nearest to equal."""
     given = given or {}
     found = []
     for fs in STRIDES:
@@ -183,7 +183,7 @@ def candidates(evidence: Evidence, given: dict[str, int] | None = None) -> list[
             frames = given.get("input_tdim")
             if given.get("tstride", ts) == ts and (frames is None or low <= frames <= high):
                 found.append(Candidate(fs, ts, low, high))
-    return sorted(found, key=lambda c: (c.fstride != c.tstride, c.fstride, c.tstride))
+    return sorted(found, key=lambda c: (abs(c.fstride - c.tstride), c.fstride, c.tstride))
 
 
 def published(evidence: Evidence, given: dict[str, int] | None = None) -> list[AuthorsSetting]:
@@ -222,28 +222,44 @@ def authors_architecture(evidence: Evidence, source: str, given: dict[str, int],
     for s in published(replace(evidence, rows=None), given):  # the same number of patches in other rows
         if s not in matches:
             f, t = evidence.grid(s.fstride, s.tstride, s.input_tdim)
-            which += f"; the {s.name} setting has {f} rows of {t}"
-    raise ModelError(f"{source}: {evidence.describe()} fits {which}: say which architecture it was trained with",
+            which += f" (the {s.name} setting has {f} rows of {t})"
+    if given:
+        missing = " and ".join(FLAGS[k] for k in FLAGS if k not in given)
+        message = f"{', '.join(origin[k] for k in given)} and {evidence.describe()} leave {missing} open"
+        message += f", and fit {which}"
+    else:
+        message = f"{evidence.describe()} fits {which}: say which architecture it was trained with"
+    raise ModelError(f"{source}: {message}",
                      hint=_listing(candidates(evidence, given)) + f", or put them in {source}.json")
 
 
 def _conflict(evidence: Evidence, source: str, given: dict[str, int], origin: dict[str, str],
               fits_file: list[Candidate]) -> ModelError:
-    """The error for given values that fit no candidate: which value (or values together) and which evidence."""
+    """The error for given values that fit no candidate: the value that conflicts with the evidence by
+    itself, else the values that do together."""
+    reasons = [r for k, v in given.items() if (r := _alone(evidence, k, v, origin[k]))]
     if len(given) == 3:
         f, t = evidence.grid(given["fstride"], given["tstride"], given["input_tdim"])
         held = evidence.patches() if f * t == evidence.n_patches else str(evidence.n_patches)
         detail = (f"strides {given['fstride']}/{given['tstride']} at {given['input_tdim']} frames make "
                   f"{f} x {t} patches, the position table holds {held}")
+        detail += "".join(f"; {r}" for r in reasons)
     else:
-        detail = " with ".join(origin[k] for k in given) + f" fit{'s' if len(given) == 1 else ''} no grid of "
-        detail += evidence.describe()
-    alone = [origin[k] for k, v in given.items() if not candidates(evidence, {k: v})]
-    if alone:
-        detail += f": {' and '.join(alone)} fit{'s' if len(alone) == 1 else ''} it with no other value"
-    elif len(given) > 1:
-        detail += f": {', '.join(origin[k] for k in given)} together"
+        detail = "; ".join(reasons) or f"{' with '.join(origin[k] for k in given)} fit no grid of {evidence.describe()}"
     return ModelError(f"{source}: {detail}", hint="what fits the file: " + _listing(fits_file))
+
+
+def _alone(evidence: Evidence, key: str, value: int, label: str) -> str | None:
+    """Why one given value fits no grid of the evidence whatever the others are; None when it fits one."""
+    if candidates(evidence, {key: value}):
+        return None
+    if key == "fstride":
+        rows = (MEL_BINS - evidence.patch) // value + 1
+        if evidence.rows:
+            return f"{label} makes {rows} rows of patches, the position table's values show {evidence.rows[0]}"
+        return f"{label} makes {rows} rows of patches, which do not divide the position table's {evidence.n_patches}"
+    columns = f"{evidence.rows[1]} columns of patches" if evidence.rows else f"a grid of {evidence.n_patches} patches"
+    return f"{label} makes no stride of 1 to 16 give {columns} (the position table's)"
 
 
 def _listing(found: list[Candidate]) -> str:
@@ -343,9 +359,9 @@ def _statistics(spec: str, arch: Architecture, side: dict[str, Any], norm_stats:
     if "mean" in side or "std" in side:
         return float(side.get("mean", NORM_STATS[preset][0])), float(side.get("std", NORM_STATS[preset][1]))
     if not arch.guessed:
-        reason = f"the authors' {arch.setting.name} setting's" if arch.setting else "none in the file: AudioSet's"
-        _log.log(GUESS_LEVEL, f"{where}: {reason} statistics {NORM_STATS[preset][0]},{NORM_STATS[preset][1]} "
-                              "(--norm-stats to say otherwise)")
+        mean, std = NORM_STATS[preset]
+        reason = f"those of the authors' {arch.setting.name} setting" if arch.setting else "none is in the file"
+        _log.log(GUESS_LEVEL, f"{where}: {preset} statistics ({mean}, {std}): {reason} (--norm-stats to say otherwise)")
     return NORM_STATS[preset]
 
 
