@@ -394,8 +394,9 @@ def _named(config: ASTConfig, spec: str, labels: str | None) -> ASTConfig:
         return config.with_labels(read_labels_csv(labels), spec)
     if config.num_labels == 527:  # an AudioSet head: the names of the released model
         try:
-            default = ASTConfig.from_file(hub.fetch(hub.DEFAULT_MODEL, hub.CONFIG_FILE))
-            return config.replace(id2label=default.id2label)
+            default = hub.fetch(hub.DEFAULT_MODEL, hub.CONFIG_FILE)  # required: a Path, or an error
+            if default is not None:
+                return config.replace(id2label=ASTConfig.from_file(default).id2label)
         except OfflineError as exc:  # fine-tuning or exporting needs no names: go on, and say so
             warnings.warn(f"{spec}: AudioSet label names unavailable ({exc.message}); "
                           "pass --labels class_labels_indices.csv", stacklevel=3)

@@ -64,7 +64,6 @@ def assert_same_logits(loaded, reference, frames: int) -> None:
 
 
 def candidate_flags(fs: int, ts: int, frames: int) -> str:
-    f = (128 - 16) // fs + 1
     t = (frames - 16) // ts + 1
     return f"--fstride {fs} --tstride {ts} --input-tdim {16 + (t - 1) * ts}"
 
@@ -117,8 +116,11 @@ def test_without_rows_to_read_a_published_guess_is_announced_with_the_flags(tmp_
     assert any("the authors'" in m and "--fstride, --tstride, --input-tdim" in m for m in said), said
 
 
-@pytest.mark.xfail(strict=True, reason="tests/test_authors.py::test_published_settings_bring_their_statistics_and_say_so "
-                   "asserts that -q hides the announcement of a published setting (GUESS_LEVEL is INFO): the lead decides")
+QUIET_CONFLICT = ("tests/test_authors.py::test_published_settings_bring_their_statistics_and_say_so asserts that -q "
+                  "hides the announcement of a published setting (GUESS_LEVEL is INFO): the lead decides")
+
+
+@pytest.mark.xfail(strict=True, reason=QUIET_CONFLICT)
 def test_quiet_never_hides_a_guess(tmp_path, capsys):
     path = save_pth(authors_model(16, 16, 1200, trained_table=False), tmp_path / "model.pth")
     audio = tmp_path / "a.wav"
@@ -132,7 +134,8 @@ def test_a_given_value_in_conflict_is_named_with_the_evidence(tmp_path):
     with pytest.raises(ModelError) as info:
         load(path, fstride=10, tstride=10, input_tdim=512)  # ESC-50's: 600 patches, but in 12 rows of 50
     message = str(info.value)
-    assert "strides 10/10 at 512 frames make 12 x 50 patches, the position table holds 600 patches in 8 rows of 75" in message
+    assert ("strides 10/10 at 512 frames make 12 x 50 patches, "
+            "the position table holds 600 patches in 8 rows of 75") in message
     assert "--fstride 10 makes 12 rows of patches, the position table's values show 8" in message
     assert "--fstride 16 --tstride 16 --input-tdim 1200..1215" in message
     with pytest.raises(ModelError, match="--fstride 7 makes 17 rows of patches"):
