@@ -2,7 +2,7 @@
 
 Reads config.json of a folder or a Hub id (only that file is fetched when not cached), so the
 command starts as fast as ``--help``; only an authors' ``.pth`` needs torch, to read its head size
-from the weights (``checkpoints.authors_labels``).
+from the weights (``authors.authors_labels``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def model_labels(spec: str, *, labels: str | None = None) -> list[str]:
     if path.is_file():
         if path.suffix == ".json":
             raise ModelError(f"{spec}: give the model's folder, not its config.json")
-        from .checkpoints import authors_labels  # torch: the head size is in the weights
+        from .authors import authors_labels  # torch: the head size is in the weights
 
         return authors_labels(path, spec, labels)
     if path.is_dir():

@@ -3,7 +3,7 @@
 A DeiT-style ViT over the log-mel spectrogram: overlapping 16x16 patches, cls + distillation
 tokens, learned position embeddings, pre-norm blocks, and a LayerNorm + Linear head on the mean of
 the two token outputs. Parameter names follow the authors' timm-based code (``blocks.N.attn.qkv``);
-``checkpoints.py`` maps transformers' and the authors' files onto them.
+``layouts.py`` maps transformers' and the authors' key names onto them.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ import pytest
 import torch
 from transformers import ASTForAudioClassification
 
-from ast_cli.checkpoints import adapt_pos_embed, hf_to_native, load, native_to_hf, save
+from ast_cli.checkpoints import load, save
+from ast_cli.layouts import adapt_pos_embed, hf_to_native, native_to_hf
 from ast_cli.config import ASTConfig, PreprocessorConfig
 from ast_cli.errors import ModelError, OfflineError, UnsafeCheckpointError
 
@@ -207,7 +208,7 @@ def test_matrices_cast_while_reading_give_the_scores_of_casting_afterwards(reque
 
 
 def test_a_damaged_safetensors_file_is_reported_when_read_with_a_cast(tmp_path, tiny_model_dir):
-    from ast_cli.checkpoints import read_state_dict
+    from ast_cli.weights import read_state_dict
 
     data = (tiny_model_dir / "model.safetensors").read_bytes()
     for i, damaged in enumerate([data[: len(data) // 2], b"\xff" * 8 + data[8:], data[:8] + b"{not json" + data[17:]]):

@@ -7,7 +7,7 @@ import torch
 from transformers import ASTConfig as HFConfig
 from transformers import ASTForAudioClassification
 
-from ast_cli.checkpoints import hf_to_native
+from ast_cli.layouts import hf_to_native
 from ast_cli.config import ASTConfig
 from ast_cli.model import AST
 
