@@ -10,6 +10,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 from .errors import UsageError
 
@@ -95,9 +96,11 @@ class RecipeValues:
 # wants a large learning rate, many cheap epochs and no augmentation (the embeddings are not augmented).
 # benchmarks/spoken_digits.py measures it; tests/test_training.py::test_scratch_recipe_learns_spoken_digits
 # checks it.
-_FROM_DATA = dict(timem=None, mixup=0.0, target_length=None, noise=False, loss="auto", warmup=None)
-_COSINE = dict(decay_start=0, decay_step=1, decay=1.0, schedule=SCHEDULE_COSINE, optimizer=ADAMW)
-_AUTHORS_DECAY = dict(warmup_rule=WARMUP_AUTHORS, decay_start=5, decay_step=1, decay=0.85)
+_FROM_DATA: dict[str, Any] = {"timem": None, "mixup": 0.0, "target_length": None, "noise": False, "loss": "auto",
+                              "warmup": None}  # what the data decides in the default recipes
+_COSINE: dict[str, Any] = {"decay_start": 0, "decay_step": 1, "decay": 1.0, "schedule": SCHEDULE_COSINE,
+                           "optimizer": ADAMW}
+_AUTHORS_DECAY: dict[str, Any] = {"warmup_rule": WARMUP_AUTHORS, "decay_start": 5, "decay_step": 1, "decay": 0.85}
 RECIPES: dict[Recipe, RecipeValues] = {
     Recipe.pretrained: RecipeValues(
         lr=1e-5, epochs=25, batch_size=48, freqm=48, **_FROM_DATA, warmup_rule=WARMUP_LINEAR,
