@@ -168,7 +168,7 @@ def lr_for_width(values: RecipeValues, hidden_size: int) -> float:
     return float(f"{values.lr * values.lr_width / hidden_size:.3g}")
 
 
-def with_flags(recipe: Recipe, **given: object) -> RecipeValues:
+def with_flags(recipe: Recipe, **given: Any) -> RecipeValues:
     """``recipe``'s values with the flags of ``RECIPE_FLAGS`` given over them (None: the recipe's)."""
     if recipe == Recipe.default:
         raise ValueError("the default recipe depends on the base model: call for_base() first")

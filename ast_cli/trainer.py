@@ -98,6 +98,13 @@ class RunState:
             del state["best_head"]
         return state
 
+    @property
+    def report(self) -> dict[str, Any]:
+        """The best epoch's report (``score``): there is one once an epoch has run."""
+        if self.best_report is None:
+            raise RuntimeError("no epoch has run")
+        return self.best_report
+
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> RunState:
         return cls(**state)
@@ -170,8 +177,9 @@ class Trainer:
         """Where an interrupted run's ``state`` left off: optimizer, schedule, scaler, RNGs and progress."""
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        if state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
+        scaler = state.get("scaler")
+        if scaler:
+            self.scaler.load_state_dict(scaler)
         folder.set_rng(state["rng"])
         self.run = RunState.from_dict(state["run"])
 

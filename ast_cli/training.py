@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from . import checkpoints, plots, probe, threads
 from . import data as D
@@ -45,6 +45,7 @@ from .recipes import RecipeValues, describe, learned_audioset, loss_name
 from .trainer import HEAD, Trainer, World
 
 _log = logging.getLogger(__name__)
+ItemSet = Any  # D.ClipDataset (fbanks), or probe.EmbeddingSet (a probe's cached embeddings)
 
 
 class Clips(NamedTuple):
@@ -64,6 +65,7 @@ class Context:
     process's place, the device and precision, and where its messages and bars go."""
 
     options: FinetuneOptions
+    values: RecipeValues  # the recipe with the flags over it: what the run trains with
     out: Path
     world: World
     device: torch.device
@@ -132,12 +134,12 @@ def initial_model(base: checkpoints.Checkpoint, options: FinetuneOptions, train:
         id2label=dict(enumerate(train.labels)), problem_type=MULTI_LABEL if train.multi_label else SINGLE_LABEL
     )
     stats = parse_norm_stats(options.norm_stats)
-    if stats == "base":
-        mean, std = base.preprocessor.mean, base.preprocessor.std
-    elif stats == "auto":
-        mean, std = dataset_norm_stats([c.path for c in train.clips], target, model.config.num_mel_bins, out, progress)
-    else:
+    if isinstance(stats, tuple):
         mean, std = stats
+    elif stats == "base":
+        mean, std = base.preprocessor.mean, base.preprocessor.std
+    else:  # auto
+        mean, std = dataset_norm_stats([c.path for c in train.clips], target, model.config.num_mel_bins, out, progress)
     return model, PreprocessorConfig(max_length=target, num_mel_bins=model.config.num_mel_bins, mean=mean, std=std)
 
 
@@ -214,7 +216,7 @@ def finetune(data_dir: str, out_dir: str, options: FinetuneOptions, log: Callabl
     if options.resume and not resuming:
         recipe["note"] = f"{out}: no epoch of the interrupted run was saved; starting afresh"
     say = (log or _log.info) if world.main else _silent
-    ctx = Context(options, out, world, device, dtype, say, None if progress and world.main else False)
+    ctx = Context(options, values, out, world, device, dtype, say, None if progress and world.main else False)
     world.start(device)
     try:
         with warnings.catch_warnings():
@@ -222,7 +224,7 @@ def finetune(data_dir: str, out_dir: str, options: FinetuneOptions, log: Callabl
                 warnings.simplefilter("ignore")
             return _run(ctx, data_dir, state, base, recipe)
     except KeyboardInterrupt:
-        raise Interrupted(folder.interrupted_summary(out, options.epochs, command)) from None
+        raise Interrupted(folder.interrupted_summary(out, values.epochs, command)) from None
     finally:
         world.stop()
 
@@ -235,8 +237,7 @@ def _run(ctx: Context, data_dir: str, state: folder.TrainState | None, base: che
          recipe: dict[str, Any]) -> dict[str, Any]:
     """Data, model, run folder, then the epochs; returns the best epoch's summary."""
     clips, model, pre, settings = _prepare(ctx, data_dir, state, base, recipe)
-    options = ctx.options  # timem filled in from the frames
-    values = options.values()
+    options, values = ctx.options, ctx.values  # timem filled in from the frames
     train_set, val_set, scored = _datasets(ctx, model, pre, values, clips)
     batches = _batches(ctx, train_set, val_set)
     if options.freeze_backbone:
@@ -258,10 +259,10 @@ def _run(ctx: Context, data_dir: str, state: folder.TrainState | None, base: che
     _train(ctx, trainer, batches, clips.train, pre, settings)
     run = trainer.run
     if run.stopped:
-        ctx.say(f"stopped early: no better val {main_metric(run.best_report)[0]} for {options.patience} epoch(s)")
+        ctx.say(f"stopped early: no better val {main_metric(run.report)[0]} for {options.patience} epoch(s)")
     if ctx.world.main:
         _finish(ctx, trainer, pre)
-    report = run.best_report
+    report = run.report
     ctx.say(f"best epoch {run.best_epoch}: val {main_metric(report)[0]} {run.best:.4f}; model in {ctx.out}\n"
             f"{format_report(report)}")
     return {"out_dir": str(ctx.out), "best_epoch": run.best_epoch, "epochs": run.epoch, **report}
@@ -286,6 +287,7 @@ def _prepare(ctx: Context, data_dir: str, state: folder.TrainState | None, base:
         model, pre = resumed_model(state, clips.train, data_dir, base)
     if options.timem is None:
         ctx.options = options = replace(options, timem=model.config.max_length // 5)
+        ctx.values = options.values()
     settings = folder.resume_settings(options, ctx.world.size)
     if state is not None:
         folder.check_same_settings(state["settings"], settings)
@@ -293,7 +295,7 @@ def _prepare(ctx: Context, data_dir: str, state: folder.TrainState | None, base:
 
 
 def _datasets(ctx: Context, model: AST, pre: PreprocessorConfig, values: RecipeValues,
-              clips: Clips) -> tuple[Dataset, Dataset, torch.nn.Module]:
+              clips: Clips) -> tuple[ItemSet, ItemSet, torch.nn.Module]:
     """The training and validation sets, and what maps one of their items to logits: the model on
     (augmented) fbanks, or for a probe the head alone on each clip's cached embedding."""
     options, frames, bins = ctx.options, model.config.max_length, model.config.num_mel_bins
@@ -308,13 +310,13 @@ def _datasets(ctx: Context, model: AST, pre: PreprocessorConfig, values: RecipeV
     key = probe.model_key(options, model.config, pre, ctx.dtype)
     model.to(ctx.device)
     train_set, val_set = (
-        probe.EmbeddingSet(model, part, feats, pre, key, ctx.device, ctx.dtype, 2 * options.batch_size, ctx.bars)
+        probe.EmbeddingSet(model, part, feats, pre, key, ctx.device, ctx.dtype, 2 * ctx.values.batch_size, ctx.bars)
         for part, feats in ((clips.train, clips.fbanks), (clips.val, clips.val_fbanks))
     )
     return train_set, val_set, probe.Head(model)
 
 
-def _batches(ctx: Context, train_set: Dataset, val_set: Dataset) -> Batches:
+def _batches(ctx: Context, train_set: ItemSet, val_set: ItemSet) -> Batches:
     """The loaders: each process trains on its shard of every epoch and scores every world.size-th
     validation clip, in batches twice the training ones (the authors')."""
     options, world = ctx.options, ctx.world
@@ -322,9 +324,9 @@ def _batches(ctx: Context, train_set: Dataset, val_set: Dataset) -> Batches:
     pin = ctx.device.type == "cuda"  # page-locked batches: the non_blocking copies to the GPU are then asynchronous
     # a probe's items are rows of a tensor in memory: worker processes would cost more than they save
     workers = 0 if options.freeze_backbone else options.workers
-    loader = DataLoader(train_set, options.batch_size, sampler=sampler, num_workers=workers, pin_memory=pin)
+    loader = DataLoader(train_set, ctx.values.batch_size, sampler=sampler, num_workers=workers, pin_memory=pin)
     val_part = Subset(val_set, range(world.rank, len(val_set), world.size))
-    val_loader = DataLoader(val_part, 2 * options.batch_size, num_workers=workers, pin_memory=pin)
+    val_loader = DataLoader(val_part, 2 * ctx.values.batch_size, num_workers=workers, pin_memory=pin)
     # the model keeps the CPUs: DataLoader workers (one thread each) wait for most of a step, which
     # they fill in a few ms a clip; torchrun processes on a CPU share them (docs/performance.md)
     threads.for_model(workers=0, processes=world.size)
@@ -337,33 +339,33 @@ def _open_folder(ctx: Context, trainer: Trainer, state: folder.TrainState | None
     """The interrupted run's state restored, or the folder started afresh; then ``.incomplete``."""
     if state is not None:
         trainer.restore(state)
-        ctx.say(f"resuming after epoch {trainer.run.epoch} of {ctx.options.epochs}")
+        ctx.say(f"resuming after epoch {trainer.run.epoch} of {ctx.values.epochs}")
     elif ctx.world.main:
         folder.start_afresh(ctx.out, recipe)
     if ctx.world.main:
         folder.open_state_dir(ctx.out)
-        folder.mark_incomplete(ctx.out, trainer.run.epoch, ctx.options.epochs)
+        folder.mark_incomplete(ctx.out, trainer.run.epoch, ctx.values.epochs)
 
 
 def _train(ctx: Context, trainer: Trainer, batches: Batches, train: D.LabelledSet, pre: PreprocessorConfig,
            settings: dict[str, Any]) -> None:
     """The epochs left, each followed by the state, then metrics.jsonl (once it shows an epoch,
     ``--resume`` continues after it)."""
-    options = ctx.options
-    while trainer.run.epoch < options.epochs and not trainer.run.stopped:
+    epochs = ctx.values.epochs
+    while trainer.run.epoch < epochs and not trainer.run.stopped:
         _epoch(ctx, trainer, batches, train, pre)
         if ctx.world.main:
-            trainer.save(ctx.out, pre=pre, settings=settings, head_only=options.freeze_backbone)
+            trainer.save(ctx.out, pre=pre, settings=settings, head_only=ctx.options.freeze_backbone)
             folder.write_history(ctx.out, trainer.run.history)
-            if trainer.run.epoch < options.epochs and not trainer.run.stopped:
-                folder.mark_incomplete(ctx.out, trainer.run.epoch, options.epochs)
+            if trainer.run.epoch < epochs and not trainer.run.stopped:
+                folder.mark_incomplete(ctx.out, trainer.run.epoch, epochs)
         ctx.world.barrier()
 
 
 def _epoch(ctx: Context, trainer: Trainer, batches: Batches, train: D.LabelledSet, pre: PreprocessorConfig) -> None:
     """One epoch: train, validate, record; the model written when it is the best so far (a probe's head
     is kept in memory: its model is written once, at the end)."""
-    epoch, epochs = trainer.run.epoch, ctx.options.epochs
+    epoch, epochs = trainer.run.epoch, ctx.values.epochs
     batches.sampler.set_epoch(epoch)
     started = time.perf_counter()
     loss_sum, seen = trainer.train_epoch(batches.train, f"epoch {epoch + 1}/{epochs}")
@@ -395,17 +397,16 @@ def _epoch(ctx: Context, trainer: Trainer, batches: Batches, train: D.LabelledSe
 def _finish(ctx: Context, trainer: Trainer, pre: PreprocessorConfig) -> None:
     """The run's last writes: a probe's best head, the pictures, the state removed (unless --keep-state),
     and last the .incomplete marker removed: the folder is complete."""
-    run, out = trainer.run, ctx.out
-    if ctx.options.freeze_backbone:
+    run, out, report = trainer.run, ctx.out, trainer.run.report
+    if ctx.options.freeze_backbone and run.best_head is not None:
         trainer.model.load_state_dict(run.best_head, strict=False)
         checkpoints.save(trainer.model, pre, out)
     if plots.available():
-        plots.training_curves(run.history, "val_" + main_metric(run.best_report)[0], out / plots.TRAINING_PNG)
-        if "confusion_matrix" in run.best_report:
-            title = f"confusion matrix, epoch {run.best_epoch}"
-            plots.confusion(run.best_report, out / plots.CONFUSION_PNG, title=title)
+        plots.training_curves(run.history, "val_" + main_metric(report)[0], out / plots.TRAINING_PNG)
+        if "confusion_matrix" in report:
+            plots.confusion(report, out / plots.CONFUSION_PNG, title=f"confusion matrix, epoch {run.best_epoch}")
         else:
-            plots.ap_bars(run.best_report, out / plots.AP_PNG)
+            plots.ap_bars(report, out / plots.AP_PNG)
     if ctx.options.keep_state:
         ctx.say(f"training state kept in {out / folder.STATE_DIR} (--keep-state): not part of the model; "
                 "delete it before sharing")
