@@ -165,7 +165,7 @@ def save_state(out: Path, state: TrainState) -> None:
 def load_state(path: Path) -> TrainState:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 (a damaged or foreign file fails in many ways inside the unpickler)
+    except Exception as exc:  # a damaged or foreign file fails in many ways inside the unpickler
         raise UsageError(f"{path}: cannot read the training state ({type(exc).__name__}: {exc})",
                          hint="start again with --force") from None
 
