@@ -225,7 +225,7 @@ def finetune(
     from . import training
 
     options = FinetuneOptions(**fields_of(FinetuneOptions, locals()), val_dir=val, labels_csv=labels)
-    training.finetune(data_dir, out_dir, options, log=None if not quiet else (lambda _: None), progress=not quiet, command=process.command_line())
+    training.finetune(data_dir, out_dir, options, log=(lambda _: None) if quiet else (lambda line: typer.echo(line, err=True)), progress=not quiet, command=process.command_line())
 
 
 # -- eval -------------------------------------------------------------------------------------------

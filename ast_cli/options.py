@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from .errors import UsageError
 from .config import NORM_STATS
 from .hub import DEFAULT_MODEL
+from .recipes import RECIPE_FLAGS, RECIPES, Recipe, RecipeValues, choose, lr_for_width, with_flags
 
 C = TypeVar("C", bound="Choice")
 
@@ -338,65 +339,6 @@ class ExportOptions:
 
 
 # -- finetune -------------------------------------------------------------------------------------
-Recipe = choice(
-    "Recipe", "default pretrained scratch probe esc50 speechcommands audioset audioset-balanced",
-    "``ast finetune``: whose values (``RECIPES``) the flags left unset take; default: pretrained or scratch by the base, probe with --freeze-backbone.",
-)  # fmt: skip
-WARMUP_LINEAR, WARMUP_AUTHORS = "linear", "authors"  # RecipeValues.warmup_rule (training.lr_factor)
-SCHEDULE_STEP, SCHEDULE_COSINE = "step", "cosine"  # RecipeValues.schedule
-ADAM, ADAMW = "adam", "adamw"  # RecipeValues.optimizer
-
-
-@dataclass(frozen=True, kw_only=True)
-class RecipeValues:
-    """One fine-tuning recipe: a run script's values (the authors' ``egs/*/run*.sh``) and the rules of
-    their training loop (``src/traintest.py``, ``src/dataloader.py``)."""
-
-    lr: float  # the peak learning rate
-    epochs: int
-    batch_size: int  # per process
-    freqm: int  # SpecAugment: max mel bins of the frequency mask
-    timem: int | None  # max frames of the time mask; None: 20 % of the target length
-    mixup: float  # probability of mixing a clip's waveform with another's
-    target_length: int | None  # frames; None: the longest training clip, at most the base model's
-    noise: bool  # dataloader.py's noise: uniform noise (up to U/10) then a roll of -10..9 frames, after normalisation
-    loss: str  # CE, BCE (one-hot targets for single-label data), or auto: CE for single-label data, BCE for multi-label
-    warmup: int | None  # steps; 0: none; None: 1000, or the first epoch if it is shorter
-    warmup_rule: str  # linear: (step + 1) / warmup; authors: step / warmup, set at every 50th step (traintest.py)
-    decay_start: int  # MultiStepLR(range(decay_start, 1000, decay_step), gamma=decay), stepped after each epoch
-    decay_step: int
-    decay: float
-    schedule: str = SCHEDULE_STEP  # step: the decay above; cosine: after the warm-up, half a cosine from the peak to 0 at the run's end
-    optimizer: str = ADAM  # adam: the authors' (betas 0.95/0.999, weight decay added to the gradient); adamw: decoupled decay
-    weight_decay: float = 5e-7  # the authors'
-    lr_width: int | None = None  # lr is for a model this wide: a base of hidden size H trains at lr * lr_width / H
-
-
-# The authors' numbers, from egs/esc50/run_esc.sh, egs/speechcommands/run_sc.sh and egs/audioset/run.sh
-# (set=full, set=balanced). `pretrained` (the default from an AudioSet base) is their advice for new data (README: mask 48 of 128 bins and 20 %
-# of the frames; the data's own length) on their ESC-50 run's lr, epochs, batch and decay, with this
-# tool's linear warm-up.
-# tests/test_training.py compares the schedules with torch's MultiStepLR and their warm-up loop.
-#
-# `scratch` trains a base that has not learned audio (random, small or partly trained) the way small
-# vision and audio transformers are trained from scratch: AdamW (weight decay 0.05) with a short linear
-# warm-up and a cosine decay to 0 over the run, no masking (a random model needs every frame of a small set
-# before it can learn from masked ones), more epochs, and a learning rate inversely proportional to the
-# width (muP's rule for Adam on hidden matrices): 1e-3 at 192 wide, 2.5e-4 at 768.
-# `probe` (--freeze-backbone) trains the head alone on embeddings computed once: a linear model, which
-# wants a large learning rate, many cheap epochs and no augmentation (the embeddings are not augmented).
-# benchmarks/spoken_digits.py measures it; tests/test_training.py::test_scratch_recipe_learns_spoken_digits checks it.
-RECIPES: dict[Recipe, RecipeValues] = {
-    Recipe("pretrained"): RecipeValues(lr=1e-5, epochs=25, batch_size=48, freqm=48, timem=None, mixup=0.0, target_length=None, noise=False, loss="auto", warmup=None, warmup_rule=WARMUP_LINEAR, decay_start=5, decay_step=1, decay=0.85),
-    Recipe("scratch"): RecipeValues(lr=1e-3, lr_width=192, epochs=30, batch_size=16, freqm=0, timem=0, mixup=0.0, target_length=None, noise=False, loss="auto", warmup=None, warmup_rule=WARMUP_LINEAR, decay_start=0, decay_step=1, decay=1.0, schedule=SCHEDULE_COSINE, optimizer=ADAMW, weight_decay=0.05),
-    Recipe("probe"): RecipeValues(lr=1e-3, epochs=50, batch_size=32, freqm=0, timem=0, mixup=0.0, target_length=None, noise=False, loss="auto", warmup=None, warmup_rule=WARMUP_LINEAR, decay_start=0, decay_step=1, decay=1.0, schedule=SCHEDULE_COSINE, optimizer=ADAMW, weight_decay=1e-4),
-    Recipe("esc50"): RecipeValues(lr=1e-5, epochs=25, batch_size=48, freqm=24, timem=96, mixup=0.0, target_length=512, noise=False, loss="CE", warmup=0, warmup_rule=WARMUP_AUTHORS, decay_start=5, decay_step=1, decay=0.85),
-    Recipe("speechcommands"): RecipeValues(lr=2.5e-4, epochs=30, batch_size=128, freqm=48, timem=48, mixup=0.6, target_length=128, noise=True, loss="BCE", warmup=0, warmup_rule=WARMUP_AUTHORS, decay_start=5, decay_step=1, decay=0.85),
-    Recipe("audioset"): RecipeValues(lr=1e-5, epochs=5, batch_size=12, freqm=48, timem=192, mixup=0.5, target_length=1024, noise=False, loss="BCE", warmup=1000, warmup_rule=WARMUP_AUTHORS, decay_start=2, decay_step=1, decay=0.5),
-    Recipe("audioset-balanced"): RecipeValues(lr=5e-5, epochs=25, batch_size=12, freqm=48, timem=192, mixup=0.5, target_length=1024, noise=False, loss="BCE", warmup=1000, warmup_rule=WARMUP_AUTHORS, decay_start=10, decay_step=5, decay=0.5),
-}  # fmt: skip
-RECIPE_FLAGS = ("lr", "epochs", "batch_size", "freqm", "timem", "mixup", "target_length", "warmup", "weight_decay")  # None: the recipe's
-AUDIOSET_LABELS = 527  # a base with this many outputs learned AudioSet: the authors' fine-tuning recipe suits it
 
 
 def parse_norm_stats(value: str | tuple[float, float], words: tuple[str, ...] = ("auto", "base")) -> tuple[float, float] | str:
@@ -425,7 +367,7 @@ class FinetuneOptions:
     ``pretrained`` or ``scratch`` until the base is known (``for_base``)."""
 
     base: str = DEFAULT_MODEL
-    recipe: Recipe = Recipe("default")
+    recipe: Recipe = Recipe.default
     val_dir: str | None = None
     val_split: float = 0.1
     seed: int = 0
@@ -476,24 +418,16 @@ class FinetuneOptions:
 
     def values(self) -> RecipeValues:
         """The recipe's values with the flags given over them (``default``: resolve it with ``for_base`` first)."""
-        if self.recipe == Recipe("default"):
-            raise ValueError("the default recipe depends on the base model: call for_base() first")
-        given = {name: getattr(self, name) for name in RECIPE_FLAGS if getattr(self, name) is not None}
-        return dataclasses.replace(RECIPES[self.recipe], **given)
+        return with_flags(self.recipe, **{name: getattr(self, name) for name in RECIPE_FLAGS})
 
     def for_base(self, pretrained: bool, hidden_size: int) -> FinetuneOptions:
         """These options for a base that learned AudioSet (``pretrained``) or not: ``default`` becomes
-        ``pretrained`` or ``scratch`` (``probe`` with --freeze-backbone), and a recipe whose learning rate scales with the width gets the
-        base's (unless --lr was given)."""
-        recipe = self.recipe
-        if recipe == Recipe("default") and self.freeze_backbone:
-            recipe = Recipe("probe")
-        elif recipe == Recipe("default"):
-            recipe = Recipe("pretrained") if pretrained else Recipe("scratch")
-        chosen = RECIPES[recipe]
+        ``pretrained`` or ``scratch`` (``probe`` with --freeze-backbone), and a recipe whose learning rate
+        scales with the width gets the base's (unless --lr was given)."""
+        recipe = choose(self.recipe, pretrained=pretrained, freeze_backbone=self.freeze_backbone)
         lr = self.lr
-        if lr is None and chosen.lr_width:
-            lr = float(f"{chosen.lr * chosen.lr_width / hidden_size:.3g}")
+        if lr is None and RECIPES[recipe].lr_width:
+            lr = lr_for_width(RECIPES[recipe], hidden_size)
         return dataclasses.replace(self, recipe=recipe, lr=lr)
 
     def resolved(self) -> FinetuneOptions:
@@ -509,7 +443,7 @@ class FinetuneOptions:
             raise UsageError("--val with --labels is not supported: list every clip in the CSV and use --val-split")
         if self.resume and self.force:
             raise UsageError("--resume and --force contradict each other: give one")
-        if self.labels_csv and self.recipe != Recipe("default") and self.values().loss == "CE":
+        if self.labels_csv and self.recipe != Recipe.default and self.values().loss == "CE":
             raise UsageError(f"--recipe {self.recipe} trains with cross-entropy, for single-label data: not with --labels",
                              hint="use --recipe default, pretrained, scratch, audioset or audioset-balanced (BCE) for multi-label data")  # fmt: skip
 

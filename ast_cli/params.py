@@ -14,8 +14,8 @@ import typer
 from .options import (
     Activation, Aggregate, BatchFormat, Device, ExportFormat, ExportPrecision, FeatureFrontend, Precision, RecordFormat, ReportFormat, SampleFormat,
     StatsMethod, Engine,
-    Recipe as RecipeName,
 )  # fmt: skip
+from .recipes import Recipe as RecipeName, defaults_words, recipe_help
 
 # -- arguments --------------------------------------------------------------------------------------
 AudioFiles = Annotated[
@@ -143,46 +143,41 @@ Base = Annotated[str, typer.Option("--base", metavar="MODEL", help="Model to sta
 ValDir = Annotated[Optional[str], typer.Option("--val", metavar="DIR", help="Validation folder with the same class folders (default: a split of DIR).")]
 ValSplit = Annotated[float, typer.Option("--val-split", metavar="SHARE", help="Share of each class held out for validation without --val.")]
 Seed = Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the split, the new head, shuffling and augmentation.")]
-Recipe = Annotated[
-    RecipeName,
-    typer.Option(
-        "--recipe",
-        help="Where the flags not given take their values; the first line of the run names the recipe it chose. "
-        "default: pretrained for an AudioSet-trained base (527 labels, the authors' Hub ids or .pth), scratch for any other, "
-        "probe with --freeze-backbone. pretrained: the authors' advice for new data on their ESC-50 settings (Adam, lr 1e-5, 25 epochs, "
-        "batch 48, freqm 48, timem 20% of the frames, x0.85 per epoch from epoch 6); scratch: training a random or small model "
-        "(AdamW, weight decay 0.05, lr 1e-3 x 192 / the base's width, 30 epochs, batch 16, no masking, one epoch of warm-up, "
-        "cosine to 0); probe: the head on cached embeddings (AdamW, lr 1e-3, 50 epochs, batch 32, cosine); the authors' runs, "
-        "as they ran them: esc50, speechcommands, audioset, audioset-balanced (docs/finetune.md, Recipes).",
-    ),
-]
+Recipe = Annotated[RecipeName, typer.Option("--recipe", help=recipe_help())]
+
+
+def _recipe_flag(flag: str, metavar: str, what: str, field: str) -> typer.models.OptionInfo:
+    """A flag that ``--recipe`` fills when it is not given: its help says what the default recipes give it."""
+    return typer.Option(flag, metavar=metavar, help=f"{what} (default: from --recipe; {defaults_words(field)}).")
+
+
 TargetLength = Annotated[
-    Optional[int],
-    typer.Option("--target-length", metavar="FRAMES", help="Input frames (100 a second) (default: from --recipe; for default, the longest clip, at most the base model's)."),
+    Optional[int], _recipe_flag("--target-length", "FRAMES", "Input frames (100 a second)", "target_length")
 ]
 FreezeBackbone = Annotated[
-    bool, typer.Option("--freeze-backbone", help="Train the head only, on each clip's embedding computed once and cached (a linear probe; no augmentation).")
+    bool,
+    typer.Option(
+        "--freeze-backbone",
+        help="Train the head only, on each clip's embedding computed once and cached "
+        "(a linear probe; no augmentation).",
+    ),
 ]
-Epochs = Annotated[Optional[int], typer.Option("--epochs", metavar="N", help="Training epochs (default: from --recipe; pretrained 25, scratch 30, probe 50).")]
+Epochs = Annotated[Optional[int], _recipe_flag("--epochs", "N", "Training epochs", "epochs")]
 LearningRate = Annotated[
-    Optional[float],
-    typer.Option("--lr", metavar="LR", help="Peak learning rate, then the recipe's decay (default: from --recipe; pretrained 1e-5, scratch 1e-3 x 192 / width, probe 1e-3)."),
+    Optional[float], _recipe_flag("--lr", "LR", "Peak learning rate, then the recipe's decay", "lr")
 ]
-ClipsPerStep = Annotated[Optional[int], typer.Option("--batch-size", metavar="N", help="Clips per step and process (default: from --recipe; pretrained 48, scratch 16, probe 32).")]
+ClipsPerStep = Annotated[Optional[int], _recipe_flag("--batch-size", "N", "Clips per step and process", "batch_size")]
 Mixup = Annotated[
-    Optional[float], typer.Option("--mixup", metavar="P", help="Probability of mixing a clip's waveform with another's (default: from --recipe; 0 for pretrained and scratch).")
+    Optional[float], _recipe_flag("--mixup", "P", "Probability of mixing a clip's waveform with another's", "mixup")
 ]
-Freqm = Annotated[Optional[int], typer.Option("--freqm", metavar="BINS", help="Max mel bins of a SpecAugment frequency mask (default: from --recipe; pretrained 48, scratch 0).")]
-Timem = Annotated[
-    Optional[int], typer.Option("--timem", metavar="FRAMES", help="Max frames of a SpecAugment time mask (default: from --recipe; pretrained 20% of --target-length, scratch 0).")
+Freqm = Annotated[
+    Optional[int], _recipe_flag("--freqm", "BINS", "Max mel bins of a SpecAugment frequency mask", "freqm")
 ]
+Timem = Annotated[Optional[int], _recipe_flag("--timem", "FRAMES", "Max frames of a SpecAugment time mask", "timem")]
 Warmup = Annotated[
-    Optional[int],
-    typer.Option("--warmup", metavar="STEPS", help="Steps of learning-rate warm-up, 0: none (default: from --recipe; 1000, at most one epoch, for pretrained, scratch and probe)."),
+    Optional[int], _recipe_flag("--warmup", "STEPS", "Steps of learning-rate warm-up, 0: none", "warmup")
 ]
-WeightDecay = Annotated[
-    Optional[float], typer.Option("--weight-decay", metavar="X", help="Weight decay (default: from --recipe; the authors' 5e-7 with Adam, scratch 0.05 with AdamW, probe 1e-4).")
-]
+WeightDecay = Annotated[Optional[float], _recipe_flag("--weight-decay", "X", "Weight decay", "weight_decay")]
 Patience = Annotated[int, typer.Option("--patience", metavar="N", help="Stop after this many epochs without a better validation score (0: never).")]
 LabelsCsv = Annotated[Optional[str], typer.Option("--labels", metavar="CSV", help="Multi-label data: CSV of 'path,label;label' rows, paths relative to DIR.")]
 NormStats = Annotated[

@@ -8,7 +8,7 @@ With the full-size model (random weights: speed does not depend on their values;
 1. the embedding pass, what a probe's first run costs per clip: decoding, fbank and the backbone's
    pooled output, written to the cache (``probe.EmbeddingSet``), on ``--clips`` clips;
 2. a head epoch on ``--total`` cached vectors (90 % trained with the probe recipe's batch of 32, 10 %
-   scored), the loop ``ast finetune`` runs (``training._train_epoch``), and reading ``--total`` vectors
+   scored), the loop ``ast finetune`` runs (``trainer.Trainer.train_epoch``), and reading ``--total`` vectors
    back from the cache (a re-run);
 3. an epoch of the old probe: each training clip through the frozen backbone and the head, backward
    through the head only, plus the validation clips' forward pass, measured on ``--clips`` clips.
@@ -42,11 +42,12 @@ def main() -> None:
     args = parser.parse_args()
     print(f"# {machine()}; git {git_revision()}", flush=True)
 
-    from ast_cli import checkpoints, probe, training
+    from ast_cli import checkpoints, probe
     from ast_cli import data as D
     from ast_cli.config import PreprocessorConfig
     from ast_cli.devices import precision_name, resolve_precision
-    from ast_cli.options import RECIPES, Recipe
+    from ast_cli.recipes import RECIPES, Recipe
+    from ast_cli.trainer import HEAD, Trainer, World
 
     device = torch.device("cpu")
     dtype = resolve_precision("auto", device)
@@ -64,7 +65,7 @@ def main() -> None:
     # 1. the embedding pass (the first run's cost per clip)
     probe.EmbeddingSet(model, D.LabelledSet(labelled.root, labelled.labels, labelled.clips[:2]), None, pre, "warm-up", device, dtype, 8)
     dataset = D.ClipDataset(labelled, frames, pre.mean, pre.std, num_mel_bins=128)
-    old_head = {name: p.detach().clone() for name, p in model.named_parameters() if name.startswith(training.HEAD)}
+    old_head = {name: p.detach().clone() for name, p in model.named_parameters() if name.startswith(HEAD)}
     embed_rates, old_rates = [], []
     for round_ in range(args.rounds):
         started = time.perf_counter()
@@ -89,18 +90,16 @@ def main() -> None:
     train_loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(vectors[:n_train], targets[:n_train]), values.batch_size, shuffle=True)
     val_loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(vectors[n_train:], targets[n_train:]), 2 * values.batch_size)
     for name, p in model.named_parameters():
-        p.requires_grad_(name.startswith(training.HEAD))
-    head = probe.Head(model)
-    optimizer = training.make_optimizer(model, values)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
+        p.requires_grad_(name.startswith(HEAD))
+    trainer = Trainer(model, values, loss="CE", steps_per_epoch=len(train_loader), device=device, dtype=dtype, world=World(),
+                      scored=probe.Head(model))
     seconds = []
     model_threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as ast finetune trains a probe's head (training._run)
+    torch.set_num_threads(1)  # as ast finetune trains a probe's head (training._batches)
     for epoch in range(5):
         started = time.perf_counter()
-        training._train_epoch(head, train_loader, optimizer, scheduler, scaler, device, dtype, "CE", training.World(), f"head {epoch}")
-        training._predict_all(head, val_loader, device, dtype, training.World(), args.total - n_train)
+        trainer.train_epoch(train_loader, f"head {epoch}")
+        trainer.validate(val_loader, args.total - n_train)
         seconds.append(time.perf_counter() - started)
     head_epoch = sorted(seconds)[len(seconds) // 2]
     print(f"head epoch on {args.total} cached vectors: {head_epoch:.3f} s (median of 5); reading {args.total} vectors: "
@@ -122,17 +121,16 @@ def main() -> None:
 def old_probe_rate(model, dataset, device, dtype) -> float:
     """3. The old probe's training clips per second: every clip through the frozen backbone and the head
     (batches of 8), backward through the head only, an AdamW step."""
-    from ast_cli import training
-    from ast_cli.options import RECIPES, Recipe
+    from ast_cli.recipes import RECIPES, Recipe
+    from ast_cli.trainer import HEAD, Trainer, World
 
     for name, p in model.named_parameters():
-        p.requires_grad_(name.startswith(training.HEAD))
-    optimizer = training.make_optimizer(model, RECIPES[Recipe("probe")])
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
+        p.requires_grad_(name.startswith(HEAD))
     loader = torch.utils.data.DataLoader(dataset, 8)
+    trainer = Trainer(model, RECIPES[Recipe.probe], loss="CE", steps_per_epoch=len(loader), device=device, dtype=dtype,
+                      world=World())
     started = time.perf_counter()
-    training._train_epoch(model, loader, optimizer, scheduler, scaler, device, dtype, "CE", training.World(), "old probe")
+    trainer.train_epoch(loader, "old probe")
     return len(dataset) / (time.perf_counter() - started)
 
 

@@ -54,7 +54,8 @@ def main() -> None:
     from ast_cli.spec import ModelSpec
     from ast_cli.model import AST
     from ast_cli.options import FinetuneOptions
-    from ast_cli.training import METRICS_FILE, finetune
+    from ast_cli.runfolder import METRICS_FILE
+    from ast_cli.training import finetune
 
     work = Path(args.work or tempfile.mkdtemp(prefix="ast-bench-digits-"))
     started = time.perf_counter()
@@ -70,7 +71,8 @@ def main() -> None:
         checkpoints.save(AST(config).eval(), PreprocessorConfig(max_length=128), base)
         out = work / f"run-{init:g}"
         started = time.perf_counter()
-        summary = finetune(str(work / "train"), str(out), FinetuneOptions(base=str(base), epochs=args.epochs, force=True, precision="fp32"))
+        options = FinetuneOptions(base=str(base), epochs=args.epochs, force=True, precision="fp32")
+        summary = finetune(str(work / "train"), str(out), options, log=lambda line: print(line, file=sys.stderr, flush=True))
         seconds = time.perf_counter() - started
         history = [json.loads(line) for line in (out / METRICS_FILE).read_text().splitlines()]
         test = evaluate(ModelSpec(source=str(out), precision="fp32"), str(work / "test"))

@@ -12,10 +12,10 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "ast_cli"
 LAYERS = {  # higher numbers may import lower ones (and their own layer, without cycles)
     "commands": ("cli", "params", "process", "completions", "__main__"),
-    "jobs": ("tagging", "batch", "distributed", "sinks", "embedding", "listen", "stats", "training", "probe", "data", "evaluation", "metrics", "plots", "export", "labels"),
+    "jobs": ("tagging", "batch", "distributed", "sinks", "embedding", "listen", "stats", "training", "trainer", "runfolder", "probe", "data", "evaluation", "metrics", "plots", "export", "labels"),
     "engine": ("inference", "windows", "records"),
     "model": ("checkpoints", "devices", "model", "features", "frontend", "augment", "audio", "allocator", "threads", "authors", "weights", "layouts"),
-    "foundation": ("options", "spec", "config", "hub", "inputs", "output", "writers", "progress", "files", "errors", "version"),
+    "foundation": ("options", "spec", "config", "hub", "inputs", "output", "writers", "progress", "files", "errors", "version", "recipes"),
 }
 LEVEL = {module: len(LAYERS) - i for i, modules in enumerate(LAYERS.values()) for module in modules}
 MODULES = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")

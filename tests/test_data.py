@@ -12,7 +12,8 @@ from helpers import make_sound_dataset, tone
 from ast_cli import data as D
 from ast_cli.errors import UsageError
 from ast_cli.features import extract
-from ast_cli.options import FinetuneOptions, Recipe
+from ast_cli.options import FinetuneOptions
+from ast_cli.recipes import Recipe
 
 
 def _write(path, seconds=0.5, **kwargs):

@@ -84,11 +84,12 @@ def test_another_model_or_normalisation_has_its_own_embeddings(tmp_path, cache, 
 
 def test_an_interrupted_probe_resumes_to_the_same_head(tmp_path, cache, data, tiny_model_dir, monkeypatch):
     """A probe saves its head only (the backbone is the base's); --resume rebuilds the model from the base."""
-    from ast_cli import training
+    from ast_cli import runfolder
+    from ast_cli.trainer import Trainer
 
     common = ["--base", str(tiny_model_dir), "--freeze-backbone", "--epochs", "4", "--workers", "0", "-q", "--seed", "2"]
     assert main(["finetune", str(data), "-o", str(tmp_path / "full"), *common]) == 0
-    original, calls = training._train_epoch, []
+    original, calls = Trainer.train_epoch, []
 
     def stop_in_third(*args, **kwargs):
         calls.append(1)
@@ -97,9 +98,9 @@ def test_an_interrupted_probe_resumes_to_the_same_head(tmp_path, cache, data, ti
         return original(*args, **kwargs)
 
     with monkeypatch.context() as patch:
-        patch.setattr(training, "_train_epoch", stop_in_third)
+        patch.setattr(Trainer, "train_epoch", stop_in_third)
         assert main(["finetune", str(data), "-o", str(tmp_path / "cut"), *common]) == 130
-    state = torch.load(tmp_path / "cut" / training.STATE_FILE, weights_only=True)
+    state = torch.load(tmp_path / "cut" / runfolder.STATE_FILE, weights_only=True)
     assert state["head_only"] and set(state["model"]) == {"fc_norm.weight", "fc_norm.bias", "head.weight", "head.bias"}
     assert main(["finetune", str(data), "-o", str(tmp_path / "cut"), *common, "--resume"]) == 0
     a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(tmp_path / "cut" / "model.safetensors")

@@ -25,8 +25,9 @@ from ast_cli.config import ASTConfig, PreprocessorConfig
 from ast_cli.spec import ModelSpec
 from ast_cli.evaluation import evaluate
 from ast_cli.model import AST
-from ast_cli.options import RECIPES, Recipe, RecipeValues
-from ast_cli.training import METRICS_FILE, STATE_FILE, FinetuneOptions, finetune, lr_factor
+from ast_cli.recipes import RECIPES, Recipe, RecipeValues, lr_factor
+from ast_cli.runfolder import METRICS_FILE, STATE_FILE
+from ast_cli.training import FinetuneOptions, finetune
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
@@ -496,17 +497,17 @@ def test_a_folder_is_complete_only_after_the_runs_last_write(tiny_model_dir, tmp
     assert "a fine-tune that has not finished (ast finetune: epoch 0 of 25 done" in capsys.readouterr().err
     (out / ".incomplete").unlink()
 
-    import ast_cli.training as training
+    from ast_cli.trainer import Trainer
 
     def killed(*a, **k):  # the first epoch dies: what is left must not look like a model
         raise KeyboardInterrupt
 
-    original = training._train_epoch
-    training._train_epoch = killed
+    original = Trainer.train_epoch
+    Trainer.train_epoch = killed
     try:
         assert cli_main([*args, "--force"]) == 130
     finally:
-        training._train_epoch = original
+        Trainer.train_epoch = original
     assert (out / ".incomplete").is_file() and not (out / "model.safetensors").exists()
 
 
@@ -583,9 +584,9 @@ def test_mixup_and_specaugment_still_learn(tmp_path, base16):
 # -- interrupted runs --------------------------------------------------------------------------------
 def _interrupt_at(monkeypatch, epoch: int) -> None:
     """Ctrl-C during epoch ``epoch`` (from 1)."""
-    from ast_cli import training
+    from ast_cli.trainer import Trainer
 
-    original, calls = training._train_epoch, []
+    original, calls = Trainer.train_epoch, []
 
     def train_epoch(*args, **kwargs):
         calls.append(1)
@@ -593,7 +594,7 @@ def _interrupt_at(monkeypatch, epoch: int) -> None:
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(training, "_train_epoch", train_epoch)
+    monkeypatch.setattr(Trainer, "train_epoch", train_epoch)
 
 
 def test_ctrl_c_prints_the_command_that_continues(tmp_path, tiny_model_dir, monkeypatch, capsys):
