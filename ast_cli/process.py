@@ -3,8 +3,8 @@ runs, and the fast end.
 
 - ``main`` runs the Typer app and maps every outcome to an exit status (``errors.py``): a typed
   error or a bad flag is one line on stderr (``ast: error: ...``), a traceback only with --debug.
-- ``guard`` wraps each command: --quiet and --debug take effect, warnings become one line each on
-  stderr, torch is imported with the garbage collector frozen after it, Ctrl-C and a closed stdout
+- ``guard`` wraps each command: --quiet and --debug take effect, the core's log records (its one
+  message channel) and third-party warnings become one line each on stderr, torch is imported with the garbage collector frozen after it, Ctrl-C and a closed stdout
   pipe become their exit statuses.
 - Run as the program, the process ends with ``os._exit`` once the output is flushed (``_end``).
 
@@ -106,18 +106,22 @@ def _import_torch() -> None:
 
 
 class _Prefix(logging.Formatter):
-    """``ast: message`` on one line; ``ast: debug: message`` (tracebacks included) with --debug."""
+    """One line a record: ``ast: message`` (info), ``ast: warning: message``, ``ast: error: message``;
+    ``ast: debug: message`` (tracebacks included) with --debug."""
+
+    LEVELS = {logging.WARNING: "warning: ", logging.ERROR: "error: ", logging.CRITICAL: "error: "}
 
     def format(self, record: logging.LogRecord) -> str:
         if record.levelno <= logging.DEBUG:
             return "ast: debug: " + super().format(record)
-        return "ast: " + one_line(super().format(record))
+        return "ast: " + self.LEVELS.get(record.levelno, "") + one_line(super().format(record))
 
 
 @contextlib.contextmanager
 def _log_to_stderr(*, quiet: bool, debug: bool):
-    """The core's log records on stderr: what it chose on its own (info: which architecture a .pth
-    was read as), not with --quiet; with --debug also the tracebacks of the files that failed."""
+    """The one channel of the core's messages (``logging.getLogger(__name__)`` in every module, under
+    ``ast_cli``) on stderr: info (what it chose on its own: which architecture a .pth was read as) not
+    with --quiet, warnings always; with --debug also the tracebacks of the files that failed."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Prefix("%(message)s"))
     logger = logging.getLogger("ast_cli")
@@ -231,7 +235,7 @@ def _run(app: typer.Typer, args: list[str]) -> int:
 
 # A core object names the field it refuses (errors.InvalidValue); the command line names the flag.
 # Fields are spelled as their flags with '_' for '-', but for these.
-FIELD_FLAGS = {"fmt": "--format", "source": "--model", "val_dir": "--val", "labels_csv": "--labels"}
+FIELD_FLAGS = {"fmt": "--format", "out": "--output", "source": "--model", "val_dir": "--val", "labels_csv": "--labels"}
 
 
 def flag_of(field: str) -> str:
