@@ -403,7 +403,8 @@ class FinetuneOptions:
             raise InvalidValue("target_length", f"must be at least 16 frames (one patch), got {self.target_length}")
         self.device = check_device(self.device)
         self.precision = as_choice(Precision, self.precision, "precision")
-        if self.precision == Precision.int8:  # dynamic quantization has no backward pass: it trained in fp32 without saying so
+        # dynamic quantization has no backward pass: an int8 run would train in fp32 without saying so
+        if self.precision == Precision.int8:
             raise InvalidValue("precision", "int8 is for inference only: ast finetune trains in fp32, bf16 or fp16",
                                hint="train with --precision auto, then run the model with ast tag --precision int8")
         parse_norm_stats(self.norm_stats)

@@ -4,8 +4,8 @@ runs, and the fast end.
 - ``main`` runs the Typer app and maps every outcome to an exit status (``errors.py``): a typed
   error or a bad flag is one line on stderr (``ast: error: ...``), a traceback only with --debug.
 - ``guard`` wraps each command: --quiet and --debug take effect, the core's log records (its one
-  message channel) and third-party warnings become one line each on stderr, torch is imported with the garbage collector frozen after it, Ctrl-C and a closed stdout
-  pipe become their exit statuses.
+  message channel) and third-party warnings become one line each on stderr, torch is imported with
+  the garbage collector frozen after it, Ctrl-C and a closed stdout pipe become their exit statuses.
 - Run as the program, the process ends with ``os._exit`` once the output is flushed (``_end``).
 
 Importing this module does not import torch.
@@ -14,8 +14,8 @@ Importing this module does not import torch.
 from __future__ import annotations
 
 import atexit
-import errno
 import contextlib
+import errno
 import functools
 import gc
 import logging
@@ -30,7 +30,18 @@ from collections.abc import Callable
 import typer
 import typer.main
 
-from .errors import EXIT_BROKEN_PIPE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, EXIT_USAGE, ASTError, Interrupted, InvalidValue, Terminated
+from .errors import (
+    EXIT_BROKEN_PIPE,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    ASTError,
+    Interrupted,
+    InvalidValue,
+    Terminated,
+)
 
 # OSErrors that come from the machine, not from ast: each with what to do; the first ones mean the
 # output's place is unusable, so nothing could start (exit 2); the others stop a run partway (exit 1)
@@ -61,7 +72,8 @@ def guard(fn: Callable, *, needs_torch: bool = True) -> Callable:
         prepare(quiet=quiet, needs_torch=needs_torch)
         try:
             with _log_to_stderr(quiet=quiet, debug=_debug):
-                if needs_torch:  # the one thread policy (threads.py): --threads, else OMP_NUM_THREADS, else the CPUs we may use
+                # the one thread policy (threads.py): --threads, else OMP_NUM_THREADS, else the CPUs we may use
+                if needs_torch:
                     from . import threads
 
                     threads.configure(kwargs.get("threads"))
@@ -214,7 +226,10 @@ def _run(app: typer.Typer, args: list[str]) -> int:
     except ASTError as exc:
         if _debug:
             traceback.print_exc()
-        error(message_of(exc)) if not isinstance(exc, (Interrupted, Terminated)) else print(f"ast: {exc}", file=sys.stderr)
+        if isinstance(exc, (Interrupted, Terminated)):
+            print(f"ast: {exc}", file=sys.stderr)
+        else:
+            error(message_of(exc))
         return exc.exit_code
     except (KeyboardInterrupt, typer.Abort):
         print("ast: interrupted", file=sys.stderr)
@@ -227,7 +242,8 @@ def _run(app: typer.Typer, args: list[str]) -> int:
             return _bug(exc)
         if _debug:  # the environment, not a bug: what happened where, and what to do
             traceback.print_exc()
-        error(f"{exc.filename or 'a file'}: {exc.strerror} ({ENVIRONMENT_ERRORS[exc.errno]}; nothing half-written is left)")
+        what = ENVIRONMENT_ERRORS[exc.errno]
+        error(f"{exc.filename or 'a file'}: {exc.strerror} ({what}; nothing half-written is left)")
         return EXIT_USAGE if exc.errno in CANNOT_START else EXIT_FAILED
     except Exception as exc:
         return _bug(exc)
@@ -255,7 +271,8 @@ def _bug(exc: Exception) -> int:
     """A bug, not a user error: still one line; the traceback with --debug."""
     if _debug:
         traceback.print_exc()
-    error(f"unexpected {type(exc).__name__}: {exc} (a bug in ast: please report it with the output of the same command with --debug)")
+    report = "a bug in ast: please report it with the output of the same command with --debug"
+    error(f"unexpected {type(exc).__name__}: {exc} ({report})")
     return EXIT_FAILED
 
 

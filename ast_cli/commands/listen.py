@@ -64,9 +64,9 @@ def listen(
 
     if list_devices:
         return typer.echo("\n".join(live.list_devices()))
-    check_flags(source=source, raw=raw, rate=rate, channels=channels)
-    how = ListenOptions(source=source, input_device=input_device, hop=hop, events=events, hold=hold,
-                        raw=RawFormat(rate=rate, channels=channels, sample_format=sample_format) if raw else None)
+    pcm = raw_format(raw=raw, rate=rate, channels=channels, sample_format=sample_format)
+    check_source(source, raw=raw)
+    how = ListenOptions(source=source, input_device=input_device, hop=hop, events=events, hold=hold, raw=pcm)
     if source is None:
         live.import_sounddevice()  # before the model loads: say at once what to install
     options = TagOptions(top=top, threshold=threshold, window=window, activation=activation, include=include,
@@ -83,11 +83,18 @@ def listen(
         process.status(summary.line())
 
 
-def check_flags(*, source: str | None, raw: bool, rate: int | None, channels: int | None) -> None:
-    """The source argument, and the flags that need each other (``ListenOptions`` checks each value)."""
-    if raw and (rate is None or channels is None):
+def raw_format(*, raw: bool, rate: int | None, channels: int | None, sample_format: SampleFormat) -> RawFormat | None:
+    """What --raw says standard input holds (None without --raw); --raw needs --rate and --channels."""
+    if not raw:
+        return None
+    if rate is None or channels is None:
         hint = "e.g. --raw --rate 16000 --channels 1 --sample-format s16le"
         raise UsageError("--raw needs --rate and --channels", hint=hint)
+    return RawFormat(rate=rate, channels=channels, sample_format=sample_format)
+
+
+def check_source(source: str | None, *, raw: bool) -> None:
+    """The source argument: '-' or nothing; --raw describes standard input only."""
     if source not in (None, "-"):
         raise UsageError(f"ast listen takes '-' (standard input) or nothing (a microphone), got {source!r}",
                          hint=f"for files use ast tag; for a URL: {URL_HINT}")
