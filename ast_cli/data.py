@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import logging
 import os
-import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,7 +182,7 @@ def scan(data: LabelledSet, num_mel_bins: int = 128, keep: bool = True, progress
             if len(wave) < 400:
                 raise AudioError(f"{clip.path}: too short ({len(wave) / audio.SAMPLE_RATE * 1000:.0f} ms; one 25 ms frame is the minimum)")
         except AudioError as exc:
-            warnings.warn(f"skipped {exc}", stacklevel=2)
+            _log.warning("skipped %s", exc)
             _log.debug("%s", exc, exc_info=True)
             skipped.append(str(exc))
             continue

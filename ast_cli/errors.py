@@ -82,12 +82,11 @@ class OutputExistsError(UsageError):
     """An output file exists and neither ``--force`` nor ``--resume`` was given."""
 
 
-class InvalidValue(ASTError, ValueError):
+class InvalidValue(UsageError, ValueError):
     """A core object's field holds a value it cannot take. ``field`` names the field (``top``,
     ``norm_stats``); ``problem`` completes the sentence ("must be 0 or more, got -1"). The core speaks
-    of fields only: the command line maps a field to its flag (``--top``) when it prints the message."""
-
-    exit_code = EXIT_USAGE
+    of fields only: the command line maps a field to its flag (``--top``) when it prints the message.
+    A usage error: exit 2, and ``except UsageError`` catches it."""
 
     def __init__(self, field: str, problem: str, hint: str | None = None):
         super().__init__(f"{field} {problem}", hint=hint)

@@ -28,6 +28,7 @@ INCOMPLETE_FILE = ".incomplete"  # in a model folder while ast finetune writes i
 
 PROBE_SECONDS = 3.0  # a Hub that does not accept a connection in this time counts as unreachable
 PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+_log = logging.getLogger(__name__)  # warning: a model folder whose fine-tune has not finished
 
 
 def offline_hint(repo_id: str) -> str:
@@ -80,10 +81,8 @@ def local_files(path: Path) -> dict[str, Path | None]:
         raise ModelError(f"{path}: no model.safetensors or pytorch_model.bin")
     pre = path / PREPROCESSOR_FILE
     if (path / INCOMPLETE_FILE).is_file():
-        import warnings
-
         note = (path / INCOMPLETE_FILE).read_text(encoding="utf-8", errors="replace").strip()
-        warnings.warn(f"{path}: a fine-tune that has not finished ({note}): this model is its best epoch so far", stacklevel=2)
+        _log.warning("%s: a fine-tune that has not finished (%s): this model is its best epoch so far", path, note)
     return {CONFIG_FILE: config, "weights": weights, PREPROCESSOR_FILE: pre if pre.is_file() else None}
 
 

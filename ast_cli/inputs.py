@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import glob
 import hashlib
+import logging
 import os
 import shutil
 import sys
@@ -17,6 +18,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from .errors import UsageError
+
+_log = logging.getLogger(__name__)  # warning: a folder that cannot be listed
 
 # What libsndfile reads (soundfile.available_formats(): WAV, FLAC, OGG/Vorbis/Opus, MP3, AIFF, AU,
 # CAF, W64, RF64, ...) and, when an ffmpeg executable is on PATH, the containers it decodes too.
@@ -85,7 +88,7 @@ def _walk(folder: str, extensions: frozenset[str], recursive: bool, counts: Coun
         st = os.stat(folder)
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as exc:
-        print(f"ast: warning: {folder}: cannot list ({exc.strerror})", file=sys.stderr)
+        _log.warning("%s: cannot list (%s)", folder, exc.strerror)
         return
     if (st.st_dev, st.st_ino) in visited:
         return

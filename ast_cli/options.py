@@ -14,9 +14,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from .errors import UsageError
+from .errors import InvalidValue, UsageError
 from .config import NORM_STATS
 from .hub import DEFAULT_MODEL
 from .recipes import RECIPE_FLAGS, RECIPES, Recipe, RecipeValues, choose, lr_for_width, with_flags
@@ -153,8 +153,19 @@ class StatsMethod(Choice):
     exact = "exact"
 
 
-def parse_channel(channel: str | int) -> str | int:
-    """``--channel``: ``mean`` or a 0-based channel index."""
+E = TypeVar("E", bound=Enum)
+
+
+def as_choice(enum: type[E], value: object, field: str) -> E:
+    """``value`` as a member of ``enum``, or ``InvalidValue(field, ...)`` listing the members."""
+    try:
+        return enum(value)
+    except ValueError:
+        raise InvalidValue(field, f"must be one of {', '.join(m.value for m in enum)}, got {value!r}") from None
+
+
+def parse_channel(channel: str | int, field: str = "channel") -> str | int:
+    """A downmix: ``mean`` or a 0-based channel index."""
     if isinstance(channel, int):
         index = channel
     elif channel == "mean":
@@ -163,9 +174,9 @@ def parse_channel(channel: str | int) -> str | int:
         try:
             index = int(channel)
         except ValueError:
-            raise UsageError(f"--channel must be 'mean' or a channel number, got {channel!r}") from None
+            raise InvalidValue(field, f"must be 'mean' or a channel number, got {channel!r}") from None
     if index < 0:
-        raise UsageError(f"--channel must be 'mean' or a channel number >= 0, got {index}")
+        raise InvalidValue(field, f"must be 'mean' or a channel number >= 0, got {index}")
     return index
 
 
@@ -173,14 +184,7 @@ def check_device(device: str) -> str:
     """A ``Device`` value, or ``cuda:N`` for one GPU of several."""
     if device.startswith("cuda:") and device[5:].isdigit():
         return device
-    return Device.parse(device, "--device")
-
-
-def fields_of(cls: type, values: dict[str, Any]) -> dict[str, Any]:
-    """The entries of ``values`` (a command's parameters) that are fields of the dataclass ``cls``:
-    ``TagOptions(**fields_of(TagOptions, locals()))`` builds it by keyword from the flags of the same name."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    return {k: v for k, v in values.items() if k in names}
+    return as_choice(Device, device, "device")
 
 
 # -- tag, batch, embed ----------------------------------------------------------------------------
@@ -204,19 +208,19 @@ class TagOptions:
     merge: bool = False  # also "events": consecutive windows carrying a label joined (implies timeline)
 
     def __post_init__(self) -> None:
-        self.aggregate = Aggregate.parse(self.aggregate, "--aggregate")
+        self.aggregate = as_choice(Aggregate, self.aggregate, "aggregate")
         if self.activation is not None:
-            self.activation = Activation.parse(self.activation, "--activation")
+            self.activation = as_choice(Activation, self.activation, "activation")
         if self.top < 0:
-            raise UsageError(f"--top must be 0 (all labels) or more, got {self.top}")
+            raise InvalidValue("top", f"must be 0 (all labels) or more, got {self.top}")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0 and self.activation != Activation.none:
-            raise UsageError(f"--threshold must be within [0, 1], got {self.threshold}")
+            raise InvalidValue("threshold", f"must be within [0, 1], got {self.threshold}")
         for name in ("window", "hop"):
             value = getattr(self, name)
             if value is not None and not (value > 0 and math.isfinite(value)):
-                raise UsageError(f"--{name} must be a positive number of seconds, got {value}")
+                raise InvalidValue(name, f"must be a positive number of seconds, got {value}")
         if self.batch_size is not None and self.batch_size < 1:
-            raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
+            raise InvalidValue("batch_size", f"must be at least 1, got {self.batch_size}")
         self.channel = parse_channel(self.channel)
         if self.merge:
             self.timeline = True
@@ -239,32 +243,34 @@ class BatchOptions:
     gpus_per_actor: float | None = None  # None: 1 where the cluster has GPUs, else 0
 
     def __post_init__(self) -> None:
-        self.fmt = BatchFormat.parse(self.fmt, "--format")
-        self.engine = Engine.parse(self.engine, "--engine")
+        self.fmt = as_choice(BatchFormat, self.fmt, "fmt")
+        self.engine = as_choice(Engine, self.engine, "engine")
         check_engine(self)
         if self.workers is not None and self.workers < 0:
-            raise UsageError(f"--workers must be 0 (decode in the main process) or more, got {self.workers}")
+            raise InvalidValue("workers", f"must be 0 (decode in the main process) or more, got {self.workers}")
         if self.resume and self.out == "-":
-            raise UsageError("--resume needs an output file", hint="give -o FILE")
+            raise InvalidValue("resume", "needs an output file, not standard output ('-')")
         if self.resume and self.force:
-            raise UsageError("--resume and --force exclude each other")
+            raise InvalidValue("resume", "cannot go with force: one continues the output, the other replaces it")
 
 
-RAY_FLAGS = {"ray_address": "--ray-address", "actors": "--actors", "gpus_per_actor": "--gpus-per-actor"}
+RAY_FIELDS = ("ray_address", "actors", "gpus_per_actor")  # BatchOptions' fields that only engine ray reads
 
 
 def check_engine(options: BatchOptions) -> None:
-    """The flags of ``--engine ray`` only with it, and Ray installed (looked up, not imported: that
-    takes a second, and ``ast batch --help`` never pays it)."""
+    """The fields of engine ray (``RAY_FIELDS``) only with it, and Ray installed (looked up, not
+    imported: that takes a second, and ``ast batch --help`` never pays it)."""
     if options.engine == Engine.local:
-        given = [flag for name, flag in RAY_FLAGS.items() if getattr(options, name) is not None]
+        given = [name for name in RAY_FIELDS if getattr(options, name) is not None]
         if given:
-            raise UsageError(f"{', '.join(given)} only work with --engine ray")
+            raise InvalidValue(given[0], "only works with engine ray")
         return
     if options.workers is not None:
-        raise UsageError("--workers is for --engine local", hint="with --engine ray decoding runs in Ray's CPU tasks; --actors sets the model replicas")
-    if (options.actors is not None and options.actors < 1) or (options.gpus_per_actor is not None and options.gpus_per_actor < 0):
-        raise UsageError("--actors must be at least 1 and --gpus-per-actor at least 0")
+        raise InvalidValue("workers", "is for engine local: with engine ray, decoding runs in Ray's CPU tasks")
+    if options.actors is not None and options.actors < 1:
+        raise InvalidValue("actors", f"must be at least 1, got {options.actors}")
+    if options.gpus_per_actor is not None and options.gpus_per_actor < 0:
+        raise InvalidValue("gpus_per_actor", f"must be at least 0, got {options.gpus_per_actor}")
     if not ray_installed():
         raise ray_missing()
 
@@ -278,8 +284,8 @@ def ray_installed() -> bool:
         return False
 
 
-def ray_missing() -> UsageError:
-    return UsageError("--engine ray needs Ray, which is not installed", hint="pip install 'ast-cli[ray]'")
+def ray_missing() -> InvalidValue:
+    return InvalidValue("engine", "ray needs Ray, which is not installed", hint="pip install 'ast-cli[ray]'")
 
 
 # -- stats ----------------------------------------------------------------------------------------
@@ -297,9 +303,16 @@ class StatsOptions:
     channel: str | int = "mean"
 
     def __post_init__(self) -> None:
-        self.method = StatsMethod.parse(self.method, "--method")
-        if (self.target_length is not None and self.target_length < 1) or self.batch_size < 1 or self.freqm < 0 or self.timem < 0 or not 0.0 <= self.mixup <= 1.0:
-            raise UsageError("--target-length and --batch-size must be positive, --freqm/--timem >= 0, --mixup within [0, 1]")
+        self.method = as_choice(StatsMethod, self.method, "method")
+        for name in ("target_length", "batch_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise InvalidValue(name, f"must be positive, got {value}")
+        for name in ("freqm", "timem"):
+            if getattr(self, name) < 0:
+                raise InvalidValue(name, f"must be 0 or more, got {getattr(self, name)}")
+        if not 0.0 <= self.mixup <= 1.0:
+            raise InvalidValue("mixup", f"must be within [0, 1], got {self.mixup}")
         self.channel = parse_channel(self.channel)
 
 
@@ -316,6 +329,7 @@ WHY_NOT_PRECISION = {
     ExportFormat.onnx: "ONNX Runtime has no bf16 kernels on the CPU; use fp16 or fp32",
     ExportFormat.hub: "a Hub folder is saved in fp32; transformers casts at load time (torch_dtype=torch.float16)",
 }
+WHY_NO_FRONTEND = "the Hub layout keeps the features in preprocessor_config.json, for ASTFeatureExtractor"
 
 
 @dataclass(kw_only=True)
@@ -327,15 +341,13 @@ class ExportOptions:
     force: bool = False
 
     def __post_init__(self) -> None:
-        self.fmt = ExportFormat.parse(self.fmt, "--format")
-        self.precision = ExportPrecision.parse(self.precision, "--precision")
+        self.fmt = as_choice(ExportFormat, self.fmt, "fmt")
+        self.precision = as_choice(ExportPrecision, self.precision, "precision")
         if self.precision not in EXPORT_PRECISIONS[self.fmt]:
-            raise UsageError(f"--precision {self.precision} is not available for --format {self.fmt}", hint=WHY_NOT_PRECISION[self.fmt])
+            raise InvalidValue("precision", f"{self.precision} is not available for the {self.fmt} format",
+                               hint=WHY_NOT_PRECISION[self.fmt])
         if self.with_frontend and self.fmt == ExportFormat.hub:
-            raise UsageError(
-                f"--with-frontend does not apply to --format {self.fmt}",
-                hint="the Hub layout keeps the features in preprocessor_config.json, for ASTFeatureExtractor",
-            )
+            raise InvalidValue("with_frontend", f"does not apply to the {self.fmt} format", hint=WHY_NO_FRONTEND)
 
 
 # -- finetune -------------------------------------------------------------------------------------
@@ -395,25 +407,25 @@ class FinetuneOptions:
     workers: int = 2
 
     def __post_init__(self) -> None:
-        self.recipe = Recipe.parse(self.recipe, "--recipe")
-        positive = {"--epochs": self.epochs, "--batch-size": self.batch_size, "--lr": self.lr}
-        for flag, value in positive.items():
+        self.recipe = as_choice(Recipe, self.recipe, "recipe")
+        for name in ("epochs", "batch_size", "lr"):
+            value = getattr(self, name)
             if value is not None and not value > 0:
-                raise UsageError(f"{flag} must be positive, got {value}")
-        at_least_zero = {"--freqm": self.freqm, "--timem": self.timem, "--warmup": self.warmup, "--patience": self.patience,
-                         "--weight-decay": self.weight_decay, "--workers": self.workers}  # fmt: skip
-        for flag, value in at_least_zero.items():
+                raise InvalidValue(name, f"must be positive, got {value}")
+        for name in ("freqm", "timem", "warmup", "patience", "weight_decay", "workers"):
+            value = getattr(self, name)
             if value is not None and value < 0:
-                raise UsageError(f"{flag} must be 0 or more, got {value}")
+                raise InvalidValue(name, f"must be 0 or more, got {value}")
         if self.mixup is not None and not 0 <= self.mixup <= 1:
-            raise UsageError(f"--mixup is a probability between 0 and 1, got {self.mixup}")
+            raise InvalidValue("mixup", f"is a probability between 0 and 1, got {self.mixup}")
         if self.target_length is not None and self.target_length < 16:
-            raise UsageError(f"--target-length must be at least 16 frames (one patch), got {self.target_length}")
+            raise InvalidValue("target_length", f"must be at least 16 frames (one patch), got {self.target_length}")
         self.device = check_device(self.device)
-        self.precision = Precision.parse(self.precision, "--precision")
-        if self.precision == Precision.int8:  # dynamic quantization has no backward pass: it trained in fp32 without saying so
-            raise UsageError("--precision int8 is for inference only: ast finetune trains in fp32, bf16 or fp16",
-                             hint="train with --precision auto, then run the model with ast tag --precision int8")  # fmt: skip
+        self.precision = as_choice(Precision, self.precision, "precision")
+        # dynamic quantization has no backward pass: an int8 run would train in fp32 without saying so
+        if self.precision == Precision.int8:
+            raise InvalidValue("precision", "int8 is for inference only: ast finetune trains in fp32, bf16 or fp16",
+                               hint="train with --precision auto, then run the model with ast tag --precision int8")
         parse_norm_stats(self.norm_stats)
 
     def values(self) -> RecipeValues:
@@ -466,9 +478,10 @@ class RawFormat:
     sample_format: SampleFormat = SampleFormat.s16le
 
     def __post_init__(self) -> None:
-        self.sample_format = SampleFormat.parse(self.sample_format, "--sample-format")
-        if self.rate < 1 or self.channels < 1:
-            raise UsageError("--rate and --channels must be positive", hint="e.g. --raw --rate 16000 --channels 1")
+        self.sample_format = as_choice(SampleFormat, self.sample_format, "sample_format")
+        for name in ("rate", "channels"):
+            if getattr(self, name) < 1:
+                raise InvalidValue(name, f"must be positive, got {getattr(self, name)}")
 
 
 @dataclass(kw_only=True)
@@ -484,12 +497,11 @@ class ListenOptions:
 
     def __post_init__(self) -> None:
         if not (self.hop > 0 and math.isfinite(self.hop)):
-            raise UsageError(f"--hop must be a positive number of seconds, got {self.hop}")
+            raise InvalidValue("hop", f"must be a positive number of seconds, got {self.hop}")
         if not (self.hold >= 0 and math.isfinite(self.hold)):
-            raise UsageError(f"--hold must be 0 or more seconds, got {self.hold}")
+            raise InvalidValue("hold", f"must be 0 or more seconds, got {self.hold}")
         if self.source not in (None, "-"):
-            raise UsageError(f"ast listen takes '-' (standard input) or nothing (a microphone), got {self.source!r}",
-                             hint="for files use ast tag; for a URL: ffmpeg -i URL -f s16le -ac 1 -ar 16000 - | ast listen - --raw --rate 16000 --channels 1")  # fmt: skip
+            raise InvalidValue("source", f"must be '-' (standard input) or None (a microphone), got {self.source!r}")
         if self.raw is not None and self.source != "-":
-            raise UsageError("--raw describes standard input", hint="give '-' as the source")
+            raise InvalidValue("raw", "describes standard input: source must be '-'")
 

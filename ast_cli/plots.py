@@ -8,9 +8,9 @@ stderr how to get it, and the caller goes on without pictures. Each figure has a
 
 from __future__ import annotations
 
+import logging
 import math
 import os
-import sys
 from typing import Any
 
 from .files import AtomicPath
@@ -20,6 +20,7 @@ TRAINING_PNG, CONFUSION_PNG, AP_PNG = "training.png", "confusion.png", "per_clas
 TRAINING_SIZE = (1200, 450)  # pixels: loss, validation metric and learning rate per epoch, side by side
 AP_ROW = 22  # pixels per class of the per-class AP bars
 INSTALL_HINT = "pip install 'ast-cli[plot]' (matplotlib)"
+_log = logging.getLogger(__name__)  # warning: no pictures without matplotlib (once a process)
 _warned = False
 
 
@@ -30,7 +31,7 @@ def available() -> bool:
         import matplotlib  # noqa: F401
     except ImportError:
         if not _warned:
-            print(f"ast: no pictures (training.png, confusion.png, --plot): they need matplotlib: {INSTALL_HINT}", file=sys.stderr, flush=True)
+            _log.warning("no pictures (training.png, confusion.png, --plot): they need matplotlib: %s", INSTALL_HINT)
             _warned = True
         return False
     return True

@@ -3,9 +3,9 @@ runs, and the fast end.
 
 - ``main`` runs the Typer app and maps every outcome to an exit status (``errors.py``): a typed
   error or a bad flag is one line on stderr (``ast: error: ...``), a traceback only with --debug.
-- ``guard`` wraps each command: --quiet and --debug take effect, warnings become one line each on
-  stderr, torch is imported with the garbage collector frozen after it, Ctrl-C and a closed stdout
-  pipe become their exit statuses.
+- ``guard`` wraps each command: --quiet and --debug take effect, the core's log records (its one
+  message channel) and third-party warnings become one line each on stderr, torch is imported with
+  the garbage collector frozen after it, Ctrl-C and a closed stdout pipe become their exit statuses.
 - Run as the program, the process ends with ``os._exit`` once the output is flushed (``_end``).
 
 Importing this module does not import torch.
@@ -14,8 +14,8 @@ Importing this module does not import torch.
 from __future__ import annotations
 
 import atexit
-import errno
 import contextlib
+import errno
 import functools
 import gc
 import logging
@@ -30,7 +30,18 @@ from collections.abc import Callable
 import typer
 import typer.main
 
-from .errors import EXIT_BROKEN_PIPE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, EXIT_USAGE, ASTError, Interrupted, InvalidValue, Terminated
+from .errors import (
+    EXIT_BROKEN_PIPE,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    ASTError,
+    Interrupted,
+    InvalidValue,
+    Terminated,
+)
 
 # OSErrors that come from the machine, not from ast: each with what to do; the first ones mean the
 # output's place is unusable, so nothing could start (exit 2); the others stop a run partway (exit 1)
@@ -61,7 +72,8 @@ def guard(fn: Callable, *, needs_torch: bool = True) -> Callable:
         prepare(quiet=quiet, needs_torch=needs_torch)
         try:
             with _log_to_stderr(quiet=quiet, debug=_debug):
-                if needs_torch:  # the one thread policy (threads.py): --threads, else OMP_NUM_THREADS, else the CPUs we may use
+                # the one thread policy (threads.py): --threads, else OMP_NUM_THREADS, else the CPUs we may use
+                if needs_torch:
                     from . import threads
 
                     threads.configure(kwargs.get("threads"))
@@ -106,18 +118,22 @@ def _import_torch() -> None:
 
 
 class _Prefix(logging.Formatter):
-    """``ast: message`` on one line; ``ast: debug: message`` (tracebacks included) with --debug."""
+    """One line a record: ``ast: message`` (info), ``ast: warning: message``, ``ast: error: message``;
+    ``ast: debug: message`` (tracebacks included) with --debug."""
+
+    LEVELS = {logging.WARNING: "warning: ", logging.ERROR: "error: ", logging.CRITICAL: "error: "}
 
     def format(self, record: logging.LogRecord) -> str:
         if record.levelno <= logging.DEBUG:
             return "ast: debug: " + super().format(record)
-        return "ast: " + one_line(super().format(record))
+        return "ast: " + self.LEVELS.get(record.levelno, "") + one_line(super().format(record))
 
 
 @contextlib.contextmanager
 def _log_to_stderr(*, quiet: bool, debug: bool):
-    """The core's log records on stderr: what it chose on its own (info: which architecture a .pth
-    was read as), not with --quiet; with --debug also the tracebacks of the files that failed."""
+    """The one channel of the core's messages (``logging.getLogger(__name__)`` in every module, under
+    ``ast_cli``) on stderr: info (what it chose on its own: which architecture a .pth was read as) not
+    with --quiet, warnings always; with --debug also the tracebacks of the files that failed."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Prefix("%(message)s"))
     logger = logging.getLogger("ast_cli")
@@ -210,7 +226,10 @@ def _run(app: typer.Typer, args: list[str]) -> int:
     except ASTError as exc:
         if _debug:
             traceback.print_exc()
-        error(message_of(exc)) if not isinstance(exc, (Interrupted, Terminated)) else print(f"ast: {exc}", file=sys.stderr)
+        if isinstance(exc, (Interrupted, Terminated)):
+            print(f"ast: {exc}", file=sys.stderr)
+        else:
+            error(message_of(exc))
         return exc.exit_code
     except (KeyboardInterrupt, typer.Abort):
         print("ast: interrupted", file=sys.stderr)
@@ -223,7 +242,8 @@ def _run(app: typer.Typer, args: list[str]) -> int:
             return _bug(exc)
         if _debug:  # the environment, not a bug: what happened where, and what to do
             traceback.print_exc()
-        error(f"{exc.filename or 'a file'}: {exc.strerror} ({ENVIRONMENT_ERRORS[exc.errno]}; nothing half-written is left)")
+        what = ENVIRONMENT_ERRORS[exc.errno]
+        error(f"{exc.filename or 'a file'}: {exc.strerror} ({what}; nothing half-written is left)")
         return EXIT_USAGE if exc.errno in CANNOT_START else EXIT_FAILED
     except Exception as exc:
         return _bug(exc)
@@ -231,7 +251,7 @@ def _run(app: typer.Typer, args: list[str]) -> int:
 
 # A core object names the field it refuses (errors.InvalidValue); the command line names the flag.
 # Fields are spelled as their flags with '_' for '-', but for these.
-FIELD_FLAGS = {"fmt": "--format", "source": "--model", "val_dir": "--val", "labels_csv": "--labels"}
+FIELD_FLAGS = {"fmt": "--format", "out": "--output", "source": "--model", "val_dir": "--val", "labels_csv": "--labels"}
 
 
 def flag_of(field: str) -> str:
@@ -251,7 +271,8 @@ def _bug(exc: Exception) -> int:
     """A bug, not a user error: still one line; the traceback with --debug."""
     if _debug:
         traceback.print_exc()
-    error(f"unexpected {type(exc).__name__}: {exc} (a bug in ast: please report it with the output of the same command with --debug)")
+    report = "a bug in ast: please report it with the output of the same command with --debug"
+    error(f"unexpected {type(exc).__name__}: {exc} ({report})")
     return EXIT_FAILED
 
 

@@ -11,27 +11,47 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "ast_cli"
 LAYERS = {  # higher numbers may import lower ones (and their own layer, without cycles)
-    "commands": ("cli", "params", "process", "completions", "__main__"),
-    "jobs": ("tagging", "batch", "distributed", "sinks", "embedding", "listen", "stats", "training", "trainer", "runfolder", "probe", "data", "evaluation", "metrics", "plots", "export", "labels"),
+    "commands": ("cli", "commands", "__main__"),  # commands/: one module a command; only cli imports it
+    "interface": ("params", "process", "completions"),
+    "jobs": (
+        "tagging", "batch", "distributed", "sinks", "embedding", "listen", "stats", "training", "trainer", "runfolder",
+        "probe", "data", "evaluation", "metrics", "plots", "export", "labels",
+    ),
     "engine": ("inference", "windows", "records"),
-    "model": ("checkpoints", "devices", "model", "features", "frontend", "augment", "audio", "allocator", "threads", "authors", "weights", "layouts"),
-    "foundation": ("options", "spec", "config", "hub", "inputs", "output", "writers", "progress", "files", "errors", "version", "recipes"),
+    "model": (
+        "checkpoints", "authors", "weights", "layouts", "devices", "model", "features", "frontend", "augment", "audio",
+        "allocator", "threads",
+    ),
+    "foundation": (
+        "options", "spec", "recipes", "config", "hub", "inputs", "output", "writers", "progress", "files", "errors",
+        "version",
+    ),
 }
 LEVEL = {module: len(LAYERS) - i for i, modules in enumerate(LAYERS.values()) for module in modules}
-MODULES = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
+SUBPACKAGES = ("commands",)  # a folder of modules that counts as one module of its layer
+MODULES = sorted([p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"] + list(SUBPACKAGES))
+
+
+def sources(module: str) -> list[Path]:
+    """The files of a module: ``module.py``, or every file of a sub-package."""
+    if module in SUBPACKAGES:
+        return sorted((PACKAGE / module).glob("*.py"))
+    return [PACKAGE / f"{module}.py"]
 
 
 def imports(module: str) -> list[tuple[str, list[str], int]]:
-    """(imported module, names, line) of every relative import in a module, the ones inside functions too."""
-    tree = ast.parse((PACKAGE / f"{module}.py").read_text(encoding="utf-8"))
+    """(imported module, names, line) of every import of another module of the package, the ones inside
+    functions too (in a sub-package: its imports from the package, ``from ..x``; not those among its files)."""
+    level = 2 if module in SUBPACKAGES else 1
     found = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            names = [alias.name for alias in node.names]
-            if node.module:
-                found.append((node.module.split(".")[0], names, node.lineno))
-            else:  # from . import x: modules of the package, or names of its __init__
-                found += [(name, [], node.lineno) for name in names]
+    for path in sources(module):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level == level:
+                names = [alias.name for alias in node.names]
+                if node.module:
+                    found.append((node.module.split(".")[0], names, node.lineno))
+                else:  # from . import x: modules of the package, or names of its __init__
+                    found += [(name, [], node.lineno) for name in names]
     return found
 
 
@@ -46,6 +66,11 @@ def test_imports_go_down_and_never_through_the_facade(module):
         assert LEVEL[target] <= LEVEL[module], f"{module}.py:{line} imports {target} from a higher layer"
         private = [name for name in names if name.startswith("_") and not name.startswith("__")]
         assert not private, f"{module}.py:{line} imports private names {private} of {target}"
+
+
+def test_only_cli_imports_the_commands():
+    importers = [module for module in MODULES if any(target == "commands" for target, _, _ in imports(module))]
+    assert importers == ["cli"], f"commands/ is imported by {importers}"
 
 
 def test_no_import_cycle():
@@ -68,22 +93,24 @@ def test_no_import_cycle():
 def test_no_private_attribute_of_another_module():
     """``other._name`` for a module imported as ``from . import other``."""
     for module in MODULES:
-        text = (PACKAGE / f"{module}.py").read_text(encoding="utf-8")
+        text = "\n".join(path.read_text(encoding="utf-8") for path in sources(module))
         aliases = {target for target, names, _ in imports(module) if not names}
         for alias in aliases:
             assert not re.search(rf"\b{alias}\._[a-z]", text), f"{module}.py reads a private name of {alias}"
 
 
 def test_commands_are_thin():
-    """cli.py under 450 lines, no command function over ~40 lines (signature and docstring included),
-    and no option object built positionally anywhere."""
-    text = (PACKAGE / "cli.py").read_text(encoding="utf-8")
-    assert len(text.splitlines()) < 450
-    for node in ast.walk(ast.parse(text)):
-        if isinstance(node, ast.FunctionDef):
-            assert node.end_lineno - node.lineno + 1 <= 45, f"cli.{node.name} is {node.end_lineno - node.lineno + 1} lines"
+    """cli.py and each command module under 450 lines, no command function over ~40 lines (signature and
+    docstring included), and no option object built positionally anywhere."""
+    for path in [PACKAGE / "cli.py", *sources("commands")]:
+        text = path.read_text(encoding="utf-8")
+        assert len(text.splitlines()) < 450
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef):
+                length = node.end_lineno - node.lineno + 1
+                assert length <= 45, f"{path.stem}.{node.name} is {length} lines"
     options = ("TagOptions", "BatchOptions", "StatsOptions", "ExportOptions", "FinetuneOptions", "InputSpec", "WindowSpec")
-    for module in MODULES:
-        for node in ast.walk(ast.parse((PACKAGE / f"{module}.py").read_text(encoding="utf-8"))):
+    for path in [p for module in MODULES for p in sources(module)]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) in options:
-                assert not node.args, f"{module}.py:{node.lineno} builds an options object positionally"
+                assert not node.args, f"{path.name}:{node.lineno} builds an options object positionally"

@@ -19,6 +19,7 @@ import pytest
 import soundfile as sf
 
 from ast_cli.cli import main
+from ast_cli.spec import ModelSpec
 
 from helpers import tone
 

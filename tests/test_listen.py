@@ -17,6 +17,7 @@ import torch
 
 from ast_cli.cli import main
 from ast_cli.listen import Events
+from ast_cli.spec import ModelSpec
 
 from helpers import tone
 

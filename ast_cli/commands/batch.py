@@ -1,0 +1,131 @@
+"""``ast batch``: tag whole collections into one output file (or a folder of label tracks), streaming
+and resumable, on this machine or a Ray cluster."""
+
+from __future__ import annotations
+
+from ..errors import UsageError
+from ..hub import DEFAULT_MODEL
+from ..options import Aggregate, BatchFormat, BatchOptions, Device, Engine, FeatureFrontend, Precision, TagOptions
+from ..params import (
+    ActivationOpt,
+    Actors,
+    AggregateOpt,
+    AllScores,
+    BatchFormatOpt,
+    BatchInputs,
+    BatchOutput,
+    Channel,
+    Debug,
+    DeviceOpt,
+    EngineOpt,
+    Exclude,
+    Extensions,
+    FilesFrom,
+    Force,
+    FrontendOpt,
+    FStride,
+    GpusPerActor,
+    Hop,
+    Include,
+    InputTdim,
+    LabelNames,
+    Merge,
+    Model,
+    ModelNormStats,
+    PrecisionOpt,
+    Quiet,
+    RayAddress,
+    Recursive,
+    Relative,
+    Resume,
+    Shard,
+    Threads,
+    Threshold,
+    Timeline,
+    Top,
+    TStride,
+    Unordered,
+    Window,
+    WindowsPerPass,
+    Workers,
+)
+from ..spec import ModelSpec
+from .common import exit_with, load
+
+RAY_FLAGS = {"ray_address": "--ray-address", "actors": "--actors", "gpus_per_actor": "--gpus-per-actor"}
+
+
+def batch(
+    inputs: BatchInputs = [], out: BatchOutput = "-", fmt: BatchFormatOpt = None,  # noqa: B006 (Typer's list default)
+    files_from: FilesFrom = None, recursive: Recursive = True, ext: Extensions = [], relative: Relative = False,  # noqa: B006
+    shard: Shard = None, model: Model = DEFAULT_MODEL, labels: LabelNames = None, top: Top = 5,
+    threshold: Threshold = None, window: Window = None, hop: Hop = None, aggregate: AggregateOpt = Aggregate.max,
+    activation: ActivationOpt = None, include: Include = [], exclude: Exclude = [],  # noqa: B006
+    timeline: Timeline = False, merge: Merge = False, all_scores: AllScores = False, channel: Channel = "mean",
+    device: DeviceOpt = Device.auto, precision: PrecisionOpt = Precision.auto, batch_size: WindowsPerPass = None,
+    workers: Workers = None, unordered: Unordered = False, resume: Resume = False, force: Force = False,
+    frontend: FrontendOpt = FeatureFrontend.transformers, norm_stats: ModelNormStats = None, fstride: FStride = None,
+    tstride: TStride = None, input_tdim: InputTdim = None, engine: EngineOpt = Engine.local,
+    ray_address: RayAddress = None, actors: Actors = None, gpus_per_actor: GpusPerActor = None,
+    threads: Threads = None, quiet: Quiet = False, debug: Debug = False,
+) -> None:
+    """Tag whole collections into CSV, TSV, JSON, JSON Lines or Audacity labels: streaming, resumable.
+
+    Examples:
+
+      ast batch recordings/ -o tags.csv
+
+      find /data -name '*.flac' | ast batch --files-from - -o - | jq .labels[0]
+
+      ast batch recordings/ -o tags.csv --resume          (after a stop: adds only what is missing)
+
+      ast batch recordings/ -o part-$SLURM_ARRAY_TASK_ID.jsonl --shard $SLURM_ARRAY_TASK_ID/8
+
+      ast batch /shared/recordings -o tags.jsonl --engine ray --ray-address auto      (on a Ray cluster)
+    """
+    from ..batch import run_batch
+    from ..inputs import InputSpec, parse_extensions, parse_shard
+
+    fmt = fmt or output_format(out)
+    found = InputSpec(items=inputs, files_from=files_from, recursive=recursive, extensions=parse_extensions(ext),
+                      relative=relative, shard=parse_shard(shard))
+    check_flags(out=out, resume=resume, force=force, engine=engine, workers=workers,
+                ray={"ray_address": ray_address, "actors": actors, "gpus_per_actor": gpus_per_actor})
+    options = BatchOptions(out=out, fmt=fmt, workers=workers, unordered=unordered, resume=resume,
+                           force=force, progress=not quiet, engine=engine, ray_address=ray_address, actors=actors,
+                           gpus_per_actor=gpus_per_actor)
+    tag_options = TagOptions(top=top, threshold=threshold, window=window, hop=hop, aggregate=aggregate,
+                             activation=activation, timeline=timeline, include=include, exclude=exclude,
+                             channel=channel, batch_size=batch_size, all_scores=all_scores, merge=merge)
+    spec = ModelSpec(source=model, labels=labels, device=device, precision=precision, norm_stats=norm_stats,
+                     fstride=fstride, tstride=tstride, input_tdim=input_tdim, frontend=frontend)
+    exit_with(run_batch(load(spec), found, tag_options, options).failed)
+
+
+def output_format(out: str) -> BatchFormat:
+    """The format OUT's extension names; JSON Lines on standard output."""
+    from ..output import format_from_path
+
+    if out == "-":
+        return BatchFormat.jsonl
+    fmt = format_from_path(out)
+    if not fmt:
+        hint = "give --format csv, tsv, json, jsonl or audacity"
+        raise UsageError(f"cannot tell the output format from {out!r}", hint=hint)
+    return fmt
+
+
+def check_flags(*, out: str, resume: bool, force: bool, engine: Engine, workers: int | None,
+                ray: dict[str, object]) -> None:
+    """The flags that exclude or need each other (``BatchOptions`` checks each value)."""
+    if engine == Engine.local:
+        given = [RAY_FLAGS[name] for name, value in ray.items() if value is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)} only work with --engine ray")
+    elif workers is not None:
+        raise UsageError("--workers is for --engine local",
+                         hint="with --engine ray decoding runs in Ray's CPU tasks; --actors sets the model replicas")
+    if resume and out == "-":
+        raise UsageError("--resume needs an output file", hint="give -o FILE")
+    if resume and force:
+        raise UsageError("--resume and --force exclude each other")

@@ -1,0 +1,102 @@
+"""``ast listen``: tag live audio (a microphone, or a stream on standard input) as it arrives."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from .. import process
+from ..errors import UsageError
+from ..hub import DEFAULT_MODEL
+from ..options import Device, ListenOptions, Precision, RawFormat, SampleFormat, TagOptions
+from ..params import (
+    ActivationOpt,
+    Channel,
+    Channels,
+    Debug,
+    DeviceOpt,
+    Events,
+    Exclude,
+    Hold,
+    Include,
+    InputDevice,
+    LabelNames,
+    ListDevices,
+    ListenHop,
+    ListenSource,
+    Model,
+    ModelNormStats,
+    PrecisionOpt,
+    Quiet,
+    Rate,
+    Raw,
+    SampleFormatOpt,
+    Threads,
+    Threshold,
+    Top,
+    Window,
+)
+from ..spec import ModelSpec
+from .common import load
+
+URL_HINT = "ffmpeg -i URL -f s16le -ac 1 -ar 16000 - | ast listen - --raw --rate 16000 --channels 1"
+
+
+def listen(
+    source: ListenSource = None, model: Model = DEFAULT_MODEL, labels: LabelNames = None, top: Top = 5,
+    threshold: Threshold = None, window: Window = None, hop: ListenHop = 1.0, events: Events = False,
+    hold: Hold = 2.0, activation: ActivationOpt = None, include: Include = [],  # noqa: B006 (Typer's list default)
+    exclude: Exclude = [], channel: Channel = "mean", raw: Raw = False, rate: Rate = None,  # noqa: B006
+    channels: Channels = None, sample_format: SampleFormatOpt = SampleFormat.s16le, input_device: InputDevice = None,
+    list_devices: ListDevices = False, device: DeviceOpt = Device.auto, precision: PrecisionOpt = Precision.auto,
+    norm_stats: ModelNormStats = None, threads: Threads = None, quiet: Quiet = False, debug: Debug = False,
+) -> None:
+    """Tag live audio as it arrives: every --hop seconds, the last --window seconds; JSON Lines off a terminal.
+
+    Examples:
+
+      ffmpeg -i URL -f s16le -ac 1 -ar 16000 - | ast listen - --raw --rate 16000 --channels 1 --events --threshold 0.5
+
+      ast listen --events --threshold 0.6 --include Dog | while read -r event; do notify-send "$event"; done
+    """
+    from .. import listen as live
+
+    if list_devices:
+        return typer.echo("\n".join(live.list_devices()))
+    pcm = raw_format(raw=raw, rate=rate, channels=channels, sample_format=sample_format)
+    check_source(source, raw=raw)
+    how = ListenOptions(source=source, input_device=input_device, hop=hop, events=events, hold=hold, raw=pcm)
+    if source is None:
+        live.import_sounddevice()  # before the model loads: say at once what to install
+    options = TagOptions(top=top, threshold=threshold, window=window, activation=activation, include=include,
+                         exclude=exclude, channel=channel)
+    tagger = load(ModelSpec(source=model, labels=labels, device=device, precision=precision, norm_stats=norm_stats))
+    summary = live.Summary()
+    try:
+        live.run_listen(tagger, options, how, stream=sys.stdout, summary=summary,
+                        warn=lambda message: process.status(f"warning: {message}"))
+    except KeyboardInterrupt:
+        process.status(summary.line())
+        raise
+    if not quiet:
+        process.status(summary.line())
+
+
+def raw_format(*, raw: bool, rate: int | None, channels: int | None, sample_format: SampleFormat) -> RawFormat | None:
+    """What --raw says standard input holds (None without --raw); --raw needs --rate and --channels."""
+    if not raw:
+        return None
+    if rate is None or channels is None:
+        hint = "e.g. --raw --rate 16000 --channels 1 --sample-format s16le"
+        raise UsageError("--raw needs --rate and --channels", hint=hint)
+    return RawFormat(rate=rate, channels=channels, sample_format=sample_format)
+
+
+def check_source(source: str | None, *, raw: bool) -> None:
+    """The source argument: '-' or nothing; --raw describes standard input only."""
+    if source not in (None, "-"):
+        raise UsageError(f"ast listen takes '-' (standard input) or nothing (a microphone), got {source!r}",
+                         hint=f"for files use ast tag; for a URL: {URL_HINT}")
+    if raw and source != "-":
+        raise UsageError("--raw describes standard input", hint="give '-' as the source")

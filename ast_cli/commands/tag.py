@@ -1,0 +1,76 @@
+"""``ast tag``: the labels of each whole recording, on standard output."""
+
+from __future__ import annotations
+
+import sys
+
+from .. import process
+from ..hub import DEFAULT_MODEL
+from ..options import Aggregate, Device, FeatureFrontend, Precision, TagOptions
+from ..params import (
+    ActivationOpt,
+    AggregateOpt,
+    AudioFiles,
+    Channel,
+    Debug,
+    DeviceOpt,
+    Exclude,
+    FrontendOpt,
+    FStride,
+    Hop,
+    Include,
+    InputTdim,
+    LabelNames,
+    Model,
+    ModelNormStats,
+    PrecisionOpt,
+    Quiet,
+    TagFormat,
+    Threads,
+    Threshold,
+    Timeline,
+    Top,
+    TStride,
+    Window,
+    WindowsPerPass,
+)
+from ..spec import ModelSpec
+from .common import exit_with, load, stdin_once
+
+
+def tag(
+    files: AudioFiles, model: Model = DEFAULT_MODEL, labels: LabelNames = None, top: Top = 5,
+    threshold: Threshold = None, window: Window = None, hop: Hop = None, aggregate: AggregateOpt = Aggregate.max,
+    activation: ActivationOpt = None, include: Include = [], exclude: Exclude = [],  # noqa: B006 (Typer's list default)
+    timeline: Timeline = False, fmt: TagFormat = None, channel: Channel = "mean", device: DeviceOpt = Device.auto,
+    precision: PrecisionOpt = Precision.auto, batch_size: WindowsPerPass = None,
+    frontend: FrontendOpt = FeatureFrontend.transformers, norm_stats: ModelNormStats = None, fstride: FStride = None,
+    tstride: TStride = None, input_tdim: InputTdim = None, threads: Threads = None, quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Tag audio files and folders: the labels of each whole recording (sliding windows over long ones).
+
+    Examples:
+
+      ast tag song.wav --top 5
+
+      ast tag recordings/ --format csv > tags.csv
+
+      ast tag *.flac --format jsonl | jq '.labels[0]'
+    """
+    from ..inputs import with_folders
+    from ..output import default_format
+    from ..tagging import run_tag
+
+    paths = with_folders(files)
+    stdin_once(paths)
+    options = TagOptions(
+        top=top, threshold=threshold, window=window, hop=hop, aggregate=aggregate, activation=activation,
+        timeline=timeline, include=include, exclude=exclude, channel=channel, batch_size=batch_size,
+    )
+    spec = ModelSpec(
+        source=model, labels=labels, device=device, precision=precision, norm_stats=norm_stats, fstride=fstride,
+        tstride=tstride, input_tdim=input_tdim, frontend=frontend,
+    )
+    fmt = fmt or default_format(sys.stdout)
+    exit_with(run_tag(load(spec), paths, options, fmt=fmt, stream=sys.stdout, on_error=process.error))
