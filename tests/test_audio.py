@@ -233,7 +233,7 @@ def _noise_file(folder, ext: str):
 def _native(path) -> tuple[np.ndarray, int]:
     """Every decoded frame at the file's own rate (no resampling between the two decodes compared)."""
     with audio.AudioReader(path) as reader:
-        return np.concatenate(list(reader.blocks(block_seconds := 1.0))), reader.info.sample_rate
+        return np.concatenate(list(reader.blocks(1.0))), reader.info.sample_rate
 
 
 def _repeated_block(x: np.ndarray, size: int = 800) -> bool:
