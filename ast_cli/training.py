@@ -469,7 +469,7 @@ def _run(data_dir, out: Path, options: FinetuneOptions, world: World, device, dt
             "train_loss": loss_sum / max(seen, 1),
             "val_loss": _loss(logits, targets, loss).item(),
             **{f"val_{k}": report[k] for k in ("accuracy", "macro_f1", "mAP", "mAUC", "d_prime") if k in report},
-            "lr": optimizer.param_groups[0]["lr"],
+            "lr": scheduler.base_lrs[0] * lr_factor((epoch + 1) * steps - 1, steps, values),  # this epoch's last step's
             "clips_per_s": round(seen / seconds, 2),
             "seconds": round(seconds, 2),
         }
