@@ -98,7 +98,7 @@ class AudioReader:
             return self._open_ffmpeg(reason)
         if self._sf.samplerate <= 0 or self._sf.channels <= 0:
             raise AudioError(f"{self.path}: invalid header (sample rate {self._sf.samplerate}, {self._sf.channels} channels)")
-        if cuts.length_estimated(self._sf) and shutil.which("ffmpeg") is not None:  # ffmpeg reads every frame there is
+        if cuts.length_estimated(self._sf) and shutil.which("ffmpeg") is not None:  # ffmpeg reads every frame
             self._sf.close()
             self._sf = None
             return self._open_ffmpeg("an MP3 without a length header")

@@ -175,7 +175,8 @@ class ASTConfig(JsonFile):
                 raise ModelError(f"config.json: '{name}' must be a finite number, got {value!r}")
             low, high = _FLOAT_RANGES[name]
             if not low <= value <= high or (name.endswith("eps") and value == 0):
-                raise ModelError(f"config.json: '{name}' is {value!r}, outside {'(' if name.endswith('eps') else '['}{low}, {high}]")
+                opening = "(" if name.endswith("eps") else "["
+                raise ModelError(f"config.json: '{name}' is {value!r}, outside {opening}{low}, {high}]")
         if not isinstance(self.qkv_bias, bool):
             raise ModelError(f"config.json: 'qkv_bias' must be true or false, got {self.qkv_bias!r}")
         if self.hidden_act not in _ACTIVATIONS:
@@ -261,7 +262,8 @@ class PreprocessorConfig(JsonFile):
                 raise ModelError(f"preprocessor_config.json: '{name}' must be a finite number, got {value!r}")
         for name in ("sampling_rate", "num_mel_bins", "max_length"):  # JSON's NaN and Infinity are floats
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0 or value % 1:
+            number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if not number or value <= 0 or value % 1:
                 raise ModelError(f"preprocessor_config.json: '{name}' must be a positive whole number, got {value!r}")
         if self.std <= 0:
             raise ModelError(f"preprocessor_config.json: std must be positive, got {self.std}")

@@ -53,7 +53,8 @@ def notes(sound_file, header: int | None, decoded: int, reason: str) -> list[str
     found = [f"its header says {header / sound_file.samplerate:.2f} s"] if header and decoded < header else []
     log = sound_file.extra_info
     if length_estimated(sound_file):  # the header's count is a guess: only reaching it says something
-        found = ["an MP3 without a length header, read as far as its length was guessed: install ffmpeg"] if decoded == header else []
+        guessed = "an MP3 without a length header, read as far as its length was guessed: install ffmpeg"
+        found = [guessed] if decoded == header else []
     for chunk, claimed, there in _CHUNK.findall(log):  # libsndfile already counts only the frames there
         if int(claimed) > int(there) and int(claimed) not in _STREAMED_SIZES:
             found.append(f"its {chunk} chunk says {claimed} bytes, the file holds {there}")
@@ -71,5 +72,5 @@ def ffmpeg_note(stderr: str) -> str:
 def warn(path: str, found: list[str], decoded_s: float) -> None:
     """On stderr as ``ast: warning: ...`` (``process.prepare``), like every warning of the core."""
     if found:
-        message = f"{path}: cut short or damaged ({'; '.join(found)}): {decoded_s:.2f} s decoded, the audio that is there"
-        warnings.warn(message, stacklevel=3)
+        what = f"cut short or damaged ({'; '.join(found)})"
+        warnings.warn(f"{path}: {what}: {decoded_s:.2f} s decoded, the audio that is there", stacklevel=3)

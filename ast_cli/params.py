@@ -121,7 +121,7 @@ StatsBatch = Annotated[int, typer.Option("--batch-size", min=1, metavar="N", hel
 StatsFreqm = Annotated[int, typer.Option("--freqm", min=0, metavar="BINS", help="Frequency mask up to this many bins (authors; 0: none).")]
 StatsTimem = Annotated[int, typer.Option("--timem", min=0, metavar="FRAMES", help="Time mask up to this many frames (authors; 0: none).")]
 StatsMixup = Annotated[float, typer.Option("--mixup", min=0.0, max=1.0, metavar="P", help="Probability of mixing a clip with a random other (authors).")]
-StatsSeed = Annotated[Optional[int], typer.Option("--seed", metavar="N", help="Seed of the augmentation of --method authors (default: 0, shown with the result); another seed, another draw.")]
+StatsSeed = Annotated[Optional[int], typer.Option("--seed", metavar="N", help="Seed of the augmentation of --method authors (default: 0, shown with the result).")]
 WriteStats = Annotated[Optional[str], typer.Option("--write", metavar="DIR", help="Store mean/std in DIR/preprocessor_config.json (other keys kept).")]
 
 # -- embed ----------------------------------------------------------------------------------------

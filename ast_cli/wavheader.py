@@ -20,7 +20,8 @@ def read_wav_header(stream: BinaryIO, name: str) -> RawFormat:
     be streamed is an ``AudioError`` naming the field at fault."""
     head = stream.read(12)
     if len(head) < 12 or head[:4] not in (b"RIFF", b"RF64") or head[8:12] != b"WAVE":
-        raise AudioError(f"{name}: not a WAV stream", hint="for raw PCM give --raw --rate R --channels C --sample-format s16le|s32le|f32le")
+        raw = "for raw PCM give --raw --rate R --channels C --sample-format s16le|s32le|f32le"
+        raise AudioError(f"{name}: not a WAV stream", hint=raw)
     fmt = None
     while True:
         chunk = stream.read(8)
@@ -30,7 +31,8 @@ def read_wav_header(stream: BinaryIO, name: str) -> RawFormat:
         if kind == b"data":
             break
         if kind != b"fmt ":
-            _skip(stream, size + (size & 1), f"{name}: the WAV stream ended in its {kind!r} chunk, before its data chunk")
+            ended = f"{name}: the WAV stream ended in its {kind!r} chunk, before its data chunk"
+            _skip(stream, size + (size & 1), ended)
             continue
         if not FMT_SIZE <= size <= MAX_FMT_SIZE:
             raise AudioError(f"{name}: WAV header: fmt chunk size is {size}, not {FMT_SIZE} to {MAX_FMT_SIZE} bytes")
@@ -47,6 +49,7 @@ FMT_SIZE = 16  # format tag, channels, sample rate, byte rate, block align, bits
 MAX_FMT_SIZE = 1024  # the extensible fmt chunk is 40 bytes; a size beyond this is not a fmt chunk
 WAV_FORMATS = {(1, 16): "s16le", (1, 32): "s32le", (3, 32): "f32le"}  # (format tag, bits per sample)
 EXTENSIBLE = 0xFFFE  # WAVE_FORMAT_EXTENSIBLE: the format tag is the sub-format GUID's first two bytes
+STREAMED = "send 16- or 32-bit PCM or 32-bit float"
 
 
 def _wav_format(body: bytes, name: str) -> RawFormat:
@@ -55,7 +58,7 @@ def _wav_format(body: bytes, name: str) -> RawFormat:
     code, channels, rate, _, align, bits = struct.unpack("<HHIIHH", body[:FMT_SIZE])
     if code == EXTENSIBLE:
         if len(body) < 26:
-            raise AudioError(f"{name}: WAV header: an extensible fmt chunk of {len(body)} bytes has no sub-format (it needs 40)")
+            raise AudioError(f"{name}: WAV header: an extensible fmt chunk of {len(body)} bytes has no sub-format")
         code = struct.unpack("<H", body[24:26])[0]
     where = f"{name}: WAV header"
     if channels == 0:
@@ -63,12 +66,13 @@ def _wav_format(body: bytes, name: str) -> RawFormat:
     if rate == 0:
         raise AudioError(f"{where}: sample rate is 0 Hz")
     if code not in (1, 3):
-        raise AudioError(f"{where}: format tag {code:#06x} is not streamed (1: PCM, 3: IEEE float)", hint="send 16- or 32-bit PCM or 32-bit float")
+        raise AudioError(f"{where}: format tag {code:#06x} is not streamed (1: PCM, 3: IEEE float)", hint=STREAMED)
     if (code, bits) not in WAV_FORMATS:
         kind = "PCM" if code == 1 else "float"
-        raise AudioError(f"{where}: {bits} bits per sample of {kind} is not streamed", hint="send 16- or 32-bit PCM or 32-bit float")
+        raise AudioError(f"{where}: {bits} bits per sample of {kind} is not streamed", hint=STREAMED)
     if align != channels * bits // 8:
-        raise AudioError(f"{where}: block align is {align}, but {channels} channel(s) of {bits} bits make {channels * bits // 8}")
+        frame = channels * bits // 8
+        raise AudioError(f"{where}: block align is {align}, but {channels} channel(s) of {bits} bits make {frame}")
     return RawFormat(rate=rate, channels=channels, sample_format=WAV_FORMATS[(code, bits)])
 
 

@@ -92,17 +92,21 @@ class WindowSamples:
         self.buf = np.concatenate([self.buf, block]) if len(self.buf) else block
         return block
 
-    def recomputed(self, windows: Iterator[tuple[int, torch.Tensor]], num_mel_bins: int) -> Iterator[tuple[int, torch.Tensor]]:
+    def recomputed(
+        self, windows: Iterator[tuple[int, torch.Tensor]], mel_bins: int
+    ) -> Iterator[tuple[int, torch.Tensor]]:
         """The same windows, their frames computed again from their samples minus their mean. A
         recording of one window is the authors' clip: the mean of all its samples, the < 160 after
         its last frame included (the first window waits for the second to know)."""
         first = next(windows, None)
-        second = next(windows, None) if first is not None else None
-        if first is not None and second is None:
-            yield 0, fbank(self.centered(0, None), num_mel_bins)
+        if first is None:
             return
-        for start, feats in itertools.chain([first, second] if first else [], windows):
-            yield start, fbank(self.centered(start, len(feats)), num_mel_bins)
+        second = next(windows, None)
+        if second is None:
+            yield 0, fbank(self.centered(0, None), mel_bins)
+            return
+        for start, feats in itertools.chain((first, second), windows):
+            yield start, fbank(self.centered(start, len(feats)), mel_bins)
 
     def centered(self, start: int, frames: int | None) -> torch.Tensor:
         """The samples of ``frames`` frames from frame ``start`` (None: all the rest), minus their

@@ -14,7 +14,8 @@ LAYERS = {  # higher numbers may import lower ones (and their own layer, without
     "commands": ("cli", "params", "process", "completions", "__main__"),
     "jobs": ("tagging", "batch", "distributed", "sinks", "embedding", "listen", "stats", "training", "probe", "data", "evaluation", "metrics", "plots", "export", "labels"),
     "engine": ("inference", "windows", "records"),
-    "model": ("checkpoints", "devices", "model", "features", "frontend", "augment", "audio", "cuts", "wavheader", "allocator", "threads"),
+    "model": ("checkpoints", "devices", "model", "features", "frontend", "augment", "audio", "cuts", "wavheader",
+              "allocator", "threads"),
     "foundation": ("options", "config", "hub", "inputs", "output", "progress", "files", "errors", "version"),
 }
 LEVEL = {module: len(LAYERS) - i for i, modules in enumerate(LAYERS.values()) for module in modules}

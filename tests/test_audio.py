@@ -255,7 +255,8 @@ def test_a_cut_file_decodes_to_the_audio_that_is_there_once_with_a_warning(tmp_p
     for share in (0.2, 0.5, 0.77):
         cut = tmp_path / f"cut-{share}.{ext}"
         cut.write_bytes(data[: int(len(data) * share)])
-        with pytest.warns(UserWarning, match=r"cut short or damaged \(.+\): [0-9.]+ s decoded, the audio that is there") as caught:
+        warning = r"cut short or damaged \(.+\): [0-9.]+ s decoded, the audio that is there"
+        with pytest.warns(UserWarning, match=warning) as caught:
             got, _ = _native(cut)
         assert str(cut) in str(caught[0].message)
         seconds, there = len(got) / rate, share * CUT_SECONDS
@@ -273,7 +274,8 @@ def test_a_flac_written_to_a_pipe_has_no_length_and_decodes_whole(tmp_path):
     if shutil.which("ffmpeg") is None:
         pytest.skip("ffmpeg is not installed: it writes the FLAC to a pipe")
     sf.write(tmp_path / "a.wav", x, 16000, subtype="FLOAT")
-    piped = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(tmp_path / "a.wav"), "-f", "flac", "-"], capture_output=True, check=True)
+    to_pipe = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(tmp_path / "a.wav"), "-f", "flac", "-"]
+    piped = subprocess.run(to_pipe, capture_output=True, check=True)
     (tmp_path / "piped.flac").write_bytes(piped.stdout)
     import warnings
 
@@ -292,6 +294,7 @@ def test_an_mp3_without_a_length_header_is_read_to_its_end(tmp_path):
     quiet_then_loud = np.concatenate([np.zeros(16000 * 4), 0.5 * rng.standard_normal(16000 * 4)]).astype(np.float32)
     sf.write(tmp_path / "a.wav", quiet_then_loud, 16000, subtype="FLOAT")
     mp3 = tmp_path / "vbr.mp3"
-    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(tmp_path / "a.wav"), "-c:a", "libmp3lame", "-q:a", "4", "-write_xing", "0", str(mp3)], check=True)
+    lame = ["-c:a", "libmp3lame", "-q:a", "4", "-write_xing", "0"]  # VBR, no Xing header
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(tmp_path / "a.wav"), *lame, str(mp3)], check=True)
     wave, info = audio.load(mp3)
     assert len(wave) / 16000 == pytest.approx(8.0, abs=0.15) and info.frames is None  # decoded by ffmpeg

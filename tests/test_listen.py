@@ -109,7 +109,8 @@ def _header(code=1, channels=1, rate=16000, bits=16, align=None, fmt_size=16, ex
     """A WAV stream's header up to its data chunk, with any field set to anything."""
     align = channels * bits // 8 if align is None else align
     fields = struct.pack("<HHIIHH", code, channels, rate, rate * max(align, 1), align, bits) + extra
-    return b"RIFF" + struct.pack("<I", 0xFFFFFFFF) + b"WAVE" + b"fmt " + struct.pack("<I", fmt_size) + fields[:fmt_size] + b"data" + struct.pack("<I", 0)
+    riff = b"RIFF" + struct.pack("<I", 0xFFFFFFFF) + b"WAVE"
+    return riff + b"fmt " + struct.pack("<I", fmt_size) + fields[:fmt_size] + b"data" + struct.pack("<I", 0)
 
 
 HEADER_DEFECTS = {  # stream -> the piece of the one-line error that names the field at fault
@@ -123,12 +124,16 @@ HEADER_DEFECTS = {  # stream -> the piece of the one-line error that names the f
     "64-bit float": (_header(code=3, bits=64), "WAV header: 64 bits per sample of float is not streamed"),
     "mp3 in wav": (_header(code=0x55), "WAV header: format tag 0x0055 is not streamed (1: PCM, 3: IEEE float)"),
     "tag 0": (_header(code=0), "WAV header: format tag 0x0000 is not streamed"),
-    "extensible, short": (_header(code=0xFFFE, fmt_size=18, extra=b"\x00\x00"), "an extensible fmt chunk of 18 bytes has no sub-format"),
+    "extensible, short": (
+        _header(code=0xFFFE, fmt_size=18, extra=bytes(2)), "an extensible fmt chunk of 18 bytes has no sub-format"
+    ),
     "fmt of 8 bytes": (_header(fmt_size=8), "WAV header: fmt chunk size is 8, not 16 to 1024 bytes"),
     "fmt of 4 GB": (_header()[:16] + struct.pack("<I", 0xFFFFFFF0), "WAV header: fmt chunk size is 4294967280"),
     "block align": (_header(channels=2, align=3), "WAV header: block align is 3, but 2 channel(s) of 16 bits make 4"),
     "no fmt": (b"RIFF\xff\xff\xff\xffWAVEdata\x00\x00\x00\x00", "WAV header: no fmt chunk before the data chunk"),
-    "LIST cut": (b"RIFF\xff\xff\xff\xffWAVELIST\xff\xff\xff\x7f" + b"x" * 100, "ended in its b'LIST' chunk, before its data chunk"),
+    "LIST cut": (
+        b"RIFF\xff\xff\xff\xffWAVELIST\xff\xff\xff\x7f" + bytes(100), "ended in its b'LIST' chunk, before its data"
+    ),
 }
 
 

@@ -85,17 +85,27 @@ def _strict_json(text: str):
 
 def test_a_nan_or_infinite_number_is_null_in_json_and_an_empty_cell_in_csv():
     nan = float("nan")
-    record = {"path": "a.wav", "duration_s": 1.0, "labels": [{"label": "Speech", "index": 0, "score": nan}],
-              "scores": {"Speech": nan, "Music": float("inf"), "Dog": 0.5}, "windows": [{"start_s": 0.0, "end_s": 1.0, "labels": [], "scores": {"Dog": -float("inf")}}]}  # fmt: skip
-    assert _strict_json(to_json(record)) == {**record, "labels": [{"label": "Speech", "index": 0, "score": None}],
-                                             "scores": {"Speech": None, "Music": None, "Dog": 0.5},
-                                             "windows": [{"start_s": 0.0, "end_s": 1.0, "labels": [], "scores": {"Dog": None}}]}  # fmt: skip
+    window = {"start_s": 0.0, "end_s": 1.0, "labels": [], "scores": {"Dog": -float("inf")}}
+    record = {
+        "path": "a.wav",
+        "duration_s": 1.0,
+        "labels": [{"label": "Speech", "index": 0, "score": nan}],
+        "scores": {"Speech": nan, "Music": float("inf"), "Dog": 0.5},
+        "windows": [window],
+    }
+    assert _strict_json(to_json(record)) == {
+        **record,
+        "labels": [{"label": "Speech", "index": 0, "score": None}],
+        "scores": {"Speech": None, "Music": None, "Dog": 0.5},
+        "windows": [{**window, "scores": {"Dog": None}}],
+    }
     for fmt in ("json", "jsonl"):
         out = io.StringIO()
         writer = RecordWriter(fmt, out)
         writer.write(record)
         writer.close()
-        parsed = _strict_json(out.getvalue()) if fmt == "json" else [_strict_json(line) for line in out.getvalue().splitlines()]
+        text = out.getvalue()
+        parsed = _strict_json(text) if fmt == "json" else [_strict_json(line) for line in text.splitlines()]
         assert parsed[0]["labels"][0]["score"] is None
     for fmt, delimiter in (("csv", ","), ("tsv", "\t")):
         out = io.StringIO()
@@ -104,7 +114,8 @@ def test_a_nan_or_infinite_number_is_null_in_json_and_an_empty_cell_in_csv():
         assert rows[1] == ["a.wav", "1", "Speech", "", ""]
         out = io.StringIO()
         RecordWriter(fmt, out, score_columns=["Speech", "Music", "Dog"]).write(record)
-        assert list(csv.reader(io.StringIO(out.getvalue()), delimiter=delimiter))[1] == ["a.wav", "1", "", "", "0.5", ""]
+        row = list(csv.reader(io.StringIO(out.getvalue()), delimiter=delimiter))[1]
+        assert row == ["a.wav", "1", "", "", "0.5", ""]
     RecordWriter("table", io.StringIO()).write(record)  # the bar of a NaN score is empty, not a crash
 
 

@@ -224,7 +224,8 @@ def test_learning_rate_factors_per_epoch(capsys):
 
 def test_metrics_log_the_rate_each_epoch_trained_at(tmp_path, base16):
     """metrics.jsonl's lr is the rate of the epoch's last optimizer step (its rate once any warm-up is
-    over), not the next epoch's: the audioset recipe without warm-up halves it after epochs 2, 3 and 4."""
+    over), not the next epoch's (which it logged): the audioset recipe without warm-up halves it after
+    epochs 2 and 3."""
     data = tmp_path / "data"
     make_sound_dataset(data, per_class=3)
     rates: list[float] = []
@@ -233,7 +234,7 @@ def test_metrics_log_the_rate_each_epoch_trained_at(tmp_path, base16):
         options = FinetuneOptions(
             base=str(base16), recipe=Recipe("audioset"), epochs=4, lr=1e-3, batch_size=4, warmup=0, target_length=128,
             freqm=0, timem=0, mixup=0.0, val_split=0.3, precision="fp32", workers=0,
-        )  # fmt: skip
+        )
         finetune(str(data), str(tmp_path / "out"), options, log=lambda _: None)
     finally:
         hook.remove()
