@@ -23,6 +23,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from . import cuts
 from .errors import AudioError, UsageError
 from .options import parse_channel
 
@@ -97,7 +98,12 @@ class AudioReader:
             return self._open_ffmpeg(reason)
         if self._sf.samplerate <= 0 or self._sf.channels <= 0:
             raise AudioError(f"{self.path}: invalid header (sample rate {self._sf.samplerate}, {self._sf.channels} channels)")
-        return AudioInfo(self.path, self._sf.samplerate, self._sf.channels, self._sf.frames)
+        if cuts.length_estimated(self._sf) and shutil.which("ffmpeg") is not None:  # ffmpeg reads every frame
+            self._sf.close()
+            self._sf = None
+            return self._open_ffmpeg("an MP3 without a length header")
+        frames = self._sf.frames if self._sf.frames < cuts.UNKNOWN_FRAMES else None
+        return AudioInfo(self.path, self._sf.samplerate, self._sf.channels, frames)
 
     def _open_ffmpeg(self, sf_reason: str) -> AudioInfo:
         path = self.path
@@ -120,27 +126,44 @@ class AudioReader:
     def blocks(self, seconds: float = BLOCK_SECONDS) -> Iterator[np.ndarray]:
         """Mono float32 blocks at the file's own sample rate."""
         n = max(1, min(int(seconds * self.info.sample_rate), MAX_BLOCK_VALUES // self.info.channels))
-        if self._sf is not None:
-            source = self._sf.blocks(blocksize=n, dtype="float32", always_2d=True)
-        else:
-            source = self._ffmpeg_blocks(n)
-        for block in _guarded(source, self.path):
+        source = self._sf_blocks(n) if self._sf is not None else self._ffmpeg_blocks(n)
+        for block in source:
             _check_samples(block, self.path)
             yield self._downmix(block)
+
+    def _sf_blocks(self, n: int) -> Iterator[np.ndarray]:
+        """libsndfile's frames up to the first one it cannot decode, then a warning if the file was cut."""
+        assert self._sf is not None
+        done, reason = 0, ""
+        while not reason:
+            out = np.empty((n, self.info.channels), dtype=np.float32)
+            got, reason = cuts.read_into(self._sf, out)
+            if got == 0:
+                break
+            done += got
+            yield out[:got]
+        if reason and done == 0:
+            raise AudioError(f"{self.path}: cannot decode audio ({reason})")
+        cuts.warn(self.path, cuts.notes(self._sf, self.info.frames, done, reason), done / self.info.sample_rate)
+        self.info.frames = done
 
     def _ffmpeg_blocks(self, n: int) -> Iterator[np.ndarray]:
         assert self._proc is not None and self._proc.stdout is not None
         ch = self.info.channels
         frame_bytes = 4 * ch
+        done = 0
         while True:
             data = self._proc.stdout.read(n * frame_bytes)
             if not data:
                 break
             usable = len(data) - len(data) % frame_bytes
+            done += usable // frame_bytes
             yield np.frombuffer(data[:usable], dtype="<f4").reshape(-1, ch)
         err = self._proc.stderr.read().decode(errors="replace").strip() if self._proc.stderr else ""
         if self._proc.wait() != 0:
             raise AudioError(f"{self.path}: ffmpeg could not decode it ({_last_line(err) or 'unknown error'})")
+        if err:  # ffmpeg goes on past undecodable data (a cut file: "partial file") and says so
+            cuts.warn(self.path, [cuts.ffmpeg_note(err)], done / self.info.sample_rate)
 
     def _downmix(self, block: np.ndarray) -> np.ndarray:
         # (n, channels) -> (n,). The authors' loader silently kept channel 0; we average unless asked.
@@ -310,16 +333,6 @@ def load(source: str | os.PathLike, channel: str | int = "mean") -> tuple[np.nda
 
 
 # -- helpers ---------------------------------------------------------------------------------
-def _guarded(blocks: Iterator[np.ndarray], path: str) -> Iterator[np.ndarray]:
-    """Decoder errors in the middle of a file (truncated or corrupt data) become AudioError."""
-    import soundfile as sf
-
-    try:
-        yield from blocks
-    except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
-        raise AudioError(f"{path}: cannot decode audio ({_sf_reason(exc)})") from None
-
-
 def _check_samples(block: np.ndarray, name: str) -> None:
     """NaN, infinite or absurdly large samples would make NaN scores: refused as a bad input."""
     if not np.isfinite(block).all():

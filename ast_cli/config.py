@@ -49,6 +49,15 @@ _INT_FIELDS = {
 }
 MAX_LABELS = 100_000
 _FLOAT_FIELDS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range", "layer_norm_eps")
+# What each float may be: probabilities, a standard deviation, and the LayerNorms' eps (above 0: it keeps
+# 1 / sqrt(var + eps) finite for a constant input; 1 is far above any model's 1e-12 to 1e-5).
+_FLOAT_RANGES = {
+    "hidden_dropout_prob": (0.0, 1.0),
+    "attention_probs_dropout_prob": (0.0, 1.0),
+    "initializer_range": (0.0, 10.0),
+    "layer_norm_eps": (0.0, 1.0),
+    "classifier_layer_norm_eps": (0.0, 1.0),
+}
 _ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "silu", "swish")
 
 
@@ -156,12 +165,18 @@ class ASTConfig(JsonFile):
                 raise ModelError(f"config.json: '{name}' must be a positive integer, got {value!r}")
             if value > most:
                 raise ModelError(f"config.json: '{name}' is {value}, more than any AST has (at most {most})")
-        for name in _FLOAT_FIELDS:
-            value = getattr(self, name)
+        floats = {name: getattr(self, name) for name in _FLOAT_FIELDS}
+        if self.classifier_layer_norm_eps is not None:
+            floats["classifier_layer_norm_eps"] = self.classifier_layer_norm_eps
+        for name, value in floats.items():  # JSON's NaN and Infinity too: a NaN eps makes every score NaN
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ModelError(f"config.json: '{name}' must be a number, got {value!r}")
-        if self.classifier_layer_norm_eps is not None and (isinstance(self.classifier_layer_norm_eps, bool) or not isinstance(self.classifier_layer_norm_eps, (int, float))):
-            raise ModelError(f"config.json: 'classifier_layer_norm_eps' must be a number, got {self.classifier_layer_norm_eps!r}")
+            if not math.isfinite(value):
+                raise ModelError(f"config.json: '{name}' must be a finite number, got {value!r}")
+            low, high = _FLOAT_RANGES[name]
+            if not low <= value <= high or (name.endswith("eps") and value == 0):
+                opening = "(" if name.endswith("eps") else "["
+                raise ModelError(f"config.json: '{name}' is {value!r}, outside {opening}{low}, {high}]")
         if not isinstance(self.qkv_bias, bool):
             raise ModelError(f"config.json: 'qkv_bias' must be true or false, got {self.qkv_bias!r}")
         if self.hidden_act not in _ACTIVATIONS:
@@ -245,6 +260,11 @@ class PreprocessorConfig(JsonFile):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ModelError(f"preprocessor_config.json: '{name}' must be a finite number, got {value!r}")
+        for name in ("sampling_rate", "num_mel_bins", "max_length"):  # JSON's NaN and Infinity are floats
+            value = getattr(self, name)
+            number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if not number or value <= 0 or value % 1:
+                raise ModelError(f"preprocessor_config.json: '{name}' must be a positive whole number, got {value!r}")
         if self.std <= 0:
             raise ModelError(f"preprocessor_config.json: std must be positive, got {self.std}")
         if self.sampling_rate != 16000:

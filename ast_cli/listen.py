@@ -11,7 +11,6 @@ are counted), so memory stays at one window however long it runs. Every hop give
 from __future__ import annotations
 
 import contextlib
-import struct
 import subprocess
 import sys
 import threading
@@ -29,40 +28,13 @@ from .features import FRAME_LENGTH, FRAMES_PER_SECOND, fbank
 from .inference import Tagger
 from .options import ListenOptions, RawFormat, TagOptions
 from .records import RecordMaker
+from .wavheader import read_wav_header
 
 DTYPES = {"s16le": ("<i2", 32768.0), "s32le": ("<i4", 2147483648.0), "f32le": ("<f4", 1.0)}
 READ_SECONDS = 0.1  # how much a read of the source asks for: the latency it adds at most
 
 
 # -- sources: 16 kHz mono blocks as they come ---------------------------------------------------
-def read_wav_header(stream: BinaryIO, name: str) -> RawFormat:
-    """The format of a WAV stream, read up to its data chunk; the data size is not trusted (streaming
-    writers put 0 or 0xFFFFFFFF there): the samples go on until the stream ends."""
-    head = stream.read(12)
-    if len(head) < 12 or head[:4] not in (b"RIFF", b"RF64") or head[8:12] != b"WAVE":
-        raise AudioError(f"{name}: not a WAV stream", hint="for raw PCM give --raw --rate R --channels C --sample-format s16le|s32le|f32le")
-    fmt = None
-    while True:
-        chunk = stream.read(8)
-        if len(chunk) < 8:
-            raise AudioError(f"{name}: the WAV stream ended before its data")
-        kind, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
-        if kind == b"data":
-            break
-        body = stream.read(size + (size & 1))
-        if kind == b"fmt ":
-            code, channels, rate, _, _, bits = struct.unpack("<HHIIHH", body[:16])
-            if code == 0xFFFE and len(body) >= 26:  # WAVE_FORMAT_EXTENSIBLE: the sub-format's code
-                code = struct.unpack("<H", body[24:26])[0]
-            formats = {(1, 16): "s16le", (1, 32): "s32le", (3, 32): "f32le"}
-            if (code, bits) not in formats:
-                raise AudioError(f"{name}: WAV sample format {code}/{bits} bits is not streamed", hint="send 16- or 32-bit PCM or 32-bit float")
-            fmt = RawFormat(rate=rate, channels=channels, sample_format=formats[(code, bits)])
-    if fmt is None:
-        raise AudioError(f"{name}: WAV stream without a fmt chunk")
-    return fmt
-
-
 def pcm_blocks(stream: BinaryIO, fmt: RawFormat, channel: str | int) -> Iterator[np.ndarray]:
     """Mono float32 blocks of raw PCM at ``fmt.rate``, as the stream delivers them; a frame cut by the
     end of the stream is dropped."""

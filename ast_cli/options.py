@@ -299,7 +299,7 @@ class StatsOptions:
     freqm: int = 24
     timem: int = 192
     mixup: float = 0.5
-    seed: int | None = None  # None: a fresh seed, reported with the result
+    seed: int | None = None  # None: stats.DEFAULT_SEED (0), reported with the result
     channel: str | int = "mean"
 
     def __post_init__(self) -> None:

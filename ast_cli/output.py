@@ -6,6 +6,7 @@ is in ``writers.py``. No torch here.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from typing import IO, TYPE_CHECKING, Any
@@ -103,15 +104,28 @@ def render_models(models: list, fmt: ReportFormat, stream: IO[str]) -> None:
 def to_json(record: Any) -> str:
     """One line of JSON, UTF-8 text as it is, except two escapes: a file name that is not valid UTF-8
     (Python keeps its bytes as lone surrogates) as \\udcXX, so the output stays valid UTF-8; and the
-    characters besides \\n that line readers such as str.splitlines break at (U+0085, U+2028, U+2029)."""
-    return _ESCAPE.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(record, ensure_ascii=False))
+    characters besides \\n that line readers such as str.splitlines break at (U+0085, U+2028, U+2029).
+    A NaN or infinite number is null: JSON has no NaN."""
+    try:
+        text = json.dumps(record, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        text = json.dumps(_finite(record), ensure_ascii=False, allow_nan=False)
+    return _ESCAPE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return [_finite(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
 _ESCAPE = re.compile("[\ud800-\udfff\x85\u2028\u2029]")
 
 
 def score_bar(score: float, width: int = 20) -> str:
-    score = min(max(score, 0.0), 1.0)
+    score = min(max(score, 0.0), 1.0) if math.isfinite(score) else 0.0
     full, part = divmod(round(score * width * 8), 8)
     return "█" * full + ("▏▎▍▌▋▊▉"[part - 1] if part else "")
 

@@ -208,7 +208,7 @@ StatsMixup = Annotated[float, typer.Option(
     "--mixup", min=0.0, max=1.0, metavar="P", help="Probability of mixing a clip with a random other (authors).",
 )]
 StatsSeed = Annotated[int | None, typer.Option(
-    "--seed", metavar="N", help="Seed of the augmentation, to repeat a run (default: a fresh one, shown in the table).",
+    "--seed", metavar="N", help="Seed of the augmentation of --method authors (default: 0, shown with the result).",
 )]
 WriteStats = Annotated[str | None, typer.Option(
     "--write", metavar="DIR", help="Store mean/std in DIR/preprocessor_config.json (other keys kept).",

@@ -116,6 +116,10 @@ class RecordMaker:
         options = self.options
         record: dict = {"path": result.path, "duration_s": round(result.duration_s, 3)}
         stacked = result.scores.rows() if isinstance(result.scores, ScoreRows) else torch.stack(result.scores)  # (W, C)
+        if not bool(torch.isfinite(stacked).all()):  # never a NaN score in an output: the file fails, saying why
+            why = "NaN or inf in its weights, or an overflow at reduced precision"
+            error = f"{result.path}: the model gave NaN or infinite scores ({why})"
+            return {"path": result.path, "duration_s": None, "labels": [], "error": error}
         overall = stacked.amax(0) if options.aggregate == Aggregate.max else stacked.mean(0)
         record["labels"] = self.select(overall)
         if options.all_scores:

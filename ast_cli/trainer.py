@@ -168,10 +168,13 @@ class Trainer:
         )
         self.scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
         self.run = RunState()
+        self.last_lr: float | None = None
 
     @property
     def lr(self) -> float:
-        return self.optimizer.param_groups[0]["lr"]
+        """The learning rate of the last step taken: what the epoch just trained at (metrics.jsonl). The
+        optimizer already holds the next step's rate once the scheduler has stepped."""
+        return self.last_lr if self.last_lr is not None else self.optimizer.param_groups[0]["lr"]
 
     def restore(self, state: folder.TrainState) -> None:
         """Where an interrupted run's ``state`` left off: optimizer, schedule, scaler, RNGs and progress."""
@@ -196,6 +199,7 @@ class Trainer:
             loss = loss_of(logits.float(), y, self.loss)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
+            self.last_lr = self.optimizer.param_groups[0]["lr"]
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.scheduler.step()

@@ -9,6 +9,7 @@ mostly padding. Memory stays at about one window plus one decoded block whatever
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import audio
+from . import audio, threads
 from .errors import AudioError, Terminated
 from .features import FRAME_LENGTH, FRAME_SHIFT, FbankStream, fbank, normalize, pad_or_cut
 
@@ -66,9 +67,8 @@ def iter_windows(
             reader = stack.enter_context(audio.AudioReader(source, spec.channel))
             blocks, name = audio.stream(reader), reader.path
         frames = (stream.feed(samples.keep(block) if samples else block) for block in blocks)
-        for start, feats in sliding_windows(frames, spec.window, spec.hop, spec.num_mel_bins):
-            if samples:  # the same frames, from the window's samples with their mean removed
-                feats = fbank(samples.centered(start, len(feats)), spec.num_mel_bins)
+        windows = sliding_windows(frames, spec.window, spec.hop, spec.num_mel_bins)
+        for start, feats in samples.recomputed(windows, spec.num_mel_bins) if samples else windows:
             yield Window(start, feats.shape[0], spec.prepare(feats))
         if meta is not None:
             meta["duration_s"] = stream.samples / audio.SAMPLE_RATE
@@ -92,13 +92,33 @@ class WindowSamples:
         self.buf = np.concatenate([self.buf, block]) if len(self.buf) else block
         return block
 
-    def centered(self, start: int, frames: int) -> np.ndarray:
-        """The samples of ``frames`` frames from frame ``start``, minus their mean; what comes before
-        them is dropped (windows only move forward)."""
+    def recomputed(
+        self, windows: Iterator[tuple[int, torch.Tensor]], mel_bins: int
+    ) -> Iterator[tuple[int, torch.Tensor]]:
+        """The same windows, their frames computed again from their samples minus their mean. A
+        recording of one window is the authors' clip: the mean of all its samples, the < 160 after
+        its last frame included (the first window waits for the second to know)."""
+        first = next(windows, None)
+        if first is None:
+            return
+        second = next(windows, None)
+        if second is None:
+            yield 0, fbank(self.centered(0, None), mel_bins)
+            return
+        for start, feats in itertools.chain((first, second), windows):
+            yield start, fbank(self.centered(start, len(feats)), mel_bins)
+
+    def centered(self, start: int, frames: int | None) -> torch.Tensor:
+        """The samples of ``frames`` frames from frame ``start`` (None: all the rest), minus their
+        mean; what comes before them is dropped (windows only move forward). The mean as the authors
+        take it, ``waveform - waveform.mean()`` on a float32 (1, samples) tensor, on one thread as in
+        their DataLoader workers: the same rounding, so the same frames bit for bit."""
         begin = start * FRAME_SHIFT - self.offset
-        wave = self.buf[begin : begin + (frames - 1) * FRAME_SHIFT + FRAME_LENGTH]
+        end = None if frames is None else begin + (frames - 1) * FRAME_SHIFT + FRAME_LENGTH
+        waveform = torch.from_numpy(np.ascontiguousarray(self.buf[begin:end])).reshape(1, -1)
         self.buf, self.offset = self.buf[begin:], start * FRAME_SHIFT
-        return (wave - wave.mean(dtype=np.float64)).astype(np.float32)
+        with threads.per_file():
+            return (waveform - waveform.mean())[0]
 
 
 def sliding_windows(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -370,7 +371,7 @@ def resume_mismatch(path: str) -> UsageError:
 
 
 def num(value: float | None) -> str:
-    """A CSV cell: six significant digits for a float, empty for None."""
-    if value is None:
+    """A CSV cell: six significant digits for a float, empty for None, NaN or infinity (never "nan")."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return ""
     return f"{value:.6g}" if isinstance(value, float) else str(value)

@@ -20,7 +20,7 @@ LAYERS = {  # higher numbers may import lower ones (and their own layer, without
     "engine": ("inference", "windows", "records"),
     "model": (
         "checkpoints", "authors", "weights", "layouts", "devices", "model", "features", "frontend", "augment", "audio",
-        "allocator", "threads",
+        "cuts", "wavheader", "allocator", "threads",
     ),
     "foundation": (
         "options", "spec", "recipes", "config", "hub", "inputs", "output", "writers", "progress", "files", "errors",

@@ -199,3 +199,102 @@ def test_a_named_pipe_is_read_like_standard_input(tmp_path):
         writer.join(timeout=30)
     expected, _ = audio.load(src)
     assert info.sample_rate == 22050 and np.array_equal(wave, expected)
+
+
+# -- cut files: the audio that is there, once, and a warning naming the cut ---------------------------
+CUT_SECONDS = 10.0
+# How far short of its share of the bytes a cut file may decode: the decoder's unit that a cut discards
+# whole. WAV: one frame; FLAC: one block (4096 frames, 0.26 s at 16 kHz); MP3: a frame and the next one's
+# reservoir (2 x 1152 frames); Ogg: one page (ffmpeg's Opus pages hold 1 s, libvorbis's a few k bytes
+# of 32 kb/s); plus the bitrate's wander over seeded noise (measured below 3 % of the file).
+CUT_SLACK_S = {"wav": 0.01, "flac": 0.6, "ogg": 1.5, "mp3": 0.6, "opus": 1.5}
+
+
+def _noise_file(folder, ext: str):
+    """10 s of seeded white noise (no period, so a repeated block is a decoding fault) as ``ext``:
+    WAV, FLAC and Ogg Vorbis by libsndfile, MP3 and Opus by ffmpeg (libmp3lame, libopus)."""
+    rng = np.random.default_rng(23)
+    x = (0.3 * rng.standard_normal(int(CUT_SECONDS * 16000))).astype(np.float32)
+    wav = folder / "noise.wav"
+    sf.write(wav, x, 16000, subtype="PCM_16")
+    if ext in ("wav", "flac", "ogg"):
+        path = folder / f"noise.{ext}"
+        if ext != "wav":
+            sf.write(path, x, 16000)
+        return path
+    if shutil.which("ffmpeg") is None:
+        pytest.skip(f"ffmpeg is not installed: it makes the {ext} file")
+    codec = {"mp3": ["libmp3lame", "-b:a", "64k"], "opus": ["libopus", "-b:a", "32k"]}[ext]
+    path = folder / f"noise.{ext}"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(wav), "-c:a", *codec, str(path)], check=True)
+    return path
+
+
+def _native(path) -> tuple[np.ndarray, int]:
+    """Every decoded frame at the file's own rate (no resampling between the two decodes compared)."""
+    with audio.AudioReader(path) as reader:
+        return np.concatenate(list(reader.blocks(1.0))), reader.info.sample_rate
+
+
+def _repeated_block(x: np.ndarray, size: int = 800) -> bool:
+    """Any ``size``-sample block equal, bit for bit, to another: noise never repeats itself."""
+    blocks = [x[i : i + size].tobytes() for i in range(0, len(x) - size + 1, size)]
+    return len(set(blocks)) < len(blocks)
+
+
+@pytest.mark.parametrize("ext", ["wav", "flac", "ogg", "mp3", "opus"])
+def test_a_cut_file_decodes_to_the_audio_that_is_there_once_with_a_warning(tmp_path, ext):
+    whole_file = _noise_file(tmp_path, ext)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the whole file: no warning
+        whole, rate = _native(whole_file)
+    assert len(whole) / rate == pytest.approx(CUT_SECONDS, abs=0.1) and not _repeated_block(whole)
+    data = whole_file.read_bytes()
+    for share in (0.2, 0.5, 0.77):
+        cut = tmp_path / f"cut-{share}.{ext}"
+        cut.write_bytes(data[: int(len(data) * share)])
+        warning = r"cut short or damaged \(.+\): [0-9.]+ s decoded, the audio that is there"
+        with pytest.warns(UserWarning, match=warning) as caught:
+            got, _ = _native(cut)
+        assert str(cut) in str(caught[0].message)
+        seconds, there = len(got) / rate, share * CUT_SECONDS
+        assert there - CUT_SLACK_S[ext] <= seconds <= there + 0.05, (share, seconds)
+        assert np.array_equal(got, whole[: len(got)]), share  # the same samples as the whole file's, in place
+        assert not _repeated_block(got), share
+        with pytest.warns(UserWarning, match="cut short"):
+            wave, info = audio.load(cut)  # 16 kHz, and the reader's count is what was decoded
+        assert len(wave) == pytest.approx(seconds * 16000, abs=2) and info.frames in (None, len(got))
+
+
+def test_a_flac_written_to_a_pipe_has_no_length_and_decodes_whole(tmp_path):
+    """A FLAC whose header does not know its length (streamed): libsndfile says 2^63 - 1 frames."""
+    x = tone(3.0)
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed: it writes the FLAC to a pipe")
+    sf.write(tmp_path / "a.wav", x, 16000, subtype="FLOAT")
+    to_pipe = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(tmp_path / "a.wav"), "-f", "flac", "-"]
+    piped = subprocess.run(to_pipe, capture_output=True, check=True)
+    (tmp_path / "piped.flac").write_bytes(piped.stdout)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        wave, info = audio.load(tmp_path / "piped.flac")
+    assert len(wave) == len(x) and info.frames == len(x)
+
+
+def test_an_mp3_without_a_length_header_is_read_to_its_end(tmp_path):
+    """No Xing/Info header: libsndfile guesses the length from the first frame's bitrate (a VBR file
+    came out at a sixth of its length); ffmpeg reads every frame."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed: it makes the MP3 and decodes it")
+    rng = np.random.default_rng(1)
+    quiet_then_loud = np.concatenate([np.zeros(16000 * 4), 0.5 * rng.standard_normal(16000 * 4)]).astype(np.float32)
+    sf.write(tmp_path / "a.wav", quiet_then_loud, 16000, subtype="FLOAT")
+    mp3 = tmp_path / "vbr.mp3"
+    lame = ["-c:a", "libmp3lame", "-q:a", "4", "-write_xing", "0"]  # VBR, no Xing header
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(tmp_path / "a.wav"), *lame, str(mp3)], check=True)
+    wave, info = audio.load(mp3)
+    assert len(wave) / 16000 == pytest.approx(8.0, abs=0.15) and info.frames is None  # decoded by ffmpeg

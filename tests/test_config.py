@@ -32,12 +32,27 @@ CONFIG_DAMAGE = [
     (lambda c: {**c, "num_hidden_layers": 10**6}, "'num_hidden_layers' is 1000000, more than any AST has"),
     (lambda c: {k: v for k, v in c.items() if k not in ("id2label", "label2id")} | {"num_labels": 10**9}, "'num_labels' is 1000000000, more than any AST has"),
     (lambda c: [c], "expected a JSON object"),
+    # JSON's NaN and Infinity (Python reads and writes them): a NaN eps made every score NaN (issue 23)
+    (lambda c: {**c, "layer_norm_eps": math.nan}, "'layer_norm_eps' must be a finite number, got nan"),
+    (lambda c: {**c, "layer_norm_eps": math.inf}, "'layer_norm_eps' must be a finite number, got inf"),
+    (lambda c: {**c, "classifier_layer_norm_eps": math.nan}, "'classifier_layer_norm_eps' must be a finite number"),
+    (lambda c: {**c, "hidden_dropout_prob": -math.inf}, "'hidden_dropout_prob' must be a finite number, got -inf"),
+    (lambda c: {**c, "initializer_range": math.nan}, "'initializer_range' must be a finite number"),
+    (lambda c: {**c, "layer_norm_eps": 0}, "'layer_norm_eps' is 0, outside (0.0, 1.0]"),
+    (lambda c: {**c, "layer_norm_eps": -1e-5}, "'layer_norm_eps' is -1e-05, outside (0.0, 1.0]"),
+    (lambda c: {**c, "attention_probs_dropout_prob": 1.5}, "'attention_probs_dropout_prob' is 1.5, outside [0.0, 1.0]"),
+    (lambda c: {**c, "max_length": math.inf}, "'max_length' must be a positive integer, got inf"),
 ]
 PREPROCESSOR_DAMAGE = [
     ({"mean": math.nan}, "'mean' must be a finite number"),
     ({"std": "4"}, "'std' must be a finite number"),
     ({"std": 0}, "std must be positive"),
     ({"sampling_rate": 44100}, "sampling_rate 44100 is not supported"),
+    ({"std": math.inf}, "'std' must be a finite number, got inf"),
+    ({"mean": -math.inf}, "'mean' must be a finite number, got -inf"),
+    ({"max_length": math.nan}, "'max_length' must be a positive whole number, got nan"),
+    ({"num_mel_bins": math.inf}, "'num_mel_bins' must be a positive whole number, got inf"),
+    ({"sampling_rate": math.nan}, "'sampling_rate' must be a positive whole number, got nan"),
 ]
 
 

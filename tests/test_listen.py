@@ -106,6 +106,57 @@ def test_garbage_is_one_clear_line(capsys, monkeypatch, tiny_model_dir):
     assert code == 1 and records == [] and err.count("\n") == 1 and err.startswith("ast: error: -: ") and "Traceback" not in err
 
 
+def _header(code=1, channels=1, rate=16000, bits=16, align=None, fmt_size=16, extra=b"") -> bytes:
+    """A WAV stream's header up to its data chunk, with any field set to anything."""
+    align = channels * bits // 8 if align is None else align
+    fields = struct.pack("<HHIIHH", code, channels, rate, rate * max(align, 1), align, bits) + extra
+    riff = b"RIFF" + struct.pack("<I", 0xFFFFFFFF) + b"WAVE"
+    return riff + b"fmt " + struct.pack("<I", fmt_size) + fields[:fmt_size] + b"data" + struct.pack("<I", 0)
+
+
+HEADER_DEFECTS = {  # stream -> the piece of the one-line error that names the field at fault
+    "20 bytes": (_header()[:20], "the stream ended in the fmt chunk (0 of its 16 bytes)"),
+    "fmt cut": (_header()[:28], "the stream ended in the fmt chunk (8 of its 16 bytes)"),
+    "12 bytes": (_header()[:12], "the WAV stream ended in its header, before its data chunk"),
+    "0 channels": (_header(channels=0), "WAV header: channels is 0"),
+    "0 Hz": (_header(rate=0), "WAV header: sample rate is 0 Hz"),
+    "12 bits": (_header(bits=12, align=2), "WAV header: 12 bits per sample of PCM is not streamed"),
+    "0 bits": (_header(bits=0, align=2), "WAV header: 0 bits per sample of PCM is not streamed"),
+    "64-bit float": (_header(code=3, bits=64), "WAV header: 64 bits per sample of float is not streamed"),
+    "mp3 in wav": (_header(code=0x55), "WAV header: format tag 0x0055 is not streamed (1: PCM, 3: IEEE float)"),
+    "tag 0": (_header(code=0), "WAV header: format tag 0x0000 is not streamed"),
+    "extensible, short": (
+        _header(code=0xFFFE, fmt_size=18, extra=bytes(2)), "an extensible fmt chunk of 18 bytes has no sub-format"
+    ),
+    "fmt of 8 bytes": (_header(fmt_size=8), "WAV header: fmt chunk size is 8, not 16 to 1024 bytes"),
+    "fmt of 4 GB": (_header()[:16] + struct.pack("<I", 0xFFFFFFF0), "WAV header: fmt chunk size is 4294967280"),
+    "block align": (_header(channels=2, align=3), "WAV header: block align is 3, but 2 channel(s) of 16 bits make 4"),
+    "no fmt": (b"RIFF\xff\xff\xff\xffWAVEdata\x00\x00\x00\x00", "WAV header: no fmt chunk before the data chunk"),
+    "LIST cut": (
+        b"RIFF\xff\xff\xff\xffWAVELIST\xff\xff\xff\x7f" + bytes(100), "ended in its b'LIST' chunk, before its data"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", HEADER_DEFECTS)
+def test_each_stream_header_defect_is_one_line_naming_the_field(capsys, monkeypatch, tiny_model_dir, name):
+    """Never "unexpected error" (a 20-byte header was "unpack requires a buffer of 16 bytes") nor a
+    message about flags that were not given (0 channels was "--rate and --channels must be positive")."""
+    data, message = HEADER_DEFECTS[name]
+    code, records, err = listen(capsys, monkeypatch, data, "-m", tiny_model_dir)
+    assert code == 1 and records == [] and err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith("ast: error: -: ") and message in err, err
+    assert "unexpected" not in err and "--rate" not in err and "--channels" not in err, err
+
+
+def test_an_extensible_header_streams(capsys, monkeypatch, tiny_model_dir):
+    """WAVE_FORMAT_EXTENSIBLE (40-byte fmt chunk): the sub-format's tag decides, here 32-bit float."""
+    sub = struct.pack("<HHI", 22, 32, 0x4) + struct.pack("<H", 3) + bytes(14)  # cbSize, valid bits, mask, GUID
+    head = _header(code=0xFFFE, bits=32, fmt_size=40, extra=sub)
+    code, records, err = listen(capsys, monkeypatch, head + pcm(tone(2.0), "f32le"), "-m", tiny_model_dir)
+    assert code == 0 and [r["end_s"] for r in records] == [1.0, 2.0], err
+
+
 def test_usage_errors(capsys, monkeypatch, tiny_model_dir):
     for args, message in [
         (["--raw", "--rate", "16000"], "--raw needs --rate and --channels"),

@@ -74,3 +74,73 @@ def test_messages_stay_one_line_and_cannot_drive_the_terminal():
     assert line == "a\\nb\\r\\x1b[31mred\\x85\\u2028 é 音\t\\udcff: cannot decode audio"
     assert len(line.splitlines()) == 1
     line.encode("utf-8")
+
+
+# -- NaN: never in an output (JSON has no NaN; a CSV reader would take "nan" for a number) ------------------
+def _strict_json(text: str):
+    def refuse(name: str):
+        raise AssertionError(f"bare {name} in the JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_a_nan_or_infinite_number_is_null_in_json_and_an_empty_cell_in_csv():
+    nan = float("nan")
+    window = {"start_s": 0.0, "end_s": 1.0, "labels": [], "scores": {"Dog": -float("inf")}}
+    record = {
+        "path": "a.wav",
+        "duration_s": 1.0,
+        "labels": [{"label": "Speech", "index": 0, "score": nan}],
+        "scores": {"Speech": nan, "Music": float("inf"), "Dog": 0.5},
+        "windows": [window],
+    }
+    assert _strict_json(to_json(record)) == {
+        **record,
+        "labels": [{"label": "Speech", "index": 0, "score": None}],
+        "scores": {"Speech": None, "Music": None, "Dog": 0.5},
+        "windows": [{**window, "scores": {"Dog": None}}],
+    }
+    for fmt in ("json", "jsonl"):
+        out = io.StringIO()
+        writer = RecordWriter(fmt, out)
+        writer.write(record)
+        writer.close()
+        text = out.getvalue()
+        parsed = _strict_json(text) if fmt == "json" else [_strict_json(line) for line in text.splitlines()]
+        assert parsed[0]["labels"][0]["score"] is None
+    for fmt, delimiter in (("csv", ","), ("tsv", "\t")):
+        out = io.StringIO()
+        RecordWriter(fmt, out, columns=1).write(record)
+        rows = list(csv.reader(io.StringIO(out.getvalue()), delimiter=delimiter))
+        assert rows[1] == ["a.wav", "1", "Speech", "", ""]
+        out = io.StringIO()
+        RecordWriter(fmt, out, score_columns=["Speech", "Music", "Dog"]).write(record)
+        row = list(csv.reader(io.StringIO(out.getvalue()), delimiter=delimiter))[1]
+        assert row == ["a.wav", "1", "", "", "0.5", ""]
+    RecordWriter("table", io.StringIO()).write(record)  # the bar of a NaN score is empty, not a crash
+
+
+def test_a_model_that_gives_nan_scores_fails_each_file_saying_why(tiny_model_dir, tmp_path, wav, capsys):
+    """NaN in the weights: each file is a one-line error (exit 1), and the JSON stays JSON."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from ast_cli.cli import main
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    weights = load_file(model / "model.safetensors")
+    name = next(k for k in weights if k.endswith("bias") and "classifier" in k)
+    weights[name][0] = float("nan")
+    save_file(weights, model / "model.safetensors", metadata={"format": "pt"})
+    for fmt in ("json", "jsonl", "csv"):
+        code = main(["tag", str(wav(1.0)), "-m", str(model), "-f", fmt, "--top", "0"])
+        out, err = capsys.readouterr()
+        assert code == 1 and err.count("\n") == 1 and "the model gave NaN or infinite scores" in err, err
+        if fmt == "csv":
+            rows = list(csv.reader(io.StringIO(out)))
+            assert rows[1][1:-1] == [""] * (len(rows[0]) - 2) and "NaN or infinite scores" in rows[1][-1]
+        else:
+            record = _strict_json(out)[0] if fmt == "json" else _strict_json(out)
+            assert record["labels"] == [] and "NaN or infinite scores" in record["error"]

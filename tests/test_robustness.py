@@ -42,7 +42,7 @@ CORPUS: dict[str, str | None] = {
     "one_sample.wav": "too short",
     "text.wav": "not audio: it is a text file",
     "truncated_header.wav": "cannot decode audio",
-    "truncated_data.wav": None,  # libsndfile reads the frames that are there
+    "truncated_data.wav": None,  # libsndfile reads the frames that are there; a warning names the cut
     "random_bytes.wav": "cannot decode audio",
     "flac_named.wav": None,  # libsndfile goes by the content, not the name
     "wav_named.mp3": None,
@@ -134,14 +134,18 @@ def assert_one_error_line(err: str, path: Path, reason: str) -> None:
 # -- ast tag ------------------------------------------------------------------------------------
 def test_tag_every_input_at_once(capsys, tiny_model_dir, corpus):
     """One run over the whole corpus: each bad input is one line naming it and its reason, in order; the
-    others are tagged with finite scores; exit status 1 (and 0 for the good ones alone)."""
+    others are tagged with finite scores (the cut one with a warning); exit status 1 (and 0 for the good
+    ones alone)."""
     corpus = files(corpus)
     paths = list(corpus.values())
     code, out, err = run(capsys, "tag", *paths, "-m", tiny_model_dir, "-f", "json", "--top", "0")
     assert code == 1 and "Traceback" not in err
     records = json.loads(out)
     assert [r["path"] for r in records] == [str(p) for p in paths]
-    errors = err.splitlines()
+    cut = f"ast: warning: {one_line(str(corpus['truncated_data.wav']))}: cut short or damaged ("
+    warned = [line for line in err.splitlines() if line.startswith("ast: warning: ")]
+    assert len(warned) == 1 and warned[0].startswith(cut), warned
+    errors = [line for line in err.splitlines() if line not in warned]
     assert len(errors) == len(BAD_FILES)
     for name, record in zip(corpus, records):
         if CORPUS[name] is None:
@@ -154,7 +158,7 @@ def test_tag_every_input_at_once(capsys, tiny_model_dir, corpus):
             assert line.startswith(f"ast: error: {one_line(str(corpus[name]))}: "), line
     good = [corpus[name] for name in corpus if CORPUS[name] is None]
     code, out, err = run(capsys, "tag", *good, "-m", tiny_model_dir, "-f", "jsonl", "--top", "1")
-    assert code == 0 and err == "" and len(out.splitlines()) == len(good)
+    assert code == 0 and err.splitlines() == warned and len(out.splitlines()) == len(good)
 
 
 def test_truncated_data_and_odd_rates_keep_their_duration(capsys, tiny_model_dir, corpus):
@@ -219,7 +223,9 @@ def test_stats_skips_each_bad_file_with_one_line_and_goes_on(capsys, corpus):
     good = [n for n in corpus if CORPUS[n] is None]
     assert result["files"] == len(good)
     bad_files = [n for n in BAD if n != "dir.wav"]  # a folder is searched, not read
-    warnings_ = err.splitlines()
+    cut = [w for w in err.splitlines() if "cut short or damaged" in w]  # read, with a warning naming the cut
+    assert cut and all(w.startswith(f"ast: warning: {corpus['truncated_data.wav']}: ") for w in cut), cut
+    warnings_ = [w for w in err.splitlines() if w not in cut]
     assert len(warnings_) == len(bad_files) and all(w.startswith("ast: warning: ") and w.endswith("; skipped") for w in warnings_)
     for name in bad_files:
         assert any(str(corpus[name]) in w for w in warnings_), name

@@ -17,6 +17,7 @@ import pytest
 import torch
 from helpers import SOUND_CLASSES, make_sound_dataset, tiny_config
 from safetensors.torch import load_file
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from ast_cli import checkpoints
 from ast_cli import data as D
@@ -221,6 +222,28 @@ def test_learning_rate_factors_per_epoch(capsys):
     warm = [lr_factor(s, steps, audioset) for s in (0, 49, 50, 99, 100, 999, 1000, 1999)]
     assert warm == pytest.approx([0, 0, 0.05, 0.05, 0.1, 0.95, 1, 1])  # their rule: step / 1000, set every 50 steps
     assert [lr_factor(s, 100, RECIPES[Recipe("pretrained")]) for s in (0, 1, 98, 99, 100)] == pytest.approx([0.01, 0.02, 0.99, 1, 1])
+
+
+def test_metrics_log_the_rate_each_epoch_trained_at(tmp_path, base16):
+    """metrics.jsonl's lr is the rate of the epoch's last optimizer step (its rate once any warm-up is
+    over), not the next epoch's (which it logged): the audioset recipe without warm-up halves it after
+    epochs 2 and 3."""
+    data = tmp_path / "data"
+    make_sound_dataset(data, per_class=3)
+    rates: list[float] = []
+    hook = register_optimizer_step_pre_hook(lambda opt, args, kwargs: rates.append(opt.param_groups[0]["lr"]))
+    try:
+        options = FinetuneOptions(
+            base=str(base16), recipe=Recipe("audioset"), epochs=4, lr=1e-3, batch_size=4, warmup=0, target_length=128,
+            freqm=0, timem=0, mixup=0.0, val_split=0.3, precision="fp32", workers=0,
+        )
+        finetune(str(data), str(tmp_path / "out"), options, log=lambda _: None)
+    finally:
+        hook.remove()
+    steps = len(rates) // 4
+    logged = [record["lr"] for record in _history(tmp_path / "out")]
+    assert logged == [rates[epoch * steps + steps - 1] for epoch in range(4)]
+    assert logged == pytest.approx([1e-3, 1e-3, 5e-4, 2.5e-4], rel=1e-12)
 
 
 def test_cosine_schedule():
