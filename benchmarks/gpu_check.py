@@ -104,7 +104,7 @@ def _transformers_parity(model: Path, paths: list[Path], device: str, cpu_tagger
 def _on(tagger, device: str):
     from ast_cli.inference import Tagger
 
-    return Tagger(tagger.checkpoint, device=device, precision="fp32")
+    return Tagger(tagger.checkpoint, tagger.spec.replace(device=device, precision="fp32"))
 
 
 def batch_throughput(model: Path, folder: Path, device: str, sizes, workers) -> list[tuple[int, int, float, float]]:
