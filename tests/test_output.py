@@ -102,7 +102,7 @@ def test_a_nan_or_infinite_number_is_null_in_json_and_an_empty_cell_in_csv():
     }
     for fmt in ("json", "jsonl"):
         out = io.StringIO()
-        writer = RecordWriter(fmt, out)
+        writer = get_writer(fmt, out)
         writer.write(record)
         writer.close()
         text = out.getvalue()
@@ -110,14 +110,14 @@ def test_a_nan_or_infinite_number_is_null_in_json_and_an_empty_cell_in_csv():
         assert parsed[0]["labels"][0]["score"] is None
     for fmt, delimiter in (("csv", ","), ("tsv", "\t")):
         out = io.StringIO()
-        RecordWriter(fmt, out, columns=1).write(record)
+        get_writer(fmt, out, columns=1).write(record)
         rows = list(csv.reader(io.StringIO(out.getvalue()), delimiter=delimiter))
         assert rows[1] == ["a.wav", "1", "Speech", "", ""]
         out = io.StringIO()
-        RecordWriter(fmt, out, score_columns=["Speech", "Music", "Dog"]).write(record)
+        get_writer(fmt, out, score_columns=["Speech", "Music", "Dog"]).write(record)
         row = list(csv.reader(io.StringIO(out.getvalue()), delimiter=delimiter))[1]
         assert row == ["a.wav", "1", "", "", "0.5", ""]
-    RecordWriter("table", io.StringIO()).write(record)  # the bar of a NaN score is empty, not a crash
+    get_writer("table", io.StringIO()).write(record)  # the bar of a NaN score is empty, not a crash
 
 
 def test_a_model_that_gives_nan_scores_fails_each_file_saying_why(tiny_model_dir, tmp_path, wav, capsys):

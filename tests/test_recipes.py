@@ -51,7 +51,7 @@ def test_the_docs_flag_table_gives_the_recipes_values():
 def test_the_docs_and_the_help_name_every_recipe():
     usage = re.search(r"\[--recipe ([a-z0-9|-]+)\]", DOCS)
     assert usage and usage.group(1).split("|") == Recipe.values()
-    from ast_cli.cli import finetune
+    from ast_cli.commands.finetune import finetune
 
     authors = [str(recipe) for recipe in RECIPES if recipe not in DEFAULTS]
     for name in authors:
