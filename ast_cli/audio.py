@@ -36,7 +36,10 @@ STDIN = "-"
 MAX_ABS_SAMPLE = 1e6
 _SPOOL_BYTES = 64 << 20  # stdin kept in memory up to this size, then spilled to a temporary file
 
-ffmpeg_hint = "install ffmpeg (e.g. 'apt install ffmpeg') to decode formats libsndfile cannot read, or convert the file to WAV or FLAC"
+ffmpeg_hint = (
+    "install ffmpeg (e.g. 'apt install ffmpeg') to decode formats libsndfile cannot read, "
+    "or convert the file to WAV or FLAC"
+)
 
 
 @dataclass
@@ -83,21 +86,30 @@ class AudioReader:
         else:
             if _check_path(self.path):  # a pipe (<(curl ...), a named pipe): libsndfile needs to seek
                 with open(self.path, "rb") as pipe:
-                    self._spool = _spool(pipe, f"{self.path}: the pipe gave no data", hint="check the command writing to it")
+                    self._spool = _spool(
+                        pipe, f"{self.path}: the pipe gave no data", hint="check the command writing to it"
+                    )
                 target = self._spool
             else:
-                target = os.fsencode(self.path)  # bytes: soundfile encodes str paths strictly, so undecodable names would fail
+                target = os.fsencode(
+                    self.path
+                )  # bytes: soundfile encodes str paths strictly, so undecodable names would fail
         try:
             self._sf = sf.SoundFile(target)
         except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
             reason = _sf_reason(exc)
             if _looks_like_text(target):  # a .wav that is a text file (an error page, a list): ffmpeg would not help
-                raise AudioError(f"{self.path}: not audio: it is a text file", hint="check what was saved or piped in under this name") from None
+                raise AudioError(
+                    f"{self.path}: not audio: it is a text file",
+                    hint="check what was saved or piped in under this name",
+                ) from None
             if shutil.which("ffmpeg") is None:
                 raise AudioError(f"{self.path}: cannot decode audio ({reason})", hint=ffmpeg_hint) from None
             return self._open_ffmpeg(reason)
         if self._sf.samplerate <= 0 or self._sf.channels <= 0:
-            raise AudioError(f"{self.path}: invalid header (sample rate {self._sf.samplerate}, {self._sf.channels} channels)")
+            raise AudioError(
+                f"{self.path}: invalid header (sample rate {self._sf.samplerate}, {self._sf.channels} channels)"
+            )
         if cuts.length_estimated(self._sf) and shutil.which("ffmpeg") is not None:  # ffmpeg reads every frame
             self._sf.close()
             self._sf = None
@@ -115,7 +127,21 @@ class AudioReader:
             path = self._tmp_path
         rate, channels = _ffprobe(path, self.path, sf_reason)
         self._proc = subprocess.Popen(
-            ["ffmpeg", "-nostdin", "-v", "error", "-i", path, "-map", "0:a:0", "-f", "f32le", "-acodec", "pcm_f32le", "-"],
+            [
+                "ffmpeg",
+                "-nostdin",
+                "-v",
+                "error",
+                "-i",
+                path,
+                "-map",
+                "0:a:0",
+                "-f",
+                "f32le",
+                "-acodec",
+                "pcm_f32le",
+                "-",
+            ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -246,7 +272,9 @@ class StreamResampler:
             return np.zeros(0, dtype=np.float32) if last is None else last
         if last is not None:
             self._buf = np.concatenate([self._buf, last])
-        if self._buf_start + len(self._buf) == self._done:  # nothing left (an empty stream): torchaudio cannot take 0 samples
+        if (
+            self._buf_start + len(self._buf) == self._done
+        ):  # nothing left (an empty stream): torchaudio cannot take 0 samples
             return np.zeros(0, dtype=np.float32)
         return self._emit(self._buf_start + len(self._buf), end_of_stream=True)
 
@@ -261,7 +289,9 @@ class StreamResampler:
         segment = self._buf[seg_start - self._buf_start : seg_end - self._buf_start]
         # the functional form (kernel built in float32 per call) is bit-identical to the reference's call
         with threads.per_file():
-            out = torchaudio.functional.resample(torch.from_numpy(np.ascontiguousarray(segment)), self.orig_freq, self.new_freq).numpy()
+            out = torchaudio.functional.resample(
+                torch.from_numpy(np.ascontiguousarray(segment)), self.orig_freq, self.new_freq
+            ).numpy()
         first = (self._done - seg_start) // self.a * self.b
         if end_of_stream:
             result = out[first:]
@@ -305,7 +335,12 @@ def stream(reader: AudioReader, block_seconds: float = BLOCK_SECONDS) -> Iterato
 
 def array_stream(waveform: np.ndarray, sample_rate: int, channel: str | int = "mean") -> Iterator[np.ndarray]:
     """An in-memory waveform, (samples,) or (samples, channels) as soundfile returns it, as 16 kHz mono blocks."""
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float, np.number)) or not sample_rate > 0 or sample_rate != int(sample_rate):
+    if (
+        isinstance(sample_rate, bool)
+        or not isinstance(sample_rate, (int, float, np.number))
+        or not sample_rate > 0
+        or sample_rate != int(sample_rate)
+    ):
         raise UsageError(f"a waveform array needs a positive whole sample_rate in Hz, got {sample_rate!r}")
     sample_rate = int(sample_rate)
     wave = np.asarray(waveform, dtype=np.float32)
@@ -339,7 +374,10 @@ def _check_samples(block: np.ndarray, name: str) -> None:
         raise AudioError(f"{name}: contains NaN or infinite samples", hint="repair or re-export the file")
     peak = float(np.abs(block).max()) if block.size else 0.0
     if peak > MAX_ABS_SAMPLE:
-        raise AudioError(f"{name}: samples up to {peak:.3g}, far outside the [-1, 1] of audio", hint="rescale it, or re-export the file")
+        raise AudioError(
+            f"{name}: samples up to {peak:.3g}, far outside the [-1, 1] of audio",
+            hint="rescale it, or re-export the file",
+        )
 
 
 def _check_path(path: str) -> bool:
@@ -347,11 +385,17 @@ def _check_path(path: str) -> bool:
     p = Path(path)
     try:
         if p.is_symlink() and not p.exists():
-            raise AudioError(f"{path}: broken symbolic link (or a link loop)", hint="point the link at an existing file, or remove it")
+            raise AudioError(
+                f"{path}: broken symbolic link (or a link loop)",
+                hint="point the link at an existing file, or remove it",
+            )
         if not p.exists():
             raise AudioError(f"{path}: no such file", hint="check the path")
         if p.is_dir():
-            raise AudioError(f"{path}: is a directory", hint="give the folder itself as an argument: ast tag, embed, batch and stats search folders")
+            raise AudioError(
+                f"{path}: is a directory",
+                hint="give the folder itself as an argument: ast tag, embed, batch and stats search folders",
+            )
         if not os.access(path, os.R_OK):
             raise AudioError(f"{path}: permission denied", hint="check the file's read permission")
         info = p.stat()
@@ -407,7 +451,18 @@ def _ffprobe(path: str, shown: str, sf_reason: str) -> tuple[int, int]:
     if shutil.which("ffprobe") is None:
         raise AudioError(f"{shown}: cannot decode audio ({sf_reason}); ffmpeg is installed but ffprobe is not")
     proc = subprocess.run(
-        ["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries", "stream=sample_rate,channels", "-of", "json", path],
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "a:0",
+            "-show_entries",
+            "stream=sample_rate,channels",
+            "-of",
+            "json",
+            path,
+        ],
         stdin=subprocess.DEVNULL,
         capture_output=True,
     )

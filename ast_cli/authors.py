@@ -135,8 +135,10 @@ def read_evidence(sd: dict[str, torch.Tensor], source: str) -> Evidence:
             hint="pass the model's .pth (e.g. audioset_10_10_0.4593.pth), not an optimizer or other state file",
         )
     if proj.shape[1] != 1 or proj.shape[2] != proj.shape[3]:
-        raise ModelError(f"{source}: a patch embedding of shape {tuple(proj.shape)}: not the authors' AST "
-                         "(one input channel, square patches)")
+        raise ModelError(
+            f"{source}: a patch embedding of shape {tuple(proj.shape)}: not the authors' AST "
+            "(one input channel, square patches)"
+        )
     patch, n_patches = proj.shape[-1], pos.shape[1] - 2
     return Evidence(patch, n_patches, table_rows(pos, n_patches, patch))
 
@@ -190,15 +192,18 @@ def published(evidence: Evidence, given: dict[str, int] | None = None) -> list[A
     """The published settings that fit the evidence and the ``given`` values."""
     given = given or {}
     return [
-        s for s in AUTHORS_SETTINGS
-        if evidence.patch == PUBLISHED_PATCH and evidence.fits(s.fstride, s.tstride, s.input_tdim)
+        s
+        for s in AUTHORS_SETTINGS
+        if evidence.patch == PUBLISHED_PATCH
+        and evidence.fits(s.fstride, s.tstride, s.input_tdim)
         and all(getattr(s, k) == v for k, v in given.items())
     ]
 
 
 # -- the rule --------------------------------------------------------------------------------------
-def authors_architecture(evidence: Evidence, source: str, given: dict[str, int],
-                         origin: dict[str, str] | None = None) -> Architecture:
+def authors_architecture(
+    evidence: Evidence, source: str, given: dict[str, int], origin: dict[str, str] | None = None
+) -> Architecture:
     """The architecture of an authors' ``.pth``: the ``given`` values (fstride, tstride, input_tdim;
     ``origin`` says where each came from, for messages) when all three are given and fit the evidence,
     else the one published setting that fits both (``guessed``). A ModelError that names the given
@@ -206,8 +211,10 @@ def authors_architecture(evidence: Evidence, source: str, given: dict[str, int],
     origin = {**{k: f"{FLAGS[k]} {v}" for k, v in given.items()}, **(origin or {})}
     fits_file = candidates(evidence)
     if not fits_file:
-        raise ModelError(f"{source}: {evidence.describe()} fits no AST of {evidence.patch} x {evidence.patch} "
-                         f"patches", hint=f"no strides of 1 to 16 fit it with {MEL_BINS} mel bins")
+        raise ModelError(
+            f"{source}: {evidence.describe()} fits no AST of {evidence.patch} x {evidence.patch} patches",
+            hint=f"no strides of 1 to 16 fit it with {MEL_BINS} mel bins",
+        )
     if given and not candidates(evidence, given):
         raise _conflict(evidence, source, given, origin, fits_file)
     if len(given) == 3:
@@ -229,20 +236,24 @@ def authors_architecture(evidence: Evidence, source: str, given: dict[str, int],
         message += f", and fit {which}"
     else:
         message = f"{evidence.describe()} fits {which}: say which architecture it was trained with"
-    raise ModelError(f"{source}: {message}",
-                     hint=_listing(candidates(evidence, given)) + f", or put them in {source}.json")
+    raise ModelError(
+        f"{source}: {message}", hint=_listing(candidates(evidence, given)) + f", or put them in {source}.json"
+    )
 
 
-def _conflict(evidence: Evidence, source: str, given: dict[str, int], origin: dict[str, str],
-              fits_file: list[Candidate]) -> ModelError:
+def _conflict(
+    evidence: Evidence, source: str, given: dict[str, int], origin: dict[str, str], fits_file: list[Candidate]
+) -> ModelError:
     """The error for given values that fit no candidate: the value that conflicts with the evidence by
     itself, else the values that do together."""
     reasons = [r for k, v in given.items() if (r := _alone(evidence, k, v, origin[k]))]
     if len(given) == 3:
         f, t = evidence.grid(given["fstride"], given["tstride"], given["input_tdim"])
         held = evidence.patches() if f * t == evidence.n_patches else str(evidence.n_patches)
-        detail = (f"strides {given['fstride']}/{given['tstride']} at {given['input_tdim']} frames make "
-                  f"{f} x {t} patches, the position table holds {held}")
+        detail = (
+            f"strides {given['fstride']}/{given['tstride']} at {given['input_tdim']} frames make "
+            f"{f} x {t} patches, the position table holds {held}"
+        )
         detail += "".join(f"; {r}" for r in reasons)
     else:
         detail = "; ".join(reasons) or f"{' with '.join(origin[k] for k in given)} fit no grid of {evidence.describe()}"
@@ -268,8 +279,9 @@ def _listing(found: list[Candidate]) -> str:
 
 
 # -- reading a .pth ----------------------------------------------------------------------------------
-def infer_authors_config(sd: dict[str, torch.Tensor], source: str, given: dict[str, int],
-                         origin: dict[str, str] | None = None) -> tuple[ASTConfig, tuple[int, int], Architecture]:
+def infer_authors_config(
+    sd: dict[str, torch.Tensor], source: str, given: dict[str, int], origin: dict[str, str] | None = None
+) -> tuple[ASTConfig, tuple[int, int], Architecture]:
     """Config of an authors' checkpoint (native weights) from its tensor shapes, its position grid and
     its architecture (``authors_architecture``). Heads are not stored: ViT's 64-wide heads. LayerNorms
     as the authors' code makes them: timm's eps 1e-6 in the blocks and the final norm, nn.LayerNorm's
@@ -323,9 +335,16 @@ def sidecar_path(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
-def authors_checkpoint(path: Path, spec: str, labels: str | None, *, fstride: int | None = None,
-                       tstride: int | None = None, input_tdim: int | None = None,
-                       norm_stats: str | None = None) -> AuthorsWeights:
+def authors_checkpoint(
+    path: Path,
+    spec: str,
+    labels: str | None,
+    *,
+    fstride: int | None = None,
+    tstride: int | None = None,
+    input_tdim: int | None = None,
+    norm_stats: str | None = None,
+) -> AuthorsWeights:
     """Native weights, config (with label names), position grid and statistics of the authors' ``.pth``.
     Arguments win over its sidecar ``X.pth.json``, which wins over what the weights suggest;
     ``norm_stats`` (MEAN,STD or a preset) over the sidecar's mean and std. What was chosen without
@@ -398,8 +417,10 @@ def _named(config: ASTConfig, spec: str, labels: str | None) -> ASTConfig:
             if default is not None:
                 return config.replace(id2label=ASTConfig.from_file(default).id2label)
         except OfflineError as exc:  # fine-tuning or exporting needs no names: go on, and say so
-            warnings.warn(f"{spec}: AudioSet label names unavailable ({exc.message}); "
-                          "pass --labels class_labels_indices.csv", stacklevel=3)
+            warnings.warn(
+                f"{spec}: AudioSet label names unavailable ({exc.message}); pass --labels class_labels_indices.csv",
+                stacklevel=3,
+            )
             return config
     warnings.warn(f"{spec}: no label names; pass --labels class_labels_indices.csv", stacklevel=3)
     return config

@@ -44,6 +44,8 @@ FILES_PER_WORKER = 2  # in flight per worker: one decoding, one queued so it nev
 WORKER_PRELOAD = ("ast_cli.batch", "soundfile", "torchaudio.functional", "torchaudio.compliance.kaldi")
 MAX_AHEAD = 256  # files taken past the one the in-order output waits on: bounds what a slow file holds back
 POLL_SECONDS = 0.5  # how often a waiting main process checks its workers and the progress line
+
+
 def default_workers(device: torch.device) -> int:
     """Decode workers beside the model. On a CPU the model is the bottleneck and decoding a clip is a
     few percent of a window's time: on 2 cores a worker only takes cycles from the model's threads
@@ -84,7 +86,9 @@ class Summary:
 
 
 # -- the run ------------------------------------------------------------------------------------
-def run_settings(tagger: Tagger, options: TagOptions, inputs: InputSpec, fmt: BatchFormat, precision: str | None = None) -> dict:
+def run_settings(
+    tagger: Tagger, options: TagOptions, inputs: InputSpec, fmt: BatchFormat, precision: str | None = None
+) -> dict:
     """What changes the results; recorded beside the output and compared by ``--resume`` (``precision``:
     what the model computes in where it is not this process's ``tagger``: Ray's actors)."""
     window, hop = tagger.window_hop_frames(options)
@@ -107,7 +111,9 @@ def run_settings(tagger: Tagger, options: TagOptions, inputs: InputSpec, fmt: Ba
         "channel": options.channel,
         "relative": inputs.relative,
     }
-    if tagger.spec.frontend != FeatureFrontend.transformers:  # recorded only when not the default: a settings file without the key means the default
+    if (
+        tagger.spec.frontend != FeatureFrontend.transformers
+    ):  # recorded only when not the default: a settings file without the key means the default
         settings["frontend"] = tagger.spec.frontend
     return settings
 
@@ -120,16 +126,24 @@ def run_batch(tagger: Tagger, inputs: InputSpec, tag_options: TagOptions, option
     spec = tagger.window_spec(tag_options)
     if options.out != "-":  # before anything is opened for writing: never write over an input
         if options.fmt == BatchFormat.audacity and inputs.overlaps(options.out):
-            raise UsageError(f"{options.out}: the label folder is, holds or lies in an input folder", hint="write the labels outside the folders being tagged")
+            raise UsageError(
+                f"{options.out}: the label folder is, holds or lies in an input folder",
+                hint="write the labels outside the folders being tagged",
+            )
         if options.fmt != BatchFormat.audacity and inputs.would_read(options.out):
-            raise UsageError(f"{options.out}: the output would be one of the inputs", hint="write it outside the files and folders being tagged")
+            raise UsageError(
+                f"{options.out}: the output would be one of the inputs",
+                hint="write it outside the files and folders being tagged",
+            )
     source = None
     if options.engine == Engine.ray:  # joins the cluster first: a cluster that cannot be reached leaves no output
         from .distributed import RaySource
 
         source = RaySource(tagger, spec, tag_options, options)
     try:
-        settings = run_settings(tagger, tag_options, inputs, options.fmt, precision=source.precision if source else None)
+        settings = run_settings(
+            tagger, tag_options, inputs, options.fmt, precision=source.precision if source else None
+        )
         side = settings_path(options.out, options.fmt)
         if options.resume and (side.exists() or os.path.exists(options.out)):
             check_settings(side, settings)
@@ -143,7 +157,9 @@ def run_batch(tagger: Tagger, inputs: InputSpec, tag_options: TagOptions, option
         items = inputs.iter(summary.counts)
         first = next(items, None)
         if first is None and not summary.counts.other_shard:
-            raise UsageError("no audio files to tag", hint=f"looked for {', '.join(sorted(inputs.extensions)[:8])}, ... (--ext)")
+            raise UsageError(
+                "no audio files to tag", hint=f"looked for {', '.join(sorted(inputs.extensions)[:8])}, ... (--ext)"
+            )
         sink = open_sink(options.out, options.fmt, writer_options, resume=options.resume, force=options.force)
         if options.out != "-":
             write_settings(side, settings, __version__)
@@ -160,11 +176,19 @@ def run_batch(tagger: Tagger, inputs: InputSpec, tag_options: TagOptions, option
     if inputs.countable():
         _count_in_background(inputs, progress, sink)
     start = time.monotonic()
-    previous = None  # SIGTERM -> Terminated, so the output is closed; the ast process has its own (import-safe) handler already
-    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+    # SIGTERM -> Terminated, so the output is closed; the ast process has its own (import-safe) handler already
+    previous = None
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) in (
+        signal.SIG_DFL,
+        None,
+    ):
         previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    records = _pipeline(tagger, tag_options, maker, _chain(first, items), source, sink, summary, options.unordered, progress.tick)
-    follow_load = options.engine != Engine.ray  # Ray's processes here are this run's own: the load says nothing of other work
+    records = _pipeline(
+        tagger, tag_options, maker, _chain(first, items), source, sink, summary, options.unordered, progress.tick
+    )
+    follow_load = (
+        options.engine != Engine.ray
+    )  # Ray's processes here are this run's own: the load says nothing of other work
     try:
         for record in records:
             if follow_load:
@@ -178,7 +202,9 @@ def run_batch(tagger: Tagger, inputs: InputSpec, tag_options: TagOptions, option
                 raise
             except OSError as exc:
                 summary.stopped = "stopped"
-                raise write_error(exc, options.out, summary.tagged + summary.failed, resumable=options.out != "-") from None
+                raise write_error(
+                    exc, options.out, summary.tagged + summary.failed, resumable=options.out != "-"
+                ) from None
             summary.failed += failed  # counted once written: the summary says what the output holds
             summary.tagged += not failed
             summary.audio_s += record["duration_s"] or 0.0
@@ -215,7 +241,9 @@ def write_error(exc: OSError, out: str, written: int, resumable: bool) -> Output
     what = exc.strerror or type(exc).__name__
     where = exc.filename or out
     if written == 0:
-        return OutputError(f"{where}: {what} (nothing was written)", hint="free space or choose another -o", exit_code=EXIT_USAGE)
+        return OutputError(
+            f"{where}: {what} (nothing was written)", hint="free space or choose another -o", exit_code=EXIT_USAGE
+        )
     again = "; run the same command with --resume when there is room" if resumable else ""
     return OutputError(f"{where}: {what} after {written} record(s){again}", hint="what was written stays valid")
 
@@ -236,7 +264,7 @@ def _count_in_background(inputs: InputSpec, progress: Progress, sink: Sink) -> N
     def count() -> None:
         try:
             total = sum(1 for item in inputs.iter() if not sink.done(item.name))
-        except Exception:  # noqa: BLE001 (the total is a nicety: the run itself reports real errors)
+        except Exception:
             return
         progress.set_total(total)
 
@@ -254,8 +282,15 @@ class _FileState:
 
 
 def _pipeline(
-    tagger: Tagger, options: TagOptions, maker: RecordMaker, items: Iterator[Input], source, sink: Sink, summary: Summary,
-    unordered: bool, tick,
+    tagger: Tagger,
+    options: TagOptions,
+    maker: RecordMaker,
+    items: Iterator[Input],
+    source,
+    sink: Sink,
+    summary: Summary,
+    unordered: bool,
+    tick,
 ) -> Iterator[dict]:
     """Records of the inputs (skipping what the sink already has), batching windows across files."""
     states: dict[int, _FileState] = {}
@@ -267,7 +302,13 @@ def _pipeline(
 
     def finish(seq: int) -> None:
         state = states.pop(seq)
-        result = FileResult(path=state.item.name, duration_s=state.duration_s, starts=state.starts, scores=state.scores, error=state.error)
+        result = FileResult(
+            path=state.item.name,
+            duration_s=state.duration_s,
+            starts=state.starts,
+            scores=state.scores,
+            error=state.error,
+        )
         finished[seq] = maker.record(result)
 
     def ready(seq: int) -> bool:
@@ -275,14 +316,21 @@ def _pipeline(
         return state.error is not None or (state.expected is not None and len(state.scores) == state.expected)
 
     while True:
-        while not exhausted and source.has_room() and (unordered or next_seq - next_out < source.max_ahead):  # keep the workers fed
+        while (
+            not exhausted and source.has_room() and (unordered or next_seq - next_out < source.max_ahead)
+        ):  # keep the workers fed
             item = next(items, None)
             if item is None:
                 exhausted = True
             elif sink.done(item.name):
                 summary.resumed += 1
             elif sink.holds(item.path):  # a --files-from line naming the output itself
-                finished[next_seq] = {"path": item.name, "duration_s": None, "labels": [], "error": f"{item.name}: is this run's output, not read"}
+                finished[next_seq] = {
+                    "path": item.name,
+                    "duration_s": None,
+                    "labels": [],
+                    "error": f"{item.name}: is this run's output, not read",
+                }
                 next_seq += 1
             else:
                 states[next_seq] = _FileState(item)
@@ -297,7 +345,7 @@ def _pipeline(
             else:  # a full batch, or nothing else is ready: keep the model busy
                 batch = [pending.popleft() for _ in range(min(batch_size, len(pending)))]
                 scores = tagger.scores(torch.from_numpy(np.stack([w[2] for w in batch])), options.activation)
-                for (seq, start, _), row in zip(batch, scores):
+                for (seq, start, _), row in zip(batch, scores, strict=True):
                     state = states.get(seq)
                     if state is not None and state.error is None:
                         state.starts.append(start)
@@ -310,7 +358,7 @@ def _pipeline(
             if state is None or state.error is not None:
                 continue
             if kind == "w":
-                pending.extend((seq, start, feats) for start, feats in zip(message[2], message[3]))
+                pending.extend((seq, start, feats) for start, feats in zip(message[2], message[3], strict=True))
             elif kind == "s":  # windows scored elsewhere (a Ray actor), in order
                 state.starts.extend(message[2])
                 state.scores.extend(message[3])
@@ -386,7 +434,9 @@ class WorkerPool:
     def _start(self) -> _Worker:
         tasks_r, tasks_w = self.ctx.Pipe(duplex=False)
         results_r, results_w = self.ctx.Pipe(duplex=False)
-        process = self.ctx.Process(target=_worker_main, args=(self.spec, tasks_r, results_w), daemon=True, name="ast-decode")
+        process = self.ctx.Process(
+            target=_worker_main, args=(self.spec, tasks_r, results_w), daemon=True, name="ast-decode"
+        )
         process.start()
         tasks_r.close()  # the worker's ends live in the worker only: its death closes them
         results_w.close()

@@ -131,8 +131,9 @@ def load(
     if path.is_file():
         if path.suffix == ".json":
             raise ModelError(f"{spec}: give the model's folder, not its config.json")
-        found = authors_checkpoint(path, spec, labels, fstride=fstride, tstride=tstride, input_tdim=input_tdim,
-                                   norm_stats=norm_stats)
+        found = authors_checkpoint(
+            path, spec, labels, fstride=fstride, tstride=tstride, input_tdim=input_tdim, norm_stats=norm_stats
+        )
         config = found.config.replace(max_length=max_length) if max_length else found.config
         model = build_model(config, found.weights, spec, saved_grid=found.grid)
         mean, std = found.norm_stats
@@ -140,16 +141,25 @@ def load(
     if path.is_dir():
         files = hub.local_files(path)
     elif hub.looks_like_path(spec):
-        raise ModelError(f"{spec}: no such file or directory",
-                         hint="give a local model folder, a .pth file or a Hub id")
+        raise ModelError(
+            f"{spec}: no such file or directory", hint="give a local model folder, a .pth file or a Hub id"
+        )
     else:
         files = hub.fetch_model(spec)
-    return _load_hub(files, spec, labels=labels, norm_stats=norm_stats, max_length=max_length,
-                     matrix_dtype=matrix_dtype)
+    return _load_hub(
+        files, spec, labels=labels, norm_stats=norm_stats, max_length=max_length, matrix_dtype=matrix_dtype
+    )
 
 
-def _load_hub(files: dict[str, Path | None], spec: str, *, labels: str | None, norm_stats: str | None,
-              max_length: int | None, matrix_dtype: torch.dtype | None) -> Checkpoint:
+def _load_hub(
+    files: dict[str, Path | None],
+    spec: str,
+    *,
+    labels: str | None,
+    norm_stats: str | None,
+    max_length: int | None,
+    matrix_dtype: torch.dtype | None,
+) -> Checkpoint:
     """A Hub-layout model from its files (``hub.local_files``/``hub.fetch_model``): config.json checked
     against the weights' shapes before they are read."""
     config_file = files[hub.CONFIG_FILE]

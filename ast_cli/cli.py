@@ -58,8 +58,9 @@ def _root(version: VersionFlag = False) -> None:
     """
 
 
-def register(group: typer.Typer, name: str, fn: Callable[..., Any], *, needs_torch: bool = True,
-             no_args_is_help: bool = True) -> None:
+def register(
+    group: typer.Typer, name: str, fn: Callable[..., Any], *, needs_torch: bool = True, no_args_is_help: bool = True
+) -> None:
     """Add ``fn`` as command ``name`` of ``group``; ``process.guard`` handles its --quiet/--debug, errors
     and torch import (``needs_torch``: it runs the model, so torch is imported before it)."""
     group.command(name, no_args_is_help=no_args_is_help)(process.guard(fn, needs_torch=needs_torch))

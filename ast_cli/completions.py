@@ -25,8 +25,11 @@ def script(shell: str) -> str:
     env = {**os.environ, COMPLETE_VAR: f"source_{shell}"}
     proc = subprocess.run(
         [sys.executable, "-c", "from ast_cli.cli import main; raise SystemExit(main())"],
-        env=env, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if proc.returncode != 0 or not proc.stdout.strip():
         raise RuntimeError(f"no {shell} completion script from ast: {proc.stderr.strip()}")
     return proc.stdout

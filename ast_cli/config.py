@@ -72,7 +72,11 @@ class JsonFile:
         try:
             return cls.from_dict(read_json(path))
         except ModelError as exc:
-            message = exc.message.replace(f"{cls.FILE}:", f"{path}:", 1) if exc.message.startswith(f"{cls.FILE}:") else exc.message
+            message = (
+                exc.message.replace(f"{cls.FILE}:", f"{path}:", 1)
+                if exc.message.startswith(f"{cls.FILE}:")
+                else exc.message
+            )
             raise ModelError(message, hint=exc.hint or "fix the file, or fetch the model again") from None
 
     def save(self, directory: str | os.PathLike) -> Path:
@@ -154,7 +158,9 @@ class ASTConfig(JsonFile):
     def with_labels(self, names: list[str], source: str) -> ASTConfig:
         """This config with its outputs named ``names`` (as many as the model has outputs)."""
         if len(names) != self.num_labels:
-            raise ModelError(f"{source}: the labels file names {len(names)} labels, the model has {self.num_labels} outputs")
+            raise ModelError(
+                f"{source}: the labels file names {len(names)} labels, the model has {self.num_labels} outputs"
+            )
         return self.replace(id2label=dict(enumerate(names)))
 
     # -- validation --------------------------------------------------------------------------
@@ -180,10 +186,13 @@ class ASTConfig(JsonFile):
         if not isinstance(self.qkv_bias, bool):
             raise ModelError(f"config.json: 'qkv_bias' must be true or false, got {self.qkv_bias!r}")
         if self.hidden_act not in _ACTIVATIONS:
-            raise ModelError(f"config.json: hidden_act {self.hidden_act!r} is not supported (one of {', '.join(_ACTIVATIONS)})")
+            raise ModelError(
+                f"config.json: hidden_act {self.hidden_act!r} is not supported (one of {', '.join(_ACTIVATIONS)})"
+            )
         if self.hidden_size % self.num_attention_heads:
             raise ModelError(
-                f"config.json: hidden_size {self.hidden_size} is not divisible by num_attention_heads {self.num_attention_heads}"
+                f"config.json: hidden_size {self.hidden_size} is not divisible by "
+                f"num_attention_heads {self.num_attention_heads}"
             )
         if self.num_mel_bins < self.patch_size or self.max_length < self.patch_size:
             raise ModelError(f"config.json: num_mel_bins and max_length must be at least patch_size {self.patch_size}")
@@ -206,13 +215,17 @@ class ASTConfig(JsonFile):
         if raw is None:
             n = data.get("num_labels", 2)
             if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-                raise ModelError(f"config.json: 'num_labels' must be a positive integer, got {n!r}", hint="or give id2label")
+                raise ModelError(
+                    f"config.json: 'num_labels' must be a positive integer, got {n!r}", hint="or give id2label"
+                )
             if n > MAX_LABELS:
                 raise ModelError(f"config.json: 'num_labels' is {n}, more than any AST has (at most {MAX_LABELS})")
             id2label = {i: f"LABEL_{i}" for i in range(n)}
         else:
             if isinstance(raw, dict) and len(raw) > MAX_LABELS:
-                raise ModelError(f"config.json: id2label names {len(raw)} labels, more than any AST has (at most {MAX_LABELS})")
+                raise ModelError(
+                    f"config.json: id2label names {len(raw)} labels, more than any AST has (at most {MAX_LABELS})"
+                )
             try:
                 id2label = {int(k): str(v) for k, v in raw.items()}
             except (AttributeError, TypeError, ValueError):
@@ -239,7 +252,6 @@ class ASTConfig(JsonFile):
         data["id2label"] = {str(i): label for i, label in sorted(self.id2label.items())}
         data["label2id"] = {label: i for i, label in sorted(self.id2label.items())}
         return dict(sorted(data.items()))
-
 
 
 @dataclass
@@ -294,7 +306,6 @@ class PreprocessorConfig(JsonFile):
             if f.name != "extra":
                 data[f.name] = getattr(self, f.name)
         return dict(sorted(data.items()))
-
 
 
 def read_labels_csv(path: str | os.PathLike) -> list[str]:

@@ -121,7 +121,10 @@ def relabel(data: LabelledSet, labels: list[str], what: str) -> LabelledSet:
     lookup = {name: index.get(name, index.get(name.lower())) for name in data.labels}
     unknown = [name for name, i in lookup.items() if i is None]
     if unknown:
-        raise UsageError(f"{data.root}: {what} has no class {', '.join(map(repr, unknown[:5]))}", hint=f"known: {', '.join(labels[:10])}")
+        raise UsageError(
+            f"{data.root}: {what} has no class {', '.join(map(repr, unknown[:5]))}",
+            hint=f"known: {', '.join(labels[:10])}",
+        )
     clips = [LabelledClip(c.path, tuple(lookup[data.labels[k]] for k in c.target)) for c in data.clips]
     return LabelledSet(data.root, list(labels), clips, data.multi_label, data.skipped)
 
@@ -148,19 +151,24 @@ def stratified_split(data: LabelledSet, fraction: float, seed: int) -> tuple[Lab
         members = groups[k]
         if len(members) < 2:
             raise UsageError(
-                f"class {data.labels[k]!r} has {len(members)} readable clip: too few to split into training and validation",
+                f"class {data.labels[k]!r} has {len(members)} readable clip: "
+                "too few to split into training and validation",
                 hint="add clips to it, or give a separate validation folder with --val DIR",
             )
         n_val = min(max(1, round(len(members) * fraction)), len(members) - 1)
         val += [members[j] for j in rng.permutation(len(members))[:n_val]]
     held = set(val)
-    pick = lambda idx: LabelledSet(data.root, data.labels, [data.clips[i] for i in idx], data.multi_label)  # noqa: E731
+
+    def pick(idx):
+        return LabelledSet(data.root, data.labels, [data.clips[i] for i in idx], data.multi_label)
+
     return pick([i for i in range(len(data.clips)) if i not in held]), pick(sorted(val))
 
 
 # -- reading -----------------------------------------------------------------------------------
-def scan(data: LabelledSet, num_mel_bins: int = 128, keep: bool = True, progress: bool | None = False,
-         known: Any = None) -> tuple[LabelledSet, list[torch.Tensor | None], list[int]]:  # fmt: skip
+def scan(
+    data: LabelledSet, num_mel_bins: int = 128, keep: bool = True, progress: bool | None = False, known: Any = None
+) -> tuple[LabelledSet, list[torch.Tensor | None], list[int]]:
     """Decode every clip once: unreadable ones are warned about and dropped (``skipped`` counts them).
 
     Returns the readable set, each clip's fbank (un-normalised, unpadded; None unless ``keep`` and within
@@ -180,7 +188,10 @@ def scan(data: LabelledSet, num_mel_bins: int = 128, keep: bool = True, progress
         try:
             wave, _ = audio.load(clip.path)
             if len(wave) < 400:
-                raise AudioError(f"{clip.path}: too short ({len(wave) / audio.SAMPLE_RATE * 1000:.0f} ms; one 25 ms frame is the minimum)")
+                raise AudioError(
+                    f"{clip.path}: too short ({len(wave) / audio.SAMPLE_RATE * 1000:.0f} ms; "
+                    "one 25 ms frame is the minimum)"
+                )
         except AudioError as exc:
             _log.warning("skipped %s", exc)
             _log.debug("%s", exc, exc_info=True)
@@ -194,7 +205,10 @@ def scan(data: LabelledSet, num_mel_bins: int = 128, keep: bool = True, progress
         if known is not None:
             known.put(clip.path, f.shape[0])
     if not clips:
-        raise UsageError(f"{data.root}: no readable audio ({len(skipped)} file(s) could not be decoded)", hint="see the warnings above")
+        raise UsageError(
+            f"{data.root}: no readable audio ({len(skipped)} file(s) could not be decoded)",
+            hint="see the warnings above",
+        )
     return LabelledSet(data.root, data.labels, clips, data.multi_label, skipped), feats, frames
 
 
@@ -270,7 +284,8 @@ class ClipDataset(torch.utils.data.Dataset):
         # masks write 0 into the raw log-mel (a copy: a cached fbank is never changed), before normalisation
         x = spec_augment(pad_or_cut(feats, self.target_length), aug.freqm, aug.timem, rng)  # (T, F)
         x = normalize(x, self.mean, self.std)
-        if aug.noise:  # dataloader.py: fbank + torch.rand(T, F) * np.random.rand() / 10, then torch.roll(fbank, randint(-10, 10), 0)
+        # dataloader.py: fbank + torch.rand(T, F) * np.random.rand() / 10, then torch.roll(fbank, randint(-10, 10), 0)
+        if aug.noise:
             x = x + torch.from_numpy(rng.random(x.shape, dtype=np.float32)) * float(rng.random()) / 10
             x = torch.roll(x, int(rng.integers(-MAX_SHIFT, MAX_SHIFT)), dims=0)
         return x, target

@@ -57,7 +57,9 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
         raise UsageError("--precision fp16 is for GPUs; on the CPU use bf16 or fp32")
     if precision == "int8" and device.type != "cpu":
         raise UsageError("--precision int8 runs on the CPU only", hint="use --device cpu, or fp16 on the GPU")
-    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32}[precision.value]
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32}[
+        precision.value
+    ]
 
 
 def precision_name(dtype: torch.dtype) -> str:

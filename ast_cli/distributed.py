@@ -59,7 +59,7 @@ BLOCK_BYTES = 16 * 2**20  # Ray Data's largest block: a few dozen windows, not R
 def import_ray():
     try:
         import ray
-        import ray.data  # noqa: F401
+        import ray.data
     except ImportError:
         raise ray_missing() from None
     return ray
@@ -88,16 +88,27 @@ def plan(ray, tagger: Tagger, options: BatchOptions) -> Plan:
     total_gpus = sum(n.get("GPU", 0) for n in nodes)
     gpus = options.gpus_per_actor if options.gpus_per_actor is not None else (1.0 if total_gpus else 0.0)
     if gpus > total_gpus:
-        raise UsageError(f"--gpus-per-actor {gpus:g}: the cluster has {total_gpus:g} GPU(s)", hint="give --gpus-per-actor 0 for CPU actors")
+        raise UsageError(
+            f"--gpus-per-actor {gpus:g}: the cluster has {total_gpus:g} GPU(s)",
+            hint="give --gpus-per-actor 0 for CPU actors",
+        )
     requested = tagger.spec.precision
     if gpus:
         actors = options.actors or max(1, int(total_gpus // gpus))
-        return Plan(actors=actors, gpus=gpus, cpus=1.0, threads=1, precision=precision_name(resolve_precision(requested, torch.device("cuda"))))
+        return Plan(
+            actors=actors,
+            gpus=gpus,
+            cpus=1.0,
+            threads=1,
+            precision=precision_name(resolve_precision(requested, torch.device("cuda"))),
+        )
     cores = [n["CPU"] for n in nodes] or [1.0]
     actors = options.actors or len(cores)
     room = (sum(cores) - DECODE_CPUS * len(cores)) / actors  # the cluster's CPUs less a decoding task a node, shared
     cpus = max(0.05, math.floor(min(min(cores) - DECODE_CPUS, room) * 20) / 20)  # fits on the smallest node
-    torch_threads = threads.model_threads() if threads.explicit() else max(1, round(cpus))  # --threads, OMP_NUM_THREADS: the user's
+    torch_threads = (
+        threads.model_threads() if threads.explicit() else max(1, round(cpus))
+    )  # --threads, OMP_NUM_THREADS: the user's
     return Plan(actors=actors, gpus=0.0, cpus=cpus, threads=torch_threads, precision=tagger.precision)
 
 
@@ -113,14 +124,17 @@ def decode_rows(batch: dict[str, np.ndarray], spec: WindowSpec, cwd: str):
         os.chdir(cwd)  # this job's own worker process
     node = _node_id()
     blank = np.zeros((1, spec.max_length, spec.num_mel_bins), np.float32)
-    for seq, path in zip(batch["seq"].tolist(), batch["path"].tolist()):
+    for seq, path in zip(batch["seq"].tolist(), batch["path"].tolist(), strict=True):
         held: list[tuple] = []  # the latest chunk, until it is known whether the file ends with it
         index = 0
         for message in decode(seq, path, spec):
             if message[0] == "w":
                 if held:
                     yield _rows(seq, held, node)
-                held = [(index + i, start, feats) for i, (start, feats) in enumerate(zip(message[2], message[3]))]
+                held = [
+                    (index + i, start, feats)
+                    for i, (start, feats) in enumerate(zip(message[2], message[3], strict=True))
+                ]
                 index += len(held)
             elif message[0] == "d":
                 yield _rows(seq, held, node, count=message[2], duration_s=message[3])
@@ -164,7 +178,9 @@ class ModelActor:
         good = np.flatnonzero(rows["index"] >= 0)  # error rows need no model time
         for i in range(0, len(good), self.batch_size):
             take = good[i : i + self.batch_size]
-            scores[take] = self.tagger.scores(torch.from_numpy(rows["features"][take]), self.activation).numpy()  # (B, T, F) -> (B, C)
+            scores[take] = self.tagger.scores(
+                torch.from_numpy(rows["features"][take]), self.activation
+            ).numpy()  # (B, T, F) -> (B, C)
         out = {key: rows[key] for key in ("seq", "index", "start", "windows", "duration_s", "error", "decoded_on")}
         out["scores"] = scores
         out["scored_on"] = np.array([self.node] * n, dtype=object)
@@ -233,7 +249,10 @@ class RaySource:
                 rows = next(self.blocks, None)
             except self.ray.exceptions.RayError as exc:  # past Ray's retries, or the cluster is gone
                 self._stop_wave()
-                raise ClusterError(f"the Ray job failed: {_cause(exc)}", hint="what was written stays valid; run the same command with --resume") from None
+                raise ClusterError(
+                    f"the Ray job failed: {_cause(exc)}",
+                    hint="what was written stays valid; run the same command with --resume",
+                ) from None
             if rows is None:
                 self._end_wave()
             else:
@@ -243,7 +262,8 @@ class RaySource:
     def close(self) -> None:
         self._stop_wave()
         with contextlib.suppress(Exception):  # closing after a failure: the failure is what gets reported
-            self.ray.shutdown()  # the driver leaves: Ray ends this job's tasks and actors (a Ray started for the run stops)
+            # the driver leaves: Ray ends this job's tasks and actors (a Ray started for the run stops)
+            self.ray.shutdown()
 
     # -- a wave -------------------------------------------------------------------------------------
     def _start_wave(self) -> None:
@@ -252,16 +272,21 @@ class RaySource:
         self.waiting = {seq: _Parts(path) for seq, path in wave}
         items = [{"seq": seq, "path": path} for seq, path in wave]
         ds = ray.data.from_items(items, override_num_blocks=max(1, math.ceil(len(items) / FILES_PER_BLOCK)))
-        ds = ds.map_batches(decode_rows, fn_kwargs={"spec": self.spec, "cwd": os.getcwd()}, batch_size=1, num_cpus=DECODE_CPUS)
+        ds = ds.map_batches(
+            decode_rows, fn_kwargs={"spec": self.spec, "cwd": os.getcwd()}, batch_size=1, num_cpus=DECODE_CPUS
+        )
         ds = ds.map_batches(
             ModelActor,
             fn_constructor_kwargs=dict(
                 model_spec=self.model_spec.replace(device="cuda" if plan_.gpus else "cpu", precision=plan_.precision),
-                threads=plan_.threads, tag_options=self.tag_options,
+                threads=plan_.threads,
+                tag_options=self.tag_options,
             ),
-            batch_size=ROWS_PER_CALL * (8 if plan_.gpus else 1), compute=ray.data.ActorPoolStrategy(size=plan_.actors),
-            num_cpus=plan_.cpus, num_gpus=plan_.gpus or None,
-        )  # fmt: skip
+            batch_size=ROWS_PER_CALL * (8 if plan_.gpus else 1),
+            compute=ray.data.ActorPoolStrategy(size=plan_.actors),
+            num_cpus=plan_.cpus,
+            num_gpus=plan_.gpus or None,
+        )
         self.blocks = iter(ds.iter_batches(batch_size=None, batch_format="numpy"))
 
     def _take(self, rows: dict[str, np.ndarray]) -> None:
@@ -276,14 +301,23 @@ class RaySource:
             index = int(rows["index"][i])
             parts.starts[index] = int(rows["start"][i])
             parts.scores[index] = rows["scores"][i].copy()  # not a view that would keep the block
-            parts.nodes.add(f"decoded on {rows['decoded_on'][i]}, scored on {rows['scored_on'][i]} by pid {rows['pid'][i]}")
+            parts.nodes.add(
+                f"decoded on {rows['decoded_on'][i]}, scored on {rows['scored_on'][i]} by pid {rows['pid'][i]}"
+            )
             if rows["windows"][i] >= 0:
                 parts.windows, parts.duration_s = int(rows["windows"][i]), float(rows["duration_s"][i])
             if parts.complete():
                 del self.waiting[seq]
                 order = sorted(parts.scores)
                 logger.debug("ray: %s: %s", parts.path, "; ".join(sorted(parts.nodes)))
-                self.ready.append(("s", seq, [parts.starts[k] for k in order], torch.from_numpy(np.stack([parts.scores[k] for k in order]))))
+                self.ready.append(
+                    (
+                        "s",
+                        seq,
+                        [parts.starts[k] for k in order],
+                        torch.from_numpy(np.stack([parts.scores[k] for k in order])),
+                    )
+                )
                 self.ready.append(("d", seq, parts.windows, parts.duration_s))
 
     def _end_wave(self) -> None:
@@ -306,16 +340,28 @@ def _connect(ray, address: str | None) -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL)  # a failure reaches the user as one line (ClusterError)
     from ray._private import worker
 
-    worker._worker_logs_enabled = False  # Ray prints its workers' lines and the cluster's notices (a task retried) on stdout, which holds results
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # the C++ core of this driver logs to stderr, its own errors too
+    worker._worker_logs_enabled = (
+        False  # Ray prints its workers' lines and the cluster's notices (a task retried) on stdout, which holds results
+    )
+    os.environ.setdefault(
+        "RAY_BACKEND_LOG_LEVEL", "fatal"
+    )  # the C++ core of this driver logs to stderr, its own errors too
     unreachable = _unreachable(address)
     if unreachable:  # Ray itself would try for minutes
-        raise ClusterError(f"--ray-address {address}: no Ray cluster answers there ({unreachable})", hint=START_ONE, exit_code=2)
+        raise ClusterError(
+            f"--ray-address {address}: no Ray cluster answers there ({unreachable})", hint=START_ONE, exit_code=2
+        )
     handler = signal.getsignal(signal.SIGTERM)  # ray.init sets its own, which would skip closing the output
     try:
         try:
             with _stderr_closed():  # what the C++ core says as it starts (log level, authentication tokens)
-                ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False, configure_logging=False, ignore_reinit_error=True)
+                ray.init(
+                    address=address,
+                    logging_level=logging.ERROR,
+                    log_to_driver=False,
+                    configure_logging=False,
+                    ignore_reinit_error=True,
+                )
         finally:
             if threading.current_thread() is threading.main_thread() and handler is not None:
                 signal.signal(signal.SIGTERM, handler)

@@ -81,9 +81,14 @@ def check_output(out: str, timeline: bool, force: bool) -> str:
         raise UsageError(f"-o {out}: is a directory", hint="give a file name ending in .jsonl, .npy or .npz")
     suffix = Path(out).suffix.lower()
     if suffix not in SUFFIXES:
-        raise UsageError(f"-o {out}: unknown format {suffix or '(no suffix)'!r}", hint="name it .jsonl, .npy or .npz ('-': JSON Lines on stdout)")
+        raise UsageError(
+            f"-o {out}: unknown format {suffix or '(no suffix)'!r}",
+            hint="name it .jsonl, .npy or .npz ('-': JSON Lines on stdout)",
+        )
     if suffix == ".npy" and timeline:
-        raise UsageError("--timeline does not fit in a .npy file (one array of files x dimensions)", hint="write .npz or .jsonl")
+        raise UsageError(
+            "--timeline does not fit in a .npy file (one array of files x dimensions)", hint="write .npz or .jsonl"
+        )
     if os.path.lexists(out) and not force:
         raise OutputExistsError(f"{out} exists", hint="use --force to overwrite it, or another -o")
     return suffix
@@ -120,7 +125,7 @@ class EmbeddingWriter:
         if self.timeline:
             record["windows"] = [
                 {"start_s": round(start / FRAMES_PER_SECOND, 3), "end_s": round(end, 3), "embedding": _floats(vector)}
-                for start, end, vector in zip(item.starts, item.ends, item.windows)
+                for start, end, vector in zip(item.starts, item.ends, item.windows, strict=True)
             ]
         return record
 
@@ -160,7 +165,9 @@ class EmbeddingWriter:
         }
         if self.timeline:
             done = [(i, item) for i, item in enumerate(self.items) if item.windows is not None]
-            arrays["window_embeddings"] = np.concatenate([item.windows for _, item in done]) if done else np.zeros((0, self.dims), np.float32)
+            arrays["window_embeddings"] = (
+                np.concatenate([item.windows for _, item in done]) if done else np.zeros((0, self.dims), np.float32)
+            )
             arrays["window_file"] = np.array([i for i, item in done for _ in item.starts], dtype=np.int64)
             arrays["window_start_s"] = np.array([s / FRAMES_PER_SECOND for _, item in done for s in item.starts])
             arrays["window_end_s"] = np.array([e for _, item in done for e in item.ends])
@@ -171,7 +178,9 @@ def _floats(vector: np.ndarray) -> list[float]:
     return [round(v, DECIMALS) for v in vector.tolist()]
 
 
-def write_embeddings(items: Iterable[FileEmbedding], out: str, timeline: bool, total: int, dims: int, on_error=None) -> int:
+def write_embeddings(
+    items: Iterable[FileEmbedding], out: str, timeline: bool, total: int, dims: int, on_error=None
+) -> int:
     """Write every item to ``out``; ``on_error(message)`` for each failed input. Returns the number
     that failed. Interrupted or failing, it leaves ``out`` as it was (no half-written file)."""
     writer = EmbeddingWriter(out, timeline, dims)
@@ -193,4 +202,3 @@ def write_embeddings(items: Iterable[FileEmbedding], out: str, timeline: bool, t
         raise
     writer.close()
     return failed
-

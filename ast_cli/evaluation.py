@@ -6,7 +6,6 @@ as the authors evaluate; the scores are the model's logits.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,9 @@ def predict(forward: Callable[[torch.Tensor], torch.Tensor], loader) -> tuple[to
     return torch.cat(outputs), torch.cat(targets)
 
 
-def model_forward(model: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> Callable[[torch.Tensor], torch.Tensor]:
+def model_forward(
+    model: torch.nn.Module, device: torch.device, dtype: torch.dtype
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """A model being trained as ``predict``'s forward: eval mode, no gradients, autocast to ``dtype``."""
     model.eval()
 
@@ -79,4 +80,10 @@ def evaluate(
     report = score(logits, targets, config.labels, multi)
     if draw:
         plots.report_picture(report, plot)
-    return {"model": tagger.spec.source, "data": str(data_dir), "problem_type": "multi_label" if multi else "single_label", "skipped": len(found.skipped), **report}
+    return {
+        "model": tagger.spec.source,
+        "data": str(data_dir),
+        "problem_type": "multi_label" if multi else "single_label",
+        "skipped": len(found.skipped),
+        **report,
+    }

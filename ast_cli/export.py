@@ -14,13 +14,12 @@ tolerance for the precision (``TOLERANCE``).
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import json
 import os
 import warnings
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +36,11 @@ from .model import AST
 from .options import Activation, ExportFormat, ExportOptions, ExportPrecision
 from .spec import ModelSpec
 
-DTYPES = {ExportPrecision.fp32: torch.float32, ExportPrecision.fp16: torch.float16, ExportPrecision.bf16: torch.bfloat16}
+DTYPES = {
+    ExportPrecision.fp32: torch.float32,
+    ExportPrecision.fp16: torch.float16,
+    ExportPrecision.bf16: torch.bfloat16,
+}
 # Largest absolute difference of the scores accepted by the check, against the fp32 PyTorch model.
 # fp16 keeps 11 significant bits, bf16 8: scores in [0, 1] move by a few units of the last bit.
 TOLERANCE = {ExportPrecision.fp32: 1e-4, ExportPrecision.fp16: 1e-2, ExportPrecision.bf16: 5e-2}
@@ -67,7 +70,9 @@ class ExportResult:
             lines.append(f"input  {self.input_shape}")
             lines.append(f"output {self.output_shape}")
         if self.max_abs_diff is not None:
-            lines.append(f"verified: max abs diff {self.max_abs_diff:.2e} vs PyTorch fp32 (tolerance {self.tolerance:.0e})")
+            lines.append(
+                f"verified: max abs diff {self.max_abs_diff:.2e} vs PyTorch fp32 (tolerance {self.tolerance:.0e})"
+            )
         elif self.verify_note:
             lines.append(f"not verified: {self.verify_note}")
         return lines
@@ -80,7 +85,9 @@ class Scorer(nn.Module):
     every export the same arrays.
     """
 
-    def __init__(self, model: AST, activation: str, frontend: Frontend | None = None, dtype: torch.dtype = torch.float32):
+    def __init__(
+        self, model: AST, activation: str, frontend: Frontend | None = None, dtype: torch.dtype = torch.float32
+    ):
         super().__init__()
         self.model = model.to(dtype).eval()
         self.frontend = frontend
@@ -123,7 +130,11 @@ def export(
     spec = ModelSpec(source=spec) if isinstance(spec, str) else spec
     status(f"loading {spec.source}")
     checkpoint = load(
-        spec.source, labels=spec.labels, norm_stats=spec.norm_stats, fstride=spec.fstride, tstride=spec.tstride,
+        spec.source,
+        labels=spec.labels,
+        norm_stats=spec.norm_stats,
+        fstride=spec.fstride,
+        tstride=spec.tstride,
         input_tdim=spec.input_tdim,
     )
     activation = checkpoint.model.config.default_activation
@@ -135,7 +146,9 @@ def export(
     if options.verify is False:
         result.verify_note = "--no-verify"
     elif not available:
-        result.verify_note = f"{runtime} is not installed ({ONNX_HINT if fmt == ExportFormat.onnx else 'pip install transformers'})"
+        result.verify_note = (
+            f"{runtime} is not installed ({ONNX_HINT if fmt == ExportFormat.onnx else 'pip install transformers'})"
+        )
     else:
         status(f"checking {out} with {runtime}")
         result.tolerance = TOLERANCE[precision]
@@ -176,7 +189,10 @@ def sample_inputs(
     rng = np.random.default_rng(seed)
     t = np.arange(samples) / 16000
     waves = np.stack(
-        [0.3 * np.sin(2 * np.pi * rng.uniform(100, 4000) * t) + 0.05 * rng.standard_normal(samples) for _ in range(batch)]
+        [
+            0.3 * np.sin(2 * np.pi * rng.uniform(100, 4000) * t) + 0.05 * rng.standard_normal(samples)
+            for _ in range(batch)
+        ]
     ).astype(np.float32)
     mean, std = (pre.mean, pre.std) if pre.do_normalize else (0.0, 0.5)  # (x - 0) / (2 * 0.5) = x
     features = torch.stack([extract(w, config.max_length, mean, std, config.num_mel_bins) for w in waves])
@@ -185,7 +201,9 @@ def sample_inputs(
 
 def scorer(checkpoint: Checkpoint, activation: str, precision: str = "fp32", with_frontend: bool = False) -> Scorer:
     config, pre = checkpoint.model.config, checkpoint.preprocessor
-    frontend = Frontend(config.num_mel_bins, config.max_length, pre.mean, pre.std, pre.do_normalize) if with_frontend else None
+    frontend = (
+        Frontend(config.num_mel_bins, config.max_length, pre.mean, pre.std, pre.do_normalize) if with_frontend else None
+    )
     import copy
 
     model = copy.deepcopy(checkpoint.model) if precision != ExportPrecision.fp32 else checkpoint.model
@@ -197,8 +215,12 @@ def _describe(checkpoint: Checkpoint, with_frontend: bool, activation: str) -> t
     if with_frontend:
         inp = "waveform float32 (batch, samples): 16 kHz mono, >= 400 samples"
     else:
-        inp = f"features float32 (batch, {config.max_length}, {config.num_mel_bins}): normalised log-mel, as 'ast tag' makes it"
-    out = f"scores float32 (batch, {config.num_labels}): {activation if activation != 'none' else 'logits, no activation'}"
+        inp = (
+            f"features float32 (batch, {config.max_length}, {config.num_mel_bins}): "
+            "normalised log-mel, as 'ast tag' makes it"
+        )
+    meaning = activation if activation != "none" else "logits, no activation"
+    out = f"scores float32 (batch, {config.num_labels}): {meaning}"
     return inp, out
 
 
@@ -206,7 +228,9 @@ def _export_graph(
     checkpoint: Checkpoint, out: Path, fmt: str, activation: str, precision: str, with_frontend: bool
 ) -> ExportResult:
     module = scorer(checkpoint, activation, precision, with_frontend)
-    size = sum(p.numel() * p.element_size() for p in module.parameters()) + sum(b.numel() * b.element_size() for b in module.buffers())
+    size = sum(p.numel() * p.element_size() for p in module.parameters()) + sum(
+        b.numel() * b.element_size() for b in module.buffers()
+    )
     ensure_space(out.parent, size + (16 << 20), f"the {fmt} file")
     example, _ = sample_inputs(checkpoint, 2, with_frontend)
     with AtomicPath(out) as target, torch.no_grad(), warnings.catch_warnings():
@@ -220,8 +244,15 @@ def _export_graph(
             detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
             raise ASTError(f"{fmt} export failed: {detail}", hint="run with --debug for the traceback") from exc
     inp, outp = _describe(checkpoint, with_frontend, activation)
-    return ExportResult(path=out, format=fmt, precision=precision, with_frontend=with_frontend, activation=activation,
-                        input_shape=inp, output_shape=outp)  # fmt: skip
+    return ExportResult(
+        path=out,
+        format=fmt,
+        precision=precision,
+        with_frontend=with_frontend,
+        activation=activation,
+        input_shape=inp,
+        output_shape=outp,
+    )
 
 
 def _metadata(checkpoint: Checkpoint, activation: str, with_frontend: bool) -> dict[str, str]:
@@ -231,7 +262,10 @@ def _metadata(checkpoint: Checkpoint, activation: str, with_frontend: bool) -> d
     source = checkpoint.source
     if os.path.exists(os.path.expanduser(source)):
         source = Path(os.path.expanduser(source)).resolve().name
-    waveform = {"waveform_sample_rate": str(pre.sampling_rate), "waveform": "mono float32 at waveform_sample_rate Hz: resample first"}
+    waveform = {
+        "waveform_sample_rate": str(pre.sampling_rate),
+        "waveform": "mono float32 at waveform_sample_rate Hz: resample first",
+    }
     return {
         **(waveform if with_frontend else {}),
         "labels": json.dumps(checkpoint.model.config.labels, ensure_ascii=False),
@@ -247,16 +281,24 @@ def _metadata(checkpoint: Checkpoint, activation: str, with_frontend: bool) -> d
     }
 
 
-def _write_onnx(module: Scorer, example: torch.Tensor, path: Path, checkpoint, activation: str, with_frontend: bool) -> None:
+def _write_onnx(
+    module: Scorer, example: torch.Tensor, path: Path, checkpoint, activation: str, with_frontend: bool
+) -> None:
     import onnx
 
     name = "waveform" if with_frontend else "features"
     axes = {name: {0: "batch", 1: "samples"} if with_frontend else {0: "batch"}, "scores": {0: "batch"}}
     # The TorchScript-based exporter: the torch.export-based one needs onnxscript, one more dependency.
     torch.onnx.export(
-        module, (example,), str(path), dynamo=False, opset_version=ONNX_OPSET,
-        input_names=[name], output_names=["scores"], dynamic_axes=axes,
-    )  # fmt: skip
+        module,
+        (example,),
+        str(path),
+        dynamo=False,
+        opset_version=ONNX_OPSET,
+        input_names=[name],
+        output_names=["scores"],
+        dynamic_axes=axes,
+    )
     graph = onnx.load(str(path))
     for key, value in _metadata(checkpoint, activation, with_frontend).items():
         graph.metadata_props.add(key=key, value=value)
@@ -280,8 +322,15 @@ def _write_torchscript(
 def _export_hub(checkpoint: Checkpoint, out: Path, activation: str) -> ExportResult:
     save(checkpoint.model, checkpoint.preprocessor, out)  # each file written to a temporary name, then renamed
     config = checkpoint.model.config
-    return ExportResult(path=out, format=ExportFormat.hub, precision=ExportPrecision.fp32, with_frontend=False, activation=activation,
-                        input_shape="", output_shape=f"{config.num_labels} labels")  # fmt: skip
+    return ExportResult(
+        path=out,
+        format=ExportFormat.hub,
+        precision=ExportPrecision.fp32,
+        with_frontend=False,
+        activation=activation,
+        input_shape="",
+        output_shape=f"{config.num_labels} labels",
+    )
 
 
 # -- verification ---------------------------------------------------------------------------------
@@ -322,7 +371,11 @@ def _verify_hub(checkpoint: Checkpoint, result: ExportResult) -> float:
     return _diff(logits, _reference(checkpoint, "none", features))
 
 
-VERIFIERS = {ExportFormat.onnx: _verify_onnx, ExportFormat.torchscript: _verify_torchscript, ExportFormat.hub: _verify_hub}
+VERIFIERS = {
+    ExportFormat.onnx: _verify_onnx,
+    ExportFormat.torchscript: _verify_torchscript,
+    ExportFormat.hub: _verify_hub,
+}
 
 
 def _diff(got, want: torch.Tensor) -> float:

@@ -119,7 +119,8 @@ def fetch(repo_id: str, filename: str, *, required: bool = True) -> Path | None:
     reason = unreachable()
     if reason:
         raise OfflineError(
-            f"{repo_id}: {filename} is not in the local cache and the Hub cannot be reached ({reason})", hint=offline_hint(repo_id)
+            f"{repo_id}: {filename} is not in the local cache and the Hub cannot be reached ({reason})",
+            hint=offline_hint(repo_id),
         )
     if not logging.getLogger("ast_cli").isEnabledFor(logging.DEBUG):  # retry warnings only with --debug
         from huggingface_hub.utils import logging as hf_logging
@@ -185,7 +186,9 @@ def download(repo_id: str) -> CachedModel:
         files = fetch_model(repo_id)
     except OfflineError as exc:
         raise OfflineError(
-            exc.message, hint="connect this machine to the network (or set HTTPS_PROXY), or copy the Hugging Face cache (HF_HOME) of one that has the model"
+            exc.message,
+            hint="connect this machine to the network (or set HTTPS_PROXY), "
+            "or copy the Hugging Face cache (HF_HOME) of one that has the model",
         ) from None
     found = [model for model, _ in _scan(True) if model.repo_id == repo_id]
     if found:

@@ -17,8 +17,15 @@ import torch
 from .checkpoints import Checkpoint, load
 from .config import ASTConfig, PreprocessorConfig
 from .devices import (
-    autocast, cast_matmul_weights, copy_off_the_file, precision_name, quantize_int8, resolve_device, resolve_precision, set_attention_precision,
-)  # fmt: skip
+    autocast,
+    cast_matmul_weights,
+    copy_off_the_file,
+    precision_name,
+    quantize_int8,
+    resolve_device,
+    resolve_precision,
+    set_attention_precision,
+)
 from .errors import UsageError
 from .features import FRAMES_PER_SECOND
 from .hub import DEFAULT_MODEL
@@ -43,8 +50,13 @@ def load_model(spec: ModelSpec | str = DEFAULT_MODEL, **fields: Any) -> Tagger:
     dtype = resolve_precision(spec.precision, resolve_device(spec.device))
     cast = dtype if dtype != torch.float32 and spec.precision != Precision.int8 else None  # int8 quantizes fp32 weights
     checkpoint = load(
-        spec.source, labels=spec.labels, norm_stats=spec.norm_stats, fstride=spec.fstride, tstride=spec.tstride,
-        input_tdim=spec.input_tdim, matrix_dtype=cast,
+        spec.source,
+        labels=spec.labels,
+        norm_stats=spec.norm_stats,
+        fstride=spec.fstride,
+        tstride=spec.tstride,
+        input_tdim=spec.input_tdim,
+        matrix_dtype=cast,
     )
     return Tagger(checkpoint, spec)
 
@@ -59,7 +71,9 @@ class Tagger:
         self.checkpoint = checkpoint
         self.device = resolve_device(spec.device)
         self.dtype = resolve_precision(precision, self.device)  # what autocast computes in
-        self.precision = "int8" if precision == Precision.int8 else precision_name(self.dtype)  # as recorded with results
+        self.precision = (
+            "int8" if precision == Precision.int8 else precision_name(self.dtype)
+        )  # as recorded with results
         self.model: AST = checkpoint.model.to(self.device).eval()
         self.attention_precision = precision_name(self.dtype)  # AST_ATTENTION_PRECISION=fp32 changes it for bf16/fp16
         if self.dtype != torch.float32:
@@ -85,7 +99,8 @@ class Tagger:
         window = self.window_frames if options.window is None else round(options.window * FRAMES_PER_SECOND)
         if window > self.window_frames:
             raise UsageError(
-                f"--window {options.window} s is longer than the model's input of {self.window_frames / FRAMES_PER_SECOND} s",
+                f"--window {options.window} s is longer than the model's input "
+                f"of {self.window_frames / FRAMES_PER_SECOND} s",
                 hint="use a window up to the model's length; longer recordings are covered by sliding windows",
             )
         if window < 16:
@@ -111,10 +126,16 @@ class Tagger:
         window, hop = self.window_hop_frames(options)
         p = self.preprocessor
         return WindowSpec(
-            num_mel_bins=self.config.num_mel_bins, max_length=self.window_frames, window=window, hop=hop,
-            mean=p.mean, std=p.std, do_normalize=p.do_normalize, channel=options.channel,
+            num_mel_bins=self.config.num_mel_bins,
+            max_length=self.window_frames,
+            window=window,
+            hop=hop,
+            mean=p.mean,
+            std=p.std,
+            do_normalize=p.do_normalize,
+            channel=options.channel,
             remove_dc=self.spec.frontend == FeatureFrontend.authors,
-        )  # fmt: skip
+        )
 
     def windows(
         self, source: str | os.PathLike | np.ndarray, options: TagOptions, sample_rate: int | None = None

@@ -24,10 +24,14 @@ _log = logging.getLogger(__name__)  # warning: a folder that cannot be listed
 # What libsndfile reads (soundfile.available_formats(): WAV, FLAC, OGG/Vorbis/Opus, MP3, AIFF, AU,
 # CAF, W64, RF64, ...) and, when an ffmpeg executable is on PATH, the containers it decodes too.
 SNDFILE_EXTENSIONS = frozenset(
-    ".wav .wave .flac .ogg .oga .opus .mp3 .aif .aiff .aifc .au .snd .caf .w64 .rf64 .voc .sd2 .paf .svx .nist .sph".split()
+    (
+        ".wav .wave .flac .ogg .oga .opus .mp3 .aif .aiff .aifc .au .snd .caf .w64 .rf64 .voc .sd2 .paf .svx .nist .sph"
+    ).split()
 )
 FFMPEG_EXTENSIONS = frozenset(".wv .m4a .aac .wma .webm .mka .mp4 .mkv .mov .ac3 .amr .3gp".split())
-AUDIO_EXTENSIONS = SNDFILE_EXTENSIONS | FFMPEG_EXTENSIONS  # what datasets are searched for (a file ffmpeg would read is reported, not skipped)
+AUDIO_EXTENSIONS = (
+    SNDFILE_EXTENSIONS | FFMPEG_EXTENSIONS
+)  # what datasets are searched for (a file ffmpeg would read is reported, not skipped)
 
 
 def default_extensions() -> frozenset[str]:
@@ -162,7 +166,10 @@ class InputSpec:
         if not self.items and self.files_from is None:
             raise UsageError("no inputs", hint="give audio files, folders or glob patterns, or --files-from LIST")
         if "-" in self.items:
-            raise UsageError("ast batch reads paths, not audio, from standard input", hint="use 'ast tag -', or --files-from - for a list of paths")
+            raise UsageError(
+                "ast batch reads paths, not audio, from standard input",
+                hint="use 'ast tag -', or --files-from - for a list of paths",
+            )
 
     def iter(self, counts: Counts | None = None, stdin: Iterable[str] | None = None) -> Iterator[Input]:
         """The inputs in a deterministic order: each argument in turn, a folder's files sorted by

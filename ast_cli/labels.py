@@ -29,7 +29,9 @@ def model_labels(spec: str, *, labels: str | None = None) -> list[str]:
     if path.is_dir():
         config_file = hub.local_files(path)[hub.CONFIG_FILE]
     elif hub.looks_like_path(spec):
-        raise ModelError(f"{spec}: no such file or directory", hint="give a local model folder, a .pth file or a Hub id")
+        raise ModelError(
+            f"{spec}: no such file or directory", hint="give a local model folder, a .pth file or a Hub id"
+        )
     else:
         config_file = hub.fetch(spec, hub.CONFIG_FILE)
     config = ASTConfig.from_file(config_file)

@@ -137,7 +137,7 @@ def native_to_hf(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         index, module, kind = m.groups()
         prefix = f"{HF_PREFIX}encoder.layer.{index}."
         if module == "attn.qkv":
-            for name, part in zip(("query", "key", "value"), value.chunk(3, dim=0)):
+            for name, part in zip(("query", "key", "value"), value.chunk(3, dim=0), strict=True):
                 out[f"{prefix}attention.attention.{name}.{kind}"] = part.contiguous()
         else:
             out[f"{prefix}{_NATIVE_BLOCK[module]}.{kind}"] = value

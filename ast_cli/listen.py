@@ -56,11 +56,15 @@ def pcm_blocks(stream: BinaryIO, fmt: RawFormat, channel: str | int) -> Iterator
         yield samples.mean(axis=1, dtype=np.float32) if channel == "mean" else np.ascontiguousarray(samples[:, channel])
 
 
-def stream_source(stream: BinaryIO, name: str, raw: RawFormat | None, channel: str | int) -> tuple[Iterator[np.ndarray], int]:
+def stream_source(
+    stream: BinaryIO, name: str, raw: RawFormat | None, channel: str | int
+) -> tuple[Iterator[np.ndarray], int]:
     """(mono blocks, their sample rate) of a WAV or raw PCM stream."""
     fmt = raw or read_wav_header(stream, name)
     if isinstance(channel, int) and channel >= fmt.channels:
-        raise AudioError(f"{name}: has {fmt.channels} channel(s), no channel {channel}", hint="use --channel mean or a number from 0")
+        raise AudioError(
+            f"{name}: has {fmt.channels} channel(s), no channel {channel}", hint="use --channel mean or a number from 0"
+        )
     return pcm_blocks(stream, fmt, channel), fmt.rate
 
 
@@ -70,7 +74,9 @@ def microphone_source(device: str | int | None, channel: str | int) -> tuple[Ite
     try:
         info = sd.query_devices(device, "input")
     except (ValueError, sd.PortAudioError) as exc:
-        raise UsageError(f"--device {device}: {exc}", hint="'ast listen --list-devices' lists the input devices") from None
+        raise UsageError(
+            f"--device {device}: {exc}", hint="'ast listen --list-devices' lists the input devices"
+        ) from None
     rate, channels = int(info["default_samplerate"]), max(1, min(2, int(info["max_input_channels"])))
     queue: list[np.ndarray] = []
     ready = threading.Condition()
@@ -87,7 +93,11 @@ def microphone_source(device: str | int | None, channel: str | int) -> tuple[Ite
                     while not queue:
                         ready.wait()
                     block = queue.pop(0)
-                yield block.mean(axis=1, dtype=np.float32) if channel == "mean" else np.ascontiguousarray(block[:, min(channel, channels - 1)])
+                yield (
+                    block.mean(axis=1, dtype=np.float32)
+                    if channel == "mean"
+                    else np.ascontiguousarray(block[:, min(channel, channels - 1)])
+                )
 
     return blocks(), rate
 
@@ -105,8 +115,11 @@ def import_sounddevice():
 
 def list_devices() -> list[str]:
     sd = import_sounddevice()
-    return [f"{i}\t{d['name']}\t{d['max_input_channels']} ch\t{d['default_samplerate']:.0f} Hz"
-            for i, d in enumerate(sd.query_devices()) if d["max_input_channels"] > 0]  # fmt: skip
+    return [
+        f"{i}\t{d['name']}\t{d['max_input_channels']} ch\t{d['default_samplerate']:.0f} Hz"
+        for i, d in enumerate(sd.query_devices())
+        if d["max_input_channels"] > 0
+    ]
 
 
 # -- the rolling window ---------------------------------------------------------------------------
@@ -161,7 +174,7 @@ def read_into(blocks: Iterator[np.ndarray], rate: int, recent: Recent, piece: in
         for i in range(0, len(tail), piece):
             recent.add(tail[i : i + piece])
         recent.end()
-    except BaseException as exc:  # noqa: BLE001 (handed to the tagging thread, which reports it)
+    except BaseException as exc:
         recent.end(exc)
 
 
@@ -193,7 +206,15 @@ class Events:
             if score >= self.threshold:
                 if state is None:
                     self.active[i] = Active(end_s, score, last_above_s=end_s)
-                    out.append({"event": "start", "label": self.labels[i], "index": i, "time_s": round(end_s, 3), "score": round(score, 6)})
+                    out.append(
+                        {
+                            "event": "start",
+                            "label": self.labels[i],
+                            "index": i,
+                            "time_s": round(end_s, 3),
+                            "score": round(score, 6),
+                        }
+                    )
                 else:
                     state.peak, state.below_since, state.last_above_s = max(state.peak, score), None, end_s
             elif state is not None:
@@ -204,9 +225,15 @@ class Events:
 
     def ended(self, index: int, state: Active) -> dict:
         del self.active[index]
-        return {"event": "end", "label": self.labels[index], "index": index, "start_s": round(state.start_s, 3),
-                "end_s": round(state.last_above_s, 3), "duration_s": round(state.last_above_s - state.start_s, 3),
-                "peak": round(state.peak, 6)}  # fmt: skip
+        return {
+            "event": "end",
+            "label": self.labels[index],
+            "index": index,
+            "start_s": round(state.start_s, 3),
+            "end_s": round(state.last_above_s, 3),
+            "duration_s": round(state.last_above_s - state.start_s, 3),
+            "peak": round(state.peak, 6),
+        }
 
     def close(self) -> list[dict]:
         return [self.ended(i, state) for i, state in list(self.active.items())]
@@ -254,7 +281,9 @@ def listen(
     tracker = Events(tagger.labels, maker.mask, options.threshold, hold_s) if events else None
     hop = max(1, round(hop_s * SAMPLE_RATE))
     window_samples = (window - 1) * (SAMPLE_RATE // FRAMES_PER_SECOND) + FRAME_LENGTH
-    recent = Recent(window_samples + 2 * hop, ahead=None if live else 2 * hop)  # a window and what came after it was due
+    recent = Recent(
+        window_samples + 2 * hop, ahead=None if live else 2 * hop
+    )  # a window and what came after it was due
     threading.Thread(target=read_into, args=(blocks, rate, recent, hop), name="ast-listen-reader", daemon=True).start()
     due, tagged_to, warned = hop, 0, False
     while True:
@@ -265,14 +294,23 @@ def listen(
             if behind:  # (a file or in-memory source is read no faster than it is tagged: never behind, every hop)
                 summary.skipped += (total - due) // hop
                 if not warned:
-                    warn(f"tagging falls behind the audio: skipping to the newest (a hop takes longer than {hop_s} s here; try a longer --hop)")
+                    warn(
+                        "tagging falls behind the audio: skipping to the newest "
+                        f"(a hop takes longer than {hop_s} s here; try a longer --hop)"
+                    )
                     warned = True
             end = total if behind or total < due else due  # on time: the window ends where the hop is due
             samples = samples[: len(samples) - (total - end)][-window_samples:]
             scores = tagger.scores(spec.prepare(fbank(samples, spec.num_mel_bins))[None], options.activation)[0]
             end_s = end / SAMPLE_RATE
             if tracker is None:
-                emit({"start_s": round(end_s - len(samples) / SAMPLE_RATE, 3), "end_s": round(end_s, 3), "labels": maker.select(scores)})
+                emit(
+                    {
+                        "start_s": round(end_s - len(samples) / SAMPLE_RATE, 3),
+                        "end_s": round(end_s, 3),
+                        "labels": maker.select(scores),
+                    }
+                )
             else:
                 for event in tracker.update(scores, end_s):
                     emit(event)
@@ -307,12 +345,18 @@ class Prefixed:
         return getattr(self.stream, "read1", self.stream.read)(n)
 
 
-def stdin_source(raw: RawFormat | None, channel: str | int, stack: contextlib.ExitStack) -> tuple[Iterator[np.ndarray], int]:
+def stdin_source(
+    raw: RawFormat | None, channel: str | int, stack: contextlib.ExitStack
+) -> tuple[Iterator[np.ndarray], int]:
     """(mono blocks, rate) of standard input: raw PCM as described, a WAV stream, or anything ffmpeg
     decodes (FLAC, OGG, ...) when it is installed."""
     stdin = stdin_bytes()
     if hasattr(stdin, "isatty") and stdin.isatty():
-        raise UsageError("-: no audio on standard input", hint="pipe a stream in, e.g. arecord -f S16_LE -r 16000 -t raw | ast listen - --raw --rate 16000 --channels 1")
+        raise UsageError(
+            "-: no audio on standard input",
+            hint="pipe a stream in, e.g. "
+            "arecord -f S16_LE -r 16000 -t raw | ast listen - --raw --rate 16000 --channels 1",
+        )
     if raw is not None:
         return stream_source(stdin, "-", raw, channel)
     return _stdin_stream(stdin, channel, stack)
@@ -350,10 +394,15 @@ def ffmpeg_stream(source: Prefixed) -> Iterator[BinaryIO]:
     import shutil
 
     if shutil.which("ffmpeg") is None:
-        raise AudioError("-: not a WAV stream, and ffmpeg is not installed to decode it",
-                         hint="install ffmpeg, or send WAV or raw PCM (--raw --rate R --channels C --sample-format s16le)")  # fmt: skip
-    proc = subprocess.Popen(["ffmpeg", "-nostdin", "-v", "error", "-i", "pipe:0", "-f", "wav", "-acodec", "pcm_f32le", "pipe:1"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # fmt: skip
+        raise AudioError(
+            "-: not a WAV stream, and ffmpeg is not installed to decode it",
+            hint="install ffmpeg, or send WAV or raw PCM (--raw --rate R --channels C --sample-format s16le)",
+        )
+    proc = subprocess.Popen(
+        ["ffmpeg", "-nostdin", "-v", "error", "-i", "pipe:0", "-f", "wav", "-acodec", "pcm_f32le", "pipe:1"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
 
     def pump() -> None:  # standard input into ffmpeg, as it comes
         try:
@@ -374,7 +423,15 @@ def ffmpeg_stream(source: Prefixed) -> Iterator[BinaryIO]:
         proc.wait()
 
 
-def run_listen(tagger: Tagger, options: TagOptions, how: ListenOptions, *, stream: IO[str], summary: Summary, warn: Callable[[str], None]) -> Summary:
+def run_listen(
+    tagger: Tagger,
+    options: TagOptions,
+    how: ListenOptions,
+    *,
+    stream: IO[str],
+    summary: Summary,
+    warn: Callable[[str], None],
+) -> Summary:
     """``ast listen``: open the source, then tag it until it ends; a live view at a terminal, else one
     JSON line a record (or an event), flushed at once."""
     from .output import isatty
@@ -390,8 +447,19 @@ def run_listen(tagger: Tagger, options: TagOptions, how: ListenOptions, *, strea
             device = int(how.input_device) if how.input_device and how.input_device.isdigit() else how.input_device
             blocks, rate = microphone_source(device, options.channel)
         emit = stack.enter_context(LiveView(stream)) if isatty(stream) and not how.events else print_record(stream)
-        return listen(tagger, blocks, rate, options, emit=emit, summary=summary, hop_s=how.hop, events=how.events, hold_s=how.hold,
-                      warn=warn, live=live)  # fmt: skip
+        return listen(
+            tagger,
+            blocks,
+            rate,
+            options,
+            emit=emit,
+            summary=summary,
+            hop_s=how.hop,
+            events=how.events,
+            hold_s=how.hold,
+            warn=warn,
+            live=live,
+        )
 
 
 class LiveView:

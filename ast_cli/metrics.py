@@ -52,7 +52,10 @@ def single_label(scores: np.ndarray | torch.Tensor, targets: np.ndarray, labels:
         "accuracy": float((predictions == targets).mean()) if len(targets) else 0.0,
         "macro_f1": float(f1[present].mean()) if len(present) else 0.0,
         "per_class": per_class,
-        "confusion_matrix": {"labels": [labels[i] for i in present], "matrix": matrix[np.ix_(present, present)].tolist()},
+        "confusion_matrix": {
+            "labels": [labels[i] for i in present],
+            "matrix": matrix[np.ix_(present, present)].tolist(),
+        },
     }
 
 
@@ -124,7 +127,9 @@ def multi_label(scores: np.ndarray | torch.Tensor, targets: np.ndarray, labels: 
         "mAUC": mauc,
         "d_prime": d_prime(mauc) if aucs else math.nan,
         "classes_scored": len(aps),
-        "per_class": [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in c.items()} for c in per_class],
+        "per_class": [
+            {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in c.items()} for c in per_class
+        ],
     }
 
 
@@ -139,7 +144,8 @@ def format_report(report: dict[str, Any]) -> str:
     lines = []
     if "mAP" in report:
         lines.append(
-            f"clips {report['clips']}  mAP {_num(report['mAP'])}  mAUC {_num(report['mAUC'])}  d-prime {_num(report['d_prime'])}"
+            f"clips {report['clips']}  mAP {_num(report['mAP'])}  mAUC {_num(report['mAUC'])}  "
+            f"d-prime {_num(report['d_prime'])}"
         )
         width = max([len(c["label"]) for c in report["per_class"]] + [5])
         lines.append(f"{'label':<{width}}  positives      AP     AUC")
@@ -158,8 +164,10 @@ def format_report(report: dict[str, Any]) -> str:
         names = [name[:12] for name in cm["labels"]]
         w = max(len(n) for n in names)
         lines.append(" " * (w + 2) + " ".join(f"{n:>{max(cell, len(n))}}" for n in names))
-        for name, row in zip(names, cm["matrix"]):
-            lines.append(f"{name:<{w}}  " + " ".join(f"{v:>{max(cell, len(n))}}" for v, n in zip(row, names)))
+        for name, row in zip(names, cm["matrix"], strict=True):
+            lines.append(
+                f"{name:<{w}}  " + " ".join(f"{v:>{max(cell, len(n))}}" for v, n in zip(row, names, strict=True))
+            )
     return "\n".join(lines)
 
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TypeVar
 
-from .errors import InvalidValue, UsageError
 from .config import NORM_STATS
+from .errors import InvalidValue, UsageError
 from .hub import DEFAULT_MODEL
 from .recipes import RECIPE_FLAGS, RECIPES, Recipe, RecipeValues, choose, lr_for_width, with_flags
 
@@ -344,8 +344,11 @@ class ExportOptions:
         self.fmt = as_choice(ExportFormat, self.fmt, "fmt")
         self.precision = as_choice(ExportPrecision, self.precision, "precision")
         if self.precision not in EXPORT_PRECISIONS[self.fmt]:
-            raise InvalidValue("precision", f"{self.precision} is not available for the {self.fmt} format",
-                               hint=WHY_NOT_PRECISION[self.fmt])
+            raise InvalidValue(
+                "precision",
+                f"{self.precision} is not available for the {self.fmt} format",
+                hint=WHY_NOT_PRECISION[self.fmt],
+            )
         if self.with_frontend and self.fmt == ExportFormat.hub:
             raise InvalidValue("with_frontend", f"does not apply to the {self.fmt} format", hint=WHY_NO_FRONTEND)
 
@@ -353,7 +356,9 @@ class ExportOptions:
 # -- finetune -------------------------------------------------------------------------------------
 
 
-def parse_norm_stats(value: str | tuple[float, float], words: tuple[str, ...] = ("auto", "base")) -> tuple[float, float] | str:
+def parse_norm_stats(
+    value: str | tuple[float, float], words: tuple[str, ...] = ("auto", "base")
+) -> tuple[float, float] | str:
     """``--norm-stats``: one of ``words`` (finetune's auto and base), a preset of the authors' recipes
     (``config.NORM_STATS``: audioset, esc50, speechcommands), or MEAN,STD."""
     if isinstance(value, tuple):  # already parsed (ModelSpec.norm_stats)
@@ -392,7 +397,9 @@ class FinetuneOptions:
     freqm: int | None = None
     timem: int | None = None  # the recipe's (default: 20 % of target_length, the authors' advice)
     warmup: int | None = None  # steps; the recipe's (default: 1000 or the first epoch if shorter)
-    weight_decay: float | None = None  # the recipe's (pretrained: the authors' 5e-7 with Adam; scratch: 0.05 with AdamW)
+    weight_decay: float | None = (
+        None  # the recipe's (pretrained: the authors' 5e-7 with Adam; scratch: 0.05 with AdamW)
+    )
     patience: int = 0  # epochs without improvement before stopping; 0: never stop early
     labels_csv: str | None = None
     norm_stats: str = "auto"
@@ -424,8 +431,11 @@ class FinetuneOptions:
         self.precision = as_choice(Precision, self.precision, "precision")
         # dynamic quantization has no backward pass: an int8 run would train in fp32 without saying so
         if self.precision == Precision.int8:
-            raise InvalidValue("precision", "int8 is for inference only: ast finetune trains in fp32, bf16 or fp16",
-                               hint="train with --precision auto, then run the model with ast tag --precision int8")
+            raise InvalidValue(
+                "precision",
+                "int8 is for inference only: ast finetune trains in fp32, bf16 or fp16",
+                hint="train with --precision auto, then run the model with ast tag --precision int8",
+            )
         parse_norm_stats(self.norm_stats)
 
     def values(self) -> RecipeValues:
@@ -456,8 +466,11 @@ class FinetuneOptions:
         if self.resume and self.force:
             raise UsageError("--resume and --force contradict each other: give one")
         if self.labels_csv and self.recipe != Recipe.default and self.values().loss == "CE":
-            raise UsageError(f"--recipe {self.recipe} trains with cross-entropy, for single-label data: not with --labels",
-                             hint="use --recipe default, pretrained, scratch, audioset or audioset-balanced (BCE) for multi-label data")  # fmt: skip
+            raise UsageError(
+                f"--recipe {self.recipe} trains with cross-entropy, for single-label data: not with --labels",
+                hint="use --recipe default, pretrained, scratch, audioset or audioset-balanced (BCE) "
+                "for multi-label data",
+            )
 
 
 # -- listen ---------------------------------------------------------------------------------------
@@ -504,4 +517,3 @@ class ListenOptions:
             raise InvalidValue("source", f"must be '-' (standard input) or None (a microphone), got {self.source!r}")
         if self.raw is not None and self.source != "-":
             raise InvalidValue("raw", "describes standard input: source must be '-'")
-

@@ -72,7 +72,9 @@ def training_curves(history: list[dict[str, Any]], metric: str, path: str | os.P
     values = [r.get(metric, math.nan) for r in history]
     score.plot(epochs, values, marker="o", color="tab:green")
     best = max(range(len(values)), key=lambda i: -math.inf if math.isnan(values[i]) else values[i])
-    score.plot([epochs[best]], [values[best]], marker="*", markersize=14, color="tab:red", label=f"best: epoch {epochs[best]}")
+    score.plot(
+        [epochs[best]], [values[best]], marker="*", markersize=14, color="tab:red", label=f"best: epoch {epochs[best]}"
+    )
     score.set_title(metric.replace("val_", "validation "))
     score.legend()
     rate.plot(epochs, [r["lr"] for r in history], marker="o", color="tab:purple")
@@ -100,7 +102,15 @@ def confusion(report: dict[str, Any], path: str | os.PathLike, title: str = "con
     if n <= 40:
         for i, row in enumerate(matrix):
             for j, count in enumerate(row):
-                ax.text(j, i, str(count), ha="center", va="center", fontsize=8, color="white" if count > top / 2 else "black")
+                ax.text(
+                    j,
+                    i,
+                    str(count),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if count > top / 2 else "black",
+                )
     ax.set_title(f"{title} (accuracy {report['accuracy']:.3f}, {report['clips']} clips)")
     fig.tight_layout()
     _save(fig, path)
@@ -108,7 +118,9 @@ def confusion(report: dict[str, Any], path: str | os.PathLike, title: str = "con
 
 def ap_bars(report: dict[str, Any], path: str | os.PathLike) -> None:
     """A multi-label report's average precision per class, best first (classes without positives left out)."""
-    rows = sorted((r for r in report["per_class"] if r.get("ap") is not None and not math.isnan(r["ap"])), key=lambda r: -r["ap"])
+    rows = sorted(
+        (r for r in report["per_class"] if r.get("ap") is not None and not math.isnan(r["ap"])), key=lambda r: -r["ap"]
+    )
     fig = _figure(ap_size(len(rows)))
     ax = fig.subplots()
     ax.barh(range(len(rows)), [r["ap"] for r in rows], color="tab:blue")

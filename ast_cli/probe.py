@@ -37,14 +37,17 @@ CACHE_ENV = "AST_CACHE_DIR"
 
 
 def cache_dir() -> Path:
-    """Where cached embeddings and clip lengths live: ``$AST_CACHE_DIR``, ``$XDG_CACHE_HOME/ast`` or ``~/.cache/ast``."""
+    """Where cached embeddings and clip lengths live: ``$AST_CACHE_DIR``, ``$XDG_CACHE_HOME/ast`` or
+    ``~/.cache/ast``."""
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV]).expanduser()
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ast"
 
 
 def _digest(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    return hashlib.sha256(
+        json.dumps(parts, sort_keys=True, default=str).encode("utf-8", "surrogateescape")
+    ).hexdigest()[:32]
 
 
 def clip_key(path: str) -> str | None:
@@ -62,14 +65,27 @@ def _files_of(spec: str) -> list[Any]:
     if not path.exists():
         return [spec]
     files = sorted(path.iterdir()) if path.is_dir() else [path]
-    return [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file() and not f.name.startswith(".")]
+    return [
+        (str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns)
+        for f in files
+        if f.is_file() and not f.name.startswith(".")
+    ]
 
 
 def model_key(options: FinetuneOptions, config: ASTConfig, pre: PreprocessorConfig, dtype: torch.dtype) -> str:
     """What an embedding depends on: the base's weights (by its files), the backbone's shape at this
     run's input length (not its head), the normalisation and the precision of the pass."""
     shape = {k: v for k, v in asdict(config).items() if k not in ("id2label", "label2id", "problem_type", "num_labels")}
-    return _digest(_files_of(options.base), options.fstride, options.tstride, options.input_tdim, shape, pre.mean, pre.std, str(dtype))
+    return _digest(
+        _files_of(options.base),
+        options.fstride,
+        options.tstride,
+        options.input_tdim,
+        shape,
+        pre.mean,
+        pre.std,
+        str(dtype),
+    )
 
 
 class FrameCache:
@@ -99,10 +115,23 @@ class EmbeddingSet(torch.utils.data.Dataset):
     batches of ``batch_size`` by ``model``'s backbone (no augmentation) and stored as they are made, so
     an interrupted pass keeps what it finished."""
 
-    def __init__(self, model: AST, data: D.LabelledSet, fbanks: list | None, pre: PreprocessorConfig, key: str,
-                 device: torch.device, dtype: torch.dtype, batch_size: int, progress: bool | None = None, root: Path | None = None):  # fmt: skip
+    def __init__(
+        self,
+        model: AST,
+        data: D.LabelledSet,
+        fbanks: list | None,
+        pre: PreprocessorConfig,
+        key: str,
+        device: torch.device,
+        dtype: torch.dtype,
+        batch_size: int,
+        progress: bool | None = None,
+        root: Path | None = None,
+    ):
         self.folder = (root or cache_dir()) / "embeddings" / key
-        self.clips = D.ClipDataset(data, pre.max_length, pre.mean, pre.std, fbanks=fbanks, num_mel_bins=pre.num_mel_bins)
+        self.clips = D.ClipDataset(
+            data, pre.max_length, pre.mean, pre.std, fbanks=fbanks, num_mel_bins=pre.num_mel_bins
+        )
         keys = [clip_key(c.path) for c in data.clips]
         vectors: list[np.ndarray | None] = [self._read(k) for k in keys]
         self.cached = sum(v is not None for v in vectors)
@@ -112,14 +141,18 @@ class EmbeddingSet(torch.utils.data.Dataset):
             try:
                 for start in range(0, len(missing), batch_size):
                     part = missing[start : start + batch_size]
-                    for i, vector in zip(part, self._embed(model, part, device, dtype)):
+                    for i, vector in zip(part, self._embed(model, part, device, dtype), strict=True):
                         vectors[i] = vector
                         self._write(keys[i], vector)
                     bar.update(len(part))
             finally:
                 bar.close()
         self.embeddings = torch.from_numpy(np.stack(vectors)) if vectors else torch.zeros(0, model.config.hidden_size)
-        self.targets = torch.stack([self.clips.target(i) for i in range(len(self.clips))]) if len(self.clips) else torch.zeros(0, 0)
+        self.targets = (
+            torch.stack([self.clips.target(i) for i in range(len(self.clips))])
+            if len(self.clips)
+            else torch.zeros(0, 0)
+        )
 
     def _embed(self, model: AST, indices: list[int], device: torch.device, dtype: torch.dtype) -> np.ndarray:
         x = torch.stack([self.clips[i][0] for i in indices])  # (B, T, F)

@@ -87,11 +87,26 @@ class Progress:
             self._bar = None
 
 
-def bar(iterable: Iterable | None = None, *, total: int | None = None, unit: str = "file", desc: str | None = None,
-        enabled: bool | None = True, stream: IO[str] | None = None) -> Any:
+def bar(
+    iterable: Iterable | None = None,
+    *,
+    total: int | None = None,
+    unit: str = "file",
+    desc: str | None = None,
+    enabled: bool | None = True,
+    stream: IO[str] | None = None,
+) -> Any:
     """A transient tqdm bar on stderr for a loop over known work; ``enabled=None``: only at a terminal
     (tqdm's own test). The bar is cleared when done: results and summaries stay on screen alone."""
     from tqdm import tqdm
 
-    return tqdm(iterable, total=total, unit=unit, desc=desc, file=stream or sys.stderr, disable=None if enabled is None else not enabled,
-                dynamic_ncols=True, leave=False)  # fmt: skip
+    return tqdm(
+        iterable,
+        total=total,
+        unit=unit,
+        desc=desc,
+        file=stream or sys.stderr,
+        disable=None if enabled is None else not enabled,
+        dynamic_ncols=True,
+        leave=False,
+    )

@@ -96,44 +96,121 @@ class RecipeValues:
 # wants a large learning rate, many cheap epochs and no augmentation (the embeddings are not augmented).
 # benchmarks/spoken_digits.py measures it; tests/test_training.py::test_scratch_recipe_learns_spoken_digits
 # checks it.
-_FROM_DATA: dict[str, Any] = {"timem": None, "mixup": 0.0, "target_length": None, "noise": False, "loss": "auto",
-                              "warmup": None}  # what the data decides in the default recipes
-_COSINE: dict[str, Any] = {"decay_start": 0, "decay_step": 1, "decay": 1.0, "schedule": SCHEDULE_COSINE,
-                           "optimizer": ADAMW}
+_FROM_DATA: dict[str, Any] = {
+    "timem": None,
+    "mixup": 0.0,
+    "target_length": None,
+    "noise": False,
+    "loss": "auto",
+    "warmup": None,
+}  # what the data decides in the default recipes
+_COSINE: dict[str, Any] = {
+    "decay_start": 0,
+    "decay_step": 1,
+    "decay": 1.0,
+    "schedule": SCHEDULE_COSINE,
+    "optimizer": ADAMW,
+}
 _AUTHORS_DECAY: dict[str, Any] = {"warmup_rule": WARMUP_AUTHORS, "decay_start": 5, "decay_step": 1, "decay": 0.85}
 RECIPES: dict[Recipe, RecipeValues] = {
     Recipe.pretrained: RecipeValues(
-        lr=1e-5, epochs=25, batch_size=48, freqm=48, **_FROM_DATA, warmup_rule=WARMUP_LINEAR,
-        decay_start=5, decay_step=1, decay=0.85,
+        lr=1e-5,
+        epochs=25,
+        batch_size=48,
+        freqm=48,
+        **_FROM_DATA,
+        warmup_rule=WARMUP_LINEAR,
+        decay_start=5,
+        decay_step=1,
+        decay=0.85,
     ),
     Recipe.scratch: RecipeValues(
-        lr=1e-3, lr_width=192, epochs=30, batch_size=16, freqm=0, **{**_FROM_DATA, "timem": 0},
-        warmup_rule=WARMUP_LINEAR, **_COSINE, weight_decay=0.05,
+        lr=1e-3,
+        lr_width=192,
+        epochs=30,
+        batch_size=16,
+        freqm=0,
+        **{**_FROM_DATA, "timem": 0},
+        warmup_rule=WARMUP_LINEAR,
+        **_COSINE,
+        weight_decay=0.05,
     ),
     Recipe.probe: RecipeValues(
-        lr=1e-3, epochs=50, batch_size=32, freqm=0, **{**_FROM_DATA, "timem": 0},
-        warmup_rule=WARMUP_LINEAR, **_COSINE, weight_decay=1e-4,
+        lr=1e-3,
+        epochs=50,
+        batch_size=32,
+        freqm=0,
+        **{**_FROM_DATA, "timem": 0},
+        warmup_rule=WARMUP_LINEAR,
+        **_COSINE,
+        weight_decay=1e-4,
     ),
     Recipe.esc50: RecipeValues(
-        lr=1e-5, epochs=25, batch_size=48, freqm=24, timem=96, mixup=0.0, target_length=512, noise=False,
-        loss="CE", warmup=0, **_AUTHORS_DECAY,
+        lr=1e-5,
+        epochs=25,
+        batch_size=48,
+        freqm=24,
+        timem=96,
+        mixup=0.0,
+        target_length=512,
+        noise=False,
+        loss="CE",
+        warmup=0,
+        **_AUTHORS_DECAY,
     ),
     Recipe.speechcommands: RecipeValues(
-        lr=2.5e-4, epochs=30, batch_size=128, freqm=48, timem=48, mixup=0.6, target_length=128, noise=True,
-        loss="BCE", warmup=0, **_AUTHORS_DECAY,
+        lr=2.5e-4,
+        epochs=30,
+        batch_size=128,
+        freqm=48,
+        timem=48,
+        mixup=0.6,
+        target_length=128,
+        noise=True,
+        loss="BCE",
+        warmup=0,
+        **_AUTHORS_DECAY,
     ),
     Recipe.audioset: RecipeValues(
-        lr=1e-5, epochs=5, batch_size=12, freqm=48, timem=192, mixup=0.5, target_length=1024, noise=False,
-        loss="BCE", warmup=1000, warmup_rule=WARMUP_AUTHORS, decay_start=2, decay_step=1, decay=0.5,
+        lr=1e-5,
+        epochs=5,
+        batch_size=12,
+        freqm=48,
+        timem=192,
+        mixup=0.5,
+        target_length=1024,
+        noise=False,
+        loss="BCE",
+        warmup=1000,
+        warmup_rule=WARMUP_AUTHORS,
+        decay_start=2,
+        decay_step=1,
+        decay=0.5,
     ),
     Recipe.audioset_balanced: RecipeValues(
-        lr=5e-5, epochs=25, batch_size=12, freqm=48, timem=192, mixup=0.5, target_length=1024, noise=False,
-        loss="BCE", warmup=1000, warmup_rule=WARMUP_AUTHORS, decay_start=10, decay_step=5, decay=0.5,
+        lr=5e-5,
+        epochs=25,
+        batch_size=12,
+        freqm=48,
+        timem=192,
+        mixup=0.5,
+        target_length=1024,
+        noise=False,
+        loss="BCE",
+        warmup=1000,
+        warmup_rule=WARMUP_AUTHORS,
+        decay_start=10,
+        decay_step=5,
+        decay=0.5,
     ),
 }
 # the statistics each of the authors' runs normalised with (config.NORM_STATS: --norm-stats NAME)
-AUTHORS_STATS = {Recipe.esc50: "esc50", Recipe.speechcommands: "speechcommands", Recipe.audioset: "audioset",
-                 Recipe.audioset_balanced: "audioset"}
+AUTHORS_STATS = {
+    Recipe.esc50: "esc50",
+    Recipe.speechcommands: "speechcommands",
+    Recipe.audioset: "audioset",
+    Recipe.audioset_balanced: "audioset",
+}
 RECIPE_FLAGS = ("lr", "epochs", "batch_size", "freqm", "timem", "mixup", "target_length", "warmup", "weight_decay")
 DEFAULTS = (Recipe.pretrained, Recipe.scratch, Recipe.probe)  # what --recipe default may become (for_base)
 
@@ -224,8 +301,9 @@ def _milestones(values: RecipeValues, up_to: int) -> int:
 
 
 # -- words ----------------------------------------------------------------------------------------
-def describe(recipe: Recipe, values: RecipeValues, *, why: str = "", multi_label: bool = False,
-             probe: bool = False) -> str:
+def describe(
+    recipe: Recipe, values: RecipeValues, *, why: str = "", multi_label: bool = False, probe: bool = False
+) -> str:
     """One line, the run's first: the recipe it chose (and ``why``), and what it trains with after the
     flags. What the data decides (the frames, the warm-up of one epoch) is said as a rule."""
     frames = values.target_length or "the longest clip's"

@@ -80,7 +80,9 @@ def label_mask(labels: Sequence[str], include: Sequence[str], exclude: Sequence[
         if name.lower() in index:
             return index[name.lower()]
         close = difflib.get_close_matches(name.lower(), list(index), n=3)
-        hint = ("did you mean " + ", ".join(repr(labels[index[c]]) for c in close) + "?") if close else "see 'ast labels'"
+        hint = (
+            ("did you mean " + ", ".join(repr(labels[index[c]]) for c in close) + "?") if close else "see 'ast labels'"
+        )
         raise UsageError(f"unknown label {name!r}", hint=hint)
 
     mask = torch.zeros(len(labels), dtype=torch.bool) if include else torch.ones(len(labels), dtype=torch.bool)
@@ -106,7 +108,7 @@ class RecordMaker:
         """The labels of the per-label columns of --all-scores (None without it)."""
         if not self.options.all_scores:
             return None
-        return [label for label, keep in zip(self.labels, self.mask.tolist()) if keep]
+        return [label for label, keep in zip(self.labels, self.mask.tolist(), strict=True) if keep]
 
     def record(self, result: FileResult) -> dict:
         """The JSON record: path, duration_s, labels (windows with --timeline, scores with --all-scores,
@@ -126,7 +128,7 @@ class RecordMaker:
             record["scores"] = self.all_scores(overall)
         if options.timeline:
             record["windows"] = []
-            for start, scores in zip(result.starts, result.scores):
+            for start, scores in zip(result.starts, result.scores, strict=True):
                 item = {
                     "start_s": round(start / FRAMES_PER_SECOND, 3),
                     "end_s": round(min((start + self.window) / FRAMES_PER_SECOND, result.duration_s), 3),
@@ -140,7 +142,9 @@ class RecordMaker:
         return record
 
     def all_scores(self, scores: torch.Tensor) -> dict[str, float]:
-        return {self.labels[i]: round(float(scores[i]), SCORE_DECIMALS) for i in torch.nonzero(self.mask).flatten().tolist()}
+        return {
+            self.labels[i]: round(float(scores[i]), SCORE_DECIMALS) for i in torch.nonzero(self.mask).flatten().tolist()
+        }
 
     def select(self, scores: torch.Tensor) -> list[dict]:
         keep = self.mask.clone()
@@ -151,7 +155,10 @@ class RecordMaker:
         order = idx[torch.argsort(scores[idx], descending=True, stable=True)]
         if self.options.top:
             order = order[: self.options.top]
-        return [{"label": self.labels[i], "index": int(i), "score": round(float(scores[i]), SCORE_DECIMALS)} for i in order.tolist()]
+        return [
+            {"label": self.labels[i], "index": int(i), "score": round(float(scores[i]), SCORE_DECIMALS)}
+            for i in order.tolist()
+        ]
 
 
 def merge_events(windows: list[dict]) -> list[dict]:
@@ -166,7 +173,13 @@ def merge_events(windows: list[dict]) -> list[dict]:
         for index, item in current.items():
             event = open_events.get(index)
             if event is None:
-                event = {"label": item["label"], "index": index, "start_s": w["start_s"], "end_s": w["end_s"], "score": item["score"]}
+                event = {
+                    "label": item["label"],
+                    "index": index,
+                    "start_s": w["start_s"],
+                    "end_s": w["end_s"],
+                    "score": item["score"],
+                }
                 open_events[index] = event
                 events.append(event)
             else:

@@ -38,8 +38,23 @@ LEFTOVERS = {STATE_DIR, NORM_STATS_FILE, RECIPE_FILE, hub.INCOMPLETE_FILE}
 PICTURES = (plots.TRAINING_PNG, plots.CONFUSION_PNG, plots.AP_PNG)  # with matplotlib (the plot extra)
 # what a resumed run must share with the interrupted one (``epochs`` may change: a cosine schedule
 # then spreads what is left of its decay over the new number)
-RESUME_FIELDS = ("base", "val_dir", "val_split", "seed", "target_length", "freeze_backbone", "lr", "batch_size",
-                 "mixup", "freqm", "timem", "warmup", "weight_decay", "labels_csv", "norm_stats")
+RESUME_FIELDS = (
+    "base",
+    "val_dir",
+    "val_split",
+    "seed",
+    "target_length",
+    "freeze_backbone",
+    "lr",
+    "batch_size",
+    "mixup",
+    "freqm",
+    "timem",
+    "warmup",
+    "weight_decay",
+    "labels_csv",
+    "norm_stats",
+)
 
 
 class TrainState(TypedDict):
@@ -166,8 +181,9 @@ def load_state(path: Path) -> TrainState:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a damaged or foreign file fails in many ways inside the unpickler
-        raise UsageError(f"{path}: cannot read the training state ({type(exc).__name__}: {exc})",
-                         hint="start again with --force") from None
+        raise UsageError(
+            f"{path}: cannot read the training state ({type(exc).__name__}: {exc})", hint="start again with --force"
+        ) from None
 
 
 def write_history(out: Path, history: list[dict[str, Any]]) -> None:

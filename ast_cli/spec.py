@@ -26,7 +26,9 @@ def parse_stats(value: str | tuple[float, float]) -> tuple[float, float]:
         try:
             mean, std = (float(v) for v in value.split(","))
         except ValueError:
-            raise InvalidValue("norm_stats", f"must be MEAN,STD, or one of {', '.join(NORM_STATS)}, got {value!r}") from None
+            raise InvalidValue(
+                "norm_stats", f"must be MEAN,STD, or one of {', '.join(NORM_STATS)}, got {value!r}"
+            ) from None
     else:
         mean, std = (float(v) for v in value)
     if not (std > 0 and math.isfinite(mean) and math.isfinite(std)):

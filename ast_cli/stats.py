@@ -61,8 +61,15 @@ class Stats:
     padded: float = 0.0  # share of those frames that are padding
 
     def to_json(self) -> dict:
-        return {"mean": self.mean, "std": self.std, "files": self.files, "method": self.method, "seed": self.seed,
-                "target_length": self.target_length, "padded": round(self.padded, 4)}  # fmt: skip
+        return {
+            "mean": self.mean,
+            "std": self.std,
+            "files": self.files,
+            "method": self.method,
+            "seed": self.seed,
+            "target_length": self.target_length,
+            "padded": round(self.padded, 4),
+        }
 
 
 class Moments:
@@ -142,15 +149,25 @@ def compute_stats(
     counted in ``Stats.skipped``; if none can be read, ``UsageError``. A warning when most frames
     are padding.
     """
-    options = StatsOptions(method=method, target_length=target_length, batch_size=batch_size, freqm=freqm, timem=timem,
-                           mixup=mixup, seed=seed, channel=channel)  # fmt: skip
+    options = StatsOptions(
+        method=method,
+        target_length=target_length,
+        batch_size=batch_size,
+        freqm=freqm,
+        timem=timem,
+        mixup=mixup,
+        seed=seed,
+        channel=channel,
+    )
     paths = [os.fspath(p) for p in paths]
     if not paths:
         raise UsageError("no audio files to compute statistics of")
     reader = _ClipReader(num_mel_bins, options.channel)
     bar = progress_bar(total=len(paths), enabled=progress)
     reader.bar = bar
-    with contextlib.nullcontext() if threads.explicit() else threads.per_file():  # all of it is per-file work: one thread
+    with (
+        contextlib.nullcontext() if threads.explicit() else threads.per_file()
+    ):  # all of it is per-file work: one thread
         try:
             reader.target_length = target_length or max(16, min(reader.longest(paths), TARGET_LENGTH))
             if options.method == StatsMethod.exact:
@@ -162,7 +179,9 @@ def compute_stats(
                 stats = _authors(paths, reader, bar, rng, batch_size, freqm, timem, mixup)
                 stats.seed = seed
         except KeyboardInterrupt:
-            raise Interrupted(f"interrupted after {reader.done} of {len(paths)} file(s); no statistics were written") from None
+            raise Interrupted(
+                f"interrupted after {reader.done} of {len(paths)} file(s); no statistics were written"
+            ) from None
         finally:
             bar.close()
     stats.skipped = len(reader.bad)
@@ -171,7 +190,8 @@ def compute_stats(
     stats.target_length, stats.padded = reader.target_length, 1.0 - reader.real_frames / max(reader.all_frames, 1)
     if stats.padded > 0.5:
         warnings.warn(
-            f"{stats.padded:.0%} of the frames are zero padding (clips shorter than --target-length {reader.target_length}): "
+            f"{stats.padded:.0%} of the frames are zero padding "
+            f"(clips shorter than --target-length {reader.target_length}): "
             "the statistics describe the padding more than the audio; give a shorter --target-length",
             stacklevel=2,
         )
@@ -188,7 +208,14 @@ def _exact(paths: list[str], reader: _ClipReader, bar) -> Stats:
 
 
 def _authors(
-    paths: list[str], reader: _ClipReader, bar, rng: np.random.Generator, batch_size: int, freqm: int, timem: int, mixup: float
+    paths: list[str],
+    reader: _ClipReader,
+    bar,
+    rng: np.random.Generator,
+    batch_size: int,
+    freqm: int,
+    timem: int,
+    mixup: float,
 ) -> Stats:
     def item(path: str) -> torch.Tensor:
         return augmented_item(path, paths, reader, rng, freqm, timem, mixup)
@@ -360,7 +387,10 @@ class _ClipReader:
 def _check_length(samples: int, path: str) -> None:
     # an all-padding clip would pull the statistics towards 0; tag and finetune refuse such clips too
     if samples < FRAME_LENGTH:
-        raise AudioError(f"{path}: too short ({samples / audio.SAMPLE_RATE * 1000:.1f} ms of audio at 16 kHz; one 25 ms frame is the minimum)")
+        raise AudioError(
+            f"{path}: too short ({samples / audio.SAMPLE_RATE * 1000:.1f} ms of audio at 16 kHz; "
+            "one 25 ms frame is the minimum)"
+        )
 
 
 def _take(blocks: Iterable[np.ndarray], n: int) -> np.ndarray:
@@ -384,7 +414,9 @@ def write_stats(stats: Stats, directory: str | os.PathLike) -> Path:
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"--write {directory}: not a directory")
     directory.mkdir(parents=True, exist_ok=True)
-    config = PreprocessorConfig.from_file(path) if path.is_file() else PreprocessorConfig(max_length=stats.target_length)
+    config = (
+        PreprocessorConfig.from_file(path) if path.is_file() else PreprocessorConfig(max_length=stats.target_length)
+    )
     config.mean, config.std = stats.mean, stats.std
     return config.save(directory)
 
@@ -400,8 +432,12 @@ def render_stats(stats: Stats, fmt: str, stream) -> None:
     from .output import console
 
     table = Table(show_header=False, box=None, pad_edge=False)
-    rows = [("mean", f"{stats.mean:.7g}"), ("std", f"{stats.std:.7g}"), ("files", str(stats.files)),
-            ("target length", f"{stats.target_length} frames ({stats.padded:.0%} padding)")]  # fmt: skip
+    rows = [
+        ("mean", f"{stats.mean:.7g}"),
+        ("std", f"{stats.std:.7g}"),
+        ("files", str(stats.files)),
+        ("target length", f"{stats.target_length} frames ({stats.padded:.0%} padding)"),
+    ]
     if stats.skipped:
         rows.append(("skipped", str(stats.skipped)))
     batches = f" ({stats.batches} batch{'es' if stats.batches != 1 else ''})" if stats.method == "authors" else ""

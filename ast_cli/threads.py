@@ -110,7 +110,9 @@ def model_threads(workers: int = 0, processes: int = 1) -> int:
     if _requested:
         return _requested
     cpus = available_cpus() // max(processes, 1)
-    free = cpus - math.floor(busy_elsewhere() / max(processes, 1) + 0.25)  # a CPU that other work holds most of is not ours
+    free = cpus - math.floor(
+        busy_elsewhere() / max(processes, 1) + 0.25
+    )  # a CPU that other work holds most of is not ours
     return max(1, min(cpus, free) - workers)
 
 
@@ -124,10 +126,17 @@ def for_model(workers: int = 0, processes: int = 1) -> int:
     threads = model_threads(workers, processes)
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
-    why = "--threads or OMP_NUM_THREADS" if _requested else (
-        f"{available_cpus()} usable CPU(s) / {processes} process(es), {busy_elsewhere():.1f} busy elsewhere, less {workers} worker(s)"
+    why = (
+        "--threads or OMP_NUM_THREADS"
+        if _requested
+        else (
+            f"{available_cpus()} usable CPU(s) / {processes} process(es), {busy_elsewhere():.1f} busy elsewhere, "
+            f"less {workers} worker(s)"
+        )
     )
-    _log.debug("model threads: %d (%s); OpenMP wait policy %s", threads, why, os.environ.get("OMP_WAIT_POLICY", "default"))
+    _log.debug(
+        "model threads: %d (%s); OpenMP wait policy %s", threads, why, os.environ.get("OMP_WAIT_POLICY", "default")
+    )
     return threads
 
 

@@ -157,8 +157,18 @@ class Trainer:
     (``probe.Head``); ``steps_per_epoch`` sets the schedule (``recipes.lr_factor``).
     """
 
-    def __init__(self, model: AST, values: RecipeValues, *, loss: str, steps_per_epoch: int, device: torch.device,
-                 dtype: torch.dtype, world: World, scored: torch.nn.Module | None = None) -> None:
+    def __init__(
+        self,
+        model: AST,
+        values: RecipeValues,
+        *,
+        loss: str,
+        steps_per_epoch: int,
+        device: torch.device,
+        dtype: torch.dtype,
+        world: World,
+        scored: torch.nn.Module | None = None,
+    ) -> None:
         self.model, self.scored = model, scored if scored is not None else model
         self.net = torch.nn.parallel.DistributedDataParallel(self.scored) if world.size > 1 else self.scored
         self.loss, self.device, self.dtype, self.world = loss, device, dtype, world
@@ -224,15 +234,18 @@ class Trainer:
     def save(self, out: Path, *, pre: PreprocessorConfig, settings: dict[str, Any], head_only: bool = False) -> None:
         """What ``--resume`` needs into ``out/.train_state/``; ``head_only`` (a probe): the classifier's
         weights only, the rest is the base's."""
-        folder.save_state(out, folder.TrainState(
-            config=self.model.config.to_dict(),
-            preprocessor=pre.to_dict(),
-            model=probe.head_state(self.model) if head_only else self.model.state_dict(),
-            head_only=head_only,
-            optimizer=self.optimizer.state_dict(),
-            scheduler=self.scheduler.state_dict(),
-            scaler=self.scaler.state_dict() if self.scaler.is_enabled() else None,
-            rng=folder.rng_state(),
-            run=self.run.to_dict(),
-            settings=settings,
-        ))
+        folder.save_state(
+            out,
+            folder.TrainState(
+                config=self.model.config.to_dict(),
+                preprocessor=pre.to_dict(),
+                model=probe.head_state(self.model) if head_only else self.model.state_dict(),
+                head_only=head_only,
+                optimizer=self.optimizer.state_dict(),
+                scheduler=self.scheduler.state_dict(),
+                scaler=self.scaler.state_dict() if self.scaler.is_enabled() else None,
+                rng=folder.rng_state(),
+                run=self.run.to_dict(),
+                settings=settings,
+            ),
+        )

@@ -88,8 +88,13 @@ class Batches:
 def load_base(options: FinetuneOptions) -> checkpoints.Checkpoint:
     """The base model, before any data is read: a missing or unreachable base fails at once."""
     try:
-        return checkpoints.load(options.base, max_length=options.target_length, fstride=options.fstride,
-                                tstride=options.tstride, input_tdim=options.input_tdim)
+        return checkpoints.load(
+            options.base,
+            max_length=options.target_length,
+            fstride=options.fstride,
+            tstride=options.tstride,
+            input_tdim=options.input_tdim,
+        )
     except ModelError as exc:  # the hints of the model loaders name ast tag's -m
         hint = exc.hint.replace("(-m; --base for finetune)", "(--base)") if exc.hint else exc.hint
         raise type(exc)(f"--base {exc.message}", hint=hint) from None
@@ -100,12 +105,18 @@ def recipe_for_base(spec: str, config: ASTConfig) -> tuple[bool, str]:
     return learned_audioset(spec, config.num_labels, config.hidden_size)
 
 
-def load_data(data_dir: str, options: FinetuneOptions, keep_fbanks: bool, progress: bool | None = None,
-              known: probe.FrameCache | None = None) -> Clips:
+def load_data(
+    data_dir: str,
+    options: FinetuneOptions,
+    keep_fbanks: bool,
+    progress: bool | None = None,
+    known: probe.FrameCache | None = None,
+) -> Clips:
     """Training and validation sets (unreadable clips dropped), with cached fbanks and training clip
     lengths; ``known``: clips whose frames a cache holds are not decoded again (the cached probe)."""
-    found, fbanks, frames = D.scan(D.discover(data_dir, options.labels_csv), keep=keep_fbanks, progress=progress,
-                                   known=known)
+    found, fbanks, frames = D.scan(
+        D.discover(data_dir, options.labels_csv), keep=keep_fbanks, progress=progress, known=known
+    )
     if options.val_dir:
         val = D.relabel(D.folder_classes(options.val_dir), found.labels, "the training set")
         val, val_fbanks, _ = D.scan(val, keep=keep_fbanks, progress=progress, known=known)
@@ -120,14 +131,21 @@ def load_data(data_dir: str, options: FinetuneOptions, keep_fbanks: bool, progre
     return Clips(train, pick(fbanks, train), pick(frames, train), val, pick(fbanks, val))
 
 
-def initial_model(base: checkpoints.Checkpoint, options: FinetuneOptions, train: D.LabelledSet, frames: list[int],
-                  out: Path, progress: bool | None = None) -> tuple[AST, PreprocessorConfig]:
+def initial_model(
+    base: checkpoints.Checkpoint,
+    options: FinetuneOptions,
+    train: D.LabelledSet,
+    frames: list[int],
+    out: Path,
+    progress: bool | None = None,
+) -> tuple[AST, PreprocessorConfig]:
     """The base model at the target length with a fresh head of one output per class."""
     model, config = base.model, base.model.config
     target = options.target_length or D.default_target_length(frames, config.max_length)
     if target != config.max_length:  # the default length is known only once the base is loaded
-        model = checkpoints.build_model(config.replace(max_length=target), model.state_dict(), options.base,
-                                        saved_grid=config.grid)
+        model = checkpoints.build_model(
+            config.replace(max_length=target), model.state_dict(), options.base, saved_grid=config.grid
+        )
     torch.manual_seed(options.seed)  # the new head's initialisation
     model.reset_classifier(len(train.labels))
     model.config = model.config.replace(
@@ -143,8 +161,9 @@ def initial_model(base: checkpoints.Checkpoint, options: FinetuneOptions, train:
     return model, PreprocessorConfig(max_length=target, num_mel_bins=model.config.num_mel_bins, mean=mean, std=std)
 
 
-def dataset_norm_stats(paths: list[str], target_length: int, num_mel_bins: int, out: Path,
-                       progress: bool | None = None) -> tuple[float, float]:
+def dataset_norm_stats(
+    paths: list[str], target_length: int, num_mel_bins: int, out: Path, progress: bool | None = None
+) -> tuple[float, float]:
     """``--norm-stats auto``: what ``ast stats --method exact --target-length T`` gives for the
     training clips (the pooled statistics: deterministic, unlike the authors' augmented estimate),
     cached in OUT_DIR so a second run on the same clips does not compute them again."""
@@ -171,8 +190,9 @@ def dataset_norm_stats(paths: list[str], target_length: int, num_mel_bins: int, 
     return stats.mean, stats.std
 
 
-def resumed_model(state: folder.TrainState, train: D.LabelledSet, data_dir: str,
-                  base: checkpoints.Checkpoint) -> tuple[AST, PreprocessorConfig]:
+def resumed_model(
+    state: folder.TrainState, train: D.LabelledSet, data_dir: str, base: checkpoints.Checkpoint
+) -> tuple[AST, PreprocessorConfig]:
     """The interrupted run's model: its saved weights, or for a probe (which saves its head only) the base
     at the run's input length with that head."""
     config = ASTConfig.from_dict(state["config"])
@@ -189,8 +209,14 @@ def resumed_model(state: folder.TrainState, train: D.LabelledSet, data_dir: str,
 
 
 # -- the run -----------------------------------------------------------------------------------
-def finetune(data_dir: str, out_dir: str, options: FinetuneOptions, log: Callable[[str], None] | None = None,
-             progress: bool = True, command: list[str] | None = None) -> dict[str, Any]:
+def finetune(
+    data_dir: str,
+    out_dir: str,
+    options: FinetuneOptions,
+    log: Callable[[str], None] | None = None,
+    progress: bool = True,
+    command: list[str] | None = None,
+) -> dict[str, Any]:
     """Fine-tune ``options.base`` on ``data_dir`` into ``out_dir``; returns the best epoch's summary.
     ``log``: where the run's messages go (None: the ``ast_cli.training`` logger, at INFO); ``progress``:
     bars at a terminal; ``command``: the command line of this run (argv, the program first), for the
@@ -210,8 +236,9 @@ def finetune(data_dir: str, out_dir: str, options: FinetuneOptions, log: Callabl
     # the recipe's values in the flags left to it; target_length, timem and warmup may stay None (from the data)
     options = options.for_base(pretrained, base.model.config.hidden_size).resolved()
     values = options.values()
-    line = describe(options.recipe, values, why=why, multi_label=bool(options.labels_csv),
-                    probe=options.freeze_backbone)
+    line = describe(
+        options.recipe, values, why=why, multi_label=bool(options.labels_csv), probe=options.freeze_backbone
+    )
     recipe = {"recipe": str(options.recipe), "because": why, "line": line, "values": asdict(values)}
     if options.resume and not resuming:
         recipe["note"] = f"{out}: no epoch of the interrupted run was saved; starting afresh"
@@ -233,8 +260,9 @@ def _silent(_: str) -> None:
     """The messages of a process other than rank 0: rank 0 says them."""
 
 
-def _run(ctx: Context, data_dir: str, state: folder.TrainState | None, base: checkpoints.Checkpoint,
-         recipe: dict[str, Any]) -> dict[str, Any]:
+def _run(
+    ctx: Context, data_dir: str, state: folder.TrainState | None, base: checkpoints.Checkpoint, recipe: dict[str, Any]
+) -> dict[str, Any]:
     """Data, model, run folder, then the epochs; returns the best epoch's summary."""
     clips, model, pre, settings = _prepare(ctx, data_dir, state, base, recipe)
     options, values = ctx.options, ctx.values  # timem filled in from the frames
@@ -245,8 +273,16 @@ def _run(ctx: Context, data_dir: str, state: folder.TrainState | None, base: che
             p.requires_grad_(name.startswith(HEAD))
     model.to(ctx.device)
     loss = loss_name(values, clips.train.multi_label)
-    trainer = Trainer(model, values, loss=loss, steps_per_epoch=len(batches.train), device=ctx.device, dtype=ctx.dtype,
-                      world=ctx.world, scored=scored)
+    trainer = Trainer(
+        model,
+        values,
+        loss=loss,
+        steps_per_epoch=len(batches.train),
+        device=ctx.device,
+        dtype=ctx.dtype,
+        world=ctx.world,
+        scored=scored,
+    )
     _open_folder(ctx, trainer, state, recipe)
     ctx.say(
         f"{len(clips.train.labels)} classes, {len(clips.train.clips)} training / {len(clips.val.clips)} validation "
@@ -263,13 +299,16 @@ def _run(ctx: Context, data_dir: str, state: folder.TrainState | None, base: che
     if ctx.world.main:
         _finish(ctx, trainer, pre)
     report = run.report
-    ctx.say(f"best epoch {run.best_epoch}: val {main_metric(report)[0]} {run.best:.4f}; model in {ctx.out}\n"
-            f"{format_report(report)}")
+    ctx.say(
+        f"best epoch {run.best_epoch}: val {main_metric(report)[0]} {run.best:.4f}; model in {ctx.out}\n"
+        f"{format_report(report)}"
+    )
     return {"out_dir": str(ctx.out), "best_epoch": run.best_epoch, "epochs": run.epoch, **report}
 
 
-def _prepare(ctx: Context, data_dir: str, state: folder.TrainState | None, base: checkpoints.Checkpoint,
-             recipe: dict[str, Any]) -> tuple[Clips, AST, PreprocessorConfig, dict[str, Any]]:
+def _prepare(
+    ctx: Context, data_dir: str, state: folder.TrainState | None, base: checkpoints.Checkpoint, recipe: dict[str, Any]
+) -> tuple[Clips, AST, PreprocessorConfig, dict[str, Any]]:
     """The clips, the model (the base with a new head, or the interrupted run's) and the settings a
     resumed run must share; the recipe's line first, once the data is known to be usable (bad data:
     one error line alone). Fills in ``ctx.options.timem`` from the model's frames."""
@@ -294,8 +333,9 @@ def _prepare(ctx: Context, data_dir: str, state: folder.TrainState | None, base:
     return clips, model, pre, settings
 
 
-def _datasets(ctx: Context, model: AST, pre: PreprocessorConfig, values: RecipeValues,
-              clips: Clips) -> tuple[ItemSet, ItemSet, torch.nn.Module]:
+def _datasets(
+    ctx: Context, model: AST, pre: PreprocessorConfig, values: RecipeValues, clips: Clips
+) -> tuple[ItemSet, ItemSet, torch.nn.Module]:
     """The training and validation sets, and what maps one of their items to logits: the model on
     (augmented) fbanks, or for a probe the head alone on each clip's cached embedding."""
     options, frames, bins = ctx.options, model.config.max_length, model.config.num_mel_bins
@@ -305,8 +345,10 @@ def _datasets(ctx: Context, model: AST, pre: PreprocessorConfig, values: RecipeV
         val = D.ClipDataset(clips.val, frames, pre.mean, pre.std, fbanks=clips.val_fbanks, num_mel_bins=bins)
         return train, val, model
     if ctx.world.main:
-        ctx.say(f"linear probe: the backbone's embedding of each clip is computed once and cached in "
-                f"{probe.cache_dir()}; augmentation (--mixup, --freqm, --timem) does not apply")
+        ctx.say(
+            f"linear probe: the backbone's embedding of each clip is computed once and cached in "
+            f"{probe.cache_dir()}; augmentation (--mixup, --freqm, --timem) does not apply"
+        )
     key = probe.model_key(options, model.config, pre, ctx.dtype)
     model.to(ctx.device)
     train_set, val_set = (
@@ -347,8 +389,14 @@ def _open_folder(ctx: Context, trainer: Trainer, state: folder.TrainState | None
         folder.mark_incomplete(ctx.out, trainer.run.epoch, ctx.values.epochs)
 
 
-def _train(ctx: Context, trainer: Trainer, batches: Batches, train: D.LabelledSet, pre: PreprocessorConfig,
-           settings: dict[str, Any]) -> None:
+def _train(
+    ctx: Context,
+    trainer: Trainer,
+    batches: Batches,
+    train: D.LabelledSet,
+    pre: PreprocessorConfig,
+    settings: dict[str, Any],
+) -> None:
     """The epochs left, each followed by the state, then metrics.jsonl (once it shows an epoch,
     ``--resume`` continues after it)."""
     epochs = ctx.values.epochs
@@ -408,6 +456,8 @@ def _finish(ctx: Context, trainer: Trainer, pre: PreprocessorConfig) -> None:
         else:
             plots.ap_bars(report, out / plots.AP_PNG)
     if ctx.options.keep_state:
-        ctx.say(f"training state kept in {out / folder.STATE_DIR} (--keep-state): not part of the model; "
-                "delete it before sharing")
+        ctx.say(
+            f"training state kept in {out / folder.STATE_DIR} (--keep-state): not part of the model; "
+            "delete it before sharing"
+        )
     folder.finish(out, keep_state=ctx.options.keep_state)

@@ -115,8 +115,9 @@ def safetensors_header(f: IO[bytes], size: int) -> tuple[dict[str, Any] | None, 
     return header, 8 + n
 
 
-def _mapped_copy(fd: int, offset: int, nbytes: int, dtype: torch.dtype, shape: list[int],
-                 cast: torch.dtype | None) -> torch.Tensor:
+def _mapped_copy(
+    fd: int, offset: int, nbytes: int, dtype: torch.dtype, shape: list[int], cast: torch.dtype | None
+) -> torch.Tensor:
     """A tensor of its own from ``nbytes`` at ``offset`` of the file, through a mapping of just those bytes."""
     if nbytes == 0:
         return torch.empty(shape, dtype=cast or dtype)
@@ -158,10 +159,14 @@ def check_shapes(config: ASTConfig, path: Path, source: str) -> None:
         if value is None or value == wanted:
             continue
         if field == "num_labels":
-            raise ModelError(f"{source}: the head has {value} outputs but config.json names {wanted} labels",
-                             hint="fix id2label in config.json so it has one label per output")
-        raise ModelError(f"{source}: config.json says {field} {wanted}, the weights have {value}",
-                         hint="config.json must describe these weights")
+            raise ModelError(
+                f"{source}: the head has {value} outputs but config.json names {wanted} labels",
+                hint="fix id2label in config.json so it has one label per output",
+            )
+        raise ModelError(
+            f"{source}: config.json says {field} {wanted}, the weights have {value}",
+            hint="config.json must describe these weights",
+        )
 
 
 def _has_tensors(d: dict) -> bool:

@@ -21,7 +21,6 @@ from . import audio, threads
 from .errors import AudioError, Terminated
 from .features import FRAME_LENGTH, FRAME_SHIFT, FbankStream, fbank, normalize, pad_or_cut
 
-
 CHUNK_WINDOWS = 4  # windows per decode message (ast batch): ~2 MB of features at the default size
 
 
@@ -74,7 +73,8 @@ def iter_windows(
             meta["duration_s"] = stream.samples / audio.SAMPLE_RATE
     if stream.samples < FRAME_LENGTH:
         raise AudioError(
-            f"{name}: too short to tag ({stream.samples / audio.SAMPLE_RATE * 1000:.1f} ms of audio at 16 kHz; one 25 ms frame is the minimum)"
+            f"{name}: too short to tag ({stream.samples / audio.SAMPLE_RATE * 1000:.1f} ms of audio at 16 kHz; "
+            "one 25 ms frame is the minimum)"
         )
 
 
@@ -190,5 +190,5 @@ def decode(seq: int, path: str, spec: WindowSpec) -> Iterator[tuple]:
         yield ("e", seq, str(exc))
     except (KeyboardInterrupt, SystemExit, Terminated):  # a signal stops the run, it is no fault of the file
         raise
-    except Exception as exc:  # noqa: BLE001 (a batch goes on past any one file; the message names it)
+    except Exception as exc:
         yield ("e", seq, f"{path}: cannot tag ({type(exc).__name__}: {exc})")

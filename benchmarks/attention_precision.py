@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ast_cli import threads  # noqa: E402
+from ast_cli import threads
 
 threads.openmp_environment()  # as the ast process does, before torch loads
 import torch  # noqa: E402
@@ -50,8 +50,11 @@ def main() -> None:
     print(f"machine: {machine()}; ast {git_revision()}; torch threads {torch.get_num_threads()}\n")
     fp32_rate, bf16_rate = matmul_tflops(torch.float32, 5), matmul_tflops(torch.bfloat16, 5)
     flops = LAYERS * (sum(2 * m * k * n for m, k, n in LINEAR_SHAPES) + 4 * TOKENS * TOKENS * HEAD * HEADS)
-    print(f"matrix products at the model's shapes: fp32 {fp32_rate:.3f} TFLOP/s, bf16 {bf16_rate:.3f} TFLOP/s; "
-          f"attention alone: fp32 {attention_tflops(torch.float32, 5):.3f}, bf16 {attention_tflops(torch.bfloat16, 5):.3f} TFLOP/s")  # fmt: skip
+    print(
+        f"matrix products at the model's shapes: fp32 {fp32_rate:.3f} TFLOP/s, bf16 {bf16_rate:.3f} TFLOP/s; "
+        f"attention alone: fp32 {attention_tflops(torch.float32, 5):.3f}, bf16 "
+        f"{attention_tflops(torch.bfloat16, 5):.3f} TFLOP/s"
+    )
     floor = flops / max(fp32_rate, bf16_rate) / 1e12
     model = full_size_checkpoint()
     features = torch.randn(1, 1024, 128)

@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import clips, full_size_checkpoint, git_revision, machine  # noqa: E402
-from compare_transformers import transformers_runner  # noqa: E402
+from common import clips, full_size_checkpoint, git_revision, machine
+from compare_transformers import transformers_runner
 
 CLIP_SECONDS = 10.0
 

@@ -101,12 +101,24 @@ def git_revision() -> str:
 
 
 SOUND_CLASSES = (
-    "tone 250 Hz", "tone 500 Hz", "tone 1 kHz", "tone 2 kHz", "tone 4 kHz", "tremolo tone",
-    "white noise", "rumble", "rising chirp", "falling chirp", "slow clicks", "fast clicks",
-)  # fmt: skip
+    "tone 250 Hz",
+    "tone 500 Hz",
+    "tone 1 kHz",
+    "tone 2 kHz",
+    "tone 4 kHz",
+    "tremolo tone",
+    "white noise",
+    "rumble",
+    "rising chirp",
+    "falling chirp",
+    "slow clicks",
+    "fast clicks",
+)
 
 
-def class_clips(directory: str | os.PathLike, per_class: int, seconds: float = 2.0, seed: int = 0) -> list[tuple[Path, int]]:
+def class_clips(
+    directory: str | os.PathLike, per_class: int, seconds: float = 2.0, seed: int = 0
+) -> list[tuple[Path, int]]:
     """``per_class`` generated clips of each of SOUND_CLASSES (random pitch, timing and gain within
     the class), as 16-kHz WAV in a folder per class (what ``ast finetune`` reads); returns (path,
     class index) pairs."""

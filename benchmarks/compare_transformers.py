@@ -29,7 +29,7 @@ import soundfile as sf
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import clips, full_size_checkpoint, git_revision, machine  # noqa: E402
+from common import clips, full_size_checkpoint, git_revision, machine
 
 
 def transformers_runner(model_dir: Path, bf16: bool):

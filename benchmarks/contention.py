@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import class_clips, clips, git_revision, machine  # noqa: E402
+from common import class_clips, clips, git_revision, machine
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,8 +42,14 @@ def small_model(directory: Path) -> Path:
     from ast_cli.model import AST
 
     torch.manual_seed(0)
-    config = ASTConfig(hidden_size=192, num_hidden_layers=4, num_attention_heads=3, intermediate_size=768, max_length=128,
-                       id2label={i: f"class {i}" for i in range(12)})  # fmt: skip
+    config = ASTConfig(
+        hidden_size=192,
+        num_hidden_layers=4,
+        num_attention_heads=3,
+        intermediate_size=768,
+        max_length=128,
+        id2label={i: f"class {i}" for i in range(12)},
+    )
     save(AST(config), PreprocessorConfig(max_length=128), directory)
     return directory
 
@@ -79,9 +85,17 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=300)
     parser.add_argument("--busy", type=int, default=None, help="background processes (default: the usable CPUs)")
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--baseline", type=Path, default=None, help="a checkout of an earlier ast to time beside this one")
-    parser.add_argument("--baseline-rounds", type=int, default=1, help="rounds of the baseline (it can be slow under load)")
-    parser.add_argument("--conditions", default="as is,loaded", help="'as is' (the machine as it is), 'loaded' (with --busy spinners), or both")
+    parser.add_argument(
+        "--baseline", type=Path, default=None, help="a checkout of an earlier ast to time beside this one"
+    )
+    parser.add_argument(
+        "--baseline-rounds", type=int, default=1, help="rounds of the baseline (it can be slow under load)"
+    )
+    parser.add_argument(
+        "--conditions",
+        default="as is,loaded",
+        help="'as is' (the machine as it is), 'loaded' (with --busy spinners), or both",
+    )
     args = parser.parse_args()
 
     from ast_cli.threads import available_cpus
@@ -93,11 +107,30 @@ def main() -> None:
     clips(work / "clips", args.files, seconds=1.0, sr=44100)
     class_clips(work / "classes", per_class=20, seconds=1.0)
     jobs = {
-        f"ast batch, {args.files} 1-s clips": ["batch", str(work / "clips"), "-o", str(work / "out.csv"), "-m", str(model), "--force", "-q"],
+        f"ast batch, {args.files} 1-s clips": [
+            "batch",
+            str(work / "clips"),
+            "-o",
+            str(work / "out.csv"),
+            "-m",
+            str(model),
+            "--force",
+            "-q",
+        ],
         f"ast stats, {args.files} clips": ["stats", str(work / "clips"), "--format", "json", "-q"],
-        "ast finetune, 1 epoch of 240 clips": ["finetune", str(work / "classes"), "-o", str(work / "ft"), "--base", str(model), "--epochs", "1",
-                                               "--force", "-q"],
-    }  # fmt: skip
+        "ast finetune, 1 epoch of 240 clips": [
+            "finetune",
+            str(work / "classes"),
+            "-o",
+            str(work / "ft"),
+            "--base",
+            str(model),
+            "--epochs",
+            "1",
+            "--force",
+            "-q",
+        ],
+    }
     clean = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     settings = {"default": (clean, ROOT), "OMP_NUM_THREADS=1": ({**clean, "OMP_NUM_THREADS": "1"}, ROOT)}
     if args.baseline:

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import class_clips, clips, full_size_checkpoint, git_revision, machine  # noqa: E402
+from common import class_clips, clips, full_size_checkpoint, git_revision, machine
 
 ROOT = Path(__file__).resolve().parents[1]
 TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2, "bf16": 1e-2}
@@ -43,8 +43,14 @@ def tiny_checkpoint(directory: Path) -> Path:
 
     if not (directory / "model.safetensors").exists():
         torch.manual_seed(0)
-        config = ASTConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128, max_length=128,
-                           id2label={i: f"class {i}" for i in range(12)})  # fmt: skip
+        config = ASTConfig(
+            hidden_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=128,
+            max_length=128,
+            id2label={i: f"class {i}" for i in range(12)},
+        )
         save(AST(config), PreprocessorConfig(max_length=128), directory)
     return directory
 
@@ -60,7 +66,7 @@ def parity(model: Path, paths: list[Path], device: str) -> list[tuple[str, str, 
     for precision in precisions:
         tagger = load_model(str(model), device=device, precision=precision)
         got = [_scores(tagger, p) for p in paths]
-        diff = max(float((a - b).abs().max()) for a, b in zip(got, expected))
+        diff = max(float((a - b).abs().max()) for a, b in zip(got, expected, strict=True))
         rows.append((f"ast on {device} vs ast on cpu (fp32)", precision, diff, TOLERANCE[precision]))
         del tagger
     rows.extend(_transformers_parity(model, paths, device, cpu))
@@ -76,7 +82,9 @@ def _scores(tagger, path: Path):
     return torch.stack([s.float().cpu() for s in tagger.run(str(path), TagOptions(activation="sigmoid")).scores])
 
 
-def _transformers_parity(model: Path, paths: list[Path], device: str, cpu_tagger) -> list[tuple[str, str, float, float]]:
+def _transformers_parity(
+    model: Path, paths: list[Path], device: str, cpu_tagger
+) -> list[tuple[str, str, float, float]]:
     try:
         from transformers import ASTForAudioClassification
     except ImportError:
@@ -113,8 +121,24 @@ def batch_throughput(model: Path, folder: Path, device: str, sizes, workers) -> 
     rows = []
     for size in sizes:
         for w in workers:
-            cmd = [sys.executable, "-m", "ast_cli", "batch", str(folder), "-o", str(folder.parent / "out.csv"), "-m", str(model),
-                   "--force", "--device", device, "--batch-size", str(size), "--workers", str(w)]  # fmt: skip
+            cmd = [
+                sys.executable,
+                "-m",
+                "ast_cli",
+                "batch",
+                str(folder),
+                "-o",
+                str(folder.parent / "out.csv"),
+                "-m",
+                str(model),
+                "--force",
+                "--device",
+                device,
+                "--batch-size",
+                str(size),
+                "--workers",
+                str(w),
+            ]
             start = time.perf_counter()
             proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
             seconds = time.perf_counter() - start
@@ -130,13 +154,35 @@ def finetune(model: Path, data: Path, out: Path, device: str, precisions) -> lis
     n = sum(1 for p in data.rglob("*.wav"))
     rows = []
     for precision in precisions:
-        cmd = [sys.executable, "-m", "ast_cli", "finetune", str(data), "-o", str(out / precision), "--base", str(model), "--epochs", "1",
-               "--device", device, "--precision", precision, "--force", "--batch-size", "8", "--workers", "2"]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "ast_cli",
+            "finetune",
+            str(data),
+            "-o",
+            str(out / precision),
+            "--base",
+            str(model),
+            "--epochs",
+            "1",
+            "--device",
+            device,
+            "--precision",
+            precision,
+            "--force",
+            "--batch-size",
+            "8",
+            "--workers",
+            "2",
+        ]
         start = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         seconds = time.perf_counter() - start
         if proc.returncode != 0:
-            raise SystemExit(f"ast finetune --precision {precision} failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
+            raise SystemExit(
+                f"ast finetune --precision {precision} failed ({proc.returncode}): {proc.stderr.strip()[-500:]}"
+            )
         lines = [line for line in proc.stderr.splitlines() if "val" in line.lower()]
         rows.append((precision, n / seconds, lines[-1].strip() if lines else "?"))
     return rows
@@ -154,14 +200,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.self_test:
         device, sizes, workers, n = "cpu", (8,), (0, 2), 4
     elif not torch.cuda.is_available():
-        why = "this torch has no CUDA support" if torch.version.cuda is None else "no CUDA device is visible (torch.cuda.is_available() is False)"
+        why = (
+            "this torch has no CUDA support"
+            if torch.version.cuda is None
+            else "no CUDA device is visible (torch.cuda.is_available() is False)"
+        )
         print(f"GPU parts skipped: {why}. Run this on a CUDA machine; --self-test checks the script on the CPU.")
         return 0
     else:
         device = "cuda"
         sizes, workers, n = ((8, 32), (0, 8), 64) if args.quick else ((1, 8, 32), (0, 2, 8), args.clips)
-        print(f"GPU: {torch.cuda.get_device_name(0)}, CUDA {torch.version.cuda}, "
-              f"{torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB")  # fmt: skip
+        print(
+            f"GPU: {torch.cuda.get_device_name(0)}, CUDA {torch.version.cuda}, "
+            f"{torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB"
+        )
     work = Path(tempfile.mkdtemp(prefix="ast-gpu-check-"))
     model = tiny_checkpoint(work / "tiny") if args.self_test else full_size_checkpoint()
     started = time.perf_counter()
@@ -171,14 +223,27 @@ def main(argv: list[str] | None = None) -> int:
     for what, precision, diff, tolerance in parity(model, paths[:4], device):
         ok = diff != diff or diff <= tolerance  # NaN: skipped
         failed |= not ok
-        table.append(f"| parity: {what} | {precision} | max |score diff| {diff:.2e} | {'ok' if ok else 'FAILED'} (<= {tolerance:g}) |")
+        table.append(
+            f"| parity: {what} | {precision} | max |score diff| {diff:.2e} | {'ok' if ok else 'FAILED'} "
+            f"(<= {tolerance:g}) |"
+        )
     for size, w, steady, end_to_end in batch_throughput(model, work / "clips", device, sizes, workers):
-        table.append(f"| ast batch, {n} clips | --batch-size {size} --workers {w} | {steady:.1f} clips/s steady, {end_to_end:.1f} end to end | ran |")
+        table.append(
+            f"| ast batch, {n} clips | --batch-size {size} --workers {w} | {steady:.1f} clips/s steady, "
+            f"{end_to_end:.1f} end to end | ran |"
+        )
     class_clips(work / "classes", per_class=4 if args.self_test else 16, seconds=2.0)
-    for precision, rate, line in finetune(model, work / "classes", work / "ft", device, ("bf16",) if args.self_test else ("fp16", "bf16")):
-        table.append(f"| ast finetune, 1 epoch | --precision {precision} | {rate:.1f} clips/s (whole command); {line} | ran |")
+    for precision, rate, line in finetune(
+        model, work / "classes", work / "ft", device, ("bf16",) if args.self_test else ("fp16", "bf16")
+    ):
+        table.append(
+            f"| ast finetune, 1 epoch | --precision {precision} | {rate:.1f} clips/s (whole command); {line} | ran |"
+        )
     print("\n".join(table))
-    print(f"\n{time.perf_counter() - started:.0f} s in all; {'a parity check FAILED' if failed else 'all parity checks passed'}")
+    print(
+        f"\n{time.perf_counter() - started:.0f} s in all; "
+        f"{'a parity check FAILED' if failed else 'all parity checks passed'}"
+    )
     return 1 if failed else 0
 
 

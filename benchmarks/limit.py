@@ -21,10 +21,15 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import full_size_checkpoint, git_revision, machine  # noqa: E402
+from common import full_size_checkpoint, git_revision, machine
 
 TOKENS, D, MLP, LAYERS, HEADS = 1214, 768, 3072, 12, 12
-LINEAR_SHAPES = [(TOKENS, D, 3 * D), (TOKENS, D, D), (TOKENS, D, MLP), (TOKENS, MLP, D)]  # qkv, proj, fc1, fc2 (M, K, N)
+LINEAR_SHAPES = [
+    (TOKENS, D, 3 * D),
+    (TOKENS, D, D),
+    (TOKENS, D, MLP),
+    (TOKENS, MLP, D),
+]  # qkv, proj, fc1, fc2 (M, K, N)
 
 
 def best_seconds(fn, rounds: int) -> float:
@@ -76,10 +81,17 @@ def main() -> None:
     profiled = sum(ops.values())
     linear = ops.get("aten::addmm", 0.0) + ops.get("aten::mm", 0.0)
     attention = sum(v for k, v in ops.items() if "scaled_dot_product" in k)
-    print(f"default path ({tagger.precision}): {window:.3f} s a window, best of {args.rounds}; the floor is {total / bf16 / 1e12 / window:.0%} of it\n")
+    print(
+        f"default path ({tagger.precision}): {window:.3f} s a window, best of {args.rounds}; the floor "
+        f"is {total / bf16 / 1e12 / window:.0%} of it\n"
+    )
     print("| op | s (profiled window) | share | TFLOP/s |\n|---|---|---|---|")
     rows = [("Linear layers (addmm)", linear, linear_flops), ("attention (SDPA)", attention, attention_flops)]
-    rows += [(k, v, None) for k, v in sorted(ops.items(), key=lambda kv: -kv[1]) if v > 0.005 * profiled and "addmm" not in k and "scaled_dot" not in k]
+    rows += [
+        (k, v, None)
+        for k, v in sorted(ops.items(), key=lambda kv: -kv[1])
+        if v > 0.005 * profiled and "addmm" not in k and "scaled_dot" not in k
+    ]
     for name, seconds, flops in rows:
         rate = f"{flops / seconds / 1e12:.3f}" if flops and seconds else ""
         print(f"| {name} | {seconds:.3f} | {seconds / profiled:.0%} | {rate} |")

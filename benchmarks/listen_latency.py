@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import full_size_checkpoint, machine  # noqa: E402
+from common import full_size_checkpoint, machine
 
 ROOT = Path(__file__).resolve().parents[1]
 CHUNK = 0.05  # seconds of audio a write
@@ -32,7 +32,22 @@ def run(model: Path, hop: float, seconds: float) -> dict:
     rate = 16000
     t = np.arange(int(rate * seconds)) / rate
     audio = (0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype("<i2")
-    cmd = [sys.executable, "-m", "ast_cli", "listen", "-", "--raw", "--rate", "16000", "--channels", "1", "--hop", str(hop), "-m", str(model)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ast_cli",
+        "listen",
+        "-",
+        "--raw",
+        "--rate",
+        "16000",
+        "--channels",
+        "1",
+        "--hop",
+        str(hop),
+        "-m",
+        str(model),
+    ]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
     written: dict[float, float] = {}  # audio seconds -> when it was written
     time.sleep(8.0)  # the process imports torch and loads the model before it reads
@@ -60,8 +75,14 @@ def run(model: Path, hop: float, seconds: float) -> dict:
     proc.wait()
     summary = err.strip().splitlines()[-1] if err.strip() else ""
     skipped = int(summary.split(" skipped")[0].rsplit(" ", 1)[-1]) if " skipped" in summary else -1
-    return {"hop": hop, "records": len(latencies), "skipped": skipped, "median": float(np.median(latencies)) if latencies else float("nan"),
-            "p95": float(np.percentile(latencies, 95)) if latencies else float("nan"), "summary": summary}  # fmt: skip
+    return {
+        "hop": hop,
+        "records": len(latencies),
+        "skipped": skipped,
+        "median": float(np.median(latencies)) if latencies else float("nan"),
+        "p95": float(np.percentile(latencies, 95)) if latencies else float("nan"),
+        "summary": summary,
+    }
 
 
 def main() -> None:
@@ -77,7 +98,10 @@ def main() -> None:
     print(f"{'hop s':>6} {'records':>8} {'skipped':>8} {'median s':>9} {'p95 s':>7}")
     for hop in args.hops:
         r = run(model, hop, args.seconds)
-        print(f"{r['hop']:>6.1f} {r['records']:>8} {r['skipped']:>8} {r['median']:>9.2f} {r['p95']:>7.2f}    {r['summary']}")
+        print(
+            f"{r['hop']:>6.1f} {r['records']:>8} {r['skipped']:>8} {r['median']:>9.2f} {r['p95']:>7.2f}  "
+            f"  {r['summary']}"
+        )
 
 
 if __name__ == "__main__":

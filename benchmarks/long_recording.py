@@ -21,7 +21,7 @@ import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import full_size_checkpoint, machine  # noqa: E402
+from common import full_size_checkpoint, machine
 
 SR = 44100
 

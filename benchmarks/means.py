@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import full_size_checkpoint, git_revision, machine  # noqa: E402
+from common import full_size_checkpoint, git_revision, machine
 
 
 def timed(fn) -> float:

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SOUND_CLASSES, class_clips, clips, full_size_checkpoint, git_revision, machine  # noqa: E402
+from common import SOUND_CLASSES, class_clips, clips, full_size_checkpoint, git_revision, machine
 
 PRECISIONS = ("fp32", "bf16", "int8")
 
@@ -78,13 +78,32 @@ def small_trained(work: Path, data_dir: Path, epochs: int) -> Path:
     from ast_cli.training import FinetuneOptions, finetune
 
     torch.manual_seed(0)
-    config = ASTConfig(hidden_size=192, num_hidden_layers=4, num_attention_heads=3, intermediate_size=768, max_length=256, id2label={0: "base"})
+    config = ASTConfig(
+        hidden_size=192,
+        num_hidden_layers=4,
+        num_attention_heads=3,
+        intermediate_size=768,
+        max_length=256,
+        id2label={0: "base"},
+    )
     base = save(AST(config), PreprocessorConfig(max_length=256), work / "small-base")
     options = FinetuneOptions(
-        base=str(base), epochs=epochs, lr=1e-3, batch_size=16, freqm=0, timem=0, val_split=0.2, device="cpu", precision="fp32", workers=0
+        base=str(base),
+        epochs=epochs,
+        lr=1e-3,
+        batch_size=16,
+        freqm=0,
+        timem=0,
+        val_split=0.2,
+        device="cpu",
+        precision="fp32",
+        workers=0,
     )
     result = finetune(str(data_dir), str(work / "small-trained"), options, log=lambda _: None)
-    print(f"small AST: best epoch {result['best_epoch']} of {epochs}, validation accuracy {result['accuracy']:.2f}", file=sys.stderr)
+    print(
+        f"small AST: best epoch {result['best_epoch']} of {epochs}, validation accuracy {result['accuracy']:.2f}",
+        file=sys.stderr,
+    )
     return work / "small-trained"
 
 
@@ -104,7 +123,7 @@ def speed(model_dir: Path, rounds: int) -> dict[tuple[str, int], float]:
     for tagger in taggers.values():  # first call: oneDNN kernel selection, allocations
         tagger.logits(x[:1])
     for _ in range(rounds):
-        for (p, b) in best:
+        for p, b in best:
             start = time.perf_counter()
             taggers[p].logits(x[:b])
             best[p, b] = min(best[p, b], (time.perf_counter() - start) / b)
@@ -113,7 +132,9 @@ def speed(model_dir: Path, rounds: int) -> dict[tuple[str, int], float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train-per-class", type=int, default=12, help="training clips per class (the full-size head uses 4 of them)")
+    parser.add_argument(
+        "--train-per-class", type=int, default=12, help="training clips per class (the full-size head uses 4 of them)"
+    )
     parser.add_argument("--test-per-class", type=int, default=4, help="held-out clips per class")
     parser.add_argument("--epochs", type=int, default=15, help="epochs of the small AST")
     parser.add_argument("--clips", type=int, default=8, help="10-s benchmark clips for part 1")
@@ -139,7 +160,10 @@ def main() -> None:
         "small AST trained end to end": small_trained(work, work / "train", args.epochs),
         "full-size random backbone, trained head": head_trained(work, train[:: max(args.train_per_class // 4, 1)]),
     }
-    print(f"\n| trained model, {len(SOUND_CLASSES)} classes, {len(test)} held-out clips | precision | accuracy | top-1 agreement | top-5 agreement | max abs score diff |")
+    print(
+        f"\n| trained model, {len(SOUND_CLASSES)} classes, {len(test)} held-out clips | precision | "
+        "accuracy | top-1 agreement | top-5 agreement | max abs score diff |"
+    )
     print("|---|---|---|---|---|---|")
     for name, model_dir in models.items():
         reference = None
@@ -148,12 +172,20 @@ def main() -> None:
             got = scores(tagger, [path for path, _ in test])
             reference = got if reference is None else reference
             predicted = [tagger.labels[i] for i in got.argmax(1).tolist()]  # finetune sorts the class names
-            accuracy = sum(name == SOUND_CLASSES[label] for name, (_, label) in zip(predicted, test)) / len(test)
+            accuracy = sum(
+                name == SOUND_CLASSES[label] for name, (_, label) in zip(predicted, test, strict=True)
+            ) / len(test)
             top1 = (got.argmax(1) == reference.argmax(1)).float().mean().item()
-            print(f"| {name} | {p} | {accuracy:.2f} | {top1:.2f} | {agreement(got, reference, 5):.2f} | {(got - reference).abs().max():.1e} |")
+            print(
+                f"| {name} | {p} | {accuracy:.2f} | {top1:.2f} | {agreement(got, reference, 5):.2f} | "
+                f"{(got - reference).abs().max():.1e} |"
+            )
 
     best = speed(random_dir, args.rounds)
-    print("\n| precision | s per window, batch 1 | s per window, batch 8 | speed-up vs fp32 (batch 1) |\n|---|---|---|---|")
+    print(
+        "\n| precision | s per window, batch 1 | s per window, batch 8 | speed-up vs fp32 (batch 1) "
+        "|\n|---|---|---|---|"
+    )
     for p in PRECISIONS:
         print(f"| {p} | {best[p, 1]:.2f} | {best[p, 8]:.2f} | {best['fp32', 1] / best[p, 1]:.2f} |")
 

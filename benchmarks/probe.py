@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import clips, full_size_checkpoint, git_revision, machine  # noqa: E402
+from common import clips, full_size_checkpoint, git_revision, machine
 
 
 def main() -> None:
@@ -59,11 +59,18 @@ def main() -> None:
     model = base.model.eval()
     model.reset_classifier(10)
     pre = PreprocessorConfig(max_length=frames, mean=-4.27, std=4.57)
-    labelled = D.LabelledSet(str(work), [f"c{i}" for i in range(10)], [D.LabelledClip(str(p), (i % 10,)) for i, p in enumerate(paths)])
-    print(f"full-size model, {frames} frames, {precision_name(dtype)}, torch threads {torch.get_num_threads()}", flush=True)
+    labelled = D.LabelledSet(
+        str(work), [f"c{i}" for i in range(10)], [D.LabelledClip(str(p), (i % 10,)) for i, p in enumerate(paths)]
+    )
+    print(
+        f"full-size model, {frames} frames, {precision_name(dtype)}, torch threads {torch.get_num_threads()}",
+        flush=True,
+    )
 
     # 1. the embedding pass (the first run's cost per clip)
-    probe.EmbeddingSet(model, D.LabelledSet(labelled.root, labelled.labels, labelled.clips[:2]), None, pre, "warm-up", device, dtype, 8)
+    probe.EmbeddingSet(
+        model, D.LabelledSet(labelled.root, labelled.labels, labelled.clips[:2]), None, pre, "warm-up", device, dtype, 8
+    )
     dataset = D.ClipDataset(labelled, frames, pre.mean, pre.std, num_mel_bins=128)
     old_head = {name: p.detach().clone() for name, p in model.named_parameters() if name.startswith(HEAD)}
     embed_rates, old_rates = [], []
@@ -72,7 +79,11 @@ def main() -> None:
         probe.EmbeddingSet(model, labelled, None, pre, f"bench-{round_}", device, dtype, 8)
         embed_rates.append(args.clips / (time.perf_counter() - started))
         old_rates.append(old_probe_rate(model, dataset, device, dtype))  # 3. below
-        print(f"round {round_ + 1}: embedding pass {embed_rates[-1]:.2f} clips/s, old probe {old_rates[-1]:.2f} training clips/s", flush=True)
+        print(
+            f"round {round_ + 1}: embedding pass {embed_rates[-1]:.2f} clips/s, old probe "
+            f"{old_rates[-1]:.2f} training clips/s",
+            flush=True,
+        )
     embed_rate, old_rate = max(embed_rates), max(old_rates)
     model.load_state_dict(old_head, strict=False)
     model.eval()
@@ -87,12 +98,24 @@ def main() -> None:
     n_train = int(args.total * 0.9)
     vectors = torch.randn(args.total, model.config.hidden_size)
     targets = torch.nn.functional.one_hot(torch.arange(args.total) % 10, 10).float()
-    train_loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(vectors[:n_train], targets[:n_train]), values.batch_size, shuffle=True)
-    val_loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(vectors[n_train:], targets[n_train:]), 2 * values.batch_size)
+    train_loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(vectors[:n_train], targets[:n_train]), values.batch_size, shuffle=True
+    )
+    val_loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(vectors[n_train:], targets[n_train:]), 2 * values.batch_size
+    )
     for name, p in model.named_parameters():
         p.requires_grad_(name.startswith(HEAD))
-    trainer = Trainer(model, values, loss="CE", steps_per_epoch=len(train_loader), device=device, dtype=dtype, world=World(),
-                      scored=probe.Head(model))
+    trainer = Trainer(
+        model,
+        values,
+        loss="CE",
+        steps_per_epoch=len(train_loader),
+        device=device,
+        dtype=dtype,
+        world=World(),
+        scored=probe.Head(model),
+    )
     seconds = []
     model_threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as ast finetune trains a probe's head (training._batches)
@@ -102,19 +125,33 @@ def main() -> None:
         trainer.validate(val_loader, args.total - n_train)
         seconds.append(time.perf_counter() - started)
     head_epoch = sorted(seconds)[len(seconds) // 2]
-    print(f"head epoch on {args.total} cached vectors: {head_epoch:.3f} s (median of 5); reading {args.total} vectors: "
-          f"{args.total / read_rate:.2f} s", flush=True)  # fmt: skip
+    print(
+        f"head epoch on {args.total} cached vectors: {head_epoch:.3f} s (median of 5); reading {args.total} vectors: "
+        f"{args.total / read_rate:.2f} s",
+        flush=True,
+    )
 
     torch.set_num_threads(model_threads)
-    old_epoch = n_train / old_rate + (args.total - n_train) / embed_rate  # the old probe also ran the validation clips through the backbone
-    print(f"old probe: {old_rate:.2f} training clips/s (best of {args.rounds} rounds on {args.clips} clips)", flush=True)
+    old_epoch = (
+        n_train / old_rate + (args.total - n_train) / embed_rate
+    )  # the old probe also ran the validation clips through the backbone
+    print(
+        f"old probe: {old_rate:.2f} training clips/s (best of {args.rounds} rounds on {args.clips} clips)", flush=True
+    )
 
     first = args.total / embed_rate + args.epochs * head_epoch
     rerun = args.total / read_rate + args.epochs * head_epoch
-    print(f"\nfor {args.total} clips of {args.seconds:g} s and {args.epochs} epochs (extrapolated from the rates above):")
-    print(f"  old --freeze-backbone: {old_epoch:.0f} s an epoch, {args.epochs * old_epoch / 60:.0f} min in all, every run")
-    print(f"  cached probe, first run: {args.total / embed_rate:.0f} s of embeddings + {args.epochs} x {head_epoch:.2f} s = "
-          f"{first / 60:.1f} min ({args.epochs * old_epoch / first:.0f}x faster)")  # fmt: skip
+    print(
+        f"\nfor {args.total} clips of {args.seconds:g} s and {args.epochs} epochs (extrapolated from the rates above):"
+    )
+    print(
+        f"  old --freeze-backbone: {old_epoch:.0f} s an epoch, {args.epochs * old_epoch / 60:.0f} min in all, every run"
+    )
+    print(
+        f"  cached probe, first run: {args.total / embed_rate:.0f} s of embeddings + {args.epochs} x "
+        f"{head_epoch:.2f} s = "
+        f"{first / 60:.1f} min ({args.epochs * old_epoch / first:.0f}x faster)"
+    )
     print(f"  cached probe, a re-run (also --force): {rerun:.1f} s ({args.epochs * old_epoch / rerun:.0f}x faster)")
 
 
@@ -127,8 +164,9 @@ def old_probe_rate(model, dataset, device, dtype) -> float:
     for name, p in model.named_parameters():
         p.requires_grad_(name.startswith(HEAD))
     loader = torch.utils.data.DataLoader(dataset, 8)
-    trainer = Trainer(model, RECIPES[Recipe.probe], loss="CE", steps_per_epoch=len(loader), device=device, dtype=dtype,
-                      world=World())
+    trainer = Trainer(
+        model, RECIPES[Recipe.probe], loss="CE", steps_per_epoch=len(loader), device=device, dtype=dtype, world=World()
+    )
     started = time.perf_counter()
     trainer.train_epoch(loader, "old probe")
     return len(dataset) / (time.perf_counter() - started)

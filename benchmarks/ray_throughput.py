@@ -28,15 +28,28 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from common import clips, full_size_checkpoint, git_revision, machine  # noqa: E402
-from helpers import ray_cluster  # noqa: E402
+from common import clips, full_size_checkpoint, git_revision, machine
+from helpers import ray_cluster
 
 CLIP_SECONDS = 10.0
 
 
 def run(folder: Path, model: Path, out: Path, *extra: str, env: dict | None = None) -> float:
     """End-to-end seconds of one `ast batch` in a child process."""
-    cmd = [sys.executable, "-m", "ast_cli", "batch", str(folder), "-o", str(out), "-m", str(model), "--force", "-q", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ast_cli",
+        "batch",
+        str(folder),
+        "-o",
+        str(out),
+        "-m",
+        str(model),
+        "--force",
+        "-q",
+        *extra,
+    ]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
@@ -100,19 +113,30 @@ def compare(args: argparse.Namespace, work: Path) -> None:
     init = ray_init_seconds()
 
     head = f"| engine | end to end, {args.clips} clips | end to end, {args.small} clips | steady clips/s | start-up |"
-    print(f"\n{args.clips} clips of {CLIP_SECONDS:g} s, full-size model, --precision auto, this machine ({args.rounds} round(s), best)")
+    print(
+        f"\n{args.clips} clips of {CLIP_SECONDS:g} s, full-size model, --precision auto, this machine "
+        f"({args.rounds} round(s), best)"
+    )
     print(head + "\n|---|---|---|---|---|")
     for name, r in best.items():
         print(row(f"`--engine {name}`", r))
     ratio = best["ray"]["steady"] / best["local"]["steady"]
-    print(f"\nsteady ray / local: {ratio:.2f}; end to end ray / local: {best['local']['total'] / best['ray']['total']:.2f}")
-    print(f"Ray's start-up: {best['ray']['startup'] - best['local']['startup']:.1f} s more than local; ray.init() of a local Ray alone {init:.1f} s")
+    print(
+        f"\nsteady ray / local: {ratio:.2f}; end to end ray / local: "
+        f"{best['local']['total'] / best['ray']['total']:.2f}"
+    )
+    print(
+        f"Ray's start-up: {best['ray']['startup'] - best['local']['startup']:.1f} s more than local; "
+        f"ray.init() of a local Ray alone {init:.1f} s"
+    )
 
     print("\ntwo-node loopback cluster (ray start, 1 CPU a node), --engine ray --ray-address 127.0.0.1:PORT --actors N")
     print(head.replace("engine", "actors") + "\n|---|---|---|---|---|", flush=True)
     with ray_cluster(nodes=2, cpus=1, object_store_mb=200) as (address, env):
         for actors in (1, 2):
-            r = measure(folders, model, work, "--engine", "ray", "--ray-address", address, "--actors", str(actors), env=env)
+            r = measure(
+                folders, model, work, "--engine", "ray", "--ray-address", address, "--actors", str(actors), env=env
+            )
             print(row(str(actors), r), flush=True)
     print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
 

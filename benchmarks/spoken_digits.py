@@ -27,9 +27,19 @@ from common import git_revision, machine  # noqa: E402
 from helpers import espeak, make_spoken_digits  # noqa: E402
 
 ALL_VOICES = (
-    "en-us+m1", "en-us+f2", "en-us+m7", "en-gb+m3", "en-gb+f4", "en-gb+m5", "en-gb-scotland+m2", "en-gb-scotland+f3",
-    "en-029+m4", "en-029+f5", "en-gb-x-rp+f1", "en-gb-x-rp+m6",
-)  # twelve accents and voice variants  # fmt: skip
+    "en-us+m1",
+    "en-us+f2",
+    "en-us+m7",
+    "en-gb+m3",
+    "en-gb+f4",
+    "en-gb+m5",
+    "en-gb-scotland+m2",
+    "en-gb-scotland+f3",
+    "en-029+m4",
+    "en-029+f5",
+    "en-gb-x-rp+f1",
+    "en-gb-x-rp+m6",
+)  # twelve accents and voice variants
 
 
 def main() -> None:
@@ -51,10 +61,10 @@ def main() -> None:
     from ast_cli import checkpoints
     from ast_cli.config import ASTConfig, PreprocessorConfig
     from ast_cli.evaluation import evaluate
-    from ast_cli.spec import ModelSpec
     from ast_cli.model import AST
     from ast_cli.options import FinetuneOptions
     from ast_cli.runfolder import METRICS_FILE
+    from ast_cli.spec import ModelSpec
     from ast_cli.training import finetune
 
     work = Path(args.work or tempfile.mkdtemp(prefix="ast-bench-digits-"))
@@ -62,23 +72,39 @@ def main() -> None:
     hard = dict(voices=ALL_VOICES, speeds=(110, 210), pitches=(20, 80))
     make_spoken_digits(work / "train", per_class=args.per_class, seed=0, **hard)
     make_spoken_digits(work / "test", per_class=args.test_per_class, seed=1, **hard)
-    print(f"spoken digits: {10 * args.per_class} training, {10 * args.test_per_class} test clips made in {time.perf_counter() - started:.0f} s")
+    print(
+        f"spoken digits: {10 * args.per_class} training, {10 * args.test_per_class} test clips made in "
+        f"{time.perf_counter() - started:.0f} s"
+    )
     for init in args.init:
         base = work / f"base-{init:g}"
         torch.manual_seed(0)
-        config = ASTConfig(hidden_size=192, num_hidden_layers=4, num_attention_heads=3, intermediate_size=768, max_length=128,
-                           frequency_stride=16, time_stride=16, initializer_range=init)  # fmt: skip
+        config = ASTConfig(
+            hidden_size=192,
+            num_hidden_layers=4,
+            num_attention_heads=3,
+            intermediate_size=768,
+            max_length=128,
+            frequency_stride=16,
+            time_stride=16,
+            initializer_range=init,
+        )
         checkpoints.save(AST(config).eval(), PreprocessorConfig(max_length=128), base)
         out = work / f"run-{init:g}"
         started = time.perf_counter()
         options = FinetuneOptions(base=str(base), epochs=args.epochs, force=True, precision="fp32")
-        summary = finetune(str(work / "train"), str(out), options, log=lambda line: print(line, file=sys.stderr, flush=True))
+        summary = finetune(
+            str(work / "train"), str(out), options, log=lambda line: print(line, file=sys.stderr, flush=True)
+        )
         seconds = time.perf_counter() - started
         history = [json.loads(line) for line in (out / METRICS_FILE).read_text().splitlines()]
         test = evaluate(ModelSpec(source=str(out), precision="fp32"), str(work / "test"))
-        print(f"init std {init:g}: val accuracy by epoch {[round(r['val_accuracy'], 3) for r in history]}; "
-              f"best epoch {summary['best_epoch']} ({summary['accuracy']:.3f}); held-out test {test['accuracy']:.3f}; "
-              f"{seconds / 60:.1f} min", flush=True)  # fmt: skip
+        print(
+            f"init std {init:g}: val accuracy by epoch {[round(r['val_accuracy'], 3) for r in history]}; "
+            f"best epoch {summary['best_epoch']} ({summary['accuracy']:.3f}); held-out test {test['accuracy']:.3f}; "
+            f"{seconds / 60:.1f} min",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import clips, full_size_checkpoint, machine  # noqa: E402
+from common import clips, full_size_checkpoint, machine
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,7 +64,9 @@ def main() -> None:
     for _ in range(args.runs):
         for name, (cmd, extra) in commands.items():
             for tree, path in trees.items():
-                env = dict(os.environ, **extra, PYTHONPATH=os.pathsep.join([str(path), os.environ.get("PYTHONPATH", "")]))
+                env = dict(
+                    os.environ, **extra, PYTHONPATH=os.pathsep.join([str(path), os.environ.get("PYTHONPATH", "")])
+                )
                 w, c = seconds(cmd, env)
                 wall[name, tree], cpu[name, tree] = min(wall[name, tree], w), min(cpu[name, tree], c)
     print(f"machine: {header}, {os.getloadavg()[0]:.2f} at the end\n")

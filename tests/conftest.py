@@ -11,14 +11,15 @@ import tempfile
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="ast-test-hf-"))
-os.environ["AST_CACHE_DIR"] = tempfile.mkdtemp(prefix="ast-test-cache-")  # the probe's embeddings: never the user's cache
+os.environ["AST_CACHE_DIR"] = tempfile.mkdtemp(
+    prefix="ast-test-cache-"
+)  # the probe's embeddings: never the user's cache
 os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-import pytest  # noqa: E402
-import soundfile as sf  # noqa: E402
-
-from helpers import TINY_LABELS, TINY_SIZE, random_model, tiny_config, tone  # noqa: E402
+import pytest
+import soundfile as sf
+from helpers import TINY_LABELS, TINY_SIZE, random_model, tiny_config, tone
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,9 @@ import numpy as np
 import soundfile as sf
 
 TINY_LABELS = ["Speech", "Music", "Dog", "Rain", "Siren"]
-TINY_SIZE = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128)  # ours and transformers'
+TINY_SIZE = dict(
+    hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128
+)  # ours and transformers'
 
 
 def tiny_config(**changes):
@@ -118,7 +120,14 @@ def tone_files(folder, count: int, seconds: float, name: str = "{i:02d}.wav") ->
 
 # -- spoken digits (espeak-ng) ------------------------------------------------------------------------
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-ESPEAK_VOICES = ("en-us+m1", "en-us+f2", "en-gb+m3", "en-gb+f4", "en-us+m7", "en-gb-x-rp+f1")  # accents and voice variants
+ESPEAK_VOICES = (
+    "en-us+m1",
+    "en-us+f2",
+    "en-gb+m3",
+    "en-gb+f4",
+    "en-us+m7",
+    "en-gb-x-rp+f1",
+)  # accents and voice variants
 
 
 def espeak() -> str | None:
@@ -128,7 +137,9 @@ def espeak() -> str | None:
     return shutil.which("espeak-ng")
 
 
-def make_spoken_digits(root, per_class: int = 40, seed: int = 0, voices=ESPEAK_VOICES, speeds=(130, 200), pitches=(30, 70)) -> dict[str, list]:
+def make_spoken_digits(
+    root, per_class: int = 40, seed: int = 0, voices=ESPEAK_VOICES, speeds=(130, 200), pitches=(30, 70)
+) -> dict[str, list]:
     """DATA_DIR/<digit>/<digit>_NN.wav: ``per_class`` clips of each English digit word spoken by espeak-ng,
     each in one of ``voices`` (accent and voice variant), at a speed (words a minute) and pitch drawn from
     the ranges, then light noise (30 dB below the speech) and 0-0.15 s of leading silence; 16 kHz. A folder
@@ -155,11 +166,20 @@ def make_spoken_digits(root, per_class: int = 40, seed: int = 0, voices=ESPEAK_V
             paths[digit] = []
             for i in range(per_class):
                 voice = str(rng.choice(voices))
-                speed, pitch = int(rng.integers(speeds[0], speeds[1] + 1)), int(rng.integers(pitches[0], pitches[1] + 1))
-                subprocess.run([espeak(), "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(raw), digit], check=True, capture_output=True)
+                speed, pitch = (
+                    int(rng.integers(speeds[0], speeds[1] + 1)),
+                    int(rng.integers(pitches[0], pitches[1] + 1)),
+                )
+                subprocess.run(
+                    [espeak(), "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(raw), digit],
+                    check=True,
+                    capture_output=True,
+                )
                 wave = resample(torch.from_numpy(sf.read(raw, dtype="float32")[0])).numpy()
                 wave = np.concatenate([np.zeros(int(rng.uniform(0, 0.15) * 16000), np.float32), wave])
-                wave = wave + rng.standard_normal(len(wave)).astype(np.float32) * 0.03 * float(np.sqrt(np.mean(wave**2)) + 1e-4)
+                wave = wave + rng.standard_normal(len(wave)).astype(np.float32) * 0.03 * float(
+                    np.sqrt(np.mean(wave**2)) + 1e-4
+                )
                 path = root / digit / f"{digit}_{i:02d}.wav"
                 sf.write(path, np.clip(wave, -1, 1), 16000)
                 paths[digit].append(path)
@@ -190,12 +210,30 @@ def ray_cluster(nodes: int = 2, cpus: int = 1, object_store_mb: int = 150):
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         ray = str(Path(sys.executable).with_name("ray"))
-        node = ["--node-ip-address=127.0.0.1", f"--num-cpus={cpus}", "--num-gpus=0", f"--object-store-memory={object_store_mb * 2**20}",
-                f"--temp-dir={temp}", "--disable-usage-stats"]  # fmt: skip
+        node = [
+            "--node-ip-address=127.0.0.1",
+            f"--num-cpus={cpus}",
+            "--num-gpus=0",
+            f"--object-store-memory={object_store_mb * 2**20}",
+            f"--temp-dir={temp}",
+            "--disable-usage-stats",
+        ]
         try:
-            subprocess.run([ray, "start", "--head", f"--port={port}", "--include-dashboard=false", *node], env=env, check=True, capture_output=True, timeout=120)
+            subprocess.run(
+                [ray, "start", "--head", f"--port={port}", "--include-dashboard=false", *node],
+                env=env,
+                check=True,
+                capture_output=True,
+                timeout=120,
+            )
             for _ in range(nodes - 1):
-                subprocess.run([ray, "start", f"--address=127.0.0.1:{port}", *node], env=env, check=True, capture_output=True, timeout=120)
+                subprocess.run(
+                    [ray, "start", f"--address=127.0.0.1:{port}", *node],
+                    env=env,
+                    check=True,
+                    capture_output=True,
+                    timeout=120,
+                )
             yield f"127.0.0.1:{port}", env
         finally:
             group = processes_of(marker)

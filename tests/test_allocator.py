@@ -31,7 +31,9 @@ print(tuned, max(faults_of_one_block() for _ in range(3)))
 
 
 def probe(env: dict, tune: bool = True) -> tuple[bool, int]:
-    out = subprocess.run([sys.executable, "-c", PROBE, "tune" if tune else "leave"], capture_output=True, text=True, env=env, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, "tune" if tune else "leave"], capture_output=True, text=True, env=env, check=True
+    ).stdout.split()
     return out[0] == "True", int(out[1])
 
 
@@ -54,4 +56,3 @@ def test_tuned_heap_reuses_freed_blocks_without_page_faults():
 def test_the_users_malloc_settings_win():
     tuned, _ = probe({**clean_env(), "MALLOC_ARENA_MAX": "2", "MALLOC_TOP_PAD_": "0"})
     assert tuned is False
-

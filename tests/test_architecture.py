@@ -14,16 +14,53 @@ LAYERS = {  # higher numbers may import lower ones (and their own layer, without
     "commands": ("cli", "commands", "__main__"),  # commands/: one module a command; only cli imports it
     "interface": ("params", "process", "completions"),
     "jobs": (
-        "tagging", "batch", "distributed", "sinks", "embedding", "listen", "stats", "training", "trainer", "runfolder",
-        "probe", "data", "evaluation", "metrics", "plots", "export", "labels",
+        "tagging",
+        "batch",
+        "distributed",
+        "sinks",
+        "embedding",
+        "listen",
+        "stats",
+        "training",
+        "trainer",
+        "runfolder",
+        "probe",
+        "data",
+        "evaluation",
+        "metrics",
+        "plots",
+        "export",
+        "labels",
     ),
     "engine": ("inference", "windows", "records"),
     "model": (
-        "checkpoints", "authors", "weights", "layouts", "devices", "model", "features", "frontend", "augment", "audio",
-        "cuts", "wavheader", "allocator", "threads",
+        "checkpoints",
+        "authors",
+        "weights",
+        "layouts",
+        "devices",
+        "model",
+        "features",
+        "frontend",
+        "augment",
+        "audio",
+        "cuts",
+        "wavheader",
+        "allocator",
+        "threads",
     ),
     "foundation": (
-        "options", "spec", "recipes", "config", "hub", "inputs", "output", "writers", "progress", "files", "errors",
+        "options",
+        "spec",
+        "recipes",
+        "config",
+        "hub",
+        "inputs",
+        "output",
+        "writers",
+        "progress",
+        "files",
+        "errors",
         "version",
     ),
 }
@@ -109,7 +146,15 @@ def test_commands_are_thin():
             if isinstance(node, ast.FunctionDef):
                 length = node.end_lineno - node.lineno + 1
                 assert length <= 45, f"{path.stem}.{node.name} is {length} lines"
-    options = ("TagOptions", "BatchOptions", "StatsOptions", "ExportOptions", "FinetuneOptions", "InputSpec", "WindowSpec")
+    options = (
+        "TagOptions",
+        "BatchOptions",
+        "StatsOptions",
+        "ExportOptions",
+        "FinetuneOptions",
+        "InputSpec",
+        "WindowSpec",
+    )
     for path in [p for module in MODULES for p in sources(module)]:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) in options:

@@ -13,11 +13,10 @@ import pytest
 import soundfile as sf
 import torch
 import torchaudio
+from helpers import tone
 
 from ast_cli import audio
 from ast_cli.errors import AudioError, UsageError
-
-from helpers import tone
 
 
 @pytest.mark.parametrize("sr", [8000, 11025, 22050, 44100, 48000, 96000, 7])
@@ -62,7 +61,10 @@ def test_downmix_mean_and_channel(tmp_path):
         audio.parse_channel("left")
 
 
-@pytest.mark.parametrize("fmt,subtype", [("WAV", "PCM_16"), ("FLAC", "PCM_24"), ("OGG", "VORBIS"), ("OGG", "OPUS"), ("MP3", "MPEG_LAYER_III")])
+@pytest.mark.parametrize(
+    "fmt,subtype",
+    [("WAV", "PCM_16"), ("FLAC", "PCM_24"), ("OGG", "VORBIS"), ("OGG", "OPUS"), ("MP3", "MPEG_LAYER_III")],
+)
 def test_formats_libsndfile_reads(tmp_path, fmt, subtype):
     if fmt not in sf.available_formats() or subtype not in sf.available_subtypes(fmt):
         pytest.skip(f"this libsndfile has no {fmt}/{subtype}")
@@ -78,10 +80,7 @@ def test_formats_libsndfile_reads(tmp_path, fmt, subtype):
 def test_stdin_is_read(tmp_path):
     buf = io.BytesIO()
     sf.write(buf, tone(1.5, 22050), 22050, format="FLAC")
-    code = (
-        "import sys; from ast_cli import audio; w, i = audio.load('-'); "
-        "print(len(w), i.sample_rate, i.channels)"
-    )
+    code = "import sys; from ast_cli import audio; w, i = audio.load('-'); print(len(w), i.sample_rate, i.channels)"
     out = subprocess.run([sys.executable, "-c", code], input=buf.getvalue(), capture_output=True, check=True)
     n, sr, ch = out.stdout.split()
     assert (int(n), int(sr), int(ch)) == (24000, 22050, 1)
@@ -127,7 +126,10 @@ def test_ffmpeg_decodes_what_libsndfile_cannot(tmp_path):
     assert (info.sample_rate, info.channels, info.frames) == (44100, 2, None)
     assert abs(len(wave) / 16000 - 2.5) < 0.05  # AAC adds a little priming/padding
     reference, _ = audio.load(src)
-    rms = lambda x: float(np.sqrt(np.mean(x**2)))  # noqa: E731 (AAC shifts samples: compare energy)
+
+    def rms(x):  # AAC shifts samples: compare energy
+        return float(np.sqrt(np.mean(x**2)))
+
     assert rms(wave) == pytest.approx(rms(reference), rel=0.1)
     (tmp_path / "bad.m4a").write_bytes(m4a.read_bytes()[:2000])
     with pytest.raises(AudioError, match=r"bad\.m4a: cannot decode audio"):

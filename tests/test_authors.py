@@ -11,16 +11,15 @@ import pytest
 import soundfile as sf
 import torch
 import torchaudio
+from helpers import authors_state_dict, random_model, tiny_config, tone
 
 from ast_cli.checkpoints import load, save
 from ast_cli.cli import main
 from ast_cli.config import NORM_STATS, PreprocessorConfig
 from ast_cli.errors import ModelError
-from ast_cli.spec import ModelSpec
 from ast_cli.inference import Tagger
 from ast_cli.options import TagOptions
-
-from helpers import authors_state_dict, random_model, tiny_config, tone
+from ast_cli.spec import ModelSpec
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*no label names")  # these heads have unnamed outputs on purpose
 PUBLISHED = {(10, 10, 1024), (16, 16, 1024), (10, 10, 512), (10, 10, 128), (12, 12, 1024), (14, 14, 1024)}
@@ -29,8 +28,15 @@ VARIANTS = [(fs, ts, frames) for fs, ts in ((10, 10), (16, 16), (10, 16), (12, 1
 
 def authors_model(fs: int, ts: int, frames: int, seed: int = 0):
     """A model as the authors' ASTModel builds it: timm blocks (eps 1e-6), nn.LayerNorm's 1e-5 in mlp_head."""
-    config = tiny_config(frequency_stride=fs, time_stride=ts, max_length=frames, layer_norm_eps=1e-6, classifier_layer_norm_eps=1e-5,
-                         hidden_size=128, num_attention_heads=2)  # fmt: skip
+    config = tiny_config(
+        frequency_stride=fs,
+        time_stride=ts,
+        max_length=frames,
+        layer_norm_eps=1e-6,
+        classifier_layer_norm_eps=1e-5,
+        hidden_size=128,
+        num_attention_heads=2,
+    )
     return random_model(config, seed=seed)
 
 
@@ -66,7 +72,9 @@ def test_a_pth_loads_as_itself_or_is_refused_with_what_fits(tmp_path, fs, ts, fr
 def test_a_wrong_architecture_given_is_refused(tmp_path):
     path = tmp_path / "model.pth"
     torch.save(authors_state_dict(authors_model(16, 16, 768)), path)
-    with pytest.raises(ModelError, match="strides 10/10 at 768 frames make 12 x 76 patches, the position table holds 384"):
+    with pytest.raises(
+        ModelError, match="strides 10/10 at 768 frames make 12 x 76 patches, the position table holds 384"
+    ):
         load(str(path), fstride=10, tstride=10, input_tdim=768)
 
 
@@ -95,11 +103,17 @@ def test_published_settings_bring_their_statistics_and_say_so(tmp_path, capsys):
     sf.write(audio, tone(1.0), 16000)
     assert main(["tag", str(audio), "-m", str(path), "--labels", str(labels), "-f", "jsonl"]) == 0
     err = capsys.readouterr().err
-    assert err == f"ast: {path}: strides 10/10, 512 frames, esc50 statistics: the authors' ESC-50 setting (--fstride, --tstride, --input-tdim, --norm-stats to say otherwise)\n"
+    assert (
+        err == f"ast: {path}: strides 10/10, 512 frames, esc50 statistics: the authors' ESC-50 setting "
+        "(--fstride, --tstride, --input-tdim, --norm-stats to say otherwise)\n"
+    )
     assert main(["tag", str(audio), "-m", str(path), "--labels", str(labels), "-q"]) == 0
     assert capsys.readouterr().err == ""
     assert load(str(path), labels=str(labels)).preprocessor.mean == NORM_STATS["esc50"][0]
-    assert load(str(path), labels=str(labels), norm_stats="speechcommands").preprocessor.std == NORM_STATS["speechcommands"][1]
+    assert (
+        load(str(path), labels=str(labels), norm_stats="speechcommands").preprocessor.std
+        == NORM_STATS["speechcommands"][1]
+    )
 
 
 def test_norm_stats_on_every_model_command(tiny_model_dir, tmp_path, capsys):
@@ -112,11 +126,18 @@ def test_norm_stats_on_every_model_command(tiny_model_dir, tmp_path, capsys):
         runs[stats] = json.loads(capsys.readouterr().out)["labels"]
     named, numbers, own = runs.values()
     assert named == numbers and named != own
-    for command in (["tag", str(audio)], ["embed", str(audio), "-o", "-"], ["batch", str(audio), "-o", "-"], ["export", str(tiny_model_dir), "-o", str(tmp_path / "x.pt")]):
+    for command in (
+        ["tag", str(audio)],
+        ["embed", str(audio), "-o", "-"],
+        ["batch", str(audio), "-o", "-"],
+        ["export", str(tiny_model_dir), "-o", str(tmp_path / "x.pt")],
+    ):
         args = [*command, "--norm-stats", "loud"] + ([] if command[0] == "export" else ["-m", str(tiny_model_dir)])
         assert main(args) == 2
         err = capsys.readouterr().err
-        assert "--norm-stats must be MEAN,STD, or one of audioset, esc50, speechcommands" in err and err.count("\n") == 1, err
+        assert (
+            "--norm-stats must be MEAN,STD, or one of audioset, esc50, speechcommands" in err and err.count("\n") == 1
+        ), err
 
 
 def test_a_sidecar_says_what_the_weights_do_not_and_hub_export_keeps_it(tmp_path, capsys):
@@ -154,9 +175,15 @@ def _wav2fbank(wave: np.ndarray, target_length: int, mean: float, std: float) ->
     waveform = torch.from_numpy(wave).reshape(1, -1)
     waveform = waveform - waveform.mean()
     fbank = torchaudio.compliance.kaldi.fbank(
-        waveform, htk_compat=True, sample_frequency=16000, use_energy=False, window_type="hanning",
-        num_mel_bins=128, dither=0.0, frame_shift=10,
-    )  # fmt: skip
+        waveform,
+        htk_compat=True,
+        sample_frequency=16000,
+        use_energy=False,
+        window_type="hanning",
+        num_mel_bins=128,
+        dither=0.0,
+        frame_shift=10,
+    )
     p = target_length - fbank.shape[0]
     fbank = torch.nn.ZeroPad2d((0, 0, 0, p))(fbank) if p > 0 else fbank[:target_length]
     return (fbank - mean) / (std * 2)

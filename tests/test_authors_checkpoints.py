@@ -13,14 +13,13 @@ import math
 import pytest
 import soundfile as sf
 import torch
+from helpers import authors_state_dict, random_model, tiny_config, tone
 
 from ast_cli.authors import GUESS_LEVEL, Evidence, candidates, table_rows
 from ast_cli.checkpoints import load
 from ast_cli.cli import main
 from ast_cli.errors import ModelError
 from ast_cli.layouts import adapt_pos_embed
-
-from helpers import authors_state_dict, random_model, tiny_config, tone
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*no label names")  # these heads have unnamed outputs on purpose
 PUBLISHED = [(10, 10, 1024), (12, 12, 1024), (14, 14, 1024), (16, 16, 1024), (10, 10, 512), (10, 10, 128)]
@@ -42,8 +41,15 @@ def authors_model(fs: int, ts: int, frames: int, *, trained_table: bool = True):
     """A model as the authors' ASTModel builds it (timm blocks, eps 1e-6; nn.LayerNorm in mlp_head); with
     ``trained_table`` its position table is DeiT's cut or interpolated to its grid as theirs is, plus
     what fine-tuning moves; otherwise random (no rows to see)."""
-    config = tiny_config(frequency_stride=fs, time_stride=ts, max_length=frames, layer_norm_eps=1e-6,
-                         classifier_layer_norm_eps=1e-5, hidden_size=128, num_attention_heads=2)
+    config = tiny_config(
+        frequency_stride=fs,
+        time_stride=ts,
+        max_length=frames,
+        layer_norm_eps=1e-6,
+        classifier_layer_norm_eps=1e-5,
+        hidden_size=128,
+        num_attention_heads=2,
+    )
     model = random_model(config)
     if trained_table:
         with torch.no_grad():
@@ -87,8 +93,10 @@ def test_a_pth_with_a_trained_table_is_itself_or_refused_with_candidates(tmp_pat
         config = checkpoint.model.config
         guessed = (config.frequency_stride, config.time_stride, config.max_length)
         assert guessed == SAME_TABLE.get(arch, arch)
-        assert any(r.levelno == GUESS_LEVEL and "the authors'" in r.getMessage() and "--fstride" in r.getMessage()
-                   for r in caplog.records), "a guess must be announced"
+        assert any(
+            r.levelno == GUESS_LEVEL and "the authors'" in r.getMessage() and "--fstride" in r.getMessage()
+            for r in caplog.records
+        ), "a guess must be announced"
         if arch in PUBLISHED:
             assert_same_logits(checkpoint.model, reference, arch[2])
     fs, ts, frames = arch
@@ -116,8 +124,10 @@ def test_without_rows_to_read_a_published_guess_is_announced_with_the_flags(tmp_
     assert any("the authors'" in m and "--fstride, --tstride, --input-tdim" in m for m in said), said
 
 
-QUIET_CONFLICT = ("tests/test_authors.py::test_published_settings_bring_their_statistics_and_say_so asserts that -q "
-                  "hides the announcement of a published setting (GUESS_LEVEL is INFO): the lead decides")
+QUIET_CONFLICT = (
+    "tests/test_authors.py::test_published_settings_bring_their_statistics_and_say_so asserts that -q "
+    "hides the announcement of a published setting (GUESS_LEVEL is INFO): the lead decides"
+)
 
 
 @pytest.mark.xfail(strict=True, reason=QUIET_CONFLICT)
@@ -134,8 +144,9 @@ def test_a_given_value_in_conflict_is_named_with_the_evidence(tmp_path):
     with pytest.raises(ModelError) as info:
         load(path, fstride=10, tstride=10, input_tdim=512)  # ESC-50's: 600 patches, but in 12 rows of 50
     message = str(info.value)
-    assert ("strides 10/10 at 512 frames make 12 x 50 patches, "
-            "the position table holds 600 patches in 8 rows of 75") in message
+    assert (
+        "strides 10/10 at 512 frames make 12 x 50 patches, the position table holds 600 patches in 8 rows of 75"
+    ) in message
     assert "--fstride 10 makes 12 rows of patches, the position table's values show 8" in message
     assert "--fstride 16 --tstride 16 --input-tdim 1200..1215" in message
     with pytest.raises(ModelError, match="--fstride 7 makes 17 rows of patches"):
@@ -168,8 +179,13 @@ def test_statistics_without_evidence_are_announced(tmp_path, caplog):
 def test_candidates_cover_every_stride_of_1_to_16_that_fits():
     evidence = Evidence(patch=16, n_patches=600)
     found = {(c.fstride, c.tstride) for c in candidates(evidence)}
-    brute = {(fs, ts) for fs in range(1, 17) for ts in range(1, 17) for frames in range(16, 2000)
-             if ((128 - 16) // fs + 1) * ((frames - 16) // ts + 1) == 600}
+    brute = {
+        (fs, ts)
+        for fs in range(1, 17)
+        for ts in range(1, 17)
+        for frames in range(16, 2000)
+        if ((128 - 16) // fs + 1) * ((frames - 16) // ts + 1) == 600
+    }
     assert found == brute
     rows = Evidence(patch=16, n_patches=600, rows=(8, 75))
     assert {(c.fstride, c.tstride) for c in candidates(rows)} == {(fs, ts) for fs in (15, 16) for ts in range(1, 17)}

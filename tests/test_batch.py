@@ -12,20 +12,27 @@ import signal
 import subprocess
 import sys
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+from helpers import tone
 
 from ast_cli.cli import main
 from ast_cli.spec import ModelSpec
 
-from helpers import tone
-
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = ["plain", "with space", "comma, here", 'quote "q"', "ünïcödé 音", "semi;colon"]
-FORMATS = [("wav", "PCM_16"), ("flac", "PCM_16"), ("ogg", "VORBIS"), ("wav", "FLOAT"), ("mp3", "MPEG_LAYER_III"), ("opus", "OPUS")]
+FORMATS = [
+    ("wav", "PCM_16"),
+    ("flac", "PCM_16"),
+    ("ogg", "VORBIS"),
+    ("wav", "FLOAT"),
+    ("mp3", "MPEG_LAYER_III"),
+    ("opus", "OPUS"),
+]
 RATES = [8000, 16000, 22050, 44100]
 
 
@@ -43,7 +50,13 @@ def tree(tmp_path_factory):
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{NAMES[i % len(NAMES)]} {i:03d}.{ext}"
         fmt = "OGG" if ext == "opus" else None
-        sf.write(path, tone(rng.uniform(0.15, 0.45), sr, channels, freq=float(rng.uniform(200, 3000)), seed=i), sr, subtype=subtype, format=fmt)
+        sf.write(
+            path,
+            tone(rng.uniform(0.15, 0.45), sr, channels, freq=float(rng.uniform(200, 3000)), seed=i),
+            sr,
+            subtype=subtype,
+            format=fmt,
+        )
         good.append(path)
     bad = []
     for i, payload in enumerate([b"", b"RIFF\x00\x00", b"this is not audio at all" * 20, os.urandom(3000)]):
@@ -113,7 +126,7 @@ def test_scores_equal_ast_tag(capsys, tree, tiny_model_dir, workers):
     assert batched == tagged
     # windows of several files in one batch: equal to within the last reported digit
     _, shared, _ = run(capsys, "batch", *files, "-o", "-", *common, "--batch-size", "7", "--workers", workers)
-    for a, b in zip(map(json.loads, tagged.splitlines()), map(json.loads, shared.splitlines())):
+    for a, b in zip(map(json.loads, tagged.splitlines()), map(json.loads, shared.splitlines()), strict=True):
         assert a["path"] == b["path"] and a["duration_s"] == b["duration_s"]
         sa = {x["index"]: x["score"] for x in a["labels"]}
         sb = {x["index"]: x["score"] for x in b["labels"]}
@@ -122,7 +135,19 @@ def test_scores_equal_ast_tag(capsys, tree, tiny_model_dir, workers):
 
 def test_long_recording_windows_equal_tag(capsys, tiny_model_dir, wav):
     path = wav(9.3, 44100, 2, name="long.wav")
-    common = ["-m", tiny_model_dir, "--timeline", "--hop", "0.4", "-f", "json", "--precision", "fp32", "--batch-size", "1"]
+    common = [
+        "-m",
+        tiny_model_dir,
+        "--timeline",
+        "--hop",
+        "0.4",
+        "-f",
+        "json",
+        "--precision",
+        "fp32",
+        "--batch-size",
+        "1",
+    ]
     _, tagged, _ = run(capsys, "tag", path, *common)
     _, batched, _ = run(capsys, "batch", path, "-o", "-", *common, "--workers", "1")
     assert json.loads(batched) == json.loads(tagged)
@@ -174,14 +199,30 @@ def test_all_scores_timeline_and_merge(capsys, tiny_model_dir, wav, tmp_path):
     # one label tops every window here or several do: events cover the windows without gaps per label
     assert record["events"] and all(e["start_s"] < e["end_s"] for e in record["events"])
     tops = [w["labels"][0]["label"] for w in record["windows"]]
-    runs = 1 + sum(a != b for a, b in zip(tops, tops[1:]))
+    runs = 1 + sum(a != b for a, b in pairwise(tops))
     assert len(record["events"]) == runs
 
 
 def test_audacity_label_tracks(capsys, tree, tiny_model_dir, tmp_path):
     root, good, bad = tree
     out = tmp_path / "labels"
-    code, _, _ = run(capsys, "batch", good[0], bad[1], "-o", out, "-f", "audacity", "-m", tiny_model_dir, "--top", "2", "--workers", "0", "-q")
+    code, _, _ = run(
+        capsys,
+        "batch",
+        good[0],
+        bad[1],
+        "-o",
+        out,
+        "-f",
+        "audacity",
+        "-m",
+        tiny_model_dir,
+        "--top",
+        "2",
+        "--workers",
+        "0",
+        "-q",
+    )
     assert code == 1
     tracks = list(out.rglob("*.txt"))
     assert len(tracks) == 1 and tracks[0].name == good[0].name + ".txt"
@@ -194,7 +235,9 @@ def test_audacity_label_tracks(capsys, tree, tiny_model_dir, tmp_path):
 def test_relative_paths_files_from_stdin_and_dedup(capsys, tree, tiny_model_dir, tmp_path, monkeypatch):
     root, good, _ = tree
     folder = root / "set3"
-    code, out, _ = run(capsys, "batch", folder, folder, "-o", "-", "--relative", "-m", tiny_model_dir, "--workers", "0", "-q")
+    code, out, _ = run(
+        capsys, "batch", folder, folder, "-o", "-", "--relative", "-m", tiny_model_dir, "--workers", "0", "-q"
+    )
     paths = [json.loads(x)["path"] for x in out.splitlines()]
     assert len(paths) == len(set(paths)) and all(not p.startswith(str(root)) and (folder / p).exists() for p in paths)
     listing = "\n".join(map(str, good[:5])) + "\n"
@@ -205,7 +248,9 @@ def test_relative_paths_files_from_stdin_and_dedup(capsys, tree, tiny_model_dir,
 
 def test_glob_and_ext_and_no_recursive(capsys, tree, tiny_model_dir):
     root, good, _ = tree
-    code, out, _ = run(capsys, "batch", str(root / "**" / "*.flac"), "-o", "-", "-m", tiny_model_dir, "--workers", "0", "-q")
+    code, out, _ = run(
+        capsys, "batch", str(root / "**" / "*.flac"), "-o", "-", "-m", tiny_model_dir, "--workers", "0", "-q"
+    )
     flacs = [json.loads(x)["path"] for x in out.splitlines()]
     assert code == 0 and flacs == sorted(str(p) for p in good if p.suffix == ".flac")
     code, out, _ = run(capsys, "batch", root, "--ext", "ogg", "-o", "-", "-m", tiny_model_dir, "--workers", "0", "-q")
@@ -307,7 +352,10 @@ def test_streams_into_a_pipe_as_files_finish(tree, tiny_model_dir):
     root, good, _ = tree
     proc = subprocess.Popen(
         ast_cmd("batch", root, "-o", "-", "-m", tiny_model_dir, "--workers", "1", "--batch-size", "1"),
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     first = json.loads(proc.stdout.readline())
     assert first["path"].startswith(str(root))
@@ -321,7 +369,7 @@ def test_dead_worker_fails_only_its_files(tiny_model_dir, wav):
     """A decode worker killed by the system (out of memory) costs its files, not the run."""
     from ast_cli.batch import WorkerPool
     from ast_cli.checkpoints import load
-    from ast_cli.inference import TagOptions, Tagger
+    from ast_cli.inference import Tagger, TagOptions
 
     spec = Tagger(load(str(tiny_model_dir)), ModelSpec(device="cpu", precision="fp32")).window_spec(TagOptions())
     pool = WorkerPool(spec, 1)
@@ -363,7 +411,20 @@ def test_with_workers_records_stream_and_a_kill_loses_only_the_files_in_flight(t
     for i in range(300):
         sf.write(folder / f"f{i:03d}.wav", tone(0.3, seed=i), 16000)
     out = tmp_path / "out.jsonl"
-    cmd = [sys.executable, "-m", "ast_cli", "batch", str(folder), "-o", str(out), "-m", str(tiny_model_dir), "--workers", "2", "-q"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ast_cli",
+        "batch",
+        str(folder),
+        "-o",
+        str(out),
+        "-m",
+        str(tiny_model_dir),
+        "--workers",
+        "2",
+        "-q",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
     try:
@@ -390,7 +451,7 @@ def test_the_worker_holding_the_oldest_file_is_read_first(tiny_model_dir, wav):
     always ready starved the other, and in-order output waited on it until the end of the run."""
     from ast_cli.batch import WorkerPool
     from ast_cli.checkpoints import load
-    from ast_cli.inference import TagOptions, Tagger
+    from ast_cli.inference import Tagger, TagOptions
 
     spec = Tagger(load(str(tiny_model_dir)), ModelSpec(device="cpu", precision="fp32")).window_spec(TagOptions())
     pool = WorkerPool(spec, 2)
@@ -414,7 +475,12 @@ def test_the_output_is_never_one_of_the_inputs(capsys, tiny_model_dir, tmp_path)
     folder.mkdir()
     sf.write(folder / "a.wav", tone(0.5), 16000)
     size = (folder / "a.wav").stat().st_size
-    for out, fmt in ((folder / "a.wav", "jsonl"), (folder / "new.wav", "jsonl"), (folder, "audacity"), (folder / "labels", "audacity")):
+    for out, fmt in (
+        (folder / "a.wav", "jsonl"),
+        (folder / "new.wav", "jsonl"),
+        (folder, "audacity"),
+        (folder / "labels", "audacity"),
+    ):
         code, outp, err = run(capsys, "batch", folder, "-o", out, "--format", fmt, "--force", "-m", tiny_model_dir)
         assert code == 2 and "input" in err and err.count("\n") == 1, err
     assert (folder / "a.wav").stat().st_size == size and not (folder / "new.wav").exists()

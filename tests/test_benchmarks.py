@@ -17,7 +17,9 @@ SCRIPT = ROOT / "benchmarks" / "gpu_check.py"
 
 def run(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}  # no GPU even where one is
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600
+    )
 
 
 def test_without_a_gpu_the_gpu_parts_are_skipped_saying_why():

@@ -8,14 +8,13 @@ import pickle
 
 import pytest
 import torch
+from helpers import authors_state_dict, random_model, tiny_config
 from transformers import ASTForAudioClassification
 
 from ast_cli.checkpoints import load, save
-from ast_cli.layouts import adapt_pos_embed, hf_to_native, native_to_hf
 from ast_cli.config import ASTConfig, PreprocessorConfig
 from ast_cli.errors import ModelError, OfflineError, UnsafeCheckpointError
-
-from helpers import authors_state_dict, random_model, tiny_config
+from ast_cli.layouts import adapt_pos_embed, hf_to_native, native_to_hf
 
 
 def logits(model, x):
@@ -60,7 +59,9 @@ def test_authors_pth_loads_and_matches(tmp_path):
     path = tmp_path / "audioset_tiny.pth"
     torch.save(authors_state_dict(reference), path)
     labels = tmp_path / "class_labels_indices.csv"
-    labels.write_text('index,mid,display_name\n0,/m/a,"Speech"\n1,/m/b,"Music"\n2,/m/c,"Dog, bark"\n3,/m/d,Rain\n4,/m/e,Siren\n')
+    labels.write_text(
+        'index,mid,display_name\n0,/m/a,"Speech"\n1,/m/b,"Music"\n2,/m/c,"Dog, bark"\n3,/m/d,Rain\n4,/m/e,Siren\n'
+    )
     checkpoint = load(str(path), labels=str(labels))
     assert checkpoint.model.config.grid == (12, 101)
     assert checkpoint.model.config.num_attention_heads == 2  # D // 64
@@ -123,7 +124,9 @@ def test_config_label_count_must_match_the_head(tmp_path, tiny_model_dir):
         load(str(directory))
 
 
-@pytest.mark.parametrize("spec,message", [("./no/such/dir", "no such file or directory"), ("missing.pth", "no such file")])
+@pytest.mark.parametrize(
+    "spec,message", [("./no/such/dir", "no such file or directory"), ("missing.pth", "no such file")]
+)
 def test_missing_local_paths(spec, message):
     with pytest.raises(ModelError, match=message):
         load(spec)

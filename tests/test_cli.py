@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
+from helpers import tone
 
 from ast_cli.cli import main
-
-from helpers import tone
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,7 +53,9 @@ def test_piped_stdout_defaults_to_jsonl(tiny_model_dir, wav):
     path = wav(1.0)
     proc = subprocess.run(
         [sys.executable, "-m", "ast_cli", "tag", str(path), "-m", str(tiny_model_dir)],
-        capture_output=True, text=True, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["path"] == str(path)
@@ -66,7 +67,9 @@ def test_stdin_input(tiny_model_dir):
     sf.write(buf, tone(1.2, 44100), 44100, format="FLAC")
     proc = subprocess.run(
         [sys.executable, "-m", "ast_cli", "tag", "-", "-m", str(tiny_model_dir), "-f", "jsonl"],
-        input=buf.getvalue(), capture_output=True, cwd=ROOT,
+        input=buf.getvalue(),
+        capture_output=True,
+        cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr
     record = json.loads(proc.stdout)
@@ -145,7 +148,10 @@ def test_click_usage_error_exits_2(capsys):
 
 
 def test_help_does_not_import_torch():
-    code = "import sys, ast_cli.cli; print(sorted(m for m in ('torch', 'torchaudio', 'transformers', 'numpy') if m in sys.modules))"
+    code = (
+        "import sys, ast_cli.cli; print(sorted(m for m in ('torch', 'torchaudio', 'transformers', "
+        "'numpy') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
     assert out.strip() == "[]"
 
@@ -168,7 +174,10 @@ def test_folders_are_searched_as_batch_searches_them(capsys, tiny_model_dir, tmp
     (folder / "notes.txt").write_text("not audio")
     code, out, err = run(capsys, "tag", folder, "-m", tiny_model_dir, "-f", "jsonl")
     assert code == 0, err
-    assert [json.loads(line)["path"] for line in out.splitlines()] == [str(folder / "a.flac"), str(folder / "b" / "x.wav")]
+    assert [json.loads(line)["path"] for line in out.splitlines()] == [
+        str(folder / "a.flac"),
+        str(folder / "b" / "x.wav"),
+    ]
     code, _, err = run(capsys, "embed", folder, "-m", tiny_model_dir, "-o", tmp_path / "e.npy", "-q")
     assert code == 0, err
     assert np.load(tmp_path / "e.npy").shape == (2, 64)

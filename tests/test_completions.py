@@ -30,7 +30,9 @@ def test_completion_scripts_are_up_to_date(tmp_path):
 def _complete(env: dict[str, str]) -> tuple[str, bool]:
     """What ``ast`` answers a shell asking for completions, and whether it imported torch to do so."""
     code = "import sys; from ast_cli.cli import main; main(); print('torch' in sys.modules, file=sys.stderr)"
-    proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True, cwd=ROOT
+    )
     return proc.stdout, proc.stderr.strip().splitlines()[-1] == "True"
 
 
@@ -39,7 +41,9 @@ def test_the_app_answers_completions_without_importing_torch():
     assert out.split() == ["tag"] and not torch_imported
     out, _ = _complete({"_AST_COMPLETE": "complete_bash", "COMP_WORDS": "ast tag --form", "COMP_CWORD": "2"})
     assert out.split() == ["--format"]
-    out, _ = _complete({"_AST_COMPLETE": "complete_fish", "_TYPER_COMPLETE_FISH_ACTION": "get-args", "_TYPER_COMPLETE_ARGS": "ast e"})
+    out, _ = _complete(
+        {"_AST_COMPLETE": "complete_fish", "_TYPER_COMPLETE_FISH_ACTION": "get-args", "_TYPER_COMPLETE_ARGS": "ast e"}
+    )
     assert [line.split("\t")[0] for line in out.splitlines()] == ["export", "eval", "embed"]
     out, _ = _complete({"_AST_COMPLETE": "complete_bash", "COMP_WORDS": "ast models ", "COMP_CWORD": "2"})
     assert set(out.split()) >= {"list", "download", "rm"}
@@ -51,19 +55,31 @@ FORMATS = ["table", "json", "jsonl", "csv", "tsv"]
 def test_bash_completes_choice_values_through_its_function():
     """The committed bash script's function, called as bash calls it at a TAB: the --format values, not file names."""
     script = ROOT / "completions" / "ast.bash"
-    call = f'source "{script}"; COMP_WORDS=(ast tag --format ""); COMP_CWORD=3; _ast_completion ast; printf "%s\\n" "${{COMPREPLY[@]}}"'
+    call = (
+        f'source "{script}"; COMP_WORDS=(ast tag --format ""); COMP_CWORD=3; _ast_completion ast; '
+        f'printf "%s\\n" "${{COMPREPLY[@]}}"'
+    )
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     proc = subprocess.run(["bash", "-c", call], env=env, capture_output=True, text=True, cwd=ROOT, check=True)
     assert proc.stdout.split() == FORMATS
     call = call.replace("--format", "--aggregate")
-    assert subprocess.run(["bash", "-c", call], env=env, capture_output=True, text=True, cwd=ROOT).stdout.split() == ["max", "mean"]
+    assert subprocess.run(["bash", "-c", call], env=env, capture_output=True, text=True, cwd=ROOT).stdout.split() == [
+        "max",
+        "mean",
+    ]
 
 
 def test_zsh_and_fish_complete_choice_values():
     """What the committed zsh and fish scripts ask ``ast`` at a TAB (their own command lines)."""
     out, _ = _complete({"_AST_COMPLETE": "complete_zsh", "_TYPER_COMPLETE_ARGS": "ast tag --format "})
     assert all(f'"{value}"' in out for value in FORMATS) and out.startswith("_arguments")
-    out, _ = _complete({"_AST_COMPLETE": "complete_fish", "_TYPER_COMPLETE_FISH_ACTION": "get-args", "_TYPER_COMPLETE_ARGS": "ast export x --format "})
+    out, _ = _complete(
+        {
+            "_AST_COMPLETE": "complete_fish",
+            "_TYPER_COMPLETE_FISH_ACTION": "get-args",
+            "_TYPER_COMPLETE_ARGS": "ast export x --format ",
+        }
+    )
     assert out.split() == ["onnx", "torchscript", "hub"]
     assert "_TYPER_COMPLETE_ARGS" in (ROOT / "completions" / "_ast").read_text()  # the protocol the calls above use
     assert "_TYPER_COMPLETE_FISH_ACTION=get-args" in (ROOT / "completions" / "ast.fish").read_text()

@@ -21,16 +21,28 @@ CONFIG_DAMAGE = [
     (lambda c: {**c, "problem_type": "ranking"}, "unknown problem_type"),
     (lambda c: {**c, "id2label": ["Speech", "Music"]}, "id2label must be an object"),
     (lambda c: {**c, "id2label": {"0": "a", "2": "b"}}, "id2label must map 0..N-1"),
-    (lambda c: {**c, "id2label": {"0": "a", "1": "b", "2": "c"}}, "the head has 5 outputs but config.json names 3 labels"),
-    (lambda c: {k: v for k, v in c.items() if k not in ("id2label", "label2id")} | {"num_labels": "five"}, "'num_labels' must be a positive integer"),
-    (lambda c: {k: v for k, v in c.items() if k not in ("id2label", "label2id")}, "the head has 5 outputs but config.json names 2 labels"),
+    (
+        lambda c: {**c, "id2label": {"0": "a", "1": "b", "2": "c"}},
+        "the head has 5 outputs but config.json names 3 labels",
+    ),
+    (
+        lambda c: {k: v for k, v in c.items() if k not in ("id2label", "label2id")} | {"num_labels": "five"},
+        "'num_labels' must be a positive integer",
+    ),
+    (
+        lambda c: {k: v for k, v in c.items() if k not in ("id2label", "label2id")},
+        "the head has 5 outputs but config.json names 2 labels",
+    ),
     (lambda c: {**c, "hidden_size": 66}, "not divisible by num_attention_heads"),
     # checked against the weights' header before anything is built (issue 19)
     (lambda c: {**c, "hidden_size": 60}, "config.json says hidden_size 60, the weights have 64"),
     (lambda c: {**c, "num_hidden_layers": 3}, "config.json says num_hidden_layers 3, the weights have 2"),
     (lambda c: {**c, "hidden_size": 10**9}, "'hidden_size' is 1000000000, more than any AST has (at most 8192)"),
     (lambda c: {**c, "num_hidden_layers": 10**6}, "'num_hidden_layers' is 1000000, more than any AST has"),
-    (lambda c: {k: v for k, v in c.items() if k not in ("id2label", "label2id")} | {"num_labels": 10**9}, "'num_labels' is 1000000000, more than any AST has"),
+    (
+        lambda c: {k: v for k, v in c.items() if k not in ("id2label", "label2id")} | {"num_labels": 10**9},
+        "'num_labels' is 1000000000, more than any AST has",
+    ),
     (lambda c: [c], "expected a JSON object"),
     # JSON's NaN and Infinity (Python reads and writes them): a NaN eps made every score NaN (issue 23)
     (lambda c: {**c, "layer_norm_eps": math.nan}, "'layer_norm_eps' must be a finite number, got nan"),
@@ -78,7 +90,9 @@ def test_damaged_config_json_is_one_line_naming_the_file(capsys, tiny_model_dir,
     assert str(model) in err
 
 
-@pytest.mark.parametrize("content,message", [(b"{not json", "not valid JSON"), (b"\xff\xfe\x00garbage", "not valid JSON (not UTF-8 text)")])
+@pytest.mark.parametrize(
+    "content,message", [(b"{not json", "not valid JSON"), (b"\xff\xfe\x00garbage", "not valid JSON (not UTF-8 text)")]
+)
 def test_unreadable_config_json(capsys, tiny_model_dir, tmp_path, wav, content, message):
     model = _copy(tiny_model_dir, tmp_path / "model")
     (model / "config.json").write_bytes(content)

@@ -141,7 +141,9 @@ def test_augmentation_is_seeded_by_epoch_and_index(tmp_path):
     assert changed.any() and torch.allclose(a[changed], torch.tensor(masked))
 
 
-@pytest.mark.parametrize("recipe", [r for r in Recipe.values() if r != "default"])  # default: pretrained or scratch, by the base
+@pytest.mark.parametrize(
+    "recipe", [r for r in Recipe.values() if r != "default"]
+)  # default: pretrained or scratch, by the base
 def test_only_the_speechcommands_recipe_adds_noise_and_rolls(tmp_path, recipe):
     """dataloader.py adds noise and rolls only with noise=True (their Speech Commands run): each item
     is then the plain features plus uniform noise below 0.1, rolled by -10..9 frames; every other
@@ -152,7 +154,9 @@ def test_only_the_speechcommands_recipe_adds_noise_and_rolls(tmp_path, recipe):
     plain = D.ClipDataset(found, 100, mean, std, fbanks=fbanks)
     values = dataclasses.replace(FinetuneOptions(recipe=recipe).values(), freqm=0, timem=0, mixup=0.0)
     keys = [(epoch, i) for epoch in range(3) for i in range(len(plain))]
-    without = D.ClipDataset(found, 100, mean, std, D.Augment.of(dataclasses.replace(values, noise=False), 100), fbanks, seed=7)
+    without = D.ClipDataset(
+        found, 100, mean, std, D.Augment.of(dataclasses.replace(values, noise=False), 100), fbanks, seed=7
+    )
     assert all(torch.equal(without[key][0], plain[key[1]][0]) for key in keys)
     dataset = D.ClipDataset(found, 100, mean, std, D.Augment.of(values, 100), fbanks, seed=7)
     if recipe != "speechcommands":
@@ -162,11 +166,15 @@ def test_only_the_speechcommands_recipe_adds_noise_and_rolls(tmp_path, recipe):
     for epoch, i in keys:
         x, rolled = dataset[(epoch, i)][0], [torch.roll(plain[i][0], k, 0) for k in range(-10, 10)]
         assert not any(torch.equal(x, r) for r in rolled)  # noise on top of any roll
-        fits = [k for k, r in zip(range(-10, 10), rolled) if (x - r).min() >= 0 and (x - r).max() < 0.1 + 1e-6]
+        fits = [
+            k for k, r in zip(range(-10, 10), rolled, strict=True) if (x - r).min() >= 0 and (x - r).max() < 0.1 + 1e-6
+        ]
         assert fits, (epoch, i)
         shifts.update(fits)
     assert min(shifts) < 0 < max(shifts)  # rolls both ways
-    assert torch.equal(dataset[(1, 2)][0], dataset[(1, 2)][0]) and not torch.equal(dataset[(1, 2)][0], dataset[(2, 2)][0])
+    assert torch.equal(dataset[(1, 2)][0], dataset[(1, 2)][0]) and not torch.equal(
+        dataset[(1, 2)][0], dataset[(2, 2)][0]
+    )
 
 
 def test_mixup_mixes_waveforms_and_targets(tmp_path):

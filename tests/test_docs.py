@@ -311,7 +311,12 @@ def test_enough_documented_commands_run():
     assert {(), ("tag",), ("embed",), ("labels",), ("stats",), ("models",)} <= paths, [str(c) for c in RUNS]
     assert any(c.where.startswith("README.md") and c.argv[:2] == ["tag", "examples/siren.wav"] for c in RUNS)
     assert run_argv(commands_in_line("ast tag song.wav")[0], "M") is None  # a file the docs only name
-    assert run_argv(commands_in_line("ast tag examples/siren.wav -m X")[0], "M") == ["tag", "examples/siren.wav", "-m", "M"]
+    assert run_argv(commands_in_line("ast tag examples/siren.wav -m X")[0], "M") == [
+        "tag",
+        "examples/siren.wav",
+        "-m",
+        "M",
+    ]
     assert run_argv(commands_in_line("ast labels dog")[0], "M") == ["labels", "dog", "-m", "M"]
 
 

@@ -89,7 +89,9 @@ def test_jsonl_and_npz_with_timeline(capsys, tiny_model_dir, tagger, wav, tmp_pa
     assert arrays["embeddings"].shape == (2, 64) and arrays["window_embeddings"].shape == (5, 64)
     assert list(arrays["window_file"]) == [0, 1, 1, 1, 1]
     assert list(arrays["window_start_s"]) == [0.0, 0.0, 0.64, 1.28, 1.7]
-    assert list(arrays["window_end_s"]) == pytest.approx([1.0, 1.28, 1.92, 2.56, 2.98])  # as tag: the last window ends with the last frame
+    assert list(arrays["window_end_s"]) == pytest.approx(
+        [1.0, 1.28, 1.92, 2.56, 2.98]
+    )  # as tag: the last window ends with the last frame
 
 
 def test_output_is_never_overwritten_without_force_and_usage_errors(capsys, tiny_model_dir, wav, tmp_path):
@@ -122,7 +124,11 @@ def test_each_broken_input_is_one_line_and_the_rest_is_embedded(capsys, tiny_mod
     warnings = [line for line in err.splitlines() if not line.startswith("ast: error: ")]
     assert len(errors) == len(BAD_FILES)
     # the cut file is embedded from the audio that is there, and -q keeps the warning that says so
-    assert len(warnings) == 1 and warnings[0].startswith("ast: warning: ") and "truncated_data.wav: cut short" in warnings[0]
+    assert (
+        len(warnings) == 1
+        and warnings[0].startswith("ast: warning: ")
+        and "truncated_data.wav: cut short" in warnings[0]
+    )
     matrix = np.load(out)["embeddings"]
     failed = [CORPUS[name] is not None for name in corpus]
     assert [bool(np.isnan(row).all()) for row in matrix] == failed

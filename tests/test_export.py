@@ -13,17 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import random_model, tiny_config, tone
 
 from ast_cli.checkpoints import load
 from ast_cli.cli import main
 from ast_cli.errors import OutputExistsError, UsageError
 from ast_cli.export import export
-from ast_cli.options import ExportOptions
 from ast_cli.features import extract
-from ast_cli.spec import ModelSpec
 from ast_cli.inference import Tagger
-
-from helpers import random_model, tiny_config, tone
+from ast_cli.options import ExportOptions
+from ast_cli.spec import ModelSpec
 
 HAS_ORT = importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None
 needs_ort = pytest.mark.skipif(not HAS_ORT, reason="onnx/onnxruntime not installed (pip install 'ast-cli[onnx]')")
@@ -106,29 +105,54 @@ def exported(tmp_path_factory, tiny_model_dir):
         "hub": ("hub", {}, "waves", 1e-4),
     }
     if HAS_ORT:
-        cases.update({
-            "onnx": ("onnx", {}, "features", 1e-4),
-            "onnx-frontend": ("onnx", {"with_frontend": True}, "waves", 1e-4),
-            "onnx-fp16": ("onnx", {"precision": "fp16"}, "features", 1e-2),
-        })  # fmt: skip
+        cases.update(
+            {
+                "onnx": ("onnx", {}, "features", 1e-4),
+                "onnx-frontend": ("onnx", {"with_frontend": True}, "waves", 1e-4),
+                "onnx-fp16": ("onnx", {"precision": "fp16"}, "features", 1e-2),
+            }
+        )
     jobs, results = [], {}
     for name, (fmt, options, source, tol) in cases.items():
         out = tmp / (name if fmt == "hub" else f"{name}.{'onnx' if fmt == 'onnx' else 'pt'}")
         result = export(str(tiny_model_dir), out, ExportOptions(fmt=fmt, verify=True, **options))
         assert result.max_abs_diff is not None and result.max_abs_diff <= result.tolerance
-        jobs.append({"name": name, "kind": fmt, "path": str(out), "input": str(tmp / f"{source}.npy"), "output": str(tmp / f"{name}.out.npy"), "tol": tol})
+        jobs.append(
+            {
+                "name": name,
+                "kind": fmt,
+                "path": str(out),
+                "input": str(tmp / f"{source}.npy"),
+                "output": str(tmp / f"{name}.out.npy"),
+                "tol": tol,
+            }
+        )
     hub_pth = tmp / "hub-from-pth"
     labels = tmp / "labels.csv"  # the authors' class_labels_indices.csv layout
     labels.write_text("index,mid,display_name\n" + "".join(f"{i},/m/{i},Class {i}\n" for i in range(5)))
     export(ModelSpec(source=str(pth), labels=str(labels)), hub_pth, ExportOptions(fmt="hub", verify=True))
-    jobs.append({"name": "hub-pth", "kind": "hub", "path": str(hub_pth), "input": str(tmp / "waves.npy"), "output": str(tmp / "hub-pth.out.npy")})
+    jobs.append(
+        {
+            "name": "hub-pth",
+            "kind": "hub",
+            "path": str(hub_pth),
+            "input": str(tmp / "waves.npy"),
+            "output": str(tmp / "hub-pth.out.npy"),
+        }
+    )
     (tmp / "jobs.json").write_text(json.dumps(jobs))
     (tmp / "runner.py").write_text(RUNNER)
-    proc = subprocess.run([sys.executable, str(tmp / "runner.py"), str(tmp / "jobs.json")], capture_output=True, text=True, cwd=tmp)
+    proc = subprocess.run(
+        [sys.executable, str(tmp / "runner.py"), str(tmp / "jobs.json")], capture_output=True, text=True, cwd=tmp
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     for job in json.loads((tmp / "jobs.json").read_text()):
         results[job["name"]] = (np.load(job["output"]), job)
-    return {"results": results, "package": package, "pth_logits": package_outputs(str(pth), waves, str(labels))["logits"]}
+    return {
+        "results": results,
+        "package": package,
+        "pth_logits": package_outputs(str(pth), waves, str(labels))["logits"],
+    }
 
 
 @pytest.mark.parametrize(
@@ -153,7 +177,11 @@ def test_graph_exports_give_the_package_scores(exported, name):
 def test_hub_export_loads_in_transformers(exported, tiny_model_dir):
     got, job = exported["results"]["hub"]
     assert np.abs(got - exported["package"]["logits"]).max() <= 1e-4
-    assert sorted(p.name for p in Path(job["path"]).iterdir()) == ["config.json", "model.safetensors", "preprocessor_config.json"]
+    assert sorted(p.name for p in Path(job["path"]).iterdir()) == [
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+    ]
     pre = json.loads((Path(job["path"]) / "preprocessor_config.json").read_text())
     assert (pre["mean"], pre["std"]) == (-5.0, 4.0)
 
@@ -171,12 +199,17 @@ def test_cli_prints_the_check(tiny_model_dir, tmp_path, capsys):
     assert main(["export", str(tiny_model_dir), "-o", str(out), "--format", "torchscript", "-q"]) == 0
     printed = capsys.readouterr().out
     assert f"wrote {out} (torchscript, fp32" in printed
-    assert "input  features float32 (batch, 128, 128)" in printed and "output scores float32 (batch, 5): sigmoid" in printed
+    assert (
+        "input  features float32 (batch, 128, 128)" in printed
+        and "output scores float32 (batch, 5): sigmoid" in printed
+    )
     assert "verified: max abs diff" in printed
     # an existing output is refused without --force
     assert main(["export", str(tiny_model_dir), "-o", str(out), "--format", "torchscript"]) == 2
     assert "exists" in capsys.readouterr().err
-    assert main(["export", str(tiny_model_dir), "-o", str(out), "--format", "torchscript", "--force", "--no-verify"]) == 0
+    assert (
+        main(["export", str(tiny_model_dir), "-o", str(out), "--format", "torchscript", "--force", "--no-verify"]) == 0
+    )
     assert "not verified: --no-verify" in capsys.readouterr().out
 
 
@@ -197,7 +230,9 @@ def test_usage_errors(tiny_model_dir, tmp_path, capsys, args, message):
 
 def test_missing_onnx_runtime_names_the_pip_command(tiny_model_dir, tmp_path, monkeypatch):
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name.startswith("onnx") else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name.startswith("onnx") else real(name, *a)
+    )
     with pytest.raises(UsageError) as info:
         export(str(tiny_model_dir), tmp_path / "m.onnx", ExportOptions(fmt="onnx"))
     assert "pip install 'ast-cli[onnx]'" in str(info.value)
@@ -218,7 +253,9 @@ def test_no_local_path_in_the_exported_file_and_the_waveform_rate_is_recorded(ti
     model = tmp_path / "my-model"
     shutil.copytree(tiny_model_dir, model)
     config = json.loads((model / "config.json").read_text())
-    (model / "config.json").write_text(json.dumps({**config, "_name_or_path": str(model)}))  # as transformers may write it
+    (model / "config.json").write_text(
+        json.dumps({**config, "_name_or_path": str(model)})
+    )  # as transformers may write it
     out = tmp_path / "m.pt"
     export(str(model), out, ExportOptions(fmt="torchscript", with_frontend=True, verify=False))
     extra = {"metadata.json": "", "config.json": "", "preprocessor_config.json": ""}

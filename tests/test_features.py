@@ -7,15 +7,14 @@ import pytest
 import soundfile as sf
 import torch
 import torchaudio
+from helpers import tone
 from transformers import ASTFeatureExtractor
 
 from ast_cli import audio
-from ast_cli.features import FbankStream, extract, fbank, num_frames
-from ast_cli.spec import ModelSpec
-from ast_cli.inference import TagOptions, Tagger
 from ast_cli.checkpoints import load
-
-from helpers import tone
+from ast_cli.features import FbankStream, extract, fbank, num_frames
+from ast_cli.inference import Tagger, TagOptions
+from ast_cli.spec import ModelSpec
 
 
 def reference_features(path, max_length=1024, mean=-4.2677393, std=4.5689974):

@@ -30,7 +30,9 @@ def _umask() -> int:
 
 
 def test_temporaries_of_a_killed_process_are_removed_and_live_ones_kept(tmp_path):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
     stale = tmp_path / f".state.pt.{dead}-abcdef.tmp"
     live = tmp_path / f".state.pt.{os.getpid()}-abcdef.tmp"
     other = tmp_path / ".hidden.tmp"

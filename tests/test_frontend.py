@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import tone
 
 from ast_cli.features import extract, fbank
 from ast_cli.frontend import Frontend, KaldiFbank
-
-from helpers import tone
 
 SIGNALS = {
     "tone and noise": tone(2.0),

@@ -89,9 +89,11 @@ def test_help_shows_types_choices_and_one_default(capsys, path):
 
 def test_the_help_check_finds_what_it_looks_for():
     """The checks above would fail on what they forbid (a check that cannot fail proves nothing)."""
-    text = "Usage: x\n\nOptions:\n  --batch-size N  Windows (default: 1 on the CPU).\n                  [default: 16]\n  --quiet\n"
+    text = (
+        "Usage: x\n\nOptions:\n  --batch-size N  Windows (default: 1 on the CPU).\n                  "
+        "[default: 16]\n  --quiet\n"
+    )
     entries = option_entries(text)
     assert entries[0] == "--batch-size N  Windows (default: 1 on the CPU). [default: 16]"
     assert re.search(r"\(default: ", entries[0]) and re.search(r"\[[^\]]*default: ", entries[0])
     assert set(enum_parameters(("tag",))) == {"aggregate", "activation", "fmt", "device", "precision", "frontend"}
-

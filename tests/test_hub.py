@@ -31,7 +31,9 @@ def put_in_cache(repo_id: str, files: dict[str, Path]) -> Path:
 
 def test_cached_model_loads_offline_without_network(tiny_model_dir, monkeypatch):
     repo = "someone/tiny-ast-cached"
-    put_in_cache(repo, {n: tiny_model_dir / n for n in ("config.json", "model.safetensors", "preprocessor_config.json")})
+    put_in_cache(
+        repo, {n: tiny_model_dir / n for n in ("config.json", "model.safetensors", "preprocessor_config.json")}
+    )
 
     def no_network(*args, **kwargs):
         raise AssertionError("a network call was made for a cached model")
@@ -79,6 +81,8 @@ def test_an_unreachable_hub_is_one_line(tmp_path, args):
     env.update(HF_ENDPOINT=f"http://127.0.0.1:{port}", HF_HOME=str(tmp_path))
     proc = subprocess.run([sys.executable, "-m", "ast_cli", *args], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr.count("\n") == 1 and "cannot be reached" in proc.stderr and "Retry" not in proc.stderr, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "cannot be reached" in proc.stderr and "Retry" not in proc.stderr, (
+        proc.stderr
+    )
     downloading = args[0] == "models"
     assert ("ast models download" in proc.stderr) != downloading  # downloading itself is not the way out

@@ -6,15 +6,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from helpers import tone
 
 from ast_cli.checkpoints import load
 from ast_cli.errors import AudioError, UsageError
 from ast_cli.features import extract
+from ast_cli.inference import Tagger, TagOptions, resolve_precision
 from ast_cli.spec import ModelSpec
-from ast_cli.inference import TagOptions, Tagger, resolve_precision
 from ast_cli.windows import sliding_windows
-
-from helpers import tone
 
 
 @pytest.fixture(scope="module")
@@ -26,14 +25,17 @@ def frames(n):
     return torch.arange(n, dtype=torch.float32)[:, None].expand(n, 4)
 
 
-@pytest.mark.parametrize("total,window,hop,starts", [
-    (50, 128, 64, [0]),
-    (128, 128, 64, [0]),
-    (300, 128, 64, [0, 64, 128, 172]),
-    (320, 128, 64, [0, 64, 128, 192]),
-    (300, 100, 100, [0, 100, 200]),
-    (301, 100, 100, [0, 100, 200, 201]),
-])
+@pytest.mark.parametrize(
+    "total,window,hop,starts",
+    [
+        (50, 128, 64, [0]),
+        (128, 128, 64, [0]),
+        (300, 128, 64, [0, 64, 128, 172]),
+        (320, 128, 64, [0, 64, 128, 192]),
+        (300, 100, 100, [0, 100, 200]),
+        (301, 100, 100, [0, 100, 200, 201]),
+    ],
+)
 def test_sliding_windows_cover_the_whole_stream(total, window, hop, starts):
     blocks = torch.split(frames(total), 37)
     got = list(sliding_windows(blocks, window, hop, 4))
@@ -220,7 +222,11 @@ def test_attention_in_fp32_beside_bf16_linears_stays_close(tiny_model_dir, wav, 
     assert mixed.attention_precision == "fp32" and mixed.model.blocks[0].attn.qkv.weight.dtype == torch.bfloat16
     seen = []
     hook = torch.nn.functional.scaled_dot_product_attention
-    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", lambda q, *a, **k: (seen.append(q.dtype), hook(q, *a, **k))[1])
+    monkeypatch.setattr(
+        torch.nn.functional,
+        "scaled_dot_product_attention",
+        lambda q, *a, **k: (seen.append(q.dtype), hook(q, *a, **k))[1],
+    )
     b = {x["label"]: x["score"] for x in mixed.tag(path, top=0)["labels"]}
     assert seen and set(seen) == {torch.float32}
     assert max(abs(x["score"] - b[x["label"]]) for x in fp32) < 0.05

@@ -30,8 +30,13 @@ def test_walk_is_sorted_lazy_and_skips_hidden_and_other_files(tmp_path):
 def test_relative_names_and_no_recursion(tmp_path):
     touch(tmp_path / "d" / "a.wav")
     touch(tmp_path / "d" / "s" / "b.wav")
-    assert [i.name for i in InputSpec(items=[str(tmp_path / "d")], relative=True).iter()] == ["a.wav", os.path.join("s", "b.wav")]
-    assert [i.name for i in InputSpec(items=[str(tmp_path / "d")], recursive=False).iter()] == [str(tmp_path / "d" / "a.wav")]
+    assert [i.name for i in InputSpec(items=[str(tmp_path / "d")], relative=True).iter()] == [
+        "a.wav",
+        os.path.join("s", "b.wav"),
+    ]
+    assert [i.name for i in InputSpec(items=[str(tmp_path / "d")], recursive=False).iter()] == [
+        str(tmp_path / "d" / "a.wav")
+    ]
 
 
 def test_linked_folders_are_followed_once(tmp_path):
@@ -49,7 +54,9 @@ def test_globs_explicit_files_files_from_and_dedup(tmp_path):
     listing = tmp_path / "list.txt"
     listing.write_text(f"{a}\n\n{odd}\n")
     counts = Counts()
-    spec = InputSpec(items=[str(tmp_path / "**" / "*.wav"), str(odd), str(tmp_path / "*.none")], files_from=str(listing))
+    spec = InputSpec(
+        items=[str(tmp_path / "**" / "*.wav"), str(odd), str(tmp_path / "*.none")], files_from=str(listing)
+    )
     assert [i.name for i in spec.iter(counts)] == [str(a), str(odd)]  # named files whatever their extension; once each
     assert counts.unmatched == [str(tmp_path / "*.none")]
     assert [i.name for i in InputSpec(items=[], files_from="-").iter(stdin=iter([f"{b}\n"]))] == [str(b)]

@@ -14,12 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import tone
 
 from ast_cli.cli import main
 from ast_cli.listen import Events
 from ast_cli.spec import ModelSpec
-
-from helpers import tone
 
 ROOT = Path(__file__).resolve().parents[1]
 FEEDER = """
@@ -51,7 +50,17 @@ def wav_stream(wave: np.ndarray, rate: int, data_size: int) -> bytes:
     body = pcm(wave, "s16le")
     channels = 1 if wave.ndim == 1 else wave.shape[1]
     fmt = struct.pack("<HHIIHH", 1, channels, rate, rate * 2 * channels, 2 * channels, 16)
-    return b"RIFF" + struct.pack("<I", 0xFFFFFFFF) + b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", data_size) + body
+    return (
+        b"RIFF"
+        + struct.pack("<I", 0xFFFFFFFF)
+        + b"WAVE"
+        + b"fmt "
+        + struct.pack("<I", 16)
+        + fmt
+        + b"data"
+        + struct.pack("<I", data_size)
+        + body
+    )
 
 
 def listen(capsys, monkeypatch, data: bytes, *args) -> tuple[int, list[dict], str]:
@@ -65,9 +74,28 @@ def test_results_arrive_while_the_audio_does(tiny_model_dir):
     """A feeder writes 8 s of audio at real-time pace: the first record comes before it has finished
     (8 s leaves room for a slow start on a busy machine: the import of torch alone can take 4 s there),
     and each record's end is where the audio was (one a hop, within one hop)."""
-    feeder = subprocess.Popen([sys.executable, "-c", FEEDER, "16000", "8", "0.25"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    cmd = [sys.executable, "-m", "ast_cli", "listen", "-", "--raw", "--rate", "16000", "--channels", "1", "-m", str(tiny_model_dir), "--hop", "1"]
-    proc = subprocess.Popen(cmd, stdin=feeder.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    feeder = subprocess.Popen(
+        [sys.executable, "-c", FEEDER, "16000", "8", "0.25"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "ast_cli",
+        "listen",
+        "-",
+        "--raw",
+        "--rate",
+        "16000",
+        "--channels",
+        "1",
+        "-m",
+        str(tiny_model_dir),
+        "--hop",
+        "1",
+    ]
+    proc = subprocess.Popen(
+        cmd, stdin=feeder.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
+    )
     feeder.stdout.close()
     first = proc.stdout.readline()
     first_at = time.monotonic()
@@ -78,7 +106,16 @@ def test_results_arrive_while_the_audio_does(tiny_model_dir):
     assert first_at < fed_at, "the first result waited for the end of the stream"
     records = [json.loads(line) for line in [first, *rest.splitlines()]]
     assert [r["end_s"] for r in records] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
-    assert [r["start_s"] for r in records] == [0.0, 0.705, 1.705, 2.705, 3.705, 4.705, 5.705, 6.705]  # the tiny model's window: 1.295 s
+    assert [r["start_s"] for r in records] == [
+        0.0,
+        0.705,
+        1.705,
+        2.705,
+        3.705,
+        4.705,
+        5.705,
+        6.705,
+    ]  # the tiny model's window: 1.295 s
     assert all(len(r["labels"]) == 5 for r in records)
     assert "listened to 8.0 s of audio: 8 hop(s) tagged, 0 skipped, mean latency" in err
 
@@ -88,8 +125,20 @@ def test_results_arrive_while_the_audio_does(tiny_model_dir):
 def test_raw_pcm_in_every_sample_format(capsys, monkeypatch, tiny_model_dir, fmt, channels):
     wave = tone(3.0, channels=channels)
     data = pcm(wave, fmt)[:-3]  # cut inside the last frame: the stream ends cleanly anyway
-    code, records, err = listen(capsys, monkeypatch, data, "--raw", "--rate", 16000, "--channels", channels, "--sample-format", fmt,
-                                "-m", tiny_model_dir)  # fmt: skip
+    code, records, err = listen(
+        capsys,
+        monkeypatch,
+        data,
+        "--raw",
+        "--rate",
+        16000,
+        "--channels",
+        channels,
+        "--sample-format",
+        fmt,
+        "-m",
+        tiny_model_dir,
+    )
     assert code == 0, err  # not a live source (in memory): every hop
     assert [r["end_s"] for r in records] == [1.0, 2.0, 3.0]  # the last, cut frame is dropped: 2.9999 s rounds to 3.0
 
@@ -103,7 +152,13 @@ def test_a_wav_stream_with_an_unknown_data_size(capsys, monkeypatch, tiny_model_
 
 def test_garbage_is_one_clear_line(capsys, monkeypatch, tiny_model_dir):
     code, records, err = listen(capsys, monkeypatch, b"this is not audio at all\n" * 20, "-m", tiny_model_dir)
-    assert code == 1 and records == [] and err.count("\n") == 1 and err.startswith("ast: error: -: ") and "Traceback" not in err
+    assert (
+        code == 1
+        and records == []
+        and err.count("\n") == 1
+        and err.startswith("ast: error: -: ")
+        and "Traceback" not in err
+    )
 
 
 def _header(code=1, channels=1, rate=16000, bits=16, align=None, fmt_size=16, extra=b"") -> bytes:
@@ -126,14 +181,16 @@ HEADER_DEFECTS = {  # stream -> the piece of the one-line error that names the f
     "mp3 in wav": (_header(code=0x55), "WAV header: format tag 0x0055 is not streamed (1: PCM, 3: IEEE float)"),
     "tag 0": (_header(code=0), "WAV header: format tag 0x0000 is not streamed"),
     "extensible, short": (
-        _header(code=0xFFFE, fmt_size=18, extra=bytes(2)), "an extensible fmt chunk of 18 bytes has no sub-format"
+        _header(code=0xFFFE, fmt_size=18, extra=bytes(2)),
+        "an extensible fmt chunk of 18 bytes has no sub-format",
     ),
     "fmt of 8 bytes": (_header(fmt_size=8), "WAV header: fmt chunk size is 8, not 16 to 1024 bytes"),
     "fmt of 4 GB": (_header()[:16] + struct.pack("<I", 0xFFFFFFF0), "WAV header: fmt chunk size is 4294967280"),
     "block align": (_header(channels=2, align=3), "WAV header: block align is 3, but 2 channel(s) of 16 bits make 4"),
     "no fmt": (b"RIFF\xff\xff\xff\xffWAVEdata\x00\x00\x00\x00", "WAV header: no fmt chunk before the data chunk"),
     "LIST cut": (
-        b"RIFF\xff\xff\xff\xffWAVELIST\xff\xff\xff\x7f" + bytes(100), "ended in its b'LIST' chunk, before its data"
+        b"RIFF\xff\xff\xff\xffWAVELIST\xff\xff\xff\x7f" + bytes(100),
+        "ended in its b'LIST' chunk, before its data",
     ),
 }
 
@@ -177,16 +234,39 @@ def test_without_sounddevice_the_microphone_says_what_to_install(capsys, tiny_mo
 def test_falling_behind_skips_to_the_newest_audio(tiny_model_dir, tmp_path):
     """A live source (a pipe) far faster than the tagger, 60 s of audio with a 0.05-s hop: hops are
     skipped, said once, counted; a file on stdin is tagged hop by hop instead."""
-    cmd = [sys.executable, "-m", "ast_cli", "listen", "-", "--raw", "--rate", "16000", "--channels", "1", "--hop", "0.05", "-m", str(tiny_model_dir)]
-    feeder = subprocess.Popen([sys.executable, "-c", FEEDER, "16000", "600", "0.5", "60"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    cmd = [
+        sys.executable,
+        "-m",
+        "ast_cli",
+        "listen",
+        "-",
+        "--raw",
+        "--rate",
+        "16000",
+        "--channels",
+        "1",
+        "--hop",
+        "0.05",
+        "-m",
+        str(tiny_model_dir),
+    ]
+    feeder = subprocess.Popen(
+        [sys.executable, "-c", FEEDER, "16000", "600", "0.5", "60"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
     out_file = open(tmp_path / "out.jsonl", "w")  # a file, not a pipe nobody reads while it runs
     proc = subprocess.Popen(cmd, stdin=feeder.stdout, stdout=out_file, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     feeder.stdout.close()
     rss = []  # (tagging already, kB) while it runs: 600 s of audio (38 MB as float32) at 60x real time, 10 s
     while proc.poll() is None:
-        tagging = (tmp_path / "out.jsonl").stat().st_size > 0  # imports and model done: however long they took on a busy machine
+        tagging = (
+            tmp_path / "out.jsonl"
+        ).stat().st_size > 0  # imports and model done: however long they took on a busy machine
         try:
-            rss += [(tagging, int(line.split()[1])) for line in open(f"/proc/{proc.pid}/status") if line.startswith("VmRSS:")]
+            rss += [
+                (tagging, int(line.split()[1]))
+                for line in open(f"/proc/{proc.pid}/status")
+                if line.startswith("VmRSS:")
+            ]
         except OSError:
             break
         time.sleep(0.1)
@@ -229,16 +309,42 @@ def test_one_burst_is_one_pair_of_events(capsys, monkeypatch, tiny_model_dir):
     burst = noise.copy()
     burst[16000 * 3 : 16000 * 5 : 800] += 1.0  # a 20-Hz click train from 3 to 5 s
     tagger = Tagger(load(str(tiny_model_dir)), ModelSpec(device="cpu", precision="fp32"))
-    quiet = tagger.tag(noise[: 16000 * 2], sample_rate=16000, top=0, activation="none")["labels"]  # logits: the widest gaps
+    quiet = tagger.tag(noise[: 16000 * 2], sample_rate=16000, top=0, activation="none")[
+        "labels"
+    ]  # logits: the widest gaps
     loud = tagger.tag(burst[16000 * 3 : 16000 * 5], sample_rate=16000, top=0, activation="none")["labels"]
     gaps = {a["label"]: b["score"] - a["score"] for a in quiet for b in loud if a["label"] == b["label"]}
     label = max(gaps, key=lambda name: gaps[name])
     if gaps[label] < 0.05:
         pytest.skip("this random tiny model hears no difference between the burst and the noise")
     threshold = next(a["score"] for a in quiet if a["label"] == label) + gaps[label] / 2
-    code, records, err = listen(capsys, monkeypatch, pcm(burst, "f32le"), "--raw", "--rate", 16000, "--channels", 1, "--sample-format", "f32le",
-                                "--window", 1.28, "--hop", 0.5, "--activation", "none", "--events", "--threshold", threshold, "--include", label, "--hold", 1.0,
-                                "-m", tiny_model_dir)  # fmt: skip
+    code, records, err = listen(
+        capsys,
+        monkeypatch,
+        pcm(burst, "f32le"),
+        "--raw",
+        "--rate",
+        16000,
+        "--channels",
+        1,
+        "--sample-format",
+        "f32le",
+        "--window",
+        1.28,
+        "--hop",
+        0.5,
+        "--activation",
+        "none",
+        "--events",
+        "--threshold",
+        threshold,
+        "--include",
+        label,
+        "--hold",
+        1.0,
+        "-m",
+        tiny_model_dir,
+    )
     assert code == 0, err
     assert [r["event"] for r in records] == ["start", "end"], records
     assert 3.0 <= records[0]["time_s"] <= 5.5 and 3.0 <= records[1]["end_s"] <= 6.5

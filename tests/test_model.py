@@ -7,8 +7,8 @@ import torch
 from transformers import ASTConfig as HFConfig
 from transformers import ASTForAudioClassification
 
-from ast_cli.layouts import hf_to_native
 from ast_cli.config import ASTConfig
+from ast_cli.layouts import hf_to_native
 from ast_cli.model import AST
 
 
@@ -43,8 +43,28 @@ def test_full_size_default_config_matches_transformers():
 @pytest.mark.parametrize(
     "config",
     [
-        dict(hidden_size=96, num_hidden_layers=3, num_attention_heads=6, intermediate_size=200, frequency_stride=12, time_stride=14, max_length=300, num_labels=7),
-        dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128, frequency_stride=16, time_stride=16, max_length=128, num_labels=35, hidden_act="gelu_new", qkv_bias=False),
+        dict(
+            hidden_size=96,
+            num_hidden_layers=3,
+            num_attention_heads=6,
+            intermediate_size=200,
+            frequency_stride=12,
+            time_stride=14,
+            max_length=300,
+            num_labels=7,
+        ),
+        dict(
+            hidden_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=128,
+            frequency_stride=16,
+            time_stride=16,
+            max_length=128,
+            num_labels=35,
+            hidden_act="gelu_new",
+            qkv_bias=False,
+        ),
     ],
 )
 def test_small_non_default_configs_match_transformers(config):
@@ -53,7 +73,9 @@ def test_small_non_default_configs_match_transformers(config):
 
 
 def test_embedding_is_the_mean_of_the_two_tokens():
-    hf, ours = hf_and_ours(2, hidden_size=64, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64, max_length=64, num_labels=3)
+    hf, ours = hf_and_ours(
+        2, hidden_size=64, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64, max_length=64, num_labels=3
+    )
     x = torch.randn(2, 64, 128)
     with torch.inference_mode():
         pooled = hf.audio_spectrogram_transformer(x).pooler_output
@@ -61,7 +83,9 @@ def test_embedding_is_the_mean_of_the_two_tokens():
 
 
 def test_reset_classifier_changes_only_the_head():
-    ours = AST(ASTConfig(hidden_size=64, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64, max_length=64))
+    ours = AST(
+        ASTConfig(hidden_size=64, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64, max_length=64)
+    )
     norm = ours.fc_norm.weight.clone()
     ours.reset_classifier(11)
     assert ours(torch.randn(1, 64, 128)).shape == (1, 11)

@@ -11,12 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from ast_cli.cli import main
-
 from helpers import random_model, tiny_config
 from test_checkpoints import authors_state_dict
 from test_robustness import _run_on_terminal
+
+from ast_cli.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
@@ -46,8 +45,15 @@ def cache(tmp_path, monkeypatch, tiny_model_dir):
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub))
     ast_files = {name: (tiny_model_dir / name).read_bytes() for name in MODEL_FILES}
     cache_repo(hub, "someone/tiny-ast", ast_files)
-    cache_repo(hub, "MIT/ast-small", {"config.json": ast_files["config.json"], "model.safetensors": b"x" * 1000}, rev="3" * 40)
-    cache_repo(hub, "google/bert-base", {"config.json": json.dumps({"model_type": "bert"}).encode(), "model.safetensors": b"y" * 10}, rev="4" * 40)
+    cache_repo(
+        hub, "MIT/ast-small", {"config.json": ast_files["config.json"], "model.safetensors": b"x" * 1000}, rev="3" * 40
+    )
+    cache_repo(
+        hub,
+        "google/bert-base",
+        {"config.json": json.dumps({"model_type": "bert"}).encode(), "model.safetensors": b"y" * 10},
+        rev="4" * 40,
+    )
     cache_repo(hub, "someone/sounds", {"data.csv": b"a,b\n"}, rev="5" * 40, kind="datasets")
     return hub
 
@@ -67,7 +73,10 @@ def test_models_lists_cached_ast_models(capsys, cache):
     assert code == 0 and err == ""
     listed = json.loads(out)
     assert [m["id"] for m in listed] == ["MIT/ast-small", "someone/tiny-ast"]  # by id, case-insensitive
-    assert [m["size_bytes"] for m in listed] == [repo_size(cache, "MIT/ast-small"), repo_size(cache, "someone/tiny-ast")]
+    assert [m["size_bytes"] for m in listed] == [
+        repo_size(cache, "MIT/ast-small"),
+        repo_size(cache, "someone/tiny-ast"),
+    ]
     assert listed[1]["path"] == str(cache / "models--someone--tiny-ast" / "snapshots" / ("1" * 40))
     assert run(capsys, "models", "list", "-f", "json")[1] == out  # 'ast models' is 'ast models list'
     _, out, _ = run(capsys, "models", "--all", "-f", "json")
@@ -135,7 +144,9 @@ def test_download_fetches_only_the_files_a_model_needs(capsys, cache, tiny_model
     assert repo_id == "org/new-ast" and path == str(cache / "models--org--new-ast" / "snapshots" / ("2" * 40))
     assert size.endswith("kB")
     # cached now: a second download makes no call
-    monkeypatch.setattr("huggingface_hub.hf_hub_download", lambda *a, **k: pytest.fail("network call for a cached model"))
+    monkeypatch.setattr(
+        "huggingface_hub.hf_hub_download", lambda *a, **k: pytest.fail("network call for a cached model")
+    )
     assert run(capsys, "models", "download", "org/new-ast")[0] == 0
 
 
@@ -196,7 +207,9 @@ def test_labels_of_an_authors_pth(capsys, tmp_path):
     path = tmp_path / "tiny.pth"
     torch.save(authors_state_dict(random_model(tiny_config(max_length=1024))), path)
     csv = tmp_path / "class_labels_indices.csv"
-    csv.write_text('index,mid,display_name\n0,/m/a,"Speech"\n1,/m/b,"Music"\n2,/m/c,"Dog, bark"\n3,/m/d,Rain\n4,/m/e,Siren\n')
+    csv.write_text(
+        'index,mid,display_name\n0,/m/a,"Speech"\n1,/m/b,"Music"\n2,/m/c,"Dog, bark"\n3,/m/d,Rain\n4,/m/e,Siren\n'
+    )
     code, out, _ = run(capsys, "labels", "-m", path, "--labels", csv, "bark")
     assert code == 0 and out == "2\tDog, bark\n"
     code, out, err = run(capsys, "labels", "-m", path)

@@ -50,11 +50,13 @@ def test_json_is_valid_utf8_and_round_trips_any_path(paths, fmt):
     text.encode("utf-8")  # strict: valid UTF-8 whatever the names
     records = json.loads(text) if fmt == "json" else [json.loads(line) for line in text.splitlines()]
     assert [r["path"] for r in records] == paths
-    assert text.count("\n") == (len(paths) if fmt == "jsonl" else (len(paths) + 2 if paths else 1))  # "[", one a line, "]"
+    assert text.count("\n") == (
+        len(paths) if fmt == "jsonl" else (len(paths) + 2 if paths else 1)
+    )  # "[", one a line, "]"
 
 
 def test_to_json_keeps_text_and_escapes_only_surrogates():
-    assert to_json({"p": "é 音 \"q\""}) == '{"p": "é 音 \\"q\\""}'
+    assert to_json({"p": 'é 音 "q"'}) == '{"p": "é 音 \\"q\\""}'
     assert to_json({"p": os.fsdecode(b"a\xffb")}) == '{"p": "a\\udcffb"}'
 
 

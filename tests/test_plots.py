@@ -37,7 +37,24 @@ def tuned(tmp_path_factory, tiny_model_dir):
     root = tmp_path_factory.mktemp("plots")
     make_sound_dataset(root / "data", per_class=4, seed=6)
     out = root / "out"
-    assert main(["finetune", str(root / "data"), "-o", str(out), "--base", str(tiny_model_dir), "--epochs", "2", "--workers", "0", "-q"]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                str(root / "data"),
+                "-o",
+                str(out),
+                "--base",
+                str(tiny_model_dir),
+                "--epochs",
+                "2",
+                "--workers",
+                "0",
+                "-q",
+            ]
+        )
+        == 0
+    )
     return root / "data", out
 
 
@@ -58,13 +75,46 @@ def test_eval_plot_draws_the_confusion_matrix(tuned, tmp_path, capsys):
 
 def test_eval_plot_of_multi_label_data_draws_per_class_ap(tmp_path, tiny_model_dir):
     paths = make_sound_dataset(tmp_path / "data", per_class=4)
-    rows = [f"{p.relative_to(tmp_path / 'data')},{kind}{';loud' if i % 2 else ''}" for kind, files in paths.items() for i, p in enumerate(files)]
+    rows = [
+        f"{p.relative_to(tmp_path / 'data')},{kind}{';loud' if i % 2 else ''}"
+        for kind, files in paths.items()
+        for i, p in enumerate(files)
+    ]
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
     out = tmp_path / "out"
     common = ["--labels", str(tmp_path / "labels.csv"), "--workers", "0", "-q"]
-    assert main(["finetune", str(tmp_path / "data"), "-o", str(out), "--base", str(tiny_model_dir), "--epochs", "1", *common]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                str(tmp_path / "data"),
+                "-o",
+                str(out),
+                "--base",
+                str(tiny_model_dir),
+                "--epochs",
+                "1",
+                *common,
+            ]
+        )
+        == 0
+    )
     assert _size(_png(out / "per_class_ap.png")) == plots.ap_size(5) and not (out / "confusion.png").exists()
-    assert main(["eval", str(tmp_path / "data"), "-m", str(out), "--labels", str(tmp_path / "labels.csv"), "--plot", str(tmp_path / "ap.png")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(tmp_path / "data"),
+                "-m",
+                str(out),
+                "--labels",
+                str(tmp_path / "labels.csv"),
+                "--plot",
+                str(tmp_path / "ap.png"),
+            ]
+        )
+        == 0
+    )
     assert _size(_png(tmp_path / "ap.png")) == plots.ap_size(5)
 
 
@@ -75,11 +125,32 @@ def test_without_matplotlib_one_line_says_how_to_get_it(tmp_path, tiny_model_dir
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib: ImportError
     monkeypatch.setattr(plots, "_warned", False)
     out = tmp_path / "out"
-    assert main(["finetune", str(tmp_path / "data"), "-o", str(out), "--base", str(tiny_model_dir), "--epochs", "1", "--workers", "0", "-q"]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                str(tmp_path / "data"),
+                "-o",
+                str(out),
+                "--base",
+                str(tiny_model_dir),
+                "--epochs",
+                "1",
+                "--workers",
+                "0",
+                "-q",
+            ]
+        )
+        == 0
+    )
     assert main(["eval", str(tmp_path / "data"), "-m", str(out), "--plot", str(tmp_path / "c.png")]) == 0
     err = capsys.readouterr().err
     assert err.count("they need matplotlib: pip install 'ast-cli[plot]'") == 1  # once a process
-    assert (out / "model.safetensors").is_file() and not (out / "training.png").exists() and not (tmp_path / "c.png").exists()
+    assert (
+        (out / "model.safetensors").is_file()
+        and not (out / "training.png").exists()
+        and not (tmp_path / "c.png").exists()
+    )
 
 
 def test_importing_the_cli_imports_no_matplotlib():

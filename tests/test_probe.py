@@ -44,11 +44,26 @@ def _count_embeddings(monkeypatch) -> list[int]:
 
 def test_a_rerun_reads_every_embedding_from_the_cache(tmp_path, cache, data, tiny_model_dir, monkeypatch, capsys):
     out = tmp_path / "out"
-    args = ["finetune", str(data), "-o", str(out), "--base", str(tiny_model_dir), "--freeze-backbone", "--epochs", "5", "--workers", "0"]
+    args = [
+        "finetune",
+        str(data),
+        "-o",
+        str(out),
+        "--base",
+        str(tiny_model_dir),
+        "--freeze-backbone",
+        "--epochs",
+        "5",
+        "--workers",
+        "0",
+    ]
     calls = _count_embeddings(monkeypatch)
     assert main(args) == 0
     err = capsys.readouterr().err
-    assert err.splitlines()[0].startswith("recipe probe (") and "head only on cached embeddings (no augmentation)" in err.splitlines()[0]
+    assert (
+        err.splitlines()[0].startswith("recipe probe (")
+        and "head only on cached embeddings (no augmentation)" in err.splitlines()[0]
+    )
     assert f"cached in {cache}; augmentation (--mixup, --freqm, --timem) does not apply" in err
     assert "embeddings: 0 of 24 clips from the cache" in err and sum(calls) == 24
     assert len(list((cache / "embeddings").glob("*/*.npy"))) == 24 and len(list((cache / "frames").iterdir())) == 24
@@ -66,7 +81,9 @@ def test_a_rerun_reads_every_embedding_from_the_cache(tmp_path, cache, data, tin
     assert all(torch.equal(first[k], again[k]) for k in first)
 
     changed = sorted((data / "tone").iterdir())[0]
-    os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 10**9))  # a newer file: embedded again
+    os.utime(
+        changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 10**9)
+    )  # a newer file: embedded again
     calls.clear()
     assert main([*args, "--force"]) == 0
     assert "embeddings: 23 of 24 clips from the cache" in capsys.readouterr().err and sum(calls) == 1
@@ -74,10 +91,27 @@ def test_a_rerun_reads_every_embedding_from_the_cache(tmp_path, cache, data, tin
     assert record["recipe"] == "probe" and record["values"]["mixup"] == 0
 
 
-def test_another_model_or_normalisation_has_its_own_embeddings(tmp_path, cache, data, tiny_model_dir, hf_model_dir, capsys):
+def test_another_model_or_normalisation_has_its_own_embeddings(
+    tmp_path, cache, data, tiny_model_dir, hf_model_dir, capsys
+):
     common = ["--freeze-backbone", "--epochs", "1", "--workers", "0", "-q"]
     assert main(["finetune", str(data), "-o", str(tmp_path / "a"), "--base", str(tiny_model_dir), *common]) == 0
-    assert main(["finetune", str(data), "-o", str(tmp_path / "b"), "--base", str(tiny_model_dir), "--norm-stats", "-3,5", *common]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                str(data),
+                "-o",
+                str(tmp_path / "b"),
+                "--base",
+                str(tiny_model_dir),
+                "--norm-stats",
+                "-3,5",
+                *common,
+            ]
+        )
+        == 0
+    )
     assert main(["finetune", str(data), "-o", str(tmp_path / "c"), "--base", str(hf_model_dir), *common]) == 0
     assert len(list((cache / "embeddings").iterdir())) == 3
 
@@ -87,7 +121,18 @@ def test_an_interrupted_probe_resumes_to_the_same_head(tmp_path, cache, data, ti
     from ast_cli import runfolder
     from ast_cli.trainer import Trainer
 
-    common = ["--base", str(tiny_model_dir), "--freeze-backbone", "--epochs", "4", "--workers", "0", "-q", "--seed", "2"]
+    common = [
+        "--base",
+        str(tiny_model_dir),
+        "--freeze-backbone",
+        "--epochs",
+        "4",
+        "--workers",
+        "0",
+        "-q",
+        "--seed",
+        "2",
+    ]
     assert main(["finetune", str(data), "-o", str(tmp_path / "full"), *common]) == 0
     original, calls = Trainer.train_epoch, []
 

@@ -16,11 +16,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import soundfile as sf
-
-from ast_cli.cli import main
-
 from helpers import ray_cluster, tone
 from test_batch import FORMATS, NAMES, RATES, ROOT, ast_cmd, jsonl, wait_for_records
+
+from ast_cli.cli import main
 
 DEBUG_LINE = re.compile(r"^ast: debug: ray: (.*): decoded on (\w+), scored on (\w+) by pid (\d+)", re.M)
 
@@ -47,8 +46,13 @@ def tree(tmp_path_factory):
         folder = root / f"set{i % 3}" / (f"sub{i % 2}" if i % 4 else "")
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{NAMES[i % len(NAMES)]} {i:03d}.{ext}"
-        sf.write(path, tone(seconds, sr, 1 + (i % 3 == 0), freq=float(rng.uniform(200, 3000)), seed=i), sr, subtype=subtype,
-                 format="OGG" if ext == "opus" else None)  # fmt: skip
+        sf.write(
+            path,
+            tone(seconds, sr, 1 + (i % 3 == 0), freq=float(rng.uniform(200, 3000)), seed=i),
+            sr,
+            subtype=subtype,
+            format="OGG" if ext == "opus" else None,
+        )
         good.append(path)
     bad = []
     for i, payload in enumerate([b"", b"RIFF\x00\x00", b"not audio at all" * 20, os.urandom(3000)]):
@@ -69,17 +73,25 @@ def test_records_equal_the_local_engine_and_both_nodes_work(cluster, tree, tiny_
     common = ["-m", tiny_model_dir, "--top", "0", "--timeline", "--precision", "fp32"]
     main(["batch", str(root), "-o", str(tmp_path / "local.jsonl"), *map(str, common), "-q"])
     capsys.readouterr()
-    done = subprocess.run(ray_batch(cluster, root, "-o", tmp_path / "ray.jsonl", *common, "--debug"), cwd=ROOT, env=cluster[1],
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        ray_batch(cluster, root, "-o", tmp_path / "ray.jsonl", *common, "--debug"),
+        cwd=ROOT,
+        env=cluster[1],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr  # 1: the corrupt files
     assert "4 failed" in done.stderr and f"{len(good)} tagged" in done.stderr
     local, ray = jsonl(tmp_path / "local.jsonl"), jsonl(tmp_path / "ray.jsonl")
     assert [r["path"] for r in ray] == [r["path"] for r in local]  # input order, every file once
     assert sorted(r["path"] for r in ray) == sorted(map(str, good + bad))
-    for a, b in zip(local, ray):
+    for a, b in zip(local, ray, strict=True):
         assert a.get("error") == b.get("error") and a["duration_s"] == b["duration_s"]
         if "error" not in a:
-            assert [(w["start_s"], w["end_s"]) for w in a["windows"]] == [(w["start_s"], w["end_s"]) for w in b["windows"]]
+            assert [(w["start_s"], w["end_s"]) for w in a["windows"]] == [
+                (w["start_s"], w["end_s"]) for w in b["windows"]
+            ]
             sa, sb = {x["index"]: x["score"] for x in a["labels"]}, {x["index"]: x["score"] for x in b["labels"]}
             assert sa.keys() == sb.keys() and max(abs(sa[k] - sb[k]) for k in sa) <= 2e-6
     assert max(len(r.get("windows", [])) for r in ray) > 4 * 4  # a long file came in several chunks of window rows
@@ -106,7 +118,9 @@ def test_a_killed_model_actor_is_retried_and_every_file_is_written_once(cluster,
     assert "Traceback" not in err and "4 failed" in err
     paths = [r["path"] for r in jsonl(out)]
     assert sorted(paths) == sorted(map(str, good + bad))  # every file exactly once
-    assert killed in {int(pid) for *_, pid in DEBUG_LINE.findall(err)}  # (Ray restarts it; the other actor may finish first)
+    assert killed in {
+        int(pid) for *_, pid in DEBUG_LINE.findall(err)
+    }  # (Ray restarts it; the other actor may finish first)
 
 
 def test_ctrl_c_then_resume_gives_every_file_once(cluster, tree, tiny_model_dir, tmp_path):
@@ -119,14 +133,18 @@ def test_ctrl_c_then_resume_gives_every_file_once(cluster, tree, tiny_model_dir,
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted:" in err and "Traceback" not in err, err
     done = subprocess.run([*cmd, "--resume"], cwd=ROOT, env=cluster[1], capture_output=True, text=True, timeout=300)
-    assert done.returncode in (0, 1) and "Traceback" not in done.stderr and "already in the output" in done.stderr, done.stderr  # 1 if a broken file was left
+    assert done.returncode in (0, 1) and "Traceback" not in done.stderr and "already in the output" in done.stderr, (
+        done.stderr
+    )  # 1 if a broken file was left
     paths = [r["path"] for r in csv.DictReader(out.open(encoding="utf-8", newline=""))]
     assert sorted(paths) == sorted(map(str, good + bad))  # every file exactly once
 
 
 def test_without_ray_engine_ray_is_a_usage_error(capsys, monkeypatch, wav):
     monkeypatch.setitem(sys.modules, "ray", None)  # as if the extra were not installed
-    code = main(["batch", str(wav(1.0)), "-o", "-", "-m", "no-such-model", "--engine", "ray"])  # before any model is read
+    code = main(
+        ["batch", str(wav(1.0)), "-o", "-", "-m", "no-such-model", "--engine", "ray"]
+    )  # before any model is read
     out, err = capsys.readouterr()
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and "pip install 'ast-cli[ray]'" in err and "Traceback" not in err
@@ -134,7 +152,10 @@ def test_without_ray_engine_ray_is_a_usage_error(capsys, monkeypatch, wav):
 
 @pytest.mark.parametrize(
     "flags,message",
-    [(["--actors", "2"], "only work with --engine ray"), (["--engine", "ray", "--workers", "2"], "--workers is for --engine local")],
+    [
+        (["--actors", "2"], "only work with --engine ray"),
+        (["--engine", "ray", "--workers", "2"], "--workers is for --engine local"),
+    ],
 )
 def test_engine_flags_go_together(capsys, wav, flags, message):
     assert main(["batch", str(wav(1.0)), "-o", "-", "-m", "no-such-model", *flags]) == 2
@@ -142,7 +163,10 @@ def test_engine_flags_go_together(capsys, wav, flags, message):
 
 
 def test_help_does_not_import_ray():
-    code = "import sys; from ast_cli.cli import main; main(['batch', '--help']); print('ray' in sys.modules, 'torch' in sys.modules, file=sys.stderr)"
+    code = (
+        "import sys; from ast_cli.cli import main; main(['batch', '--help']); print('ray' in "
+        "sys.modules, 'torch' in sys.modules, file=sys.stderr)"
+    )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert "--engine" in done.stdout and "--ray-address" in done.stdout
     assert done.stderr.strip() == "False False"
@@ -170,6 +194,19 @@ def test_actors_fit_the_cluster():
 def test_an_unreachable_cluster_is_said_at_once(capsys, tiny_model_dir, wav, tmp_path):
     pytest.importorskip("ray")
     out = tmp_path / "tags.jsonl"
-    code = main(["batch", str(wav(1.0)), "-o", str(out), "-m", str(tiny_model_dir), "--engine", "ray", "--ray-address", "127.0.0.1:1"])
+    code = main(
+        [
+            "batch",
+            str(wav(1.0)),
+            "-o",
+            str(out),
+            "-m",
+            str(tiny_model_dir),
+            "--engine",
+            "ray",
+            "--ray-address",
+            "127.0.0.1:1",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "no Ray cluster answers there" in err and err.count("\n") == 1 and not out.exists()

@@ -60,10 +60,17 @@ def test_the_docs_and_the_help_name_every_recipe():
 
 def test_the_help_of_recipe_flags_is_rendered_from_the_table():
     assert _help(params.Recipe) == recipe_help()
-    for alias, field in ((params.Epochs, "epochs"), (params.LearningRate, "lr"), (params.ClipsPerStep, "batch_size"),
-                         (params.Mixup, "mixup"), (params.Freqm, "freqm"), (params.Timem, "timem"),
-                         (params.Warmup, "warmup"), (params.WeightDecay, "weight_decay"),
-                         (params.TargetLength, "target_length")):
+    for alias, field in (
+        (params.Epochs, "epochs"),
+        (params.LearningRate, "lr"),
+        (params.ClipsPerStep, "batch_size"),
+        (params.Mixup, "mixup"),
+        (params.Freqm, "freqm"),
+        (params.Timem, "timem"),
+        (params.Warmup, "warmup"),
+        (params.WeightDecay, "weight_decay"),
+        (params.TargetLength, "target_length"),
+    ):
         assert defaults_words(field) in _help(alias), field
     assert "pretrained 25, scratch 30, probe 50" in _help(params.Epochs)
     assert "scratch 1e-3 x 192 / width" in _help(params.LearningRate) and "lr 2.5e-4" not in recipe_help()
@@ -74,7 +81,15 @@ def test_the_help_of_recipe_flags_is_rendered_from_the_table():
 
 def test_numbers_read_as_the_run_scripts_write_them():
     assert [number(x) for x in (1e-5, 2.5e-4, 5e-7, 1e-3, 0.05, 0.85, 0.6, 0, 1)] == [
-        "1e-5", "2.5e-4", "5e-7", "1e-3", "0.05", "0.85", "0.6", "0", "1"
+        "1e-5",
+        "2.5e-4",
+        "5e-7",
+        "1e-3",
+        "0.05",
+        "0.85",
+        "0.6",
+        "0",
+        "1",
     ]
 
 

@@ -21,16 +21,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from helpers import make_sound_dataset, tone, tone_files
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from ast_cli import audio
 from ast_cli.cli import main
-from ast_cli.process import one_line
 from ast_cli.errors import AudioError, UsageError
-
-from helpers import make_sound_dataset, tone, tone_files
+from ast_cli.process import one_line
 
 ROOT = Path(__file__).resolve().parents[1]
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0  # root reads files whatever their mode
@@ -108,7 +107,14 @@ def build_corpus(root: Path) -> dict[str, Path]:
         paths["no_permission.wav"].chmod(0)
     paths["broken_link.wav"].symlink_to(root / "does-not-exist.wav")
     paths["link_loop.wav"].symlink_to(paths["link_loop.wav"])
-    for name in ("with space.wav", "ünïcødé 音.wav", "a,b.wav", "q\"uo'te.wav", "new\nline.wav", os.fsdecode(b"not-utf8-\xff.wav")):
+    for name in (
+        "with space.wav",
+        "ünïcødé 音.wav",
+        "a,b.wav",
+        "q\"uo'te.wav",
+        "new\nline.wav",
+        os.fsdecode(b"not-utf8-\xff.wav"),
+    ):
         paths[name].write_bytes(wav_bytes)
     if IS_ROOT:
         del paths["no_permission.wav"]
@@ -147,7 +153,7 @@ def test_tag_every_input_at_once(capsys, tiny_model_dir, corpus):
     assert len(warned) == 1 and warned[0].startswith(cut), warned
     errors = [line for line in err.splitlines() if line not in warned]
     assert len(errors) == len(BAD_FILES)
-    for name, record in zip(corpus, records):
+    for name, record in zip(corpus, records, strict=True):
         if CORPUS[name] is None:
             assert "error" not in record and len(record["labels"]) == 5, name
             assert all(math.isfinite(x["score"]) and 0.0 <= x["score"] <= 1.0 for x in record["labels"])
@@ -170,7 +176,9 @@ def test_truncated_data_and_odd_rates_keep_their_duration(capsys, tiny_model_dir
 
 
 def test_csv_of_every_input_round_trips_the_names(capsys, tiny_model_dir, corpus):
-    paths = [p for p in files(corpus).values() if "\udcff" not in str(p)]  # CSV writes that name's own bytes: not capsys text
+    paths = [
+        p for p in files(corpus).values() if "\udcff" not in str(p)
+    ]  # CSV writes that name's own bytes: not capsys text
     code, out, _ = run(capsys, "tag", *paths, "-m", tiny_model_dir, "--top", "2", "-f", "csv")
     rows = list(csv.DictReader(io.StringIO(out, newline="")))
     assert [r["path"] for r in rows] == [str(p) for p in paths]  # commas, quotes, newlines round-trip
@@ -188,7 +196,9 @@ def test_json_is_valid_utf8_for_any_file_name(capsys, tiny_model_dir, corpus):
     # CSV keeps the name's own bytes, even where Python's stdout would be strict (a non-C UTF-8 locale)
     proc = subprocess.run(
         [sys.executable, "-m", "ast_cli", "tag", path, "-m", str(tiny_model_dir), "-f", "csv"],
-        capture_output=True, cwd=ROOT, env={**os.environ, "PYTHONIOENCODING": "utf-8:strict"},
+        capture_output=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8:strict"},
     )
     assert proc.returncode == 0, proc.stderr
     assert os.fsencode(path) in proc.stdout
@@ -226,13 +236,25 @@ def test_stats_skips_each_bad_file_with_one_line_and_goes_on(capsys, corpus):
     cut = [w for w in err.splitlines() if "cut short or damaged" in w]  # read, with a warning naming the cut
     assert cut and all(w.startswith(f"ast: warning: {corpus['truncated_data.wav']}: ") for w in cut), cut
     warnings_ = [w for w in err.splitlines() if w not in cut]
-    assert len(warnings_) == len(bad_files) and all(w.startswith("ast: warning: ") and w.endswith("; skipped") for w in warnings_)
+    assert len(warnings_) == len(bad_files) and all(
+        w.startswith("ast: warning: ") and w.endswith("; skipped") for w in warnings_
+    )
     for name in bad_files:
         assert any(str(corpus[name]) in w for w in warnings_), name
 
 
 def test_stats_debug_shows_the_traceback_of_a_skipped_file(capsys, corpus):
-    args = ["stats", corpus["text.wav"], corpus["silence.wav"], "--method", "exact", "--target-length", "64", "-q", "--debug"]
+    args = [
+        "stats",
+        corpus["text.wav"],
+        corpus["silence.wav"],
+        "--method",
+        "exact",
+        "--target-length",
+        "64",
+        "-q",
+        "--debug",
+    ]
     code, _, err = run(capsys, *args)
     assert code == 0 and "Traceback" in err and "AudioError" in err and f"ast: warning: {corpus['text.wav']}" in err
 
@@ -247,7 +269,20 @@ def test_finetune_skips_each_bad_file_and_trains(capsys, tiny_model_dir, corpus,
         elif path.is_file():
             target.write_bytes(path.read_bytes()) if os.access(path, os.R_OK) and name != "no_permission.wav" else None
     out = tmp_path / "model"
-    args = ["finetune", data, "-o", out, "--base", tiny_model_dir, "--epochs", "1", "--batch-size", "8", "--workers", "0"]
+    args = [
+        "finetune",
+        data,
+        "-o",
+        out,
+        "--base",
+        tiny_model_dir,
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--workers",
+        "0",
+    ]
     code, stdout, err = run(capsys, *args, "--precision", "fp32", "--val-split", "0.5", "--norm-stats", "base")
     assert code == 0, err
     warned = [line for line in err.splitlines() if line.startswith("ast: warning: skipped ")]
@@ -257,7 +292,9 @@ def test_finetune_skips_each_bad_file_and_trains(capsys, tiny_model_dir, corpus,
 
 
 # -- property-based: the decoder and the tagger ---------------------------------------------------
-def _wav_bytes(seconds: float = 0.05, sr: int = 16000, channels: int = 1, subtype: str = "PCM_16", fmt: str = "WAV") -> bytes:
+def _wav_bytes(
+    seconds: float = 0.05, sr: int = 16000, channels: int = 1, subtype: str = "PCM_16", fmt: str = "WAV"
+) -> bytes:
     buf = io.BytesIO()
     sf.write(buf, tone(seconds, sr, channels), sr, format=fmt, subtype=subtype)
     return buf.getvalue()
@@ -323,7 +360,9 @@ def waveforms(draw) -> tuple[np.ndarray, int]:
     return draw(arrays(np.float32, shape, elements=SAMPLES)), rate
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(waveforms())
 def test_random_waveforms_give_finite_scores_or_audio_errors(tagger, example):
     wave, sample_rate = example
@@ -353,7 +392,10 @@ def test_ctrl_c_gives_a_one_line_summary_and_exit_130(tiny_model_dir, wav):
     first = wav(1.0)
     proc = subprocess.Popen(
         [sys.executable, "-m", "ast_cli", "tag", str(first), "-", "-m", str(tiny_model_dir), "-f", "jsonl"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
     )
     try:
         line = proc.stdout.readline()  # the first record: the process now reads stdin
@@ -375,7 +417,10 @@ def test_ctrl_c_in_finetune_says_how_to_resume(tiny_model_dir, tmp_path):
     args = ["finetune", str(data), "-o", str(out), "--base", str(tiny_model_dir), "--epochs", "500", "--workers", "0"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "ast_cli", *args, "--precision", "fp32", "--val-split", "0.5", "--norm-stats", "base"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        text=True,
     )
     try:
         for line in proc.stderr:  # training has begun: interrupt it
@@ -389,11 +434,30 @@ def test_ctrl_c_in_finetune_says_how_to_resume(tiny_model_dir, tmp_path):
     assert proc.returncode == 130 and "Traceback" not in err
     metrics = out / "metrics.jsonl"  # written after each epoch's state: what --resume continues from
     saved = len(metrics.read_text().splitlines()) if metrics.exists() else 0
-    command = shlex.join([os.path.basename(sys.executable), "-m", "ast_cli", *args, "--precision", "fp32", "--val-split", "0.5", "--norm-stats", "base"])
+    command = shlex.join(
+        [
+            os.path.basename(sys.executable),
+            "-m",
+            "ast_cli",
+            *args,
+            "--precision",
+            "fp32",
+            "--val-split",
+            "0.5",
+            "--norm-stats",
+            "base",
+        ]
+    )
     if saved:  # the exact command that continues
-        assert err.splitlines()[-1] == f"ast: interrupted after {saved} of 500 epoch(s); to continue: {command} --resume"
+        assert (
+            err.splitlines()[-1] == f"ast: interrupted after {saved} of 500 epoch(s); to continue: {command} --resume"
+        )
     else:
-        assert err.splitlines()[-1] == f"ast: interrupted before the first of 500 epoch(s) finished; nothing to resume from; to start again: {command}"
+        assert (
+            err.splitlines()[-1]
+            == "ast: interrupted before the first of 500 epoch(s) finished; nothing to resume from; to "
+            f"start again: {command}"
+        )
 
 
 def test_ctrl_c_in_stats_says_how_far_it_got(tmp_path, wav):
@@ -402,7 +466,10 @@ def test_ctrl_c_in_stats_says_how_far_it_got(tmp_path, wav):
     os.mkfifo(fifo)
     proc = subprocess.Popen(
         [sys.executable, "-m", "ast_cli", "stats", str(wav(1.0)), str(fifo), "--method", "exact", "-q"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        text=True,
     )
     try:
         with open(fifo, "wb"):  # returns once stats has opened the pipe for reading
@@ -420,7 +487,10 @@ def test_closed_pipe_ends_quietly(tiny_model_dir, wav):
     first, third = wav(1.0, name="first.wav"), wav(1.0, name="third.wav")
     proc = subprocess.Popen(
         [sys.executable, "-m", "ast_cli", "tag", str(first), "-", str(third), "-m", str(tiny_model_dir), "-f", "jsonl"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
     )
     try:
         assert json.loads(proc.stdout.readline())["path"] == str(first)
@@ -444,7 +514,12 @@ def _run_on_terminal(args: list[str], env: dict[str, str]) -> bytes:
     leader, follower = pty.openpty()
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "ast_cli", *args], stdout=follower, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, cwd=ROOT, env=env
+            [sys.executable, "-m", "ast_cli", *args],
+            stdout=follower,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            cwd=ROOT,
+            env=env,
         )
         os.close(follower)
         chunks = []
@@ -576,8 +651,10 @@ def test_sigterm_at_any_moment_then_resume_gives_every_file_once(tiny_model_dir,
     out = tmp_path / "out.csv"
     cmd = [sys.executable, "-m", "ast_cli", "batch", str(folder), "-o", str(out), "-m", str(tiny_model_dir), "-q"]
     rng = random.Random(0)
-    for attempt in range(20):
-        proc = subprocess.Popen(cmd + (["--resume"] if out.exists() else []), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    for _attempt in range(20):
+        proc = subprocess.Popen(
+            cmd + (["--resume"] if out.exists() else []), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
         time.sleep(rng.uniform(0.5, 3.5))
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
@@ -620,13 +697,18 @@ def test_a_sigterm_during_an_import_ends_the_process_without_raising_into_it(tmp
     the process at once (143) instead of raising."""
     from ast_cli import process
 
-    (tmp_path / "probe_import.py").write_text("import sys\nfrom ast_cli import process\nINSIDE = process.importing(sys._getframe())\n")
+    (tmp_path / "probe_import.py").write_text(
+        "import sys\nfrom ast_cli import process\nINSIDE = process.importing(sys._getframe())\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     import probe_import
 
     assert probe_import.INSIDE and not process.importing(sys._getframe())
     script = tmp_path / "late_import.py"
-    (tmp_path / "slow_module.py").write_text("import os, signal, time\nos.kill(os.getpid(), signal.SIGTERM)\ntime.sleep(5)\nraise AssertionError('still importing')\n")
+    (tmp_path / "slow_module.py").write_text(
+        "import os, signal, time\nos.kill(os.getpid(), signal.SIGTERM)\ntime.sleep(5)\nraise "
+        "AssertionError('still importing')\n"
+    )
     script.write_text(
         "import sys, typer\n"
         f"sys.path.insert(0, {str(tmp_path)!r})\n"
@@ -642,7 +724,9 @@ def test_a_sigterm_during_an_import_ends_the_process_without_raising_into_it(tmp
         "raise SystemExit(process.main(app))\n"
     )
     proc = subprocess.run([sys.executable, str(script), "run"], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 143 and proc.stdout == "before\n" and proc.stderr == "", proc.stderr  # ended at once, not unwound
+    assert proc.returncode == 143 and proc.stdout == "before\n" and proc.stderr == "", (
+        proc.stderr
+    )  # ended at once, not unwound
 
 
 @pytest.fixture
@@ -651,9 +735,14 @@ def small_disk(tmp_path):
     process may not mount (not root, or no CAP_SYS_ADMIN in its container)."""
     mount = tmp_path / "small"
     mount.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True, text=True)
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True, text=True
+    )
     if proc.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here ({proc.stderr.strip() or 'mount failed'}): the simulated-error tests above cover the messages")
+        pytest.skip(
+            f"cannot mount a small tmpfs here ({proc.stderr.strip() or 'mount failed'}): the "
+            "simulated-error tests above cover the messages"
+        )
     try:
         yield mount
     finally:

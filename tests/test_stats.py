@@ -12,11 +12,10 @@ import pytest
 import soundfile as sf
 import torch
 import torchaudio
+from helpers import tone
 
 from ast_cli.augment import mask_along_axis, mix
 from ast_cli.stats import collect_audio, compute_stats
-
-from helpers import tone
 
 ROOT = Path(__file__).resolve().parent.parent
 T = 128  # frames: short clips keep the tests fast
@@ -45,9 +44,15 @@ def authors_features(path, target_length=T, dc_removal=True):
     if dc_removal:
         wave = wave - wave.mean()
     fb = torchaudio.compliance.kaldi.fbank(
-        wave, htk_compat=True, sample_frequency=sr, use_energy=False, window_type="hanning",
-        num_mel_bins=128, dither=0.0, frame_shift=10,
-    )  # fmt: skip
+        wave,
+        htk_compat=True,
+        sample_frequency=sr,
+        use_energy=False,
+        window_type="hanning",
+        num_mel_bins=128,
+        dither=0.0,
+        frame_shift=10,
+    )
     p = target_length - fb.shape[0]
     return torch.nn.ZeroPad2d((0, 0, 0, p))(fb) if p > 0 else fb[:target_length]
 
@@ -158,11 +163,18 @@ def test_cli_json_write_and_bad_files(dataset, tmp_path):
     bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
     out = tmp_path / "model"
     out.mkdir()
-    (out / "preprocessor_config.json").write_text(json.dumps({"mean": 1.0, "std": 2.0, "max_length": 512, "custom": "kept"}))
+    (out / "preprocessor_config.json").write_text(
+        json.dumps({"mean": 1.0, "std": 2.0, "max_length": 512, "custom": "kept"})
+    )
     listing = tmp_path / "list.txt"
     listing.write_text(f"{paths[0]}\n\n{paths[1]}\n")
     cmd = [sys.executable, "-m", "ast_cli", "stats", str(root), "--files-from", str(listing), "--method", "exact"]
-    proc = subprocess.run(cmd + ["--target-length", str(T), "--format", "json", "--write", str(out), "-q"], capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(
+        cmd + ["--target-length", str(T), "--format", "json", "--write", str(out), "-q"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert set(result) == {"mean", "std", "files", "method", "seed", "target_length", "padded"}
@@ -230,14 +242,29 @@ def test_the_default_length_follows_the_data_and_padding_is_reported(dataset, tm
 
 def test_finetune_and_stats_agree_on_the_same_folder(tiny_model_dir, tmp_path, capsys):
     """ast finetune --norm-stats auto computes what ast stats --method exact gives for its training clips."""
-    from ast_cli.cli import main
-
     from helpers import make_sound_dataset
+
+    from ast_cli.cli import main
 
     make_sound_dataset(tmp_path / "train", per_class=3, seed=1)
     make_sound_dataset(tmp_path / "val", per_class=1, seed=2)
-    args = ["finetune", tmp_path / "train", "-o", tmp_path / "out", "--base", tiny_model_dir, "--val", tmp_path / "val",
-            "--epochs", "1", "--workers", "0", "--batch-size", "4", "-q"]  # fmt: skip
+    args = [
+        "finetune",
+        tmp_path / "train",
+        "-o",
+        tmp_path / "out",
+        "--base",
+        tiny_model_dir,
+        "--val",
+        tmp_path / "val",
+        "--epochs",
+        "1",
+        "--workers",
+        "0",
+        "--batch-size",
+        "4",
+        "-q",
+    ]
     assert main([str(a) for a in args]) == 0
     capsys.readouterr()
     trained = json.loads((tmp_path / "out" / "norm_stats.json").read_text())

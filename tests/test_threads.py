@@ -9,11 +9,10 @@ import sys
 
 import pytest
 import torch
+from helpers import tone_files
 
 from ast_cli import threads
 from ast_cli.cli import main
-
-from helpers import tone_files
 
 
 @pytest.fixture(autouse=True)
@@ -40,8 +39,13 @@ def test_cgroup_quota_v2_and_v1(tmp_path):
 
 
 def test_available_cpus_follow_the_affinity_mask_and_the_quota(monkeypatch):
-    code = "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); from ast_cli import threads; print(threads.available_cpus())"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "1"
+    code = (
+        "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); from ast_cli import "
+        "threads; print(threads.available_cpus())"
+    )
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "1"
+    )
     if len(os.sched_getaffinity(0)) >= 2:
         monkeypatch.setattr(threads, "cgroup_quota", lambda: 1.2)  # a quota of 1.2 CPUs: 2 threads may run
         assert threads.available_cpus() == 2
@@ -56,7 +60,15 @@ def test_busy_elsewhere_counts_other_runnable_tasks_but_not_a_passing_one(monkey
     assert threads.busy_elsewhere(read=lambda: next(lines)) == 3.0  # 4 runnable, one of them us
     lines = iter(["0.10 0.20 0.30 3/300 99"] * 5)  # two others at this instant, but a quiet minute
     assert threads.busy_elsewhere(read=lambda: next(lines)) == 0.1
-    lines = iter(["2.0 2.0 2.0 1/300 99", "2.0 2.0 2.0 3/300 99", "2.0 2.0 2.0 3/300 99", "2.0 2.0 2.0 9/300 99", "2.0 2.0 2.0 3/300 99"])
+    lines = iter(
+        [
+            "2.0 2.0 2.0 1/300 99",
+            "2.0 2.0 2.0 3/300 99",
+            "2.0 2.0 2.0 3/300 99",
+            "2.0 2.0 2.0 9/300 99",
+            "2.0 2.0 2.0 3/300 99",
+        ]
+    )
     assert threads.busy_elsewhere(read=lambda: next(lines)) == 2.0  # the median instant
     monkeypatch.setattr(os, "cpu_count", lambda: 64)  # 2 of a 64-CPU machine's CPUs: its share of the others
     lines = iter(["40.0 40.0 40.0 33/900 99"] * 5)
@@ -156,9 +168,17 @@ def test_openmp_threads_sleep_unless_the_user_chose():
 def test_the_ast_process_sets_the_wait_policy_before_torch_loads(tiny_model_dir, tmp_path):
     """Seen from inside the process: the variable is set when torch's OpenMP runtime reads it."""
     path = tone_files(tmp_path, 1, 1.0)[0]
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME", "OMP_NUM_THREADS")}
-    proc = subprocess.run([sys.executable, "-m", "ast_cli", "tag", str(path), "-m", str(tiny_model_dir), "--threads", "1", "--debug"],
-                          capture_output=True, text=True, env=env)  # fmt: skip
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME", "OMP_NUM_THREADS")
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "ast_cli", "tag", str(path), "-m", str(tiny_model_dir), "--threads", "1", "--debug"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "model threads: 1 (--threads or OMP_NUM_THREADS); OpenMP wait policy PASSIVE" in proc.stderr
 
@@ -184,5 +204,20 @@ def test_batch_looks_at_the_load_as_it_goes(monkeypatch, tiny_model_dir, tmp_pat
     calls = []
     monkeypatch.setattr(threads, "refresh", lambda workers=0, interval_s=30.0: calls.append(workers))
     tone_files(tmp_path / "in", 3, 0.5)
-    assert main(["batch", str(tmp_path / "in"), "-o", str(tmp_path / "out.csv"), "-m", str(tiny_model_dir), "--workers", "0", "-q"]) == 0
+    assert (
+        main(
+            [
+                "batch",
+                str(tmp_path / "in"),
+                "-o",
+                str(tmp_path / "out.csv"),
+                "-m",
+                str(tiny_model_dir),
+                "--workers",
+                "0",
+                "-q",
+            ]
+        )
+        == 0
+    )
     assert calls == [0, 0, 0]  # once a record; refresh itself looks at most every 30 s

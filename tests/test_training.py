@@ -23,11 +23,11 @@ from ast_cli import checkpoints
 from ast_cli import data as D
 from ast_cli.cli import main
 from ast_cli.config import ASTConfig, PreprocessorConfig
-from ast_cli.spec import ModelSpec
 from ast_cli.evaluation import evaluate
 from ast_cli.model import AST
 from ast_cli.recipes import RECIPES, Recipe, RecipeValues, lr_factor
 from ast_cli.runfolder import METRICS_FILE, STATE_FILE
+from ast_cli.spec import ModelSpec
 from ast_cli.training import FinetuneOptions, finetune
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,9 +61,17 @@ def trained(tmp_path_factory, base16):
     make_sound_dataset(data, per_class=32)
     out = tmp_path_factory.mktemp("run") / "model"
     options = FinetuneOptions(
-        base=str(base16), epochs=8, lr=1e-3, batch_size=8, freqm=0, timem=0, val_split=0.25,
-        precision="fp32", workers=0, keep_state=True,
-    )  # fmt: skip
+        base=str(base16),
+        epochs=8,
+        lr=1e-3,
+        batch_size=8,
+        freqm=0,
+        timem=0,
+        val_split=0.25,
+        precision="fp32",
+        workers=0,
+        keep_state=True,
+    )
     summary = finetune(str(data), str(out), options, log=lambda _: None)
     return data, out, summary
 
@@ -87,11 +95,17 @@ def test_tiny_model_learns_the_synthetic_classes(trained, capsys):
     # --norm-stats auto: `ast stats --method exact` of the training clips (the same split again
     # from the same seed), run here through the command line, cached in OUT_DIR
     train, _ = D.stratified_split(D.scan(D.discover(data))[0], 0.25, 0)
-    code = main(["stats", *[c.path for c in train.clips], "--method", "exact", "--target-length", "98", "--format", "json"])
+    code = main(
+        ["stats", *[c.path for c in train.clips], "--method", "exact", "--target-length", "98", "--format", "json"]
+    )
     stats = json.loads(capsys.readouterr().out)
     assert code == 0 and stats["files"] == len(train.clips)
     pre = json.loads((out / "preprocessor_config.json").read_text())
-    assert (pre["mean"], pre["std"], pre["max_length"]) == (pytest.approx(stats["mean"]), pytest.approx(stats["std"]), 98)
+    assert (pre["mean"], pre["std"], pre["max_length"]) == (
+        pytest.approx(stats["mean"]),
+        pytest.approx(stats["std"]),
+        98,
+    )
     cached = json.loads((out / "norm_stats.json").read_text())
     assert (cached["mean"], cached["std"]) == (pre["mean"], pre["std"])
     state = torch.load(out / STATE_FILE, weights_only=True)
@@ -114,7 +128,12 @@ def test_checkpoint_gives_equal_logits_in_transformers(trained):
 def test_tag_prints_a_training_clip_class_first(trained):
     data, out, _ = trained
     files = [sorted((data / name).iterdir())[0] for name in SOUND_CLASSES]
-    proc = subprocess.run(_cli("tag", *files, "-m", out, "--format", "jsonl", "--precision", "fp32"), capture_output=True, text=True, env=ENV)
+    proc = subprocess.run(
+        _cli("tag", *files, "-m", out, "--format", "jsonl", "--precision", "fp32"),
+        capture_output=True,
+        text=True,
+        env=ENV,
+    )
     assert proc.returncode == 0, proc.stderr
     top = [json.loads(line)["labels"][0]["label"] for line in proc.stdout.splitlines()]
     assert top == list(SOUND_CLASSES)
@@ -201,10 +220,15 @@ def test_learning_rate_factors_per_epoch(capsys):
     steps an epoch: the warm-ups are over within the first), against torch's MultiStepLR stepped per epoch."""
     epochs, steps = 30, 2000
     stepped = {recipe: values for recipe, values in RECIPES.items() if values.schedule == "step"}
-    table = {recipe: [lr_factor(epoch * steps + steps - 1, steps, values) for epoch in range(epochs)] for recipe, values in stepped.items()}
+    table = {
+        recipe: [lr_factor(epoch * steps + steps - 1, steps, values) for epoch in range(epochs)]
+        for recipe, values in stepped.items()
+    }
     for recipe, values in stepped.items():
         optimizer = torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), 1.0)
-        reference = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(range(values.decay_start, 1000, values.decay_step)), gamma=values.decay)
+        reference = torch.optim.lr_scheduler.MultiStepLR(
+            optimizer, list(range(values.decay_start, 1000, values.decay_step)), gamma=values.decay
+        )
         expected = []
         for _epoch in range(1, epochs + 1):
             expected.append(optimizer.param_groups[0]["lr"])
@@ -215,13 +239,17 @@ def test_learning_rate_factors_per_epoch(capsys):
         print("\nepoch " + " ".join(f"{r:>17}" for r in table))
         for epoch in range(epochs):
             print(f"{epoch + 1:5d} " + " ".join(f"{table[r][epoch]:17.6g}" for r in table))
-    assert table["esc50"][24] == pytest.approx(0.85**20) and table["pretrained"][24] == pytest.approx(0.85**20)  # never stops (was 0.85**16)
+    assert table["esc50"][24] == pytest.approx(0.85**20) and table["pretrained"][24] == pytest.approx(
+        0.85**20
+    )  # never stops (was 0.85**16)
     assert table["audioset"][:5] == pytest.approx([1, 1, 0.5, 0.25, 0.125])
     assert table["audioset-balanced"][9:12] == pytest.approx([1, 0.5, 0.5]) and table["audioset-balanced"][15] == 0.25
     audioset = RECIPES[Recipe("audioset")]
     warm = [lr_factor(s, steps, audioset) for s in (0, 49, 50, 99, 100, 999, 1000, 1999)]
     assert warm == pytest.approx([0, 0, 0.05, 0.05, 0.1, 0.95, 1, 1])  # their rule: step / 1000, set every 50 steps
-    assert [lr_factor(s, 100, RECIPES[Recipe("pretrained")]) for s in (0, 1, 98, 99, 100)] == pytest.approx([0.01, 0.02, 0.99, 1, 1])
+    assert [lr_factor(s, 100, RECIPES[Recipe("pretrained")]) for s in (0, 1, 98, 99, 100)] == pytest.approx(
+        [0.01, 0.02, 0.99, 1, 1]
+    )
 
 
 def test_metrics_log_the_rate_each_epoch_trained_at(tmp_path, base16):
@@ -234,8 +262,19 @@ def test_metrics_log_the_rate_each_epoch_trained_at(tmp_path, base16):
     hook = register_optimizer_step_pre_hook(lambda opt, args, kwargs: rates.append(opt.param_groups[0]["lr"]))
     try:
         options = FinetuneOptions(
-            base=str(base16), recipe=Recipe("audioset"), epochs=4, lr=1e-3, batch_size=4, warmup=0, target_length=128,
-            freqm=0, timem=0, mixup=0.0, val_split=0.3, precision="fp32", workers=0,
+            base=str(base16),
+            recipe=Recipe("audioset"),
+            epochs=4,
+            lr=1e-3,
+            batch_size=4,
+            warmup=0,
+            target_length=128,
+            freqm=0,
+            timem=0,
+            mixup=0.0,
+            val_split=0.3,
+            precision="fp32",
+            workers=0,
         )
         finetune(str(data), str(tmp_path / "out"), options, log=lambda _: None)
     finally:
@@ -254,10 +293,14 @@ def test_cosine_schedule():
             values = RECIPES[Recipe(recipe)]
             warmup, total = min(1000, steps_per_epoch), values.epochs * steps_per_epoch
             optimizer = torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), 1.0)
-            reference = torch.optim.lr_scheduler.SequentialLR(optimizer, [
-                torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s, w=warmup: (s + 1) / w),
-                torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, total - warmup),
-            ], milestones=[warmup])  # fmt: skip
+            reference = torch.optim.lr_scheduler.SequentialLR(
+                optimizer,
+                [
+                    torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s, w=warmup: (s + 1) / w),
+                    torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, total - warmup),
+                ],
+                milestones=[warmup],
+            )
             expected = []
             for _ in range(total):
                 expected.append(optimizer.param_groups[0]["lr"])
@@ -272,11 +315,36 @@ def test_cosine_schedule():
 def test_resume_after_kill_gives_the_weights_of_an_uninterrupted_run(tmp_path, base16):
     data = tmp_path / "data"
     make_sound_dataset(data, per_class=6, seed=1)
-    args = [data, "--base", base16, "--epochs", 4, "--lr", "1e-3", "--batch-size", 4, "--mixup", "0.5",
-            "--freqm", 20, "--timem", 20, "--val-split", "0.25", "--seed", 5, "--keep-state", *FAST]  # fmt: skip
+    args = [
+        data,
+        "--base",
+        base16,
+        "--epochs",
+        4,
+        "--lr",
+        "1e-3",
+        "--batch-size",
+        4,
+        "--mixup",
+        "0.5",
+        "--freqm",
+        20,
+        "--timem",
+        20,
+        "--val-split",
+        "0.25",
+        "--seed",
+        5,
+        "--keep-state",
+        *FAST,
+    ]
     env = {**ENV, "OMP_NUM_THREADS": "1"}  # two runs side by side; every run with the same thread count
-    full = subprocess.Popen(_cli("finetune", *args, "-o", tmp_path / "full"), env=env, stderr=subprocess.PIPE, text=True)
-    killed = subprocess.Popen(_cli("finetune", *args, "-o", tmp_path / "killed"), env=env, stderr=subprocess.PIPE, text=True)
+    full = subprocess.Popen(
+        _cli("finetune", *args, "-o", tmp_path / "full"), env=env, stderr=subprocess.PIPE, text=True
+    )
+    killed = subprocess.Popen(
+        _cli("finetune", *args, "-o", tmp_path / "killed"), env=env, stderr=subprocess.PIPE, text=True
+    )
     log = tmp_path / "killed" / METRICS_FILE
     deadline = time.monotonic() + 300
     while not (log.exists() and log.read_text().strip()):  # after epoch 1
@@ -286,7 +354,9 @@ def test_resume_after_kill_gives_the_weights_of_an_uninterrupted_run(tmp_path, b
     killed.send_signal(signal.SIGKILL)
     killed.wait()
     assert killed.returncode == -signal.SIGKILL
-    resumed = subprocess.run(_cli("finetune", *args, "-o", tmp_path / "killed", "--resume"), env=env, capture_output=True, text=True)
+    resumed = subprocess.run(
+        _cli("finetune", *args, "-o", tmp_path / "killed", "--resume"), env=env, capture_output=True, text=True
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert full.wait() == 0, full.stderr.read()
 
@@ -296,12 +366,19 @@ def test_resume_after_kill_gives_the_weights_of_an_uninterrupted_run(tmp_path, b
     last_b = torch.load(tmp_path / "killed" / STATE_FILE, weights_only=True)["model"]
     assert all(torch.equal(last_a[k], last_b[k]) for k in last_a)
     timing = ("clips_per_s", "seconds")
-    strip = lambda rows: [{k: v for k, v in r.items() if k not in timing} for r in rows]  # noqa: E731
+
+    def strip(rows):
+        return [{k: v for k, v in r.items() if k not in timing} for r in rows]
+
     assert strip(_history(tmp_path / "full")) == strip(_history(tmp_path / "killed"))
     assert len(_history(tmp_path / "killed")) == 4
 
-    changed = subprocess.run(_cli("finetune", *args[:-6], "--lr", "1e-2", *FAST, "-o", tmp_path / "killed", "--resume"),
-                             env=ENV, capture_output=True, text=True)  # fmt: skip
+    changed = subprocess.run(
+        _cli("finetune", *args[:-6], "--lr", "1e-2", *FAST, "-o", tmp_path / "killed", "--resume"),
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
     assert changed.returncode == 2 and "other settings than the interrupted run: lr" in changed.stderr
 
 
@@ -311,8 +388,32 @@ def test_ddp_on_two_gloo_processes(tmp_path, base16):
     make_sound_dataset(train, per_class=6, seed=2)
     make_sound_dataset(val, per_class=3, seed=3)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "ast_cli",
-           "finetune", train, "-o", out, "--base", base16, "--val", val, "--epochs", 2, "--lr", "1e-3", "--batch-size", 4, "--keep-state", *FAST]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "ast_cli",
+        "finetune",
+        train,
+        "-o",
+        out,
+        "--base",
+        base16,
+        "--val",
+        val,
+        "--epochs",
+        2,
+        "--lr",
+        "1e-3",
+        "--batch-size",
+        4,
+        "--keep-state",
+        *FAST,
+    ]
     proc = subprocess.run(list(map(str, cmd)), env={**ENV, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     history = _history(out)
@@ -332,8 +433,31 @@ def test_freeze_backbone_trains_only_the_head(tmp_path, base16, capsys):
     make_sound_dataset(data, per_class=3)
     (data / "tone" / "broken.wav").write_bytes(b"RIFF, but not audio")
     out = tmp_path / "out"
-    status = main(["finetune", str(data), "-o", str(out), "--base", str(base16), "--freeze-backbone", "--epochs", "1",
-                   "--lr", "1e-2", "--batch-size", "4", "--norm-stats", "-3,5", "--val-split", "0.3", "--precision", "fp32", "--workers", "0"])  # fmt: skip
+    status = main(
+        [
+            "finetune",
+            str(data),
+            "-o",
+            str(out),
+            "--base",
+            str(base16),
+            "--freeze-backbone",
+            "--epochs",
+            "1",
+            "--lr",
+            "1e-2",
+            "--batch-size",
+            "4",
+            "--norm-stats",
+            "-3,5",
+            "--val-split",
+            "0.3",
+            "--precision",
+            "fp32",
+            "--workers",
+            "0",
+        ]
+    )
     assert status == 0
     err = capsys.readouterr().err
     assert "broken.wav" in err and "skipped 1 unreadable file(s)" in err and "best epoch 1" in err
@@ -355,17 +479,49 @@ def test_a_named_recipe_runs_as_it_says(tmp_path, base16, capsys):
     data = tmp_path / "data"
     make_sound_dataset(data, per_class=3)
     out = tmp_path / "out"
-    assert main(["finetune", str(data), "-o", str(out), "--base", str(base16), "--recipe", "speechcommands", "--epochs", "1",
-                 "--lr", "1e-3", "--batch-size", "4", "--val-split", "0.3", "--precision", "fp32", "--workers", "0", "--keep-state"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "finetune",
+                str(data),
+                "-o",
+                str(out),
+                "--base",
+                str(base16),
+                "--recipe",
+                "speechcommands",
+                "--epochs",
+                "1",
+                "--lr",
+                "1e-3",
+                "--batch-size",
+                "4",
+                "--val-split",
+                "0.3",
+                "--precision",
+                "fp32",
+                "--workers",
+                "0",
+                "--keep-state",
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert err.splitlines()[0] == (
-        "recipe speechcommands (not AudioSet-trained: 5 labels, 64 wide): lr 0.001, epochs 1, batch 4, frames 128, freqm 48, timem 48, "
+        "recipe speechcommands (not AudioSet-trained: 5 labels, 64 wide): lr 0.001, epochs 1, batch 4, "
+        "frames 128, freqm 48, timem 48, "
         "mixup 0.6, BCE, Adam (weight decay 5e-07), no warm-up, x0.85 every epoch from epoch 6, noise and roll"
-    )  # fmt: skip
+    )
     assert json.loads((out / "recipe.json").read_text())["values"]["noise"] is True
     assert json.loads((out / "config.json").read_text())["max_length"] == 128
     settings = torch.load(out / STATE_FILE, weights_only=True)["settings"]
-    assert (settings["recipe"], settings["lr"], settings["mixup"], settings["target_length"]) == ("speechcommands", 1e-3, 0.6, 128)
+    assert (settings["recipe"], settings["lr"], settings["mixup"], settings["target_length"]) == (
+        "speechcommands",
+        1e-3,
+        0.6,
+        128,
+    )
 
 
 def test_multi_label_from_a_csv(tmp_path, base16, capsys):
@@ -378,8 +534,33 @@ def test_multi_label_from_a_csv(tmp_path, base16, capsys):
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
     out = tmp_path / "out"
     common = ["--labels", str(tmp_path / "labels.csv"), "--precision", "fp32"]
-    assert main(["finetune", str(tmp_path / "data"), "-o", str(out), "--base", str(base16), "--epochs", "2", "--lr", "1e-3",
-                 "--batch-size", "4", "--val-split", "0.25", "--workers", "0", "--norm-stats", "base", "-q", *common]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "finetune",
+                str(tmp_path / "data"),
+                "-o",
+                str(out),
+                "--base",
+                str(base16),
+                "--epochs",
+                "2",
+                "--lr",
+                "1e-3",
+                "--batch-size",
+                "4",
+                "--val-split",
+                "0.25",
+                "--workers",
+                "0",
+                "--norm-stats",
+                "base",
+                "-q",
+                *common,
+            ]
+        )
+        == 0
+    )
     pre = json.loads((out / "preprocessor_config.json").read_text())
     assert (pre["mean"], pre["std"]) == (-5.0, 4.0)  # base16's
     config = json.loads((out / "config.json").read_text())
@@ -420,8 +601,14 @@ def test_bad_inputs_exit_with_one_line(tmp_path, small_data, tiny_model_dir, cap
         ([small_data, "-o", tmp_path / "o2", "--mixup", "2"], "--mixup is a probability"),
         ([small_data, "-o", tmp_path / "o3", "--norm-stats", "loud"], "--norm-stats must be auto, base or MEAN,STD"),
         ([one, "-o", tmp_path / "o4"], "too few to split"),
-        ([small_data, "-o", tmp_path / "o5", "--labels", busy / "keep.txt", "--val", small_data], "--val with --labels"),
-        ([small_data, "-o", tmp_path / "o6", "--labels", busy / "keep.txt", "--recipe", "esc50"], "esc50 trains with cross-entropy"),
+        (
+            [small_data, "-o", tmp_path / "o5", "--labels", busy / "keep.txt", "--val", small_data],
+            "--val with --labels",
+        ),
+        (
+            [small_data, "-o", tmp_path / "o6", "--labels", busy / "keep.txt", "--recipe", "esc50"],
+            "esc50 trains with cross-entropy",
+        ),
         ([small_data, "-o", tmp_path / "o7", "--precision", "int8"], "--precision int8 is for inference only"),
     ]
     for args, message in cases:
@@ -439,19 +626,88 @@ def test_cli_passes_every_flag(monkeypatch, tmp_path):
     import ast_cli.training
 
     seen = {}
-    monkeypatch.setattr(ast_cli.training, "finetune", lambda data, out, options, log=None, **_: seen.update(data=data, out=out, options=options))
-    args = ["finetune", "d", "-o", "o", "--base", "b", "--val", "v", "--val-split", "0.2", "--seed", "3", "--target-length", "300",
-            "--freeze-backbone", "--epochs", "7", "--lr", "2e-4", "--batch-size", "5", "--mixup", "0.5", "--freqm", "10",
-            "--timem", "20", "--warmup", "30", "--weight-decay", "1e-6", "--patience", "2", "--labels", "l.csv",
-            "--norm-stats", "base", "--resume", "--keep-state", "--workers", "0", "--device", "cpu", "--precision", "bf16",
-            "--recipe", "audioset"]  # fmt: skip
+    monkeypatch.setattr(
+        ast_cli.training,
+        "finetune",
+        lambda data, out, options, log=None, **_: seen.update(data=data, out=out, options=options),
+    )
+    args = [
+        "finetune",
+        "d",
+        "-o",
+        "o",
+        "--base",
+        "b",
+        "--val",
+        "v",
+        "--val-split",
+        "0.2",
+        "--seed",
+        "3",
+        "--target-length",
+        "300",
+        "--freeze-backbone",
+        "--epochs",
+        "7",
+        "--lr",
+        "2e-4",
+        "--batch-size",
+        "5",
+        "--mixup",
+        "0.5",
+        "--freqm",
+        "10",
+        "--timem",
+        "20",
+        "--warmup",
+        "30",
+        "--weight-decay",
+        "1e-6",
+        "--patience",
+        "2",
+        "--labels",
+        "l.csv",
+        "--norm-stats",
+        "base",
+        "--resume",
+        "--keep-state",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--precision",
+        "bf16",
+        "--recipe",
+        "audioset",
+    ]
     assert main(args) == 0
     assert (seen["data"], seen["out"]) == ("d", "o")
     assert seen["options"] == FinetuneOptions(
-        base="b", val_dir="v", val_split=0.2, seed=3, target_length=300, freeze_backbone=True, epochs=7, lr=2e-4,
-        batch_size=5, mixup=0.5, freqm=10, timem=20, warmup=30, weight_decay=1e-6, patience=2, labels_csv="l.csv",
-        norm_stats="base", resume=True, keep_state=True, force=False, device="cpu", precision="bf16", workers=0, recipe="audioset",
-    )  # fmt: skip
+        base="b",
+        val_dir="v",
+        val_split=0.2,
+        seed=3,
+        target_length=300,
+        freeze_backbone=True,
+        epochs=7,
+        lr=2e-4,
+        batch_size=5,
+        mixup=0.5,
+        freqm=10,
+        timem=20,
+        warmup=30,
+        weight_decay=1e-6,
+        patience=2,
+        labels_csv="l.csv",
+        norm_stats="base",
+        resume=True,
+        keep_state=True,
+        force=False,
+        device="cpu",
+        precision="bf16",
+        workers=0,
+        recipe="audioset",
+    )
     assert seen["options"].resolved() == seen["options"]  # every flag given: nothing left to the recipe
     assert main(["finetune", "d", "-o", "o"]) == 0
     assert seen["options"] == FinetuneOptions()  # the command's defaults are the library's
@@ -464,35 +720,103 @@ def test_cli_passes_every_flag(monkeypatch, tmp_path):
     )
     assert seen["options"].for_base(False, 192).lr == 1e-3 and FinetuneOptions(lr=3e-3).for_base(False, 192).lr == 3e-3
     assert FinetuneOptions(freeze_backbone=True).for_base(True, 768).recipe == "probe"
-    assert FinetuneOptions(recipe="esc50").for_base(False, 192) == FinetuneOptions(recipe="esc50")  # a named recipe stays
+    assert FinetuneOptions(recipe="esc50").for_base(False, 192) == FinetuneOptions(
+        recipe="esc50"
+    )  # a named recipe stays
 
 
-# the authors' run scripts: egs/esc50/run_esc.sh, egs/speechcommands/run_sc.sh, egs/audioset/run.sh (set=full / balanced)
+# the authors' run scripts: egs/esc50/run_esc.sh, egs/speechcommands/run_sc.sh,
+# egs/audioset/run.sh (set=full / balanced)
 AUTHORS = {
-    "esc50": dict(lr=1e-5, epochs=25, batch_size=48, freqm=24, timem=96, mixup=0.0, target_length=512, noise=False, loss="CE",
-                  warmup=0, decay_start=5, decay_step=1, decay=0.85),
-    "speechcommands": dict(lr=2.5e-4, epochs=30, batch_size=128, freqm=48, timem=48, mixup=0.6, target_length=128, noise=True,
-                           loss="BCE", warmup=0, decay_start=5, decay_step=1, decay=0.85),
-    "audioset": dict(lr=1e-5, epochs=5, batch_size=12, freqm=48, timem=192, mixup=0.5, target_length=1024, noise=False, loss="BCE",
-                     warmup=1000, decay_start=2, decay_step=1, decay=0.5),
-    "audioset-balanced": dict(lr=5e-5, epochs=25, batch_size=12, freqm=48, timem=192, mixup=0.5, target_length=1024, noise=False,
-                              loss="BCE", warmup=1000, decay_start=10, decay_step=5, decay=0.5),
-}  # fmt: skip
+    "esc50": dict(
+        lr=1e-5,
+        epochs=25,
+        batch_size=48,
+        freqm=24,
+        timem=96,
+        mixup=0.0,
+        target_length=512,
+        noise=False,
+        loss="CE",
+        warmup=0,
+        decay_start=5,
+        decay_step=1,
+        decay=0.85,
+    ),
+    "speechcommands": dict(
+        lr=2.5e-4,
+        epochs=30,
+        batch_size=128,
+        freqm=48,
+        timem=48,
+        mixup=0.6,
+        target_length=128,
+        noise=True,
+        loss="BCE",
+        warmup=0,
+        decay_start=5,
+        decay_step=1,
+        decay=0.85,
+    ),
+    "audioset": dict(
+        lr=1e-5,
+        epochs=5,
+        batch_size=12,
+        freqm=48,
+        timem=192,
+        mixup=0.5,
+        target_length=1024,
+        noise=False,
+        loss="BCE",
+        warmup=1000,
+        decay_start=2,
+        decay_step=1,
+        decay=0.5,
+    ),
+    "audioset-balanced": dict(
+        lr=5e-5,
+        epochs=25,
+        batch_size=12,
+        freqm=48,
+        timem=192,
+        mixup=0.5,
+        target_length=1024,
+        noise=False,
+        loss="BCE",
+        warmup=1000,
+        decay_start=10,
+        decay_step=5,
+        decay=0.5,
+    ),
+}
 
 
 def test_recipe_flag_builds_the_authors_runs(monkeypatch):
     import ast_cli.training
 
     seen = {}
-    monkeypatch.setattr(ast_cli.training, "finetune", lambda data, out, options, log=None, **_: seen.update(options=options))
+    monkeypatch.setattr(
+        ast_cli.training, "finetune", lambda data, out, options, log=None, **_: seen.update(options=options)
+    )
     assert main(["finetune", "d", "-o", "o", "--recipe", "esc50"]) == 0
     assert seen["options"] == FinetuneOptions(recipe="esc50")
     assert seen["options"].resolved() == FinetuneOptions(
-        recipe="esc50", lr=1e-5, epochs=25, batch_size=48, freqm=24, timem=96, mixup=0.0, target_length=512, warmup=0, weight_decay=5e-7
+        recipe="esc50",
+        lr=1e-5,
+        epochs=25,
+        batch_size=48,
+        freqm=24,
+        timem=96,
+        mixup=0.0,
+        target_length=512,
+        warmup=0,
+        weight_decay=5e-7,
     )
     for name, numbers in AUTHORS.items():
         assert FinetuneOptions(recipe=name).values() == RecipeValues(**numbers, warmup_rule="authors"), name
-    assert main(["finetune", "d", "-o", "o", "--recipe", "esc50", "--lr", "1e-4", "--target-length", "1024"]) == 0  # a flag wins
+    assert (
+        main(["finetune", "d", "-o", "o", "--recipe", "esc50", "--lr", "1e-4", "--target-length", "1024"]) == 0
+    )  # a flag wins
     assert seen["options"].values() == dataclasses.replace(RECIPES[Recipe("esc50")], lr=1e-4, target_length=1024)
     assert main(["finetune", "d", "-o", "o", "--recipe", "esc51"]) == 2
 
@@ -500,15 +824,26 @@ def test_recipe_flag_builds_the_authors_runs(monkeypatch):
 def test_a_folder_is_complete_only_after_the_runs_last_write(tiny_model_dir, tmp_path, capsys):
     """While a run writes it (or after a kill), the folder says it is unfinished and `ast tag -m` warns;
     --force over a finished run removes its model before the first epoch."""
-    from ast_cli.cli import main as cli_main
-
+    import soundfile as sf
     from helpers import make_sound_dataset, tone
 
-    import soundfile as sf
+    from ast_cli.cli import main as cli_main
 
     make_sound_dataset(tmp_path / "data", per_class=3, seed=5)
     out = tmp_path / "model"
-    args = ["finetune", str(tmp_path / "data"), "-o", str(out), "--base", str(tiny_model_dir), "--epochs", "1", "--workers", "0", "-q"]
+    args = [
+        "finetune",
+        str(tmp_path / "data"),
+        "-o",
+        str(out),
+        "--base",
+        str(tiny_model_dir),
+        "--epochs",
+        "1",
+        "--workers",
+        "0",
+        "-q",
+    ]
     assert cli_main(args) == 0
     assert not (out / ".incomplete").exists() and (out / "model.safetensors").is_file()
     clip = tmp_path / "c.wav"
@@ -541,8 +876,17 @@ def tiny_base(directory: Path, labels: int = 2, seed: int = 0, **size) -> Path:
     (std 0.1, as transformers would write initializer_range=0.1): from the usual 0.02 a random transformer
     needs several times the epochs to leave chance (docs/finetune.md, "Recipes")."""
     torch.manual_seed(seed)
-    config = dict(hidden_size=192, num_hidden_layers=4, num_attention_heads=3, intermediate_size=768, max_length=128,
-                  frequency_stride=16, time_stride=16, initializer_range=0.1, id2label={i: f"class {i}" for i in range(labels)})  # fmt: skip
+    config = dict(
+        hidden_size=192,
+        num_hidden_layers=4,
+        num_attention_heads=3,
+        intermediate_size=768,
+        max_length=128,
+        frequency_stride=16,
+        time_stride=16,
+        initializer_range=0.1,
+        id2label={i: f"class {i}" for i in range(labels)},
+    )
     checkpoints.save(AST(ASTConfig(**{**config, **size})).eval(), PreprocessorConfig(max_length=128), directory)
     return directory
 
@@ -565,9 +909,28 @@ def test_scratch_recipe_learns_spoken_digits(tmp_path, spoken_digits, capsys):
     of one CPU core here; benchmarks/spoken_digits.py runs the slower, stronger version)."""
     base = tiny_base(tmp_path / "base")
     out = tmp_path / "digits"
-    assert main(["finetune", str(spoken_digits), "-o", str(out), "--base", str(base), "--epochs", "8", "--seed", "0", *FAST[:-1]]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                str(spoken_digits),
+                "-o",
+                str(out),
+                "--base",
+                str(base),
+                "--epochs",
+                "8",
+                "--seed",
+                "0",
+                *FAST[:-1],
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
-    assert err.splitlines()[0].startswith("recipe scratch (not AudioSet-trained: 2 labels, 192 wide): lr 0.001, epochs 8, batch 16,")
+    assert err.splitlines()[0].startswith(
+        "recipe scratch (not AudioSet-trained: 2 labels, 192 wide): lr 0.001, epochs 8, batch 16,"
+    )
     assert "AdamW (weight decay 0.05)" in err.splitlines()[0] and "cosine to 0" in err.splitlines()[0]
     recipe = json.loads((out / "recipe.json").read_text())
     assert recipe["recipe"] == "scratch" and recipe["values"]["optimizer"] == "adamw" and recipe["values"]["freqm"] == 0
@@ -581,16 +944,24 @@ def test_scratch_recipe_learns_spoken_digits(tmp_path, spoken_digits, capsys):
 def test_an_audioset_shaped_base_picks_the_authors_recipe(tmp_path, capsys):
     """The same command from a base with AudioSet's 527 outputs runs the authors' fine-tuning recipe,
     and says so on its first line and in recipe.json."""
-    base = tiny_base(tmp_path / "base", labels=527, hidden_size=64, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    base = tiny_base(
+        tmp_path / "base", labels=527, hidden_size=64, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+    )
     data = tmp_path / "data"
     make_sound_dataset(data, per_class=3)
     out = tmp_path / "out"
     assert main(["finetune", str(data), "-o", str(out), "--base", str(base), "--epochs", "1", *FAST[:-1]]) == 0
     first = capsys.readouterr().err.splitlines()[0]
-    assert first.startswith("recipe pretrained (527 AudioSet labels): lr 1e-05, epochs 1, batch 48, frames the longest clip's, "
-                            "freqm 48, timem 20% of the frames, mixup 0, CE, Adam (weight decay 5e-07),")  # fmt: skip
+    assert first.startswith(
+        "recipe pretrained (527 AudioSet labels): lr 1e-05, epochs 1, batch 48, frames the longest clip's, "
+        "freqm 48, timem 20% of the frames, mixup 0, CE, Adam (weight decay 5e-07),"
+    )
     recipe = json.loads((out / "recipe.json").read_text())
-    assert recipe["recipe"] == "pretrained" and recipe["because"] == "527 AudioSet labels" and recipe["values"]["lr"] == 1e-5
+    assert (
+        recipe["recipe"] == "pretrained"
+        and recipe["because"] == "527 AudioSet labels"
+        and recipe["values"]["lr"] == 1e-5
+    )
 
 
 def test_mixup_and_specaugment_still_learn(tmp_path, base16):
@@ -598,8 +969,22 @@ def test_mixup_and_specaugment_still_learn(tmp_path, base16):
     data = tmp_path / "data"
     make_sound_dataset(data, per_class=24, seed=4)
     out = tmp_path / "out"
-    summary = finetune(str(data), str(out), FinetuneOptions(base=str(base16), epochs=8, batch_size=8, mixup=0.5, freqm=24, timem=20,
-                                                            val_split=0.25, precision="fp32", workers=0), log=lambda _: None)  # fmt: skip
+    summary = finetune(
+        str(data),
+        str(out),
+        FinetuneOptions(
+            base=str(base16),
+            epochs=8,
+            batch_size=8,
+            mixup=0.5,
+            freqm=24,
+            timem=20,
+            val_split=0.25,
+            precision="fp32",
+            workers=0,
+        ),
+        log=lambda _: None,
+    )
     assert json.loads((out / "recipe.json").read_text())["values"]["mixup"] == 0.5
     assert summary["accuracy"] >= 0.7, _history(out)  # chance: 0.25
 
@@ -630,7 +1015,19 @@ def test_ctrl_c_prints_the_command_that_continues(tmp_path, tiny_model_dir, monk
     out = tmp_path / "out"
     out.mkdir()
     (out / "old.txt").write_text("an earlier run")
-    args = ["finetune", str(data), "-o", str(out), "--base", str(tiny_model_dir), "--epochs", "3", "--force", "--workers", "0"]
+    args = [
+        "finetune",
+        str(data),
+        "-o",
+        str(out),
+        "--base",
+        str(tiny_model_dir),
+        "--epochs",
+        "3",
+        "--force",
+        "--workers",
+        "0",
+    ]
     _interrupt_at(monkeypatch, 2)
     assert main(args) == 130
     err = capsys.readouterr().err.strip().splitlines()[-1]
@@ -652,13 +1049,33 @@ def test_a_run_stopped_before_its_first_epoch_leaves_an_empty_folder(tmp_path, t
     data = tmp_path / "data"
     make_sound_dataset(data, per_class=3)
     out = tmp_path / "out"
-    args = ["finetune", str(data), "-o", str(out), "--base", str(tiny_model_dir), "--epochs", "1", "--workers", "0", "-q"]
+    args = [
+        "finetune",
+        str(data),
+        "-o",
+        str(out),
+        "--base",
+        str(tiny_model_dir),
+        "--epochs",
+        "1",
+        "--workers",
+        "0",
+        "-q",
+    ]
     for extra in ([], ["--resume"]):
         _interrupt_at(monkeypatch, 1)
         assert main(args) == 130
         err = capsys.readouterr().err
-        assert "interrupted before the first of 1 epoch(s) finished; nothing to resume from; to start again: ast finetune" in err
-        assert "--resume" not in err and {p.name for p in out.iterdir()} <= {".incomplete", ".train_state", "norm_stats.json", "recipe.json"}
+        assert (
+            "interrupted before the first of 1 epoch(s) finished; nothing to resume from; to start again: ast finetune"
+            in err
+        )
+        assert "--resume" not in err and {p.name for p in out.iterdir()} <= {
+            ".incomplete",
+            ".train_state",
+            "norm_stats.json",
+            "recipe.json",
+        }
         monkeypatch.undo()
         assert main([*args, *extra]) == 0, capsys.readouterr().err
         assert (out / "model.safetensors").is_file()
@@ -669,21 +1086,61 @@ def test_keep_state_keeps_what_resume_needs_apart_from_the_model(tmp_path, tiny_
     data = tmp_path / "data"
     make_sound_dataset(data, per_class=3)
     out = tmp_path / "out"
-    assert main(["finetune", str(data), "-o", str(out), "--base", str(tiny_model_dir), "--epochs", "1", "--workers", "0", "-q", "--keep-state"]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                str(data),
+                "-o",
+                str(out),
+                "--base",
+                str(tiny_model_dir),
+                "--epochs",
+                "1",
+                "--workers",
+                "0",
+                "-q",
+                "--keep-state",
+            ]
+        )
+        == 0
+    )
     state = torch.load(out / STATE_FILE, weights_only=True)
     assert {"optimizer", "scheduler", "rng", "settings"} <= set(state) and not list(out.glob("*.pt"))
-    assert main(["finetune", str(data), "-o", str(out), "--base", str(tiny_model_dir), "--epochs", "2", "--workers", "0", "-q", "--resume"]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                str(data),
+                "-o",
+                str(out),
+                "--base",
+                str(tiny_model_dir),
+                "--epochs",
+                "2",
+                "--workers",
+                "0",
+                "-q",
+                "--resume",
+            ]
+        )
+        == 0
+    )
     assert len(_history(out)) == 2 and not (out / ".train_state").exists()
 
 
 # -- before the wait ---------------------------------------------------------------------------------
 def test_a_bad_base_fails_before_any_clip_is_read(tmp_path, small_data, monkeypatch, capsys):
     """The base is loaded first, and its errors name --base (not ast tag's -m)."""
+
     def no_scan(*args, **kwargs):
         raise AssertionError("the data was read before the base")
 
     monkeypatch.setattr(D, "scan", no_scan)
-    for base, message in ((tmp_path / "missing", "no such file or directory"), ("MIT/ast-finetuned-audioset-12-12-0.447", "not in the local cache")):
+    for base, message in (
+        (tmp_path / "missing", "no such file or directory"),
+        ("MIT/ast-finetuned-audioset-12-12-0.447", "not in the local cache"),
+    ):
         assert main(["finetune", str(small_data), "-o", str(tmp_path / "o"), "--base", str(base)]) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err

@@ -56,18 +56,47 @@ RAY_FLAGS = {"ray_address": "--ray-address", "actors": "--actors", "gpus_per_act
 
 
 def batch(
-    inputs: BatchInputs = [], out: BatchOutput = "-", fmt: BatchFormatOpt = None,  # noqa: B006 (Typer's list default)
-    files_from: FilesFrom = None, recursive: Recursive = True, ext: Extensions = [], relative: Relative = False,  # noqa: B006
-    shard: Shard = None, model: Model = DEFAULT_MODEL, labels: LabelNames = None, top: Top = 5,
-    threshold: Threshold = None, window: Window = None, hop: Hop = None, aggregate: AggregateOpt = Aggregate.max,
-    activation: ActivationOpt = None, include: Include = [], exclude: Exclude = [],  # noqa: B006
-    timeline: Timeline = False, merge: Merge = False, all_scores: AllScores = False, channel: Channel = "mean",
-    device: DeviceOpt = Device.auto, precision: PrecisionOpt = Precision.auto, batch_size: WindowsPerPass = None,
-    workers: Workers = None, unordered: Unordered = False, resume: Resume = False, force: Force = False,
-    frontend: FrontendOpt = FeatureFrontend.transformers, norm_stats: ModelNormStats = None, fstride: FStride = None,
-    tstride: TStride = None, input_tdim: InputTdim = None, engine: EngineOpt = Engine.local,
-    ray_address: RayAddress = None, actors: Actors = None, gpus_per_actor: GpusPerActor = None,
-    threads: Threads = None, quiet: Quiet = False, debug: Debug = False,
+    inputs: BatchInputs = [],
+    out: BatchOutput = "-",
+    fmt: BatchFormatOpt = None,
+    files_from: FilesFrom = None,
+    recursive: Recursive = True,
+    ext: Extensions = [],
+    relative: Relative = False,
+    shard: Shard = None,
+    model: Model = DEFAULT_MODEL,
+    labels: LabelNames = None,
+    top: Top = 5,
+    threshold: Threshold = None,
+    window: Window = None,
+    hop: Hop = None,
+    aggregate: AggregateOpt = Aggregate.max,
+    activation: ActivationOpt = None,
+    include: Include = [],
+    exclude: Exclude = [],
+    timeline: Timeline = False,
+    merge: Merge = False,
+    all_scores: AllScores = False,
+    channel: Channel = "mean",
+    device: DeviceOpt = Device.auto,
+    precision: PrecisionOpt = Precision.auto,
+    batch_size: WindowsPerPass = None,
+    workers: Workers = None,
+    unordered: Unordered = False,
+    resume: Resume = False,
+    force: Force = False,
+    frontend: FrontendOpt = FeatureFrontend.transformers,
+    norm_stats: ModelNormStats = None,
+    fstride: FStride = None,
+    tstride: TStride = None,
+    input_tdim: InputTdim = None,
+    engine: EngineOpt = Engine.local,
+    ray_address: RayAddress = None,
+    actors: Actors = None,
+    gpus_per_actor: GpusPerActor = None,
+    threads: Threads = None,
+    quiet: Quiet = False,
+    debug: Debug = False,
 ) -> None:
     """Tag whole collections into CSV, TSV, JSON, JSON Lines or Audacity labels: streaming, resumable.
 
@@ -87,18 +116,61 @@ def batch(
     from ..inputs import InputSpec, parse_extensions, parse_shard
 
     fmt = fmt or output_format(out)
-    found = InputSpec(items=inputs, files_from=files_from, recursive=recursive, extensions=parse_extensions(ext),
-                      relative=relative, shard=parse_shard(shard))
-    check_flags(out=out, resume=resume, force=force, engine=engine, workers=workers,
-                ray={"ray_address": ray_address, "actors": actors, "gpus_per_actor": gpus_per_actor})
-    options = BatchOptions(out=out, fmt=fmt, workers=workers, unordered=unordered, resume=resume,
-                           force=force, progress=not quiet, engine=engine, ray_address=ray_address, actors=actors,
-                           gpus_per_actor=gpus_per_actor)
-    tag_options = TagOptions(top=top, threshold=threshold, window=window, hop=hop, aggregate=aggregate,
-                             activation=activation, timeline=timeline, include=include, exclude=exclude,
-                             channel=channel, batch_size=batch_size, all_scores=all_scores, merge=merge)
-    spec = ModelSpec(source=model, labels=labels, device=device, precision=precision, norm_stats=norm_stats,
-                     fstride=fstride, tstride=tstride, input_tdim=input_tdim, frontend=frontend)
+    found = InputSpec(
+        items=inputs,
+        files_from=files_from,
+        recursive=recursive,
+        extensions=parse_extensions(ext),
+        relative=relative,
+        shard=parse_shard(shard),
+    )
+    check_flags(
+        out=out,
+        resume=resume,
+        force=force,
+        engine=engine,
+        workers=workers,
+        ray={"ray_address": ray_address, "actors": actors, "gpus_per_actor": gpus_per_actor},
+    )
+    options = BatchOptions(
+        out=out,
+        fmt=fmt,
+        workers=workers,
+        unordered=unordered,
+        resume=resume,
+        force=force,
+        progress=not quiet,
+        engine=engine,
+        ray_address=ray_address,
+        actors=actors,
+        gpus_per_actor=gpus_per_actor,
+    )
+    tag_options = TagOptions(
+        top=top,
+        threshold=threshold,
+        window=window,
+        hop=hop,
+        aggregate=aggregate,
+        activation=activation,
+        timeline=timeline,
+        include=include,
+        exclude=exclude,
+        channel=channel,
+        batch_size=batch_size,
+        all_scores=all_scores,
+        merge=merge,
+    )
+    spec = ModelSpec(
+        source=model,
+        labels=labels,
+        device=device,
+        precision=precision,
+        norm_stats=norm_stats,
+        fstride=fstride,
+        tstride=tstride,
+        input_tdim=input_tdim,
+        frontend=frontend,
+    )
     exit_with(run_batch(load(spec), found, tag_options, options).failed)
 
 
@@ -115,16 +187,19 @@ def output_format(out: str) -> BatchFormat:
     return fmt
 
 
-def check_flags(*, out: str, resume: bool, force: bool, engine: Engine, workers: int | None,
-                ray: dict[str, object]) -> None:
+def check_flags(
+    *, out: str, resume: bool, force: bool, engine: Engine, workers: int | None, ray: dict[str, object]
+) -> None:
     """The flags that exclude or need each other (``BatchOptions`` checks each value)."""
     if engine == Engine.local:
         given = [RAY_FLAGS[name] for name, value in ray.items() if value is not None]
         if given:
             raise UsageError(f"{', '.join(given)} only work with --engine ray")
     elif workers is not None:
-        raise UsageError("--workers is for --engine local",
-                         hint="with --engine ray decoding runs in Ray's CPU tasks; --actors sets the model replicas")
+        raise UsageError(
+            "--workers is for --engine local",
+            hint="with --engine ray decoding runs in Ray's CPU tasks; --actors sets the model replicas",
+        )
     if resume and out == "-":
         raise UsageError("--resume needs an output file", hint="give -o FILE")
     if resume and force:

@@ -32,12 +32,26 @@ from .common import exit_with, load, stdin_once
 
 
 def embed(
-    files: AudioFiles, out: EmbedOutput, model: Model = DEFAULT_MODEL, window: Window = None, hop: Hop = None,
-    timeline: EmbedTimeline = False, channel: Channel = "mean", device: DeviceOpt = Device.auto,
-    precision: PrecisionOpt = Precision.auto, batch_size: WindowsPerPass = None, force: Force = False,
-    frontend: FrontendOpt = FeatureFrontend.transformers, labels: LabelNames = None, norm_stats: ModelNormStats = None,
-    fstride: FStride = None, tstride: TStride = None, input_tdim: InputTdim = None, threads: Threads = None,
-    quiet: Quiet = False, debug: Debug = False,
+    files: AudioFiles,
+    out: EmbedOutput,
+    model: Model = DEFAULT_MODEL,
+    window: Window = None,
+    hop: Hop = None,
+    timeline: EmbedTimeline = False,
+    channel: Channel = "mean",
+    device: DeviceOpt = Device.auto,
+    precision: PrecisionOpt = Precision.auto,
+    batch_size: WindowsPerPass = None,
+    force: Force = False,
+    frontend: FrontendOpt = FeatureFrontend.transformers,
+    labels: LabelNames = None,
+    norm_stats: ModelNormStats = None,
+    fstride: FStride = None,
+    tstride: TStride = None,
+    input_tdim: InputTdim = None,
+    threads: Threads = None,
+    quiet: Quiet = False,
+    debug: Debug = False,
 ) -> None:
     """Embeddings of audio files: the model's pooled vector before the classifier, per file and per window.
 
@@ -55,12 +69,22 @@ def embed(
     stdin_once(paths)
     check_output(out, timeline, force)
     options = TagOptions(window=window, hop=hop, channel=channel, batch_size=batch_size)
-    spec = ModelSpec(source=model, labels=labels, device=device, precision=precision, norm_stats=norm_stats,
-                     fstride=fstride, tstride=tstride, input_tdim=input_tdim, frontend=frontend)
+    spec = ModelSpec(
+        source=model,
+        labels=labels,
+        device=device,
+        precision=precision,
+        norm_stats=norm_stats,
+        fstride=fstride,
+        tstride=tstride,
+        input_tdim=input_tdim,
+        frontend=frontend,
+    )
     tagger = load(spec)
     dims = tagger.config.hidden_size
-    failed = write_embeddings(embed_files(tagger, paths, options), out, timeline, len(paths), dims,
-                              on_error=process.error)
+    failed = write_embeddings(
+        embed_files(tagger, paths, options), out, timeline, len(paths), dims, on_error=process.error
+    )
     if not quiet and out != "-":
         process.status(f"{len(paths) - failed} of {len(paths)} file(s) embedded ({dims} dimensions) in {out}")
     exit_with(failed)

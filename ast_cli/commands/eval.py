@@ -29,10 +29,21 @@ from ..spec import ModelSpec
 
 
 def evaluate(
-    data_dir: ClassFolders, model: Model = DEFAULT_MODEL, labels: LabelsCsv = None, fmt: Report = ReportFormat.table,
-    device: DeviceOpt = Device.auto, precision: PrecisionOpt = Precision.auto, batch_size: ClipsPerPass = 16,
-    norm_stats: ModelNormStats = None, fstride: FStride = None, tstride: TStride = None, input_tdim: InputTdim = None,
-    plot: EvalPlot = None, threads: Threads = None, quiet: Quiet = False, debug: Debug = False,
+    data_dir: ClassFolders,
+    model: Model = DEFAULT_MODEL,
+    labels: LabelsCsv = None,
+    fmt: Report = ReportFormat.table,
+    device: DeviceOpt = Device.auto,
+    precision: PrecisionOpt = Precision.auto,
+    batch_size: ClipsPerPass = 16,
+    norm_stats: ModelNormStats = None,
+    fstride: FStride = None,
+    tstride: TStride = None,
+    input_tdim: InputTdim = None,
+    plot: EvalPlot = None,
+    threads: Threads = None,
+    quiet: Quiet = False,
+    debug: Debug = False,
 ) -> None:
     """Score a model on labelled clips: accuracy, macro-F1, per-class accuracy and the confusion matrix;
     mAP, mAUC and d-prime for multi-label data (--labels).
@@ -43,7 +54,14 @@ def evaluate(
     from ..metrics import format_report
 
     # --labels names the data's labels (a multi-label CSV), not the model's
-    spec = ModelSpec(source=model, device=device, precision=precision, norm_stats=norm_stats, fstride=fstride,
-                     tstride=tstride, input_tdim=input_tdim)
+    spec = ModelSpec(
+        source=model,
+        device=device,
+        precision=precision,
+        norm_stats=norm_stats,
+        fstride=fstride,
+        tstride=tstride,
+        input_tdim=input_tdim,
+    )
     report = run_evaluate(spec, data_dir, labels_csv=labels, batch_size=batch_size, plot=plot)
     typer.echo(json.dumps(report, indent=2) if fmt == ReportFormat.json else format_report(report))

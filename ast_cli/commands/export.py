@@ -35,10 +35,21 @@ from ..spec import ModelSpec
 
 
 def export(
-    model: ModelArg, out: ExportOutput, fmt: ExportFormatOpt = ExportFormat.onnx, with_frontend: WithFrontend = False,
-    precision: ExportPrecisionOpt = ExportPrecision.fp32, verify: Verify = None, labels: LabelNames = None,
-    force: Force = False, norm_stats: ModelNormStats = None, fstride: FStride = None, tstride: TStride = None,
-    input_tdim: InputTdim = None, threads: Threads = None, quiet: Quiet = False, debug: Debug = False,
+    model: ModelArg,
+    out: ExportOutput,
+    fmt: ExportFormatOpt = ExportFormat.onnx,
+    with_frontend: WithFrontend = False,
+    precision: ExportPrecisionOpt = ExportPrecision.fp32,
+    verify: Verify = None,
+    labels: LabelNames = None,
+    force: Force = False,
+    norm_stats: ModelNormStats = None,
+    fstride: FStride = None,
+    tstride: TStride = None,
+    input_tdim: InputTdim = None,
+    threads: Threads = None,
+    quiet: Quiet = False,
+    debug: Debug = False,
 ) -> None:
     """Export a model for other runtimes: ONNX, TorchScript, or a clean Hub-layout folder.
 
@@ -56,8 +67,9 @@ def export(
     if with_frontend and fmt == ExportFormat.hub:
         raise UsageError(f"--with-frontend does not apply to --format {fmt}", hint=WHY_NO_FRONTEND)
     options = ExportOptions(fmt=fmt, with_frontend=with_frontend, precision=precision, verify=verify, force=force)
-    spec = ModelSpec(source=model, labels=labels, norm_stats=norm_stats, fstride=fstride, tstride=tstride,
-                     input_tdim=input_tdim)
+    spec = ModelSpec(
+        source=model, labels=labels, norm_stats=norm_stats, fstride=fstride, tstride=tstride, input_tdim=input_tdim
+    )
     result = run_export(spec, out, options, status=None if quiet else process.status)
     for line in result.summary():
         typer.echo(line)

@@ -11,7 +11,10 @@ from .common import exit_with
 
 
 def labels_command(
-    pattern: LabelPattern = None, model: Model = DEFAULT_MODEL, labels: LabelNames = None, quiet: Quiet = False,
+    pattern: LabelPattern = None,
+    model: Model = DEFAULT_MODEL,
+    labels: LabelNames = None,
+    quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
     """List a model's labels: index<TAB>label, one a line, for grep and scripts.

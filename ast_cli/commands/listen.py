@@ -44,13 +44,31 @@ URL_HINT = "ffmpeg -i URL -f s16le -ac 1 -ar 16000 - | ast listen - --raw --rate
 
 
 def listen(
-    source: ListenSource = None, model: Model = DEFAULT_MODEL, labels: LabelNames = None, top: Top = 5,
-    threshold: Threshold = None, window: Window = None, hop: ListenHop = 1.0, events: Events = False,
-    hold: Hold = 2.0, activation: ActivationOpt = None, include: Include = [],  # noqa: B006 (Typer's list default)
-    exclude: Exclude = [], channel: Channel = "mean", raw: Raw = False, rate: Rate = None,  # noqa: B006
-    channels: Channels = None, sample_format: SampleFormatOpt = SampleFormat.s16le, input_device: InputDevice = None,
-    list_devices: ListDevices = False, device: DeviceOpt = Device.auto, precision: PrecisionOpt = Precision.auto,
-    norm_stats: ModelNormStats = None, threads: Threads = None, quiet: Quiet = False, debug: Debug = False,
+    source: ListenSource = None,
+    model: Model = DEFAULT_MODEL,
+    labels: LabelNames = None,
+    top: Top = 5,
+    threshold: Threshold = None,
+    window: Window = None,
+    hop: ListenHop = 1.0,
+    events: Events = False,
+    hold: Hold = 2.0,
+    activation: ActivationOpt = None,
+    include: Include = [],
+    exclude: Exclude = [],
+    channel: Channel = "mean",
+    raw: Raw = False,
+    rate: Rate = None,
+    channels: Channels = None,
+    sample_format: SampleFormatOpt = SampleFormat.s16le,
+    input_device: InputDevice = None,
+    list_devices: ListDevices = False,
+    device: DeviceOpt = Device.auto,
+    precision: PrecisionOpt = Precision.auto,
+    norm_stats: ModelNormStats = None,
+    threads: Threads = None,
+    quiet: Quiet = False,
+    debug: Debug = False,
 ) -> None:
     """Tag live audio as it arrives: every --hop seconds, the last --window seconds; JSON Lines off a terminal.
 
@@ -69,13 +87,26 @@ def listen(
     how = ListenOptions(source=source, input_device=input_device, hop=hop, events=events, hold=hold, raw=pcm)
     if source is None:
         live.import_sounddevice()  # before the model loads: say at once what to install
-    options = TagOptions(top=top, threshold=threshold, window=window, activation=activation, include=include,
-                         exclude=exclude, channel=channel)
+    options = TagOptions(
+        top=top,
+        threshold=threshold,
+        window=window,
+        activation=activation,
+        include=include,
+        exclude=exclude,
+        channel=channel,
+    )
     tagger = load(ModelSpec(source=model, labels=labels, device=device, precision=precision, norm_stats=norm_stats))
     summary = live.Summary()
     try:
-        live.run_listen(tagger, options, how, stream=sys.stdout, summary=summary,
-                        warn=lambda message: process.status(f"warning: {message}"))
+        live.run_listen(
+            tagger,
+            options,
+            how,
+            stream=sys.stdout,
+            summary=summary,
+            warn=lambda message: process.status(f"warning: {message}"),
+        )
     except KeyboardInterrupt:
         process.status(summary.line())
         raise
@@ -96,7 +127,9 @@ def raw_format(*, raw: bool, rate: int | None, channels: int | None, sample_form
 def check_source(source: str | None, *, raw: bool) -> None:
     """The source argument: '-' or nothing; --raw describes standard input only."""
     if source not in (None, "-"):
-        raise UsageError(f"ast listen takes '-' (standard input) or nothing (a microphone), got {source!r}",
-                         hint=f"for files use ast tag; for a URL: {URL_HINT}")
+        raise UsageError(
+            f"ast listen takes '-' (standard input) or nothing (a microphone), got {source!r}",
+            hint=f"for files use ast tag; for a URL: {URL_HINT}",
+        )
     if raw and source != "-":
         raise UsageError("--raw describes standard input", hint="give '-' as the source")

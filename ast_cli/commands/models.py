@@ -12,7 +12,10 @@ from ..params import AllModels, Debug, ModelId, ModelIds, Quiet, Report
 
 
 def models(
-    ctx: typer.Context, all_models: AllModels = False, fmt: Report = ReportFormat.table, quiet: Quiet = False,
+    ctx: typer.Context,
+    all_models: AllModels = False,
+    fmt: Report = ReportFormat.table,
+    quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
     """Models in the Hugging Face cache (HF_HOME): list them (the default), download one for offline use, remove one.
@@ -27,8 +30,9 @@ def models(
         list_cached(all_models=all_models, fmt=fmt, quiet=quiet)
 
 
-def models_list(all_models: AllModels = False, fmt: Report = ReportFormat.table, quiet: Quiet = False,
-                debug: Debug = False) -> None:
+def models_list(
+    all_models: AllModels = False, fmt: Report = ReportFormat.table, quiet: Quiet = False, debug: Debug = False
+) -> None:
     """List the cached AST models (--all: every model): id, size on disk, snapshot folder (usable with -m).
 
     Example: ast models list --format json

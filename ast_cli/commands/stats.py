@@ -25,10 +25,21 @@ from ..params import (
 
 
 def stats(
-    data: StatsInputs = [], files_from: FilesFrom = None, method: Method = StatsMethod.authors,  # noqa: B006 (Typer's list default)
-    target_length: StatsLength = None, batch_size: StatsBatch = 1000, freqm: StatsFreqm = 24, timem: StatsTimem = 192,
-    mixup: StatsMixup = 0.5, seed: StatsSeed = None, channel: Channel = "mean", fmt: Report = ReportFormat.table,
-    write: WriteStats = None, threads: Threads = None, quiet: Quiet = False, debug: Debug = False,
+    data: StatsInputs = [],
+    files_from: FilesFrom = None,
+    method: Method = StatsMethod.authors,
+    target_length: StatsLength = None,
+    batch_size: StatsBatch = 1000,
+    freqm: StatsFreqm = 24,
+    timem: StatsTimem = 192,
+    mixup: StatsMixup = 0.5,
+    seed: StatsSeed = None,
+    channel: Channel = "mean",
+    fmt: Report = ReportFormat.table,
+    write: WriteStats = None,
+    threads: Threads = None,
+    quiet: Quiet = False,
+    debug: Debug = False,
 ) -> None:
     """Log-mel mean and std of a dataset, for normalising its input (the authors' get_norm_stats.py).
 
@@ -36,12 +47,27 @@ def stats(
     """
     from ..stats import collect_audio, compute_stats, render_stats, write_stats
 
-    options = StatsOptions(method=method, target_length=target_length, batch_size=batch_size, freqm=freqm,
-                           timem=timem, mixup=mixup, seed=seed, channel=channel)
+    options = StatsOptions(
+        method=method,
+        target_length=target_length,
+        batch_size=batch_size,
+        freqm=freqm,
+        timem=timem,
+        mixup=mixup,
+        seed=seed,
+        channel=channel,
+    )
     result = compute_stats(
-        collect_audio(data, files_from), options.method, target_length=options.target_length,
-        batch_size=options.batch_size, freqm=options.freqm, timem=options.timem, mixup=options.mixup,
-        seed=options.seed, channel=options.channel, progress=not quiet,
+        collect_audio(data, files_from),
+        options.method,
+        target_length=options.target_length,
+        batch_size=options.batch_size,
+        freqm=options.freqm,
+        timem=options.timem,
+        mixup=options.mixup,
+        seed=options.seed,
+        channel=options.channel,
+        progress=not quiet,
     )
     if write:
         write_stats(result, write)

@@ -39,13 +39,30 @@ from .common import exit_with, load, stdin_once
 
 
 def tag(
-    files: AudioFiles, model: Model = DEFAULT_MODEL, labels: LabelNames = None, top: Top = 5,
-    threshold: Threshold = None, window: Window = None, hop: Hop = None, aggregate: AggregateOpt = Aggregate.max,
-    activation: ActivationOpt = None, include: Include = [], exclude: Exclude = [],  # noqa: B006 (Typer's list default)
-    timeline: Timeline = False, fmt: TagFormat = None, channel: Channel = "mean", device: DeviceOpt = Device.auto,
-    precision: PrecisionOpt = Precision.auto, batch_size: WindowsPerPass = None,
-    frontend: FrontendOpt = FeatureFrontend.transformers, norm_stats: ModelNormStats = None, fstride: FStride = None,
-    tstride: TStride = None, input_tdim: InputTdim = None, threads: Threads = None, quiet: Quiet = False,
+    files: AudioFiles,
+    model: Model = DEFAULT_MODEL,
+    labels: LabelNames = None,
+    top: Top = 5,
+    threshold: Threshold = None,
+    window: Window = None,
+    hop: Hop = None,
+    aggregate: AggregateOpt = Aggregate.max,
+    activation: ActivationOpt = None,
+    include: Include = [],
+    exclude: Exclude = [],
+    timeline: Timeline = False,
+    fmt: TagFormat = None,
+    channel: Channel = "mean",
+    device: DeviceOpt = Device.auto,
+    precision: PrecisionOpt = Precision.auto,
+    batch_size: WindowsPerPass = None,
+    frontend: FrontendOpt = FeatureFrontend.transformers,
+    norm_stats: ModelNormStats = None,
+    fstride: FStride = None,
+    tstride: TStride = None,
+    input_tdim: InputTdim = None,
+    threads: Threads = None,
+    quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
     """Tag audio files and folders: the labels of each whole recording (sliding windows over long ones).
@@ -65,12 +82,28 @@ def tag(
     paths = with_folders(files)
     stdin_once(paths)
     options = TagOptions(
-        top=top, threshold=threshold, window=window, hop=hop, aggregate=aggregate, activation=activation,
-        timeline=timeline, include=include, exclude=exclude, channel=channel, batch_size=batch_size,
+        top=top,
+        threshold=threshold,
+        window=window,
+        hop=hop,
+        aggregate=aggregate,
+        activation=activation,
+        timeline=timeline,
+        include=include,
+        exclude=exclude,
+        channel=channel,
+        batch_size=batch_size,
     )
     spec = ModelSpec(
-        source=model, labels=labels, device=device, precision=precision, norm_stats=norm_stats, fstride=fstride,
-        tstride=tstride, input_tdim=input_tdim, frontend=frontend,
+        source=model,
+        labels=labels,
+        device=device,
+        precision=precision,
+        norm_stats=norm_stats,
+        fstride=fstride,
+        tstride=tstride,
+        input_tdim=input_tdim,
+        frontend=frontend,
     )
     fmt = fmt or default_format(sys.stdout)
     exit_with(run_tag(load(spec), paths, options, fmt=fmt, stream=sys.stdout, on_error=process.error))
