@@ -24,10 +24,9 @@ from typing import Any
 import torch
 
 from . import hub
-from .config import NORM_STATS, ASTConfig, read_json, read_labels_csv
+from .config import NORM_STATS, ASTConfig, parse_stats, read_json, read_labels_csv
 from .errors import ModelError, OfflineError
 from .layouts import authors_to_native, is_authors_layout, is_hf_layout
-from .options import parse_norm_stats
 from .weights import read_state_dict
 
 _log = logging.getLogger(__name__)
@@ -343,7 +342,7 @@ def authors_checkpoint(
     fstride: int | None = None,
     tstride: int | None = None,
     input_tdim: int | None = None,
-    norm_stats: str | None = None,
+    norm_stats: str | tuple[float, float] | None = None,
 ) -> AuthorsWeights:
     """Native weights, config (with label names), position grid and statistics of the authors' ``.pth``.
     Arguments win over its sidecar ``X.pth.json``, which wins over what the weights suggest;
@@ -362,7 +361,9 @@ def authors_checkpoint(
     return AuthorsWeights(sd, _named(config, spec, labels or side.get("labels")), grid, stats)
 
 
-def _statistics(spec: str, arch: Architecture, side: dict[str, Any], norm_stats: str | None) -> tuple[float, float]:
+def _statistics(
+    spec: str, arch: Architecture, side: dict[str, Any], norm_stats: str | tuple[float, float] | None
+) -> tuple[float, float]:
     """The normalisation: given, else the sidecar's, else the published setting's, else AudioSet's;
     the last two announced (nothing in the file says them)."""
     preset = arch.setting.norm_stats if arch.setting else "audioset"
@@ -372,9 +373,7 @@ def _statistics(spec: str, arch: Architecture, side: dict[str, Any], norm_stats:
         flags = "--fstride, --tstride, --input-tdim" + ("" if norm_stats else ", --norm-stats")
         _log.log(GUESS_LEVEL, f"{where}{said}: the authors' {arch.setting.name} setting ({flags} to say otherwise)")
     if norm_stats:
-        stats = parse_norm_stats(norm_stats, words=())  # words=(): a preset or MEAN,STD, never a word
-        if isinstance(stats, tuple):
-            return stats
+        return parse_stats(norm_stats)
     if "mean" in side or "std" in side:
         return float(side.get("mean", NORM_STATS[preset][0])), float(side.get("std", NORM_STATS[preset][1]))
     if not arch.guessed:

@@ -18,12 +18,11 @@ import torch
 
 from . import hub
 from .authors import authors_checkpoint
-from .config import ASTConfig, PreprocessorConfig, read_labels_csv
+from .config import ASTConfig, PreprocessorConfig, parse_stats, read_labels_csv
 from .errors import ModelError
 from .files import AtomicPath, ensure_space
 from .layouts import adapt_pos_embed, hf_to_native, is_hf_layout, is_matrix, native_to_hf
 from .model import AST
-from .options import parse_norm_stats
 from .weights import check_shapes, first_line, read_state_dict
 
 
@@ -110,7 +109,7 @@ def load(
     spec: str,
     *,
     labels: str | None = None,
-    norm_stats: str | None = None,
+    norm_stats: str | tuple[float, float] | None = None,
     fstride: int | None = None,
     tstride: int | None = None,
     input_tdim: int | None = None,
@@ -156,7 +155,7 @@ def _load_hub(
     spec: str,
     *,
     labels: str | None,
-    norm_stats: str | None,
+    norm_stats: str | tuple[float, float] | None,
     max_length: int | None,
     matrix_dtype: torch.dtype | None,
 ) -> Checkpoint:
@@ -174,9 +173,7 @@ def _load_hub(
     else:
         preprocessor = PreprocessorConfig(max_length=config.max_length)
     if norm_stats:
-        stats = parse_norm_stats(norm_stats, words=())  # words=(): a preset or MEAN,STD, never a word
-        if isinstance(stats, tuple):
-            preprocessor.mean, preprocessor.std = stats
+        preprocessor.mean, preprocessor.std = parse_stats(norm_stats)
     weights = files["weights"]
     if weights is None:  # hub.local_files and hub.fetch_model refuse a model without weights first
         raise ModelError(f"{spec}: no weights (model.safetensors or pytorch_model.bin)")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .errors import ModelError
+from .errors import InvalidValue, ModelError
 from .files import write_atomic
 
 MODEL_TYPE = "audio-spectrogram-transformer"
@@ -29,6 +29,28 @@ NORM_STATS = {
     "esc50": (-6.6268077, 5.358466),
     "speechcommands": (-6.845978, 5.5654526),
 }
+
+
+def parse_stats(value: str | tuple[float, float], also: tuple[str, ...] = ()) -> tuple[float, float]:
+    """Normalisation statistics: a preset of the authors' recipes (``NORM_STATS``: audioset, esc50,
+    speechcommands), ``"MEAN,STD"`` or a ``(mean, std)`` pair; the mean finite, the std finite and
+    positive. ``also`` names the other words the caller accepts (for the message only)."""
+    if isinstance(value, str):
+        if value.lower() in NORM_STATS:
+            return NORM_STATS[value.lower()]
+        try:
+            mean, std = (float(v) for v in value.split(","))
+        except ValueError:
+            accepted = f"{', '.join(also)} or MEAN,STD" if also else "MEAN,STD"
+            raise InvalidValue(
+                "norm_stats", f"must be {accepted}, or one of {', '.join(NORM_STATS)}, got {value!r}"
+            ) from None
+    else:
+        mean, std = (float(v) for v in value)
+    if not (std > 0 and math.isfinite(mean) and math.isfinite(std)):
+        raise InvalidValue("norm_stats", f"needs a finite mean and a positive std, got {value!r}")
+    return mean, std
+
 
 SINGLE_LABEL = "single_label_classification"
 MULTI_LABEL = "multi_label_classification"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TypeVar
 
-from .config import NORM_STATS
+from .config import parse_stats
 from .errors import InvalidValue, UsageError
 from .hub import DEFAULT_MODEL
 from .recipes import RECIPE_FLAGS, RECIPES, Recipe, RecipeValues, choose, lr_for_width, with_flags
@@ -359,22 +359,11 @@ class ExportOptions:
 def parse_norm_stats(
     value: str | tuple[float, float], words: tuple[str, ...] = ("auto", "base")
 ) -> tuple[float, float] | str:
-    """``--norm-stats``: one of ``words`` (finetune's auto and base), a preset of the authors' recipes
-    (``config.NORM_STATS``: audioset, esc50, speechcommands), or MEAN,STD."""
-    if isinstance(value, tuple):  # already parsed (ModelSpec.norm_stats)
+    """``--norm-stats``: one of ``words`` (finetune's auto and base) or what ``config.parse_stats``
+    reads (a preset of the authors' recipes, MEAN,STD)."""
+    if isinstance(value, str) and value in words:
         return value
-    if value in words:
-        return value
-    if value.lower() in NORM_STATS:
-        return NORM_STATS[value.lower()]
-    try:
-        mean, std = (float(v) for v in value.split(","))
-    except ValueError:
-        accepted = f"{', '.join(words)} or MEAN,STD" if words else "MEAN,STD"
-        raise UsageError(f"--norm-stats must be {accepted}, or one of {', '.join(NORM_STATS)}, got {value!r}") from None
-    if not (std > 0 and math.isfinite(mean) and math.isfinite(std)):
-        raise UsageError(f"--norm-stats: mean must be finite and std positive, got {value!r}")
-    return mean, std
+    return parse_stats(value, also=words)
 
 
 @dataclass(kw_only=True)

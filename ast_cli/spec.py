@@ -7,33 +7,13 @@ No torch here: the command line builds a spec before it pays for the heavy impor
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from dataclasses import dataclass
 
-from .config import NORM_STATS
+from .config import parse_stats
 from .errors import InvalidValue
 from .hub import DEFAULT_MODEL
 from .options import Device, FeatureFrontend, Precision
-
-
-def parse_stats(value: str | tuple[float, float]) -> tuple[float, float]:
-    """Normalisation statistics: a preset of the authors' recipes (``config.NORM_STATS``: audioset,
-    esc50, speechcommands), ``"MEAN,STD"`` or a ``(mean, std)`` pair; std positive, both finite."""
-    if isinstance(value, str):
-        if value.lower() in NORM_STATS:
-            return NORM_STATS[value.lower()]
-        try:
-            mean, std = (float(v) for v in value.split(","))
-        except ValueError:
-            raise InvalidValue(
-                "norm_stats", f"must be MEAN,STD, or one of {', '.join(NORM_STATS)}, got {value!r}"
-            ) from None
-    else:
-        mean, std = (float(v) for v in value)
-    if not (std > 0 and math.isfinite(mean) and math.isfinite(std)):
-        raise InvalidValue("norm_stats", f"needs a finite mean and a positive std, got {value!r}")
-    return mean, std
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,7 +21,8 @@ class ModelSpec:
     """One model as the user named it, and how it runs.
 
     ``source``: a Hub id, a Hub-layout folder or the authors' ``.pth``. ``labels``: a labels CSV naming
-    a ``.pth``'s outputs. ``norm_stats``: (mean, std) over the checkpoint's own. ``fstride``,
+    a ``.pth``'s outputs. ``norm_stats``: (mean, std) over the checkpoint's own (a
+    preset name or ``"MEAN,STD"`` is read once, here: after construction it is a pair or None). ``fstride``,
     ``tstride``, ``input_tdim``: an authors' ``.pth``'s architecture where its weights leave it open.
     ``frontend``: how a waveform becomes the model's log-mel input."""
 
@@ -49,7 +30,7 @@ class ModelSpec:
     labels: str | None = None
     device: str = Device.auto.value
     precision: Precision = Precision.auto
-    norm_stats: tuple[float, float] | None = None
+    norm_stats: tuple[float, float] | str | None = None
     fstride: int | None = None
     tstride: int | None = None
     input_tdim: int | None = None
