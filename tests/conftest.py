@@ -7,6 +7,7 @@ empty temporary cache.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -68,3 +69,13 @@ def wav(tmp_path):
         return path
 
     return make
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test marked ``ffmpeg`` skips, saying why, where ffmpeg is not installed (.ci/run installs it)."""
+    if shutil.which("ffmpeg") and shutil.which("ffprobe"):
+        return
+    skip = pytest.mark.skip(reason="ffmpeg is not installed (apt-get install ffmpeg): this test needs it")
+    for item in items:
+        if item.get_closest_marker("ffmpeg"):
+            item.add_marker(skip)

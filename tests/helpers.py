@@ -12,6 +12,16 @@ TINY_SIZE = dict(
 )  # ours and transformers'
 
 
+def run(capsys, *args) -> tuple[int, str, str]:
+    """The command line in this process, as a user types it (each argument turned into a string): its exit
+    status, stdout and stderr."""
+    from ast_cli.cli import main
+
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 def tiny_config(**changes):
     """A small AST (2 layers, 64 wide) with a 1.28-s window: fast enough for every test."""
     from ast_cli.config import ASTConfig

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import subprocess
 import sys
 
@@ -116,7 +115,7 @@ def test_nan_samples_are_refused(tmp_path):
         audio.load(path)
 
 
-@pytest.mark.skipif(not (shutil.which("ffmpeg") and shutil.which("ffprobe")), reason="ffmpeg is not installed")
+@pytest.mark.ffmpeg
 def test_ffmpeg_decodes_what_libsndfile_cannot(tmp_path):
     src = tmp_path / "clip.wav"
     sf.write(src, tone(2.5, 44100, 2), 44100)
@@ -224,8 +223,6 @@ def _noise_file(folder, ext: str):
         if ext != "wav":
             sf.write(path, x, 16000)
         return path
-    if shutil.which("ffmpeg") is None:
-        pytest.skip(f"ffmpeg is not installed: it makes the {ext} file")
     codec = {"mp3": ["libmp3lame", "-b:a", "64k"], "opus": ["libopus", "-b:a", "32k"]}[ext]
     path = folder / f"noise.{ext}"
     subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(wav), "-c:a", *codec, str(path)], check=True)
@@ -244,7 +241,16 @@ def _repeated_block(x: np.ndarray, size: int = 800) -> bool:
     return len(set(blocks)) < len(blocks)
 
 
-@pytest.mark.parametrize("ext", ["wav", "flac", "ogg", "mp3", "opus"])
+@pytest.mark.parametrize(
+    "ext",
+    [
+        "wav",
+        "flac",
+        "ogg",
+        pytest.param("mp3", marks=pytest.mark.ffmpeg),
+        pytest.param("opus", marks=pytest.mark.ffmpeg),
+    ],
+)
 def test_a_cut_file_decodes_to_the_audio_that_is_there_once_with_a_warning(tmp_path, ext):
     whole_file = _noise_file(tmp_path, ext)
     import warnings
@@ -270,11 +276,10 @@ def test_a_cut_file_decodes_to_the_audio_that_is_there_once_with_a_warning(tmp_p
         assert len(wave) == pytest.approx(seconds * 16000, abs=2) and info.frames in (None, len(got))
 
 
+@pytest.mark.ffmpeg
 def test_a_flac_written_to_a_pipe_has_no_length_and_decodes_whole(tmp_path):
     """A FLAC whose header does not know its length (streamed): libsndfile says 2^63 - 1 frames."""
     x = tone(3.0)
-    if shutil.which("ffmpeg") is None:
-        pytest.skip("ffmpeg is not installed: it writes the FLAC to a pipe")
     sf.write(tmp_path / "a.wav", x, 16000, subtype="FLOAT")
     to_pipe = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(tmp_path / "a.wav"), "-f", "flac", "-"]
     piped = subprocess.run(to_pipe, capture_output=True, check=True)
@@ -287,11 +292,10 @@ def test_a_flac_written_to_a_pipe_has_no_length_and_decodes_whole(tmp_path):
     assert len(wave) == len(x) and info.frames == len(x)
 
 
+@pytest.mark.ffmpeg
 def test_an_mp3_without_a_length_header_is_read_to_its_end(tmp_path):
     """No Xing/Info header: libsndfile guesses the length from the first frame's bitrate (a VBR file
     came out at a sixth of its length); ffmpeg reads every frame."""
-    if shutil.which("ffmpeg") is None:
-        pytest.skip("ffmpeg is not installed: it makes the MP3 and decodes it")
     rng = np.random.default_rng(1)
     quiet_then_loud = np.concatenate([np.zeros(16000 * 4), 0.5 * rng.standard_normal(16000 * 4)]).astype(np.float32)
     sf.write(tmp_path / "a.wav", quiet_then_loud, 16000, subtype="FLOAT")

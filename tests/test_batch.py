@@ -18,9 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import tone
+from helpers import run, tone
 
-from ast_cli.cli import main
 from ast_cli.spec import ModelSpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,12 +65,6 @@ def tree(tmp_path_factory):
     (root / "set1" / ".hidden.wav").write_bytes(b"x")
     (root / "set1" / "notes.txt").write_text("not audio")
     return root, sorted(good), sorted(bad)
-
-
-def run(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def ast_cmd(*args) -> list[str]:

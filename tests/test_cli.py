@@ -11,17 +11,9 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-from helpers import tone
-
-from ast_cli.cli import main
+from helpers import run, tone
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def run(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_jsonl_record_schema(capsys, tiny_model_dir, wav):

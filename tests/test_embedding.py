@@ -9,17 +9,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from helpers import run
 
 import ast_cli
-from ast_cli.cli import main
 from ast_cli.embedding import embed
 from ast_cli.inference import TagOptions
-
-
-def run(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")

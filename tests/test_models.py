@@ -11,11 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import random_model, tiny_config
+from helpers import random_model, run, tiny_config
 from test_checkpoints import authors_state_dict
 from test_robustness import _run_on_terminal
-
-from ast_cli.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
@@ -56,12 +54,6 @@ def cache(tmp_path, monkeypatch, tiny_model_dir):
     )
     cache_repo(hub, "someone/sounds", {"data.csv": b"a,b\n"}, rev="5" * 40, kind="datasets")
     return hub
-
-
-def run(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def repo_size(cache: Path, repo_id: str) -> int:

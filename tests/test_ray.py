@@ -68,6 +68,7 @@ def ray_batch(cluster, *args) -> list[str]:
 
 
 # -- the tests --------------------------------------------------------------------------------------
+@pytest.mark.ray
 def test_records_equal_the_local_engine_and_both_nodes_work(cluster, tree, tiny_model_dir, tmp_path, capsys):
     root, good, bad = tree
     common = ["-m", tiny_model_dir, "--top", "0", "--timeline", "--precision", "fp32"]
@@ -101,6 +102,7 @@ def test_records_equal_the_local_engine_and_both_nodes_work(cluster, tree, tiny_
     assert len({scored for _, _, scored, _ in work}) == 2, "the model ran on one node only"
 
 
+@pytest.mark.ray
 def test_a_killed_model_actor_is_retried_and_every_file_is_written_once(cluster, tree, tiny_model_dir, tmp_path):
     root, good, bad = tree
     out = tmp_path / "tags.jsonl"
@@ -123,6 +125,7 @@ def test_a_killed_model_actor_is_retried_and_every_file_is_written_once(cluster,
     }  # (Ray restarts it; the other actor may finish first)
 
 
+@pytest.mark.ray
 def test_ctrl_c_then_resume_gives_every_file_once(cluster, tree, tiny_model_dir, tmp_path):
     root, good, bad = tree
     out = tmp_path / "tags.csv"
@@ -191,6 +194,7 @@ def test_actors_fit_the_cluster():
     assert (loopback.actors, loopback.cpus, loopback.threads) == (2, 0.75, 1)
 
 
+@pytest.mark.ray
 def test_an_unreachable_cluster_is_said_at_once(capsys, tiny_model_dir, wav, tmp_path):
     pytest.importorskip("ray")
     out = tmp_path / "tags.jsonl"

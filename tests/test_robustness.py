@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import make_sound_dataset, tone, tone_files
+from helpers import make_sound_dataset, run, tone, tone_files
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -124,12 +124,6 @@ def build_corpus(root: Path) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> dict[str, Path]:
     return build_corpus(tmp_path_factory.mktemp("corpus") / "in")
-
-
-def run(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def assert_one_error_line(err: str, path: Path, reason: str) -> None:
