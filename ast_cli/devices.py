@@ -31,7 +31,8 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 def cpu_has_native_bf16() -> bool:
-    """AVX512-BF16 or AMX: bf16 matrix products run natively (on AMX ~8x fp32 here), not emulated."""
+    """AVX512-BF16 or AMX: bf16 matrix products run natively, not emulated (docs/performance.md gives
+    the measured ratios to fp32)."""
     try:
         return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
     except AttributeError:  # older torch: read the CPU flags
@@ -100,9 +101,8 @@ ATTENTION_ENV = "AST_ATTENTION_PRECISION"  # fp32: attention in fp32 beside bf16
 def set_attention_precision(model: torch.nn.Module, dtype: torch.dtype, environ=os.environ) -> str:
     """Attention in the Linear layers' precision (the default), or in fp32 where ``AST_ATTENTION_PRECISION=fp32``.
 
-    Measured on an AMX CPU (benchmarks/attention_precision.py), bf16 attention is the faster one
-    (1.8 s against 2.5 s a window); on CPUs with AVX512-BF16 but no AMX, bf16 attention kernels may
-    be slower than fp32 ones: that benchmark measures it on the machine at hand. Returns the
+    Which is faster depends on the CPU (AMX, AVX512-BF16 without AMX): benchmarks/attention_precision.py
+    measures both on the machine at hand, docs/performance.md records what it found. Returns the
     attention's precision."""
     choice = environ.get(ATTENTION_ENV, "").strip().lower()
     if choice not in ("", "auto", "fp32", "same"):
