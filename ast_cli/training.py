@@ -38,9 +38,9 @@ from .config import MULTI_LABEL, SINGLE_LABEL, ASTConfig, PreprocessorConfig, wr
 from .devices import resolve_device, resolve_precision
 from .errors import Interrupted, ModelError, UsageError
 from .evaluation import score
+from .finetune_options import FinetuneOptions, parse_norm_stats
 from .metrics import format_report, main_metric
 from .model import AST
-from .options import FinetuneOptions, parse_norm_stats
 from .recipes import RecipeValues, describe, learned_audioset, loss_name
 from .trainer import HEAD, Trainer, World
 

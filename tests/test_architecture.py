@@ -51,6 +51,7 @@ LAYERS = {  # higher numbers may import lower ones (and their own layer, without
     ),
     "foundation": (
         "options",
+        "finetune_options",
         "spec",
         "recipes",
         "config",

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ast_cli import params
-from ast_cli.options import FinetuneOptions
+from ast_cli.finetune_options import FinetuneOptions
 from ast_cli.recipes import (
     DEFAULTS,
     RECIPE_FLAGS,

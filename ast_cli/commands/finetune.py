@@ -5,8 +5,9 @@ from __future__ import annotations
 import typer
 
 from .. import process
+from ..finetune_options import FinetuneOptions
 from ..hub import DEFAULT_MODEL
-from ..options import Device, FinetuneOptions, Precision
+from ..options import Device, Precision
 from ..params import (
     Base,
     ClassFolders,
