@@ -26,8 +26,8 @@ from .options import (
     SampleFormat,
     StatsMethod,
 )
+from .recipe_text import defaults_words, recipe_help
 from .recipes import Recipe as RecipeName
-from .recipes import defaults_words, recipe_help
 
 # -- arguments --------------------------------------------------------------------------------------
 AudioFiles = Annotated[

@@ -41,7 +41,8 @@ from .evaluation import score
 from .finetune_options import FinetuneOptions, parse_norm_stats
 from .metrics import format_report, main_metric
 from .model import AST
-from .recipes import RecipeValues, describe, learned_audioset, loss_name
+from .recipe_text import describe
+from .recipes import RecipeValues, learned_audioset, loss_name
 from .trainer import HEAD, Trainer, World
 
 _log = logging.getLogger(__name__)

@@ -54,6 +54,7 @@ LAYERS = {  # higher numbers may import lower ones (and their own layer, without
         "finetune_options",
         "spec",
         "recipes",
+        "recipe_text",
         "config",
         "hub",
         "inputs",
