@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ast_cli import params
 from ast_cli.finetune_options import FinetuneOptions
+from ast_cli.params import training as params
 from ast_cli.recipe_text import defaults_words, describe, markdown_table, number, recipe_help
 from ast_cli.recipes import DEFAULTS, RECIPE_FLAGS, RECIPES, Recipe, RecipeValues, choose, lr_for_width, with_flags
 

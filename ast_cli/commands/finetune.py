@@ -8,19 +8,17 @@ from .. import process
 from ..finetune_options import FinetuneOptions
 from ..hub import DEFAULT_MODEL
 from ..options import Device, Precision
-from ..params import (
+from ..params.common import Debug, Quiet, Threads
+from ..params.model import DeviceOpt, FStride, InputTdim, PrecisionOpt, TStride
+from ..params.training import (
     Base,
     ClassFolders,
     ClipsPerStep,
-    Debug,
-    DeviceOpt,
     Epochs,
     FinetuneOut,
     ForceTraining,
     FreezeBackbone,
     Freqm,
-    FStride,
-    InputTdim,
     KeepState,
     LabelsCsv,
     LearningRate,
@@ -28,15 +26,11 @@ from ..params import (
     Mixup,
     NormStats,
     Patience,
-    PrecisionOpt,
-    Quiet,
     Recipe,
     ResumeTraining,
     Seed,
     TargetLength,
-    Threads,
     Timem,
-    TStride,
     ValDir,
     ValSplit,
     Warmup,
