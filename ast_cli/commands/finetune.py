@@ -36,13 +36,14 @@ from ..params.training import (
     Warmup,
     WeightDecay,
 )
+from ..recipes import Recipe as RecipeName
 
 
 def finetune(
     data_dir: ClassFolders,
     out_dir: FinetuneOut,
     base: Base = DEFAULT_MODEL,
-    recipe: Recipe = "default",
+    recipe: Recipe = RecipeName.default,
     val: ValDir = None,
     val_split: ValSplit = 0.1,
     seed: Seed = 0,
