@@ -1,6 +1,6 @@
 """The ``ast`` command line: the app, its root options, and the registration of the commands.
 
-Each command is a module of ``commands/`` (its flags from ``params.py``, its options and ``ModelSpec``
+Each command is a module of ``commands/`` (its flags from ``params/``, its options and ``ModelSpec``
 built by keyword, one core call). Importing this module does not import torch: ``ast --help`` and
 shell completion stay instant, and each command imports its core when it runs. The process around
 the commands (the one exit point, --quiet/--debug, the message channel, the torch import, the fast

@@ -12,7 +12,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from .errors import InvalidValue, ModelError
 from .files import write_atomic
@@ -83,13 +83,23 @@ _FLOAT_RANGES = {
 _ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "silu", "swish")
 
 
+J = TypeVar("J", bound="JsonFile")
+
+
 class JsonFile:
     """A config read from and saved as ``FILE`` in a model folder (``from_dict``/``to_dict`` give its content)."""
 
-    FILE = ""
+    FILE: ClassVar[str] = ""
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike):
+    def from_dict(cls: type[J], data: dict[str, Any]) -> J:
+        raise NotImplementedError  # each config reads its own fields
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def from_file(cls: type[J], path: str | os.PathLike) -> J:
         """``cls.from_dict`` of a JSON file; a validation error names the file's full path (a cached Hub file's too)."""
         try:
             return cls.from_dict(read_json(path))

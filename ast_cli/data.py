@@ -28,8 +28,8 @@ from .augment import MIXUP_BETA, center, mix, spec_augment
 from .errors import AudioError, UsageError
 from .features import fbank, normalize, pad_or_cut
 from .inputs import walk
-from .options import RecipeValues
 from .progress import bar as progress_bar
+from .recipes import RecipeValues
 
 MAX_SHIFT = 10  # frames: the authors' random roll with noise (dataloader.py, np.random.randint(-10, 10): -10..9)
 _log = logging.getLogger(__name__)

@@ -33,7 +33,7 @@ from .files import AtomicPath, ensure_space
 from .frontend import Frontend
 from .inference import Tagger
 from .model import AST
-from .options import Activation, ExportFormat, ExportOptions, ExportPrecision
+from .options import Activation, ExportFormat, ExportOptions, ExportPrecision, Precision
 from .spec import ModelSpec
 
 DTYPES = {
@@ -199,7 +199,12 @@ def sample_inputs(
     return (torch.from_numpy(waves) if with_frontend else features), features
 
 
-def scorer(checkpoint: Checkpoint, activation: str, precision: str = "fp32", with_frontend: bool = False) -> Scorer:
+def scorer(
+    checkpoint: Checkpoint,
+    activation: str,
+    precision: ExportPrecision = ExportPrecision.fp32,
+    with_frontend: bool = False,
+) -> Scorer:
     config, pre = checkpoint.model.config, checkpoint.preprocessor
     frontend = (
         Frontend(config.num_mel_bins, config.max_length, pre.mean, pre.std, pre.do_normalize) if with_frontend else None
@@ -225,7 +230,7 @@ def _describe(checkpoint: Checkpoint, with_frontend: bool, activation: str) -> t
 
 
 def _export_graph(
-    checkpoint: Checkpoint, out: Path, fmt: str, activation: str, precision: str, with_frontend: bool
+    checkpoint: Checkpoint, out: Path, fmt: str, activation: str, precision: ExportPrecision, with_frontend: bool
 ) -> ExportResult:
     module = scorer(checkpoint, activation, precision, with_frontend)
     size = sum(p.numel() * p.element_size() for p in module.parameters()) + sum(
@@ -336,7 +341,7 @@ def _export_hub(checkpoint: Checkpoint, out: Path, activation: str) -> ExportRes
 # -- verification ---------------------------------------------------------------------------------
 def _reference(checkpoint: Checkpoint, activation: str, features: torch.Tensor) -> torch.Tensor:
     """What ``ast tag`` computes from these features, in fp32."""
-    tagger = Tagger(checkpoint, ModelSpec(source=checkpoint.source, device="cpu", precision="fp32"))
+    tagger = Tagger(checkpoint, ModelSpec(source=checkpoint.source, device="cpu", precision=Precision.fp32))
     return tagger.activate(tagger.logits(features), activation)
 
 

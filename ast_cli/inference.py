@@ -80,7 +80,7 @@ class Tagger:
             cast_matmul_weights(self.model, self.dtype)
             self.attention_precision = set_attention_precision(self.model, self.dtype)
         if self.precision == "int8":
-            self.model = quantize_int8(self.model)
+            quantize_int8(self.model)  # in place: its Linear layers become dynamically quantized ones
         if self.precision != "fp32" and self.device.type == "cpu":
             copy_off_the_file(self.model)
         self.config: ASTConfig = checkpoint.model.config

@@ -29,8 +29,8 @@ from . import data as D
 from .config import ASTConfig, PreprocessorConfig
 from .devices import autocast
 from .files import AtomicPath
+from .finetune_options import FinetuneOptions
 from .model import AST
-from .options import FinetuneOptions
 from .progress import bar as progress_bar
 
 CACHE_ENV = "AST_CACHE_DIR"

@@ -26,6 +26,7 @@ import sys
 import traceback
 import warnings
 from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 import typer
 import typer.main
@@ -206,6 +207,14 @@ def command_line() -> list[str]:
     return [*program, *_args]
 
 
+@runtime_checkable
+class _Shown(Protocol):
+    """A Typer usage error (one that carries its command's context): ``show`` prints it as Typer does.
+    Typer's public API names only the base, ``TyperException``, which has no ``show``."""
+
+    def show(self) -> None: ...
+
+
 def _run(app: typer.Typer, args: list[str]) -> int:
     global _debug, _args
     _debug = False
@@ -218,8 +227,8 @@ def _run(app: typer.Typer, args: list[str]) -> int:
         return exc.code if isinstance(exc.code, int) else (EXIT_OK if exc.code is None else EXIT_FAILED)
     except typer.TyperException as exc:
         ctx = getattr(exc, "ctx", None)
-        if ctx is not None and exc.message == ctx.get_help():  # 'ast tag' alone: its help (no_args_is_help)
-            exc.show()
+        if ctx is not None and exc.message == ctx.get_help() and isinstance(exc, _Shown):
+            exc.show()  # 'ast tag' alone: its help (no_args_is_help), as Typer prints it
         else:
             error(usage_message(exc))
         return exc.exit_code
@@ -306,8 +315,11 @@ def _terminated_late(signum, frame) -> None:
 def _keep_undecodable_names() -> None:
     """Write file names that are not valid UTF-8 back as their bytes (as Python does in the C locale)
     rather than failing on them; JSON escapes them itself (output.to_json)."""
+    reconfigure = getattr(sys.stdout, "reconfigure", None)  # a TextIOWrapper's; a replaced stdout may lack it
+    if reconfigure is None:
+        return
     try:
-        sys.stdout.reconfigure(errors="surrogateescape")
+        reconfigure(errors="surrogateescape")
     except (AttributeError, ValueError, OSError):
         pass
 

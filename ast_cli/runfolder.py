@@ -24,7 +24,7 @@ from . import hub, plots
 from .config import write_json
 from .errors import OutputExistsError, UsageError
 from .files import AtomicPath, atomic_open, remove_stale_temporaries, write_atomic
-from .options import FinetuneOptions
+from .finetune_options import FinetuneOptions
 
 STATE_DIR = ".train_state"  # what --resume needs, apart from the model: removed when the run finishes
 STATE_FILE = f"{STATE_DIR}/state.pt"

@@ -9,11 +9,12 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from .config import parse_stats
 from .errors import InvalidValue
 from .hub import DEFAULT_MODEL
-from .options import Device, FeatureFrontend, Precision
+from .options import Device, FeatureFrontend, Precision, as_choice
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,10 +40,10 @@ class ModelSpec:
     def __post_init__(self) -> None:
         # frozen: normalised values are set through object.__setattr__, once, here
         set_ = object.__setattr__
-        set_(self, "precision", _member(Precision, self.precision, "precision"))
-        set_(self, "frontend", _member(FeatureFrontend, self.frontend, "frontend"))
+        set_(self, "precision", as_choice(Precision, self.precision, "precision"))
+        set_(self, "frontend", as_choice(FeatureFrontend, self.frontend, "frontend"))
         if not (self.device.startswith("cuda:") and self.device[5:].isdigit()):
-            set_(self, "device", _member(Device, self.device, "device").value)
+            set_(self, "device", as_choice(Device, self.device, "device").value)
         if self.norm_stats is not None:
             set_(self, "norm_stats", parse_stats(self.norm_stats))
         for name in ("fstride", "tstride", "input_tdim"):
@@ -50,20 +51,12 @@ class ModelSpec:
             if value is not None and value < 1:
                 raise InvalidValue(name, f"must be a positive number, got {value}")
 
-    def replace(self, **changes: object) -> ModelSpec:
+    def replace(self, **changes: Any) -> ModelSpec:
         """This spec with some fields changed (validated again)."""
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+        return dataclasses.replace(self, **changes)
 
     def portable(self) -> ModelSpec:
         """This spec as another process or machine reads it: a local ``source`` made absolute."""
         if os.path.exists(self.source):
             return self.replace(source=os.path.abspath(self.source))
         return self
-
-
-def _member(enum: type, value: object, field: str):  # type: ignore[no-untyped-def]
-    try:
-        return enum(value)
-    except ValueError:
-        choices = ", ".join(member.value for member in enum)
-        raise InvalidValue(field, f"must be one of {choices}, got {value!r}") from None

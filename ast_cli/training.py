@@ -38,10 +38,11 @@ from .config import MULTI_LABEL, SINGLE_LABEL, ASTConfig, PreprocessorConfig, wr
 from .devices import resolve_device, resolve_precision
 from .errors import Interrupted, ModelError, UsageError
 from .evaluation import score
+from .finetune_options import FinetuneOptions, parse_norm_stats
 from .metrics import format_report, main_metric
 from .model import AST
-from .options import FinetuneOptions, parse_norm_stats
-from .recipes import RecipeValues, describe, learned_audioset, loss_name
+from .recipe_text import describe
+from .recipes import RecipeValues, learned_audioset, loss_name
 from .trainer import HEAD, Trainer, World
 
 _log = logging.getLogger(__name__)

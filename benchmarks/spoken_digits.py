@@ -61,8 +61,8 @@ def main() -> None:
     from ast_cli import checkpoints
     from ast_cli.config import ASTConfig, PreprocessorConfig
     from ast_cli.evaluation import evaluate
+    from ast_cli.finetune_options import FinetuneOptions
     from ast_cli.model import AST
-    from ast_cli.options import FinetuneOptions
     from ast_cli.runfolder import METRICS_FILE
     from ast_cli.spec import ModelSpec
     from ast_cli.training import finetune

@@ -51,8 +51,10 @@ LAYERS = {  # higher numbers may import lower ones (and their own layer, without
     ),
     "foundation": (
         "options",
+        "finetune_options",
         "spec",
         "recipes",
+        "recipe_text",
         "config",
         "hub",
         "inputs",
@@ -65,7 +67,7 @@ LAYERS = {  # higher numbers may import lower ones (and their own layer, without
     ),
 }
 LEVEL = {module: len(LAYERS) - i for i, modules in enumerate(LAYERS.values()) for module in modules}
-SUBPACKAGES = ("commands",)  # a folder of modules that counts as one module of its layer
+SUBPACKAGES = ("commands", "params")  # a folder of modules that counts as one module of its layer
 MODULES = sorted([p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"] + list(SUBPACKAGES))
 
 

@@ -12,7 +12,7 @@ from helpers import make_sound_dataset, tone
 from ast_cli import data as D
 from ast_cli.errors import UsageError
 from ast_cli.features import extract
-from ast_cli.options import FinetuneOptions
+from ast_cli.finetune_options import FinetuneOptions
 from ast_cli.recipes import Recipe
 
 

@@ -9,23 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from ast_cli import params
-from ast_cli.options import FinetuneOptions
-from ast_cli.recipes import (
-    DEFAULTS,
-    RECIPE_FLAGS,
-    RECIPES,
-    Recipe,
-    RecipeValues,
-    choose,
-    defaults_words,
-    describe,
-    lr_for_width,
-    markdown_table,
-    number,
-    recipe_help,
-    with_flags,
-)
+from ast_cli.finetune_options import FinetuneOptions
+from ast_cli.params import training as params
+from ast_cli.recipe_text import defaults_words, describe, markdown_table, number, recipe_help
+from ast_cli.recipes import DEFAULTS, RECIPE_FLAGS, RECIPES, Recipe, RecipeValues, choose, lr_for_width, with_flags
 
 DOCS = (Path(__file__).resolve().parents[1] / "docs" / "finetune.md").read_text(encoding="utf-8")
 
@@ -36,7 +23,7 @@ def _help(alias: object) -> str:
 
 
 def test_the_docs_recipe_table_is_the_table():
-    assert markdown_table() in DOCS, "docs/finetune.md's recipe table: paste recipes.markdown_table()"
+    assert markdown_table() in DOCS, "docs/finetune.md's recipe table: paste recipe_text.markdown_table()"
 
 
 def test_the_docs_flag_table_gives_the_recipes_values():

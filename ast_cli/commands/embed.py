@@ -5,28 +5,19 @@ from __future__ import annotations
 from .. import process
 from ..hub import DEFAULT_MODEL
 from ..options import Device, FeatureFrontend, Precision, TagOptions
-from ..params import (
-    AudioFiles,
-    Channel,
-    Debug,
+from ..params.common import Debug, Force, Quiet, Threads
+from ..params.model import (
     DeviceOpt,
-    EmbedOutput,
-    EmbedTimeline,
-    Force,
-    FrontendOpt,
     FStride,
-    Hop,
     InputTdim,
     LabelNames,
     Model,
     ModelNormStats,
     PrecisionOpt,
-    Quiet,
-    Threads,
     TStride,
-    Window,
     WindowsPerPass,
 )
+from ..params.tagging import AudioFiles, Channel, EmbedOutput, EmbedTimeline, FrontendOpt, Hop, Window
 from ..spec import ModelSpec
 from .common import exit_with, load, stdin_once
 

@@ -8,23 +8,9 @@ import typer
 
 from ..hub import DEFAULT_MODEL
 from ..options import Device, Precision, ReportFormat
-from ..params import (
-    ClassFolders,
-    ClipsPerPass,
-    Debug,
-    DeviceOpt,
-    EvalPlot,
-    FStride,
-    InputTdim,
-    LabelsCsv,
-    Model,
-    ModelNormStats,
-    PrecisionOpt,
-    Quiet,
-    Report,
-    Threads,
-    TStride,
-)
+from ..params.common import Debug, Quiet, Report, Threads
+from ..params.model import DeviceOpt, FStride, InputTdim, Model, ModelNormStats, PrecisionOpt, TStride
+from ..params.training import ClassFolders, ClipsPerPass, EvalPlot, LabelsCsv
 from ..spec import ModelSpec
 
 

@@ -14,23 +14,9 @@ from ..options import (
     ExportOptions,
     ExportPrecision,
 )
-from ..params import (
-    Debug,
-    ExportFormatOpt,
-    ExportOutput,
-    ExportPrecisionOpt,
-    Force,
-    FStride,
-    InputTdim,
-    LabelNames,
-    ModelArg,
-    ModelNormStats,
-    Quiet,
-    Threads,
-    TStride,
-    Verify,
-    WithFrontend,
-)
+from ..params.common import Debug, Force, Quiet, Threads
+from ..params.export import ExportFormatOpt, ExportOutput, ExportPrecisionOpt, Verify, WithFrontend
+from ..params.model import FStride, InputTdim, LabelNames, ModelArg, ModelNormStats, TStride
 from ..spec import ModelSpec
 
 

@@ -5,21 +5,20 @@ from __future__ import annotations
 import typer
 
 from .. import process
+from ..finetune_options import FinetuneOptions
 from ..hub import DEFAULT_MODEL
-from ..options import Device, FinetuneOptions, Precision
-from ..params import (
+from ..options import Device, Precision
+from ..params.common import Debug, Quiet, Threads
+from ..params.model import DeviceOpt, FStride, InputTdim, PrecisionOpt, TStride
+from ..params.training import (
     Base,
     ClassFolders,
     ClipsPerStep,
-    Debug,
-    DeviceOpt,
     Epochs,
     FinetuneOut,
     ForceTraining,
     FreezeBackbone,
     Freqm,
-    FStride,
-    InputTdim,
     KeepState,
     LabelsCsv,
     LearningRate,
@@ -27,27 +26,24 @@ from ..params import (
     Mixup,
     NormStats,
     Patience,
-    PrecisionOpt,
-    Quiet,
     Recipe,
     ResumeTraining,
     Seed,
     TargetLength,
-    Threads,
     Timem,
-    TStride,
     ValDir,
     ValSplit,
     Warmup,
     WeightDecay,
 )
+from ..recipes import Recipe as RecipeName
 
 
 def finetune(
     data_dir: ClassFolders,
     out_dir: FinetuneOut,
     base: Base = DEFAULT_MODEL,
-    recipe: Recipe = "default",
+    recipe: Recipe = RecipeName.default,
     val: ValDir = None,
     val_split: ValSplit = 0.1,
     seed: Seed = 0,

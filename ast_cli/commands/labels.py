@@ -6,7 +6,8 @@ import typer
 
 from .. import process
 from ..hub import DEFAULT_MODEL
-from ..params import Debug, LabelNames, LabelPattern, Model, Quiet
+from ..params.common import Debug, Quiet
+from ..params.model import LabelNames, LabelPattern, Model
 from .common import exit_with
 
 

@@ -10,33 +10,21 @@ from .. import process
 from ..errors import UsageError
 from ..hub import DEFAULT_MODEL
 from ..options import Device, ListenOptions, Precision, RawFormat, SampleFormat, TagOptions
-from ..params import (
-    ActivationOpt,
-    Channel,
+from ..params.common import Debug, Quiet, Threads
+from ..params.listen import (
     Channels,
-    Debug,
-    DeviceOpt,
     Events,
-    Exclude,
     Hold,
-    Include,
     InputDevice,
-    LabelNames,
     ListDevices,
     ListenHop,
     ListenSource,
-    Model,
-    ModelNormStats,
-    PrecisionOpt,
-    Quiet,
     Rate,
     Raw,
     SampleFormatOpt,
-    Threads,
-    Threshold,
-    Top,
-    Window,
 )
+from ..params.model import DeviceOpt, LabelNames, Model, ModelNormStats, PrecisionOpt
+from ..params.tagging import ActivationOpt, Channel, Exclude, Include, Threshold, Top, Window
 from ..spec import ModelSpec
 from .common import load
 

@@ -8,7 +8,8 @@ import typer
 
 from .. import process
 from ..options import ReportFormat
-from ..params import AllModels, Debug, ModelId, ModelIds, Quiet, Report
+from ..params.common import Debug, Quiet, Report
+from ..params.model import AllModels, ModelId, ModelIds
 
 
 def models(

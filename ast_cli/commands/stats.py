@@ -5,13 +5,11 @@ from __future__ import annotations
 import sys
 
 from ..options import ReportFormat, StatsMethod, StatsOptions
-from ..params import (
-    Channel,
-    Debug,
-    FilesFrom,
+from ..params.batch import FilesFrom
+from ..params.common import Debug, Quiet, Report, Threads
+from ..params.tagging import Channel
+from ..params.training import (
     Method,
-    Quiet,
-    Report,
     StatsBatch,
     StatsFreqm,
     StatsInputs,
@@ -19,7 +17,6 @@ from ..params import (
     StatsMixup,
     StatsSeed,
     StatsTimem,
-    Threads,
     WriteStats,
 )
 

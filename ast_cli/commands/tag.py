@@ -7,32 +7,32 @@ import sys
 from .. import process
 from ..hub import DEFAULT_MODEL
 from ..options import Aggregate, Device, FeatureFrontend, Precision, TagOptions
-from ..params import (
-    ActivationOpt,
-    AggregateOpt,
-    AudioFiles,
-    Channel,
-    Debug,
+from ..params.common import Debug, Quiet, Threads
+from ..params.model import (
     DeviceOpt,
-    Exclude,
-    FrontendOpt,
     FStride,
-    Hop,
-    Include,
     InputTdim,
     LabelNames,
     Model,
     ModelNormStats,
     PrecisionOpt,
-    Quiet,
+    TStride,
+    WindowsPerPass,
+)
+from ..params.tagging import (
+    ActivationOpt,
+    AggregateOpt,
+    AudioFiles,
+    Channel,
+    Exclude,
+    FrontendOpt,
+    Hop,
+    Include,
     TagFormat,
-    Threads,
     Threshold,
     Timeline,
     Top,
-    TStride,
     Window,
-    WindowsPerPass,
 )
 from ..spec import ModelSpec
 from .common import exit_with, load, stdin_once
