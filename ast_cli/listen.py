@@ -11,6 +11,7 @@ are counted), so memory stays at one window however long it runs. Every hop give
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +27,8 @@ from .features import FRAME_LENGTH, FRAMES_PER_SECOND, fbank
 from .inference import Tagger
 from .livesources import open_source
 from .options import ListenOptions, TagOptions
+
+_log = logging.getLogger(__name__)  # warning: tagging falls behind the audio (once a run)
 
 
 # -- the rolling window ---------------------------------------------------------------------------
@@ -215,7 +218,6 @@ def listen(
     hop_s: float = 1.0,
     events: bool = False,
     hold_s: float = 2.0,
-    warn: Callable[[str], None] = lambda message: None,
     live: bool = True,
 ) -> Summary:
     """Tag the audio of ``blocks`` (mono, ``rate`` Hz) every ``hop_s`` seconds of it, over the last
@@ -240,7 +242,7 @@ def listen(
             if behind:  # (a file or in-memory source is read no faster than it is tagged: never behind, every hop)
                 summary.skipped += (total - due) // hop
                 if not warned:
-                    warn(
+                    _log.warning(
                         "tagging falls behind the audio: skipping to the newest "
                         f"(a hop takes longer than {hop_s} s here; try a longer --hop)"
                     )
@@ -266,7 +268,6 @@ def run_listen(
     *,
     stream: IO[str],
     summary: Summary,
-    warn: Callable[[str], None],
 ) -> Summary:
     """``ast listen``: open the source, then tag it until it ends; a live view at a terminal, else one
     JSON line a record (or an event), flushed at once."""
@@ -286,7 +287,6 @@ def run_listen(
             hop_s=how.hop,
             events=how.events,
             hold_s=how.hold,
-            warn=warn,
             live=source.live,
         )
 

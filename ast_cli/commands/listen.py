@@ -111,14 +111,7 @@ def run(tagger: Tagger, options: TagOptions, how: ListenOptions, *, quiet: bool)
 
     summary = live.Summary()
     try:
-        live.run_listen(
-            tagger,
-            options,
-            how,
-            stream=sys.stdout,
-            summary=summary,
-            warn=lambda message: process.status(f"warning: {message}"),
-        )
+        live.run_listen(tagger, options, how, stream=sys.stdout, summary=summary)
     except KeyboardInterrupt:
         process.status(summary.line())
         raise
