@@ -47,6 +47,7 @@ LAYERS = {  # higher numbers may import lower ones (and their own layer, without
         "audio",
         "cuts",
         "wavheader",
+        "livesources",
         "allocator",
         "threads",
     ),

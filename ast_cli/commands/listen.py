@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -27,6 +28,9 @@ from ..params.model import DeviceOpt, LabelNames, Model, ModelNormStats, Precisi
 from ..params.tagging import ActivationOpt, Channel, Exclude, Include, Threshold, Top, Window
 from ..spec import ModelSpec
 from .common import load
+
+if TYPE_CHECKING:  # the model is loaded only when a command runs: torch stays out of the CLI's import
+    from ..inference import Tagger
 
 URL_HINT = "ffmpeg -i URL -f s16le -ac 1 -ar 16000 - | ast listen - --raw --rate 16000 --channels 1"
 
@@ -66,15 +70,15 @@ def listen(
 
       ast listen --events --threshold 0.6 --include Dog | while read -r event; do notify-send "$event"; done
     """
-    from .. import listen as live
+    from .. import livesources
 
     if list_devices:
-        return typer.echo("\n".join(live.list_devices()))
+        return typer.echo("\n".join(livesources.list_devices()))
     pcm = raw_format(raw=raw, rate=rate, channels=channels, sample_format=sample_format)
     check_source(source, raw=raw)
     how = ListenOptions(source=source, input_device=input_device, hop=hop, events=events, hold=hold, raw=pcm)
     if source is None:
-        live.import_sounddevice()  # before the model loads: say at once what to install
+        livesources.import_sounddevice()  # before the model loads: say at once what to install
     options = TagOptions(
         top=top,
         threshold=threshold,
@@ -85,16 +89,17 @@ def listen(
         channel=channel,
     )
     tagger = load(ModelSpec(source=model, labels=labels, device=device, precision=precision, norm_stats=norm_stats))
+    run(tagger, options, how, quiet=quiet)
+
+
+def run(tagger: Tagger, options: TagOptions, how: ListenOptions, *, quiet: bool) -> None:
+    """Tag until the source ends, then the summary on stderr (not with --quiet); at Ctrl-C the summary
+    in any case, as what was heard so far."""
+    from .. import listen as live
+
     summary = live.Summary()
     try:
-        live.run_listen(
-            tagger,
-            options,
-            how,
-            stream=sys.stdout,
-            summary=summary,
-            warn=lambda message: process.status(f"warning: {message}"),
-        )
+        live.run_listen(tagger, options, how, stream=sys.stdout, summary=summary)
     except KeyboardInterrupt:
         process.status(summary.line())
         raise
