@@ -44,6 +44,7 @@ LAYERS = {  # higher numbers may import lower ones (and their own layer, without
         "frontend",
         "augment",
         "audio",
+        "decoders",
         "cuts",
         "wavheader",
         "allocator",
