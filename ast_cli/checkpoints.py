@@ -151,7 +151,7 @@ def load(
 
 
 def _load_hub(
-    files: dict[str, Path | None],
+    files: hub.ModelFiles,
     spec: str,
     *,
     labels: str | None,

@@ -69,10 +69,10 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
 TEMPORARY = re.compile(r"^\..+\.(\d+)-[0-9a-f]{6}\.tmp$")  # AtomicPath's names: .NAME.PID-RANDOM.tmp
 
 
-def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
     """Remove the temporary files a killed process left in ``folder`` (SIGKILL gives no chance to
     clean up): AtomicPath's names whose process is gone."""
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(folder))
     except OSError:

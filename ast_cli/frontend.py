@@ -35,6 +35,10 @@ EPSILON = torch.finfo(torch.float32).eps  # kaldi.fbank: max(mel_energies, eps).
 class KaldiFbank(nn.Module):
     """(B, samples) 16 kHz waveforms -> (B, frames, num_mel_bins) log-mel, as ``features.fbank``."""
 
+    ones: torch.Tensor  # buffers (register_buffer): tensors, not modules
+    window: torch.Tensor
+    mel: torch.Tensor
+
     def __init__(self, num_mel_bins: int = 128):
         super().__init__()
         import torchaudio.compliance.kaldi as kaldi

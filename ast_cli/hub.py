@@ -14,14 +14,15 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final, Literal, TypedDict, overload
 
 from .config import MODEL_TYPE
 from .errors import ModelError, OfflineError
 
 DEFAULT_MODEL = "MIT/ast-finetuned-audioset-10-10-0.4593"  # 527 AudioSet labels, 0.459 mAP
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-CONFIG_FILE = "config.json"
-PREPROCESSOR_FILE = "preprocessor_config.json"
+CONFIG_FILE: Final = "config.json"
+PREPROCESSOR_FILE: Final = "preprocessor_config.json"
 AUTHORS_SUFFIXES = (".pth", ".pt", ".ckpt")  # the authors' checkpoints
 INCOMPLETE_FILE = ".incomplete"  # in a model folder while ast finetune writes it: only the best epoch so far
 
@@ -70,7 +71,11 @@ def unreachable() -> str | None:
     return answer[0] if answer else f"{host}: no answer in {PROBE_SECONDS:.0f} s"
 
 
-def local_files(path: Path) -> dict[str, Path | None]:
+# The files of a model, keyed by their names: config.json and the weights always, the preprocessor's if it has one
+ModelFiles = TypedDict("ModelFiles", {"config.json": Path, "weights": Path, "preprocessor_config.json": Path | None})
+
+
+def local_files(path: Path) -> ModelFiles:
     """The files of a local Hub-layout model folder: config.json, the weights, preprocessor_config.json
     (None when absent)."""
     config = path / CONFIG_FILE
@@ -92,6 +97,10 @@ def looks_like_path(spec: str) -> bool:
     return not hub_like or spec.endswith(AUTHORS_SUFFIXES + (".bin", ".safetensors", ".json"))
 
 
+@overload
+def fetch(repo_id: str, filename: str, *, required: Literal[True] = True) -> Path: ...
+@overload
+def fetch(repo_id: str, filename: str, *, required: bool) -> Path | None: ...
 def fetch(repo_id: str, filename: str, *, required: bool = True) -> Path | None:
     """Path of ``filename`` of a Hub model, from the cache if there, else downloaded (progress on stderr).
 
@@ -145,15 +154,17 @@ def fetch(repo_id: str, filename: str, *, required: bool = True) -> Path | None:
         raise OfflineError(f"{repo_id}: download of {filename} failed ({exc})", hint=offline_hint(repo_id)) from None
 
 
-def fetch_model(repo_id: str) -> dict[str, Path | None]:
+def fetch_model(repo_id: str) -> ModelFiles:
     """config.json, the weights (safetensors preferred) and the optional preprocessor_config.json."""
-    files: dict[str, Path | None] = {CONFIG_FILE: fetch(repo_id, CONFIG_FILE)}
+    config = fetch(repo_id, CONFIG_FILE)
     weights = fetch(repo_id, WEIGHT_FILES[0], required=False) or fetch(repo_id, WEIGHT_FILES[1], required=False)
     if weights is None:
         raise ModelError(f"{repo_id}: the model has neither {' nor '.join(WEIGHT_FILES)}")
-    files["weights"] = weights
-    files[PREPROCESSOR_FILE] = fetch(repo_id, PREPROCESSOR_FILE, required=False)
-    return files
+    return {
+        CONFIG_FILE: config,
+        "weights": weights,
+        PREPROCESSOR_FILE: fetch(repo_id, PREPROCESSOR_FILE, required=False),
+    }
 
 
 # -- the local cache: ast models ----------------------------------------------------------------
@@ -194,7 +205,8 @@ def download(repo_id: str) -> CachedModel:
     if found:
         return found[0]
     snapshot = files[CONFIG_FILE].parent  # a cache elsewhere than HF_HUB_CACHE: size of what was fetched
-    size = sum(os.path.getsize(p) for p in files.values() if p is not None)
+    fetched = (files[CONFIG_FILE], files["weights"], files[PREPROCESSOR_FILE])
+    size = sum(os.path.getsize(p) for p in fetched if p is not None)
     return CachedModel(repo_id, size, snapshot, True)
 
 

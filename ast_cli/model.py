@@ -8,13 +8,15 @@ the two token outputs. Parameter names follow the authors' timm-based code (``bl
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .config import ASTConfig
 
-_ACT = {
+_ACT: dict[str, Callable[[], nn.Module]] = {  # transformers' hidden_act names
     "gelu": nn.GELU,
     "gelu_new": lambda: nn.GELU(approximate="tanh"),
     "gelu_pytorch_tanh": lambda: nn.GELU(approximate="tanh"),

@@ -37,7 +37,7 @@ class ScoreRows:
         need = self._n + len(rows)
         if self._buf is None or need > len(self._buf):
             grown = torch.empty(max(need, 16, 2 * self._n), rows.shape[1], dtype=rows.dtype)
-            if self._n:
+            if self._n and self._buf is not None:  # rows so far (_n > 0 means there is a buffer)
                 grown[: self._n] = self._buf[: self._n]
             self._buf = grown
         self._buf[self._n : need] = rows

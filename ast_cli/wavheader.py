@@ -11,7 +11,7 @@ import struct
 from typing import BinaryIO
 
 from .errors import AudioError
-from .options import RawFormat
+from .options import RawFormat, SampleFormat
 
 
 def read_wav_header(stream: BinaryIO, name: str) -> RawFormat:
@@ -47,7 +47,11 @@ def read_wav_header(stream: BinaryIO, name: str) -> RawFormat:
 
 FMT_SIZE = 16  # format tag, channels, sample rate, byte rate, block align, bits per sample
 MAX_FMT_SIZE = 1024  # the extensible fmt chunk is 40 bytes; a size beyond this is not a fmt chunk
-WAV_FORMATS = {(1, 16): "s16le", (1, 32): "s32le", (3, 32): "f32le"}  # (format tag, bits per sample)
+WAV_FORMATS = {  # (format tag, bits per sample): the samples
+    (1, 16): SampleFormat.s16le,
+    (1, 32): SampleFormat.s32le,
+    (3, 32): SampleFormat.f32le,
+}
 EXTENSIBLE = 0xFFFE  # WAVE_FORMAT_EXTENSIBLE: the format tag is the sub-format GUID's first two bytes
 STREAMED = "send 16- or 32-bit PCM or 32-bit float"
 

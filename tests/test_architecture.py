@@ -45,6 +45,7 @@ LAYERS = {  # higher numbers may import lower ones (and their own layer, without
         "frontend",
         "augment",
         "audio",
+        "decoders",
         "cuts",
         "wavheader",
         "livesources",
