@@ -21,6 +21,7 @@ LAYERS = {  # higher numbers may import lower ones (and their own layer, without
         "embedding",
         "listen",
         "stats",
+        "clipreader",
         "training",
         "trainer",
         "runfolder",
