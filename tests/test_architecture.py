@@ -37,6 +37,7 @@ LAYERS = {  # higher numbers may import lower ones (and their own layer, without
     "model": (
         "checkpoints",
         "authors",
+        "evidence",
         "weights",
         "layouts",
         "devices",
