@@ -23,6 +23,7 @@ LAYERS = {  # higher numbers may import lower ones (and their own layer, without
         "stats",
         "clipreader",
         "training",
+        "preparation",
         "trainer",
         "runfolder",
         "probe",
