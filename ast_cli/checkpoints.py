@@ -121,7 +121,7 @@ def load(
     ``labels`` names the outputs of a ``.pth`` (a class_labels_indices.csv); ``norm_stats`` (MEAN,STD
     or a preset of ``config.NORM_STATS``) replaces the checkpoint's normalisation; ``fstride``,
     ``tstride``, ``input_tdim`` say the architecture of a ``.pth`` whose position table leaves it
-    open (``authors.authors_architecture``). ``max_length`` runs the model at another input length than it
+    open (``evidence.authors_architecture``). ``max_length`` runs the model at another input length than it
     was saved with (position embeddings adapted); ``matrix_dtype`` gives the Linear and Conv weight
     matrices of a safetensors file that dtype as they are read (what ``Tagger`` would cast them to;
     the rest stays fp32), which keeps the memory peak of loading at the cast model's size.

@@ -51,7 +51,7 @@ class LabelledSet:
     skipped: list[str] = field(default_factory=list)  # messages of unreadable files
 
     def counts(self) -> dict[str, int]:
-        n = defaultdict(int)
+        n: defaultdict[str, int] = defaultdict(int)
         for clip in self.clips:
             for k in clip.target:
                 n[self.labels[k]] += 1
@@ -125,7 +125,8 @@ def relabel(data: LabelledSet, labels: list[str], what: str) -> LabelledSet:
             f"{data.root}: {what} has no class {', '.join(map(repr, unknown[:5]))}",
             hint=f"known: {', '.join(labels[:10])}",
         )
-    clips = [LabelledClip(c.path, tuple(lookup[data.labels[k]] for k in c.target)) for c in data.clips]
+    ids = {name: i for name, i in lookup.items() if i is not None}  # every name, once none is unknown
+    clips = [LabelledClip(c.path, tuple(ids[data.labels[k]] for k in c.target)) for c in data.clips]
     return LabelledSet(data.root, list(labels), clips, data.multi_label, data.skipped)
 
 
@@ -176,7 +177,10 @@ def scan(
     ``known``: a cache of frame counts (``get(path)``, ``put(path, frames)``, e.g. ``probe.FrameCache``):
     a clip it knows is not decoded (its fbank is then None).
     """
-    clips, feats, frames, skipped = [], [], [], list(data.skipped)
+    clips: list[LabelledClip] = []
+    feats: list[torch.Tensor | None] = []
+    frames: list[int] = []
+    skipped = list(data.skipped)
     budget = CACHE_BYTES if keep else 0
     for clip in progress_bar(data.clips, unit="clip", desc="reading clips", enabled=progress):
         cached = known.get(clip.path) if known is not None else None
@@ -294,8 +298,9 @@ class ClipDataset(torch.utils.data.Dataset):
         return audio.load(self.data.clips[index].path)[0]
 
     def _fbank(self, index: int) -> torch.Tensor:
-        if self.fbanks is not None and self.fbanks[index] is not None:
-            return self.fbanks[index]
+        cached = self.fbanks[index] if self.fbanks is not None else None
+        if cached is not None:
+            return cached
         return fbank(self._wave(index), self.num_mel_bins)
 
 

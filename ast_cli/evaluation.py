@@ -78,7 +78,7 @@ def evaluate(
     logits, targets = predict(tagger.logits, loader)
     multi = found.multi_label
     report = score(logits, targets, config.labels, multi)
-    if draw:
+    if draw and plot:
         plots.report_picture(report, plot)
     return {
         "model": tagger.spec.source,

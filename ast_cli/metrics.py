@@ -106,7 +106,7 @@ def multi_label(scores: np.ndarray | torch.Tensor, targets: np.ndarray, labels: 
     """
     scores = np.asarray(scores, dtype=np.float64)
     targets = np.asarray(targets, dtype=np.float64)
-    per_class = []
+    per_class: list[dict[str, Any]] = []
     for k, label in enumerate(labels):
         positives = int((targets[:, k] > 0.5).sum())
         per_class.append(

@@ -151,7 +151,8 @@ def mark_incomplete(out: Path, epoch: int, epochs: int) -> None:
 # -- state ----------------------------------------------------------------------------------------
 def rng_state() -> dict[str, Any]:
     """Every generator a run draws from (torch, CUDA, numpy, Python), as tensors and numbers."""
-    np_state = np.random.get_state()
+    np_state = np.random.get_state(legacy=True)
+    assert isinstance(np_state, tuple)  # the global generator is MT19937: its legacy state is a tuple
     python = random.getstate()
     return {
         "torch": torch.get_rng_state(),

@@ -18,26 +18,25 @@ with Chan's parallel formula) are kept, never a batch of features.
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 import os
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import torch
 
-from . import audio, threads
+from . import threads
 from .augment import MIXUP_BETA, mix, spec_augment
+from .clipreader import ClipReader, ProgressBar
 from .errors import AudioError, Interrupted, UsageError
-from .features import FRAME_LENGTH, FRAME_SHIFT, fbank, num_frames, pad_or_cut
+from .features import fbank
 from .inputs import AUDIO_EXTENSIONS, read_path_list, walk
-from .options import ReportFormat, StatsMethod, StatsOptions
+from .options import ReportFormat, StatsMethod, StatsOptions, as_choice
 from .progress import bar as progress_bar
-
-_log = logging.getLogger(__name__)
 
 # The authors' get_norm_stats.py settings (AudioSet): audio_conf and the DataLoader's batch size.
 TARGET_LENGTH = 1024
@@ -60,7 +59,7 @@ class Stats:
     target_length: int = TARGET_LENGTH  # frames each clip was padded or cut to
     padded: float = 0.0  # share of those frames that are padding
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, object]:
         return {
             "mean": self.mean,
             "std": self.std,
@@ -128,8 +127,8 @@ def collect_audio(inputs: Sequence[str], files_from: str | None = None) -> list[
 
 # -- the computation ---------------------------------------------------------------------------
 def compute_stats(
-    paths: Sequence[str | os.PathLike],
-    method: str = "authors",
+    paths: Sequence[str | os.PathLike[str]],
+    method: StatsMethod | str = "authors",
     *,
     target_length: int | None = None,
     batch_size: int = BATCH_SIZE,
@@ -139,7 +138,7 @@ def compute_stats(
     seed: int | None = None,
     num_mel_bins: int = 128,
     channel: str | int = "mean",
-    progress: bool = False,
+    progress: bool | None = False,
 ) -> Stats:
     """Mean and std of the log-mel fbank of ``paths`` (see the module's docstring for the methods).
 
@@ -147,10 +146,10 @@ def compute_stats(
     ``ast finetune`` chooses its input length; padding then weighs no more than the data makes it.
     ``exact`` ignores the augmentation settings. Unreadable files are skipped with a warning and
     counted in ``Stats.skipped``; if none can be read, ``UsageError``. A warning when most frames
-    are padding.
+    are padding. ``progress`` None: a bar at a terminal only.
     """
     options = StatsOptions(
-        method=method,
+        method=as_choice(StatsMethod, method, "method"),
         target_length=target_length,
         batch_size=batch_size,
         freqm=freqm,
@@ -159,34 +158,25 @@ def compute_stats(
         seed=seed,
         channel=channel,
     )
-    paths = [os.fspath(p) for p in paths]
-    if not paths:
+    files = [os.fspath(p) for p in paths]
+    if not files:
         raise UsageError("no audio files to compute statistics of")
-    reader = _ClipReader(num_mel_bins, options.channel)
-    bar = progress_bar(total=len(paths), enabled=progress)
-    reader.bar = bar
-    with (
-        contextlib.nullcontext() if threads.explicit() else threads.per_file()
-    ):  # all of it is per-file work: one thread
+    bar = progress_bar(total=len(files), enabled=progress)
+    reader = ClipReader(num_mel_bins, options.channel, TARGET_LENGTH, bar)
+    # all of it is per-file work: one thread
+    with contextlib.nullcontext() if threads.explicit() else threads.per_file():
         try:
-            reader.target_length = target_length or max(16, min(reader.longest(paths), TARGET_LENGTH))
-            if options.method == StatsMethod.exact:
-                stats = _exact(paths, reader, bar)
-            else:
-                if seed is None:  # a fixed seed, reported with the result: the same files give the same numbers
-                    seed = DEFAULT_SEED
-                rng = np.random.default_rng(seed)
-                stats = _authors(paths, reader, bar, rng, batch_size, freqm, timem, mixup)
-                stats.seed = seed
+            reader.target_length = target_length or max(16, min(reader.longest(files), TARGET_LENGTH))
+            stats = _measure(files, reader, bar, options)
         except KeyboardInterrupt:
             raise Interrupted(
-                f"interrupted after {reader.done} of {len(paths)} file(s); no statistics were written"
+                f"interrupted after {reader.done} of {len(files)} file(s); no statistics were written"
             ) from None
         finally:
             bar.close()
     stats.skipped = len(reader.bad)
     if stats.files == 0:
-        raise UsageError(f"none of the {len(paths)} files could be read", hint="see the warnings above")
+        raise UsageError(f"none of the {len(files)} files could be read", hint="see the warnings above")
     stats.target_length, stats.padded = reader.target_length, 1.0 - reader.real_frames / max(reader.all_frames, 1)
     if stats.padded > 0.5:
         warnings.warn(
@@ -198,7 +188,19 @@ def compute_stats(
     return stats
 
 
-def _exact(paths: list[str], reader: _ClipReader, bar) -> Stats:
+def _measure(paths: list[str], reader: ClipReader, bar: ProgressBar, options: StatsOptions) -> Stats:
+    """The statistics of ``options.method`` over the readable ``paths``."""
+    if options.method == StatsMethod.exact:
+        return _exact(paths, reader, bar)
+    # a fixed seed, reported with the result: the same files give the same numbers
+    seed = DEFAULT_SEED if options.seed is None else options.seed
+    rng = np.random.default_rng(seed)
+    stats = _authors(paths, reader, bar, rng, options.batch_size, options.freqm, options.timem, options.mixup)
+    stats.seed = seed
+    return stats
+
+
+def _exact(paths: list[str], reader: ClipReader, bar: ProgressBar) -> Stats:
     moments = Moments()
     files = 0
     for features in _clips(paths, reader, bar, lambda path: reader.features(path)):
@@ -209,8 +211,8 @@ def _exact(paths: list[str], reader: _ClipReader, bar) -> Stats:
 
 def _authors(
     paths: list[str],
-    reader: _ClipReader,
-    bar,
+    reader: ClipReader,
+    bar: ProgressBar,
     rng: np.random.Generator,
     batch_size: int,
     freqm: int,
@@ -241,7 +243,9 @@ def _authors(
     return Stats(mean, std, files, "authors", batches=len(means))
 
 
-def _clips(paths: list[str], reader: _ClipReader, bar, make) -> Iterator[torch.Tensor]:
+def _clips(
+    paths: list[str], reader: ClipReader, bar: ProgressBar, make: Callable[[str], torch.Tensor]
+) -> Iterator[torch.Tensor]:
     """``make(path)`` for each readable path in order; unreadable ones warned about and skipped."""
     for path in paths:
         if path in reader.bad:  # found unreadable already (while measuring the clips' lengths)
@@ -262,7 +266,7 @@ def _clips(paths: list[str], reader: _ClipReader, bar, make) -> Iterator[torch.T
 def augmented_item(
     path: str,
     dataset: Sequence[str],
-    reader: _ClipReader,
+    reader: ClipReader,
     rng: np.random.Generator,
     freqm: int,
     timem: int,
@@ -288,121 +292,6 @@ def augmented_item(
     return spec_augment(reader.fit(fbank(wave, reader.num_mel_bins)), freqm, timem, rng)
 
 
-class _ClipReader:
-    """Reads clips as the statistics need them: only the samples of the first ``target_length``
-    frames are kept, the rest of a file is streamed through for its mean and length. Counts the
-    frames of audio and of padding in what it hands out (``fit``)."""
-
-    def __init__(self, num_mel_bins: int, channel: str | int):
-        self.target_length = TARGET_LENGTH
-        self.num_mel_bins = num_mel_bins
-        self.channel = channel
-        self.real_frames = self.all_frames = 0
-        self.bad: dict[str, str] = {}
-        self.done = 0  # files read (or skipped) so far
-        self.bar = None  # the progress bar, cleared while a warning is printed
-
-    def mark_bad(self, path: str, exc: AudioError) -> None:
-        if path not in self.bad:
-            self.bad[path] = str(exc)
-            if self.bar is not None:
-                self.bar.clear()
-            warnings.warn(f"{exc}; skipped", stacklevel=2)
-            _log.debug("%s", exc, exc_info=True)  # called in the except block: --debug shows where
-            if self.bar is not None:
-                self.bar.refresh()
-
-    @property
-    def keep(self) -> int:
-        """Samples of ``target_length`` frames."""
-        return (self.target_length - 1) * FRAME_SHIFT + FRAME_LENGTH
-
-    def fit(self, features: torch.Tensor) -> torch.Tensor:
-        """(frames, F) padded or cut to (target_length, F), counting the frames of audio in it."""
-        self.real_frames += min(len(features), self.target_length)
-        self.all_frames += self.target_length
-        return pad_or_cut(features, self.target_length)
-
-    def longest(self, paths: Sequence[str]) -> int:
-        """Frames of the longest readable clip at 16 kHz, from the headers (decoded where a header does
-        not tell); unreadable files are marked bad here already. Only regular files: a pipe can be
-        read once, by the statistics themselves."""
-        longest = 0
-        for path in paths:
-            if not os.path.isfile(path):
-                continue
-            try:
-                with audio.AudioReader(path, self.channel) as reader:
-                    info = reader.info
-                    if info.frames is None:
-                        samples = sum(len(block) for block in audio.stream(reader))
-                    else:  # what resampling to 16 kHz makes of it: ceil(n * 16000 / rate)
-                        samples = -(-info.frames * audio.SAMPLE_RATE // info.sample_rate)
-            except AudioError as exc:
-                self.mark_bad(path, exc)
-                continue
-            longest = max(longest, num_frames(samples))
-        return longest
-
-    def _stream(self, path: str) -> Iterator[np.ndarray]:
-        with audio.AudioReader(path, self.channel) as reader:
-            yield from audio.stream(reader)
-
-    def features(self, path: str) -> torch.Tensor:
-        """(T, F) fbank as the model is fed (no DC removal), padded or cut. Stops reading at T frames."""
-        with contextlib.closing(self._stream(path)) as blocks:  # stopping early closes the decoder now
-            kept = _take(blocks, self.keep)
-        _check_length(len(kept), path)
-        return self.fit(fbank(kept, self.num_mel_bins))
-
-    def waveform(self, path: str) -> np.ndarray:
-        """The first samples needed for ``target_length`` frames, minus the mean over the whole file
-        (dataloader.py: ``waveform - waveform.mean()``)."""
-        parts, kept, total, length = [], 0, 0.0, 0
-        for block in self._stream(path):
-            total += float(block.sum(dtype=np.float64))
-            length += len(block)
-            if kept < self.keep:
-                parts.append(block[: self.keep - kept])
-                kept += len(parts[-1])
-        _check_length(length, path)
-        samples = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
-        mean = total / length if length else 0.0
-        return (samples - mean).astype(np.float32)
-
-    def partner(self, dataset: Sequence[str], rng: np.random.Generator) -> np.ndarray | None:
-        """A mixup partner drawn uniformly from the dataset; unreadable draws are marked bad and
-        drawn again (None once no file of the dataset can be read)."""
-        while len(self.bad) < len(dataset):
-            candidate = dataset[int(rng.integers(0, len(dataset)))]
-            if candidate in self.bad:
-                continue
-            try:
-                return self.waveform(candidate)
-            except AudioError as exc:
-                self.mark_bad(candidate, exc)
-        return None
-
-
-def _check_length(samples: int, path: str) -> None:
-    # an all-padding clip would pull the statistics towards 0; tag and finetune refuse such clips too
-    if samples < FRAME_LENGTH:
-        raise AudioError(
-            f"{path}: too short ({samples / audio.SAMPLE_RATE * 1000:.1f} ms of audio at 16 kHz; "
-            "one 25 ms frame is the minimum)"
-        )
-
-
-def _take(blocks: Iterable[np.ndarray], n: int) -> np.ndarray:
-    parts, kept = [], 0
-    for block in blocks:
-        parts.append(block[: n - kept])
-        kept += len(parts[-1])
-        if kept >= n:
-            break
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
-
-
 # -- output --------------------------------------------------------------------------------------
 def write_stats(stats: Stats, directory: str | os.PathLike) -> Path:
     """Set mean/std in ``directory/preprocessor_config.json``, keeping its other keys (a new file
@@ -421,7 +310,7 @@ def write_stats(stats: Stats, directory: str | os.PathLike) -> Path:
     return config.save(directory)
 
 
-def render_stats(stats: Stats, fmt: str, stream) -> None:
+def render_stats(stats: Stats, fmt: str, stream: IO[str]) -> None:
     if fmt == ReportFormat.json:
         import json
 

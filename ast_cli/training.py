@@ -12,21 +12,20 @@ exactly where a killed run left off. ``--freeze-backbone`` trains the head on ca
 (``probe``). Under ``torchrun`` the same code runs DistributedDataParallel (``trainer.World``): one
 process per device, a DistributedSampler, metrics reduced across processes, and only rank 0 writing files.
 
-This module prepares a run (base, data, model, datasets, run folder) and drives the ``Trainer`` through
-its epochs; messages go to the ``log`` callback, or to the ``ast_cli.training`` logger at INFO.
+This module drives a run: what it starts from (``preparation``), its datasets, loaders and run folder,
+then the ``Trainer`` through its epochs; messages go to the ``log`` callback, or to the
+``ast_cli.training`` logger at INFO.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Subset
@@ -34,30 +33,20 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 from . import checkpoints, plots, probe, threads
 from . import data as D
 from . import runfolder as folder
-from .config import MULTI_LABEL, SINGLE_LABEL, ASTConfig, PreprocessorConfig, write_json
+from .config import PreprocessorConfig
 from .devices import resolve_device, resolve_precision
-from .errors import Interrupted, ModelError, UsageError
+from .errors import Interrupted
 from .evaluation import score
-from .finetune_options import FinetuneOptions, parse_norm_stats
+from .finetune_options import FinetuneOptions
 from .metrics import format_report, main_metric
 from .model import AST
+from .preparation import Clips, initial_model, load_base, load_data, recipe_for_base, resumed_model
 from .recipe_text import describe
-from .recipes import RecipeValues, learned_audioset, loss_name
+from .recipes import RecipeValues, loss_name
 from .trainer import HEAD, Trainer, World
 
 _log = logging.getLogger(__name__)
 ItemSet = Any  # D.ClipDataset (fbanks), or probe.EmbeddingSet (a probe's cached embeddings)
-
-
-class Clips(NamedTuple):
-    """The training and validation sets, their cached fbanks (None where not kept) and the training
-    clips' lengths in frames."""
-
-    train: D.LabelledSet
-    fbanks: list[Any]
-    frames: list[int]
-    val: D.LabelledSet
-    val_fbanks: list[Any]
 
 
 @dataclass
@@ -83,130 +72,6 @@ class Batches:
     train: DataLoader
     val: DataLoader
     val_size: int  # validation clips over every process
-
-
-# -- setup -------------------------------------------------------------------------------------
-def load_base(options: FinetuneOptions) -> checkpoints.Checkpoint:
-    """The base model, before any data is read: a missing or unreachable base fails at once."""
-    try:
-        return checkpoints.load(
-            options.base,
-            max_length=options.target_length,
-            fstride=options.fstride,
-            tstride=options.tstride,
-            input_tdim=options.input_tdim,
-        )
-    except ModelError as exc:  # the hints of the model loaders name ast tag's -m
-        hint = exc.hint.replace("(-m; --base for finetune)", "(--base)") if exc.hint else exc.hint
-        raise type(exc)(f"--base {exc.message}", hint=hint) from None
-
-
-def recipe_for_base(spec: str, config: ASTConfig) -> tuple[bool, str]:
-    """Whether the base learned AudioSet (``recipes.learned_audioset``), and why it is taken to."""
-    return learned_audioset(spec, config.num_labels, config.hidden_size)
-
-
-def load_data(
-    data_dir: str,
-    options: FinetuneOptions,
-    keep_fbanks: bool,
-    progress: bool | None = None,
-    known: probe.FrameCache | None = None,
-) -> Clips:
-    """Training and validation sets (unreadable clips dropped), with cached fbanks and training clip
-    lengths; ``known``: clips whose frames a cache holds are not decoded again (the cached probe)."""
-    found, fbanks, frames = D.scan(
-        D.discover(data_dir, options.labels_csv), keep=keep_fbanks, progress=progress, known=known
-    )
-    if options.val_dir:
-        val = D.relabel(D.folder_classes(options.val_dir), found.labels, "the training set")
-        val, val_fbanks, _ = D.scan(val, keep=keep_fbanks, progress=progress, known=known)
-        return Clips(found, fbanks, frames, val, val_fbanks)
-    train, val = D.stratified_split(found, options.val_split, options.seed)
-    position = {clip.path: i for i, clip in enumerate(found.clips)}
-
-    def pick(values: list[Any], part: D.LabelledSet) -> list[Any]:
-        return [values[position[c.path]] for c in part.clips]
-
-    train.skipped = found.skipped
-    return Clips(train, pick(fbanks, train), pick(frames, train), val, pick(fbanks, val))
-
-
-def initial_model(
-    base: checkpoints.Checkpoint,
-    options: FinetuneOptions,
-    train: D.LabelledSet,
-    frames: list[int],
-    out: Path,
-    progress: bool | None = None,
-) -> tuple[AST, PreprocessorConfig]:
-    """The base model at the target length with a fresh head of one output per class."""
-    model, config = base.model, base.model.config
-    target = options.target_length or D.default_target_length(frames, config.max_length)
-    if target != config.max_length:  # the default length is known only once the base is loaded
-        model = checkpoints.build_model(
-            config.replace(max_length=target), model.state_dict(), options.base, saved_grid=config.grid
-        )
-    torch.manual_seed(options.seed)  # the new head's initialisation
-    model.reset_classifier(len(train.labels))
-    model.config = model.config.replace(
-        id2label=dict(enumerate(train.labels)), problem_type=MULTI_LABEL if train.multi_label else SINGLE_LABEL
-    )
-    stats = parse_norm_stats(options.norm_stats)
-    if isinstance(stats, tuple):
-        mean, std = stats
-    elif stats == "base":
-        mean, std = base.preprocessor.mean, base.preprocessor.std
-    else:  # auto
-        mean, std = dataset_norm_stats([c.path for c in train.clips], target, model.config.num_mel_bins, out, progress)
-    return model, PreprocessorConfig(max_length=target, num_mel_bins=model.config.num_mel_bins, mean=mean, std=std)
-
-
-def dataset_norm_stats(
-    paths: list[str], target_length: int, num_mel_bins: int, out: Path, progress: bool | None = None
-) -> tuple[float, float]:
-    """``--norm-stats auto``: what ``ast stats --method exact --target-length T`` gives for the
-    training clips (the pooled statistics: deterministic, unlike the authors' augmented estimate),
-    cached in OUT_DIR so a second run on the same clips does not compute them again."""
-    from .stats import compute_stats
-
-    key = {
-        "method": "exact",
-        "target_length": target_length,
-        "num_mel_bins": num_mel_bins,
-        "files_sha256": hashlib.sha256("\n".join(sorted(paths)).encode("utf-8", "surrogateescape")).hexdigest(),
-    }
-    cache = out / folder.NORM_STATS_FILE
-    if cache.is_file():
-        try:
-            cached = json.loads(cache.read_text())
-            if cached.get("key") == key:
-                return float(cached["mean"]), float(cached["std"])
-        except (ValueError, KeyError, TypeError):
-            pass  # a damaged cache is recomputed
-    # progress None: a bar at a terminal
-    stats = compute_stats(paths, "exact", target_length=target_length, num_mel_bins=num_mel_bins, progress=progress)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(cache, {"key": key, "mean": stats.mean, "std": stats.std, "files": stats.files})
-    return stats.mean, stats.std
-
-
-def resumed_model(
-    state: folder.TrainState, train: D.LabelledSet, data_dir: str, base: checkpoints.Checkpoint
-) -> tuple[AST, PreprocessorConfig]:
-    """The interrupted run's model: its saved weights, or for a probe (which saves its head only) the base
-    at the run's input length with that head."""
-    config = ASTConfig.from_dict(state["config"])
-    if state.get("head_only"):
-        weights = {**base.model.state_dict(), **state["model"]}
-        model = checkpoints.build_model(config, weights, "the interrupted run", saved_grid=base.model.config.grid)
-    else:
-        model = AST(config)
-        model.load_state_dict(state["model"])
-    if model.config.labels != train.labels:
-        classes = ", ".join(model.config.labels)
-        raise UsageError(f"{data_dir}: the classes differ from the interrupted run's ({classes})")
-    return model, PreprocessorConfig.from_dict(state["preprocessor"])
 
 
 # -- the run -----------------------------------------------------------------------------------

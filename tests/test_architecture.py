@@ -22,7 +22,9 @@ LAYERS = {  # higher numbers may import lower ones (and their own layer, without
         "embedding",
         "listen",
         "stats",
+        "clipreader",
         "training",
+        "preparation",
         "trainer",
         "runfolder",
         "probe",
@@ -37,6 +39,7 @@ LAYERS = {  # higher numbers may import lower ones (and their own layer, without
     "model": (
         "checkpoints",
         "authors",
+        "evidence",
         "weights",
         "layouts",
         "devices",

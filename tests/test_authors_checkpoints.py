@@ -15,10 +15,11 @@ import soundfile as sf
 import torch
 from helpers import authors_state_dict, random_model, tiny_config, tone
 
-from ast_cli.authors import GUESS_LEVEL, Evidence, candidates, table_rows
+from ast_cli.authors import GUESS_LEVEL
 from ast_cli.checkpoints import load
 from ast_cli.cli import main
 from ast_cli.errors import ModelError
+from ast_cli.evidence import Evidence, candidates, table_rows
 from ast_cli.layouts import adapt_pos_embed
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*no label names")  # these heads have unnamed outputs on purpose
