@@ -21,8 +21,9 @@ from .weights import read_state_dict
 
 _log = logging.getLogger(__name__)
 # The level of the lines that announce what was chosen without evidence (a published setting guessed,
-# statistics assumed). process.py shows INFO records except with --quiet, WARNING records always.
-GUESS_LEVEL = logging.INFO
+# statistics assumed): WARNING, which process.py shows even with --quiet, since a guess can make every
+# score wrong and nothing else on the screen would say so.
+GUESS_LEVEL = logging.WARNING
 
 
 @dataclass

@@ -125,13 +125,6 @@ def test_without_rows_to_read_a_published_guess_is_announced_with_the_flags(tmp_
     assert any("the authors'" in m and "--fstride, --tstride, --input-tdim" in m for m in said), said
 
 
-QUIET_CONFLICT = (
-    "tests/test_authors.py::test_published_settings_bring_their_statistics_and_say_so asserts that -q "
-    "hides the announcement of a published setting (GUESS_LEVEL is INFO): the lead decides"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=QUIET_CONFLICT)
 def test_quiet_never_hides_a_guess(tmp_path, capsys):
     path = save_pth(authors_model(16, 16, 1200, trained_table=False), tmp_path / "model.pth")
     audio = tmp_path / "a.wav"
