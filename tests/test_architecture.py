@@ -16,6 +16,8 @@ LAYERS = {  # higher numbers may import lower ones (and their own layer, without
     "jobs": (
         "tagging",
         "batch",
+        "pipeline",
+        "decoders",
         "distributed",
         "sinks",
         "embedding",
