@@ -1,7 +1,7 @@
 """``ast batch``: tag a whole collection, streaming, with decoding in worker processes.
 
 The run: inputs are walked lazily (``inputs.py``) and what ``--resume`` finds in the output is
-skipped; each input goes to a source of decoded windows (``decoders``: the main process or decode
+skipped; each input goes to a source of decoded windows (``workers``: the main process or decode
 workers, or with ``--engine ray`` ``distributed.RaySource``, where Ray's tasks decode and its actors
 run the model); ``pipeline.Pipeline`` batches windows of any files for the model and turns each file's
 window scores into the record ``ast tag`` makes. This module checks the output, opens it with its
@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from . import threads
-from .decoders import InlineSource, Source, WorkerPool
 from .errors import EXIT_USAGE, OutputError, Terminated, UsageError
 from .inference import Tagger
 from .inputs import Counts, Input, InputSpec
@@ -38,6 +37,7 @@ from .records import RecordMaker
 from .sinks import Sink, check_settings, open_sink, settings_path, write_settings
 from .version import __version__
 from .windows import WindowSpec
+from .workers import InlineSource, Source, WorkerPool
 
 if TYPE_CHECKING:
     from .distributed import RaySource

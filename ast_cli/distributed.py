@@ -204,7 +204,7 @@ class _Parts:
 
 
 class RaySource:
-    """The local engine's source (``decoders.Source``: ``submit``/``has_room``/``get``/``close``) over a Ray
+    """The local engine's source (``workers.Source``: ``submit``/``has_room``/``get``/``close``) over a Ray
     cluster: ``get`` returns ("s", seq, starts, scores (n, C)) then ("d", seq, windows, duration_s) for
     a file whose windows are all scored, or ("e", seq, message)."""
 

@@ -1,4 +1,4 @@
-"""``ast batch``'s pipeline: files go to a source (``decoders``, or Ray's), windows of any files are
+"""``ast batch``'s pipeline: files go to a source (``workers``, or Ray's), windows of any files are
 stacked into batches for the model, and each file's window scores become the record ``ast tag`` makes
 (``RecordMaker.record``), in input order or, with ``unordered``, as files finish.
 
@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .decoders import Source
 from .inference import Tagger
 from .inputs import Input
 from .options import TagOptions
 from .records import FileResult, RecordMaker, ScoreRows
 from .sinks import Sink
+from .workers import Source
 
 
 @dataclass

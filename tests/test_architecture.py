@@ -17,7 +17,7 @@ LAYERS = {  # higher numbers may import lower ones (and their own layer, without
         "tagging",
         "batch",
         "pipeline",
-        "decoders",
+        "workers",
         "distributed",
         "sinks",
         "embedding",

@@ -22,7 +22,7 @@ from . import threads
 from .windows import WindowSpec, decode
 
 FILES_PER_WORKER = 2  # in flight per worker: one decoding, one queued so it never idles
-WORKER_PRELOAD = ("ast_cli.decoders", "soundfile", "torchaudio.functional", "torchaudio.compliance.kaldi")
+WORKER_PRELOAD = ("ast_cli.workers", "soundfile", "torchaudio.functional", "torchaudio.compliance.kaldi")
 MAX_AHEAD = 256  # files taken past the one the in-order output waits on: bounds what a slow file holds back
 POLL_SECONDS = 0.5  # how often a waiting main process checks its workers and the progress line
 
