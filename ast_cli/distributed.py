@@ -1,7 +1,7 @@
 """``ast batch --engine ray``: the same job on a Ray cluster, in the shape of Ray Data's batch inference.
 
 The driver (this process) walks the inputs lazily and skips what ``--resume`` finds done, exactly as the
-local engine does (``batch._pipeline``, which calls this as its source of results). It hands the paths
+local engine does (``pipeline.Pipeline``, which reads this as its source of results). It hands the paths
 to Ray in waves of up to ``WAVE_FILES``, each a Ray Dataset of two stages: CPU tasks that decode
 (``decode_rows``: read, resample, fbank, windows; the local engine's own ``windows.decode``) and model
 actors (``ModelActor`` through ``map_batches``: the model loads once per actor and wave, and windows of
@@ -95,30 +95,24 @@ def plan(ray, tagger: Tagger, options: BatchOptions) -> Plan:
     requested = tagger.spec.precision
     if gpus:
         actors = options.actors or max(1, int(total_gpus // gpus))
-        return Plan(
-            actors=actors,
-            gpus=gpus,
-            cpus=1.0,
-            threads=1,
-            precision=precision_name(resolve_precision(requested, torch.device("cuda"))),
-        )
+        precision = precision_name(resolve_precision(requested, torch.device("cuda")))
+        return Plan(actors=actors, gpus=gpus, cpus=1.0, threads=1, precision=precision)
     cores = [n["CPU"] for n in nodes] or [1.0]
     actors = options.actors or len(cores)
     room = (sum(cores) - DECODE_CPUS * len(cores)) / actors  # the cluster's CPUs less a decoding task a node, shared
     cpus = max(0.05, math.floor(min(min(cores) - DECODE_CPUS, room) * 20) / 20)  # fits on the smallest node
-    torch_threads = (
-        threads.model_threads() if threads.explicit() else max(1, round(cpus))
-    )  # --threads, OMP_NUM_THREADS: the user's
+    # --threads, OMP_NUM_THREADS: the user's
+    torch_threads = threads.model_threads() if threads.explicit() else max(1, round(cpus))
     return Plan(actors=actors, gpus=0.0, cpus=cpus, threads=torch_threads, precision=tagger.precision)
 
 
 # -- on the cluster -----------------------------------------------------------------------------------
 def decode_rows(batch: dict[str, np.ndarray], spec: WindowSpec, cwd: str):
     """A decoding task: input rows (seq, path) -> window rows, as ``windows.decode`` makes them (4 at a
-    time, 2 MB at the AudioSet model's size). The last
-    window of a file carries its window count and duration; a file that cannot be read is one row
-    with ``error`` (index -1). Paths are read from the driver's folder ``cwd`` (a shared file system),
-    so relative paths and the messages that name them are as on the driver."""
+    time, 2 MB at the AudioSet model's size). The last window of a file carries its window count and
+    duration; a file that cannot be read is one row with ``error`` (index -1). Paths are read from the
+    driver's folder ``cwd`` (a shared file system), so relative paths and the messages that name them
+    are as on the driver."""
     threads.worker()  # the model actors have the cores
     with contextlib.suppress(OSError):
         os.chdir(cwd)  # this job's own worker process
@@ -178,9 +172,8 @@ class ModelActor:
         good = np.flatnonzero(rows["index"] >= 0)  # error rows need no model time
         for i in range(0, len(good), self.batch_size):
             take = good[i : i + self.batch_size]
-            scores[take] = self.tagger.scores(
-                torch.from_numpy(rows["features"][take]), self.activation
-            ).numpy()  # (B, T, F) -> (B, C)
+            features = torch.from_numpy(rows["features"][take])  # (B, T, F)
+            scores[take] = self.tagger.scores(features, self.activation).numpy()  # (B, C)
         out = {key: rows[key] for key in ("seq", "index", "start", "windows", "duration_s", "error", "decoded_on")}
         out["scores"] = scores
         out["scored_on"] = np.array([self.node] * n, dtype=object)
@@ -211,7 +204,7 @@ class _Parts:
 
 
 class RaySource:
-    """The local engine's source interface (``submit``/``has_room``/``get``/``close``) over a Ray
+    """The local engine's source (``workers.Source``: ``submit``/``has_room``/``get``/``close``) over a Ray
     cluster: ``get`` returns ("s", seq, starts, scores (n, C)) then ("d", seq, windows, duration_s) for
     a file whose windows are all scored, or ("e", seq, message)."""
 
@@ -310,14 +303,8 @@ class RaySource:
                 del self.waiting[seq]
                 order = sorted(parts.scores)
                 logger.debug("ray: %s: %s", parts.path, "; ".join(sorted(parts.nodes)))
-                self.ready.append(
-                    (
-                        "s",
-                        seq,
-                        [parts.starts[k] for k in order],
-                        torch.from_numpy(np.stack([parts.scores[k] for k in order])),
-                    )
-                )
+                scores = torch.from_numpy(np.stack([parts.scores[k] for k in order]))  # (W, C)
+                self.ready.append(("s", seq, [parts.starts[k] for k in order], scores))
                 self.ready.append(("d", seq, parts.windows, parts.duration_s))
 
     def _end_wave(self) -> None:
@@ -340,12 +327,10 @@ def _connect(ray, address: str | None) -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL)  # a failure reaches the user as one line (ClusterError)
     from ray._private import worker
 
-    worker._worker_logs_enabled = (
-        False  # Ray prints its workers' lines and the cluster's notices (a task retried) on stdout, which holds results
-    )
-    os.environ.setdefault(
-        "RAY_BACKEND_LOG_LEVEL", "fatal"
-    )  # the C++ core of this driver logs to stderr, its own errors too
+    # Ray prints its workers' lines and the cluster's notices (a task retried) on stdout, which holds results
+    worker._worker_logs_enabled = False
+    # the C++ core of this driver logs to stderr, its own errors too
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     unreachable = _unreachable(address)
     if unreachable:  # Ray itself would try for minutes
         raise ClusterError(
@@ -378,8 +363,9 @@ def _connect(ray, address: str | None) -> None:
 
 def _unreachable(address: str | None) -> str | None:
     """Why nothing listens at a HOST:PORT address (None: it answers, or the address is not HOST:PORT)."""
-    host, _, port = (address or "").rpartition(":")
-    if not host or not port.isdigit() or "://" in address:
+    text = address or ""
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or "://" in text:
         return None
     try:
         socket.create_connection((host, int(port)), timeout=CONNECT_SECONDS).close()

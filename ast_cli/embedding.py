@@ -18,7 +18,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO
+from typing import IO, TypedDict
 
 import numpy as np
 import torch
@@ -51,7 +51,8 @@ def embed(tagger: Tagger, source, options: TagOptions, sample_rate: int | None =
     """Embeddings of one input (a path, ``-``, or an array with ``sample_rate``), windows as ``ast tag`` makes them."""
     windows, meta = tagger.windows(source, options, sample_rate)
     window, _ = tagger.window_hop_frames(options)
-    parts, starts = [], []
+    parts: list[np.ndarray] = []
+    starts: list[int] = []
     for batch in batched(windows, tagger.windows_per_batch(options)):
         parts.append(tagger.embeddings(torch.stack([w.features for w in batch])).numpy())  # (B, D)
         starts.extend(w.start for w in batch)
@@ -103,15 +104,17 @@ class EmbeddingWriter:
         self.suffix = ".jsonl" if out == "-" else Path(out).suffix.lower()
         self.timeline = timeline
         self.items: list[FileEmbedding] = []
-        self._target: AtomicPath | None = None if out == "-" else AtomicPath(out)
-        self._stream: IO[str] | None = None
+        self._target: AtomicPath | None = None
+        self._stream: IO[str] | None = None  # JSON Lines only: the arrays are written whole by close()
         if out == "-":
             self._stream = sys.stdout
-        elif self.suffix == ".jsonl":
-            self._stream = self._target.open("w", encoding="utf-8", errors="surrogateescape")
+        else:
+            self._target = AtomicPath(out)
+            if self.suffix == ".jsonl":
+                self._stream = self._target.open("w", encoding="utf-8", errors="surrogateescape")
 
     def write(self, item: FileEmbedding) -> None:
-        if self.suffix == ".jsonl":
+        if self._stream is not None:
             self._stream.write(to_json(self.record(item)) + "\n")
             self._stream.flush()
         else:  # kept for the array written at the end: without --timeline, only the (D,) mean
@@ -121,8 +124,14 @@ class EmbeddingWriter:
         """The JSON Lines record: path, duration_s, embedding; windows with --timeline; error on failure."""
         if item.error is not None:
             return {"path": item.path, "duration_s": None, "embedding": None, "error": item.error}
-        record = {"path": item.path, "duration_s": round(item.duration_s, 3), "embedding": _floats(item.embedding)}
+        assert item.duration_s is not None and item.embedding is not None  # embed() sets both, or the error
+        record: dict = {
+            "path": item.path,
+            "duration_s": round(item.duration_s, 3),
+            "embedding": _floats(item.embedding),
+        }
         if self.timeline:
+            assert item.windows is not None  # embed() sets the windows with the embedding
             record["windows"] = [
                 {"start_s": round(start / FRAMES_PER_SECOND, 3), "end_s": round(end, 3), "embedding": _floats(vector)}
                 for start, end, vector in zip(item.starts, item.ends, item.windows, strict=True)
@@ -130,14 +139,15 @@ class EmbeddingWriter:
         return record
 
     def close(self) -> None:
-        if self.suffix != ".jsonl":
+        if self._stream is not None:
+            if self._stream is not sys.stdout:
+                self._stream.close()
+        elif self._target is not None:
             with self._target.open("wb") as f:
                 if self.suffix == ".npy":
                     np.save(f, self._matrix())
                 else:
                     np.savez(f, **self._arrays())
-        elif self._stream is not sys.stdout:
-            self._stream.close()
         if self._target is not None:
             self._target.commit()
             self._target = None
@@ -157,8 +167,8 @@ class EmbeddingWriter:
                 matrix[i] = item.embedding
         return matrix
 
-    def _arrays(self) -> dict[str, np.ndarray]:
-        arrays = {
+    def _arrays(self) -> _Arrays:
+        arrays: _Arrays = {
             "embeddings": self._matrix(),
             "paths": np.array([item.path for item in self.items], dtype=str),
             "duration_s": np.array([np.nan if item.duration_s is None else item.duration_s for item in self.items]),
@@ -172,6 +182,18 @@ class EmbeddingWriter:
             arrays["window_start_s"] = np.array([s / FRAMES_PER_SECOND for _, item in done for s in item.starts])
             arrays["window_end_s"] = np.array([e for _, item in done for e in item.ends])
         return arrays
+
+
+class _Arrays(TypedDict, total=False):
+    """The arrays of an .npz file, by name (the window ones with --timeline)."""
+
+    embeddings: np.ndarray  # (files, D)
+    paths: np.ndarray
+    duration_s: np.ndarray
+    window_embeddings: np.ndarray  # (W, D)
+    window_file: np.ndarray
+    window_start_s: np.ndarray
+    window_end_s: np.ndarray
 
 
 def _floats(vector: np.ndarray) -> list[float]:

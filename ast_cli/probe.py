@@ -147,7 +147,9 @@ class EmbeddingSet(torch.utils.data.Dataset):
                     bar.update(len(part))
             finally:
                 bar.close()
-        self.embeddings = torch.from_numpy(np.stack(vectors)) if vectors else torch.zeros(0, model.config.hidden_size)
+        embedded = [v for v in vectors if v is not None]
+        assert len(embedded) == len(vectors)  # every clip not in the cache was embedded above
+        self.embeddings = torch.from_numpy(np.stack(embedded)) if embedded else torch.zeros(0, model.config.hidden_size)
         self.targets = (
             torch.stack([self.clips.target(i) for i in range(len(self.clips))])
             if len(self.clips)

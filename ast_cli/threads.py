@@ -43,8 +43,8 @@ def available_cpus() -> int:
 def cgroup_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
     """CPUs' worth of time the cgroup may use per period (cgroup v2 ``cpu.max``, v1 ``cfs_quota_us``), or None."""
     try:
-        quota, period = (root / "cpu.max").read_text().split()[:2]
-        return None if quota == "max" else int(quota) / int(period)
+        max_quota, max_period = (root / "cpu.max").read_text().split()[:2]  # "max 100000" or "200000 100000"
+        return None if max_quota == "max" else int(max_quota) / int(max_period)
     except (OSError, ValueError):
         pass
     try:

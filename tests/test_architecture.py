@@ -17,6 +17,8 @@ LAYERS = {  # higher numbers may import lower ones (and their own layer, without
     "jobs": (
         "tagging",
         "batch",
+        "pipeline",
+        "workers",
         "distributed",
         "sinks",
         "embedding",

@@ -360,9 +360,9 @@ def test_streams_into_a_pipe_as_files_finish(tree, tiny_model_dir):
 
 def test_dead_worker_fails_only_its_files(tiny_model_dir, wav):
     """A decode worker killed by the system (out of memory) costs its files, not the run."""
-    from ast_cli.batch import WorkerPool
     from ast_cli.checkpoints import load
     from ast_cli.inference import Tagger, TagOptions
+    from ast_cli.workers import WorkerPool
 
     spec = Tagger(load(str(tiny_model_dir)), ModelSpec(device="cpu", precision="fp32")).window_spec(TagOptions())
     pool = WorkerPool(spec, 1)
@@ -442,9 +442,9 @@ def test_the_worker_holding_the_oldest_file_is_read_first(tiny_model_dir, wav):
     """Both workers have a message waiting at every read: files still finish in input order (0, 1, 2,
     3). Reading whichever worker came first in the list gave 0, 2, 1, 3 and worse: a worker that was
     always ready starved the other, and in-order output waited on it until the end of the run."""
-    from ast_cli.batch import WorkerPool
     from ast_cli.checkpoints import load
     from ast_cli.inference import Tagger, TagOptions
+    from ast_cli.workers import WorkerPool
 
     spec = Tagger(load(str(tiny_model_dir)), ModelSpec(device="cpu", precision="fp32")).window_spec(TagOptions())
     pool = WorkerPool(spec, 2)

@@ -3,6 +3,8 @@ and resumable, on this machine or a Ray cluster."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..errors import UsageError
 from ..hub import DEFAULT_MODEL
 from ..options import Aggregate, BatchFormat, BatchOptions, Device, Engine, FeatureFrontend, Precision, TagOptions
@@ -52,6 +54,9 @@ from ..params.tagging import (
 )
 from ..spec import ModelSpec
 from .common import exit_with, load
+
+if TYPE_CHECKING:
+    from ..inputs import InputSpec
 
 RAY_FLAGS = {"ray_address": "--ray-address", "actors": "--actors", "gpus_per_actor": "--gpus-per-actor"}
 
@@ -114,33 +119,17 @@ def batch(
       ast batch /shared/recordings -o tags.jsonl --engine ray --ray-address auto      (on a Ray cluster)
     """
     from ..batch import run_batch
-    from ..inputs import InputSpec, parse_extensions, parse_shard
 
     fmt = fmt or output_format(out)
-    found = InputSpec(
-        items=inputs,
-        files_from=files_from,
-        recursive=recursive,
-        extensions=parse_extensions(ext),
-        relative=relative,
-        shard=parse_shard(shard),
-    )
-    check_flags(
-        out=out,
-        resume=resume,
-        force=force,
-        engine=engine,
-        workers=workers,
-        ray={"ray_address": ray_address, "actors": actors, "gpus_per_actor": gpus_per_actor},
-    )
-    options = BatchOptions(
+    found = input_spec(inputs, files_from=files_from, recursive=recursive, ext=ext, relative=relative, shard=shard)
+    options = batch_options(
         out=out,
         fmt=fmt,
         workers=workers,
         unordered=unordered,
         resume=resume,
         force=force,
-        progress=not quiet,
+        quiet=quiet,
         engine=engine,
         ray_address=ray_address,
         actors=actors,
@@ -173,6 +162,54 @@ def batch(
         frontend=frontend,
     )
     exit_with(run_batch(load(spec), found, tag_options, options).failed)
+
+
+def input_spec(
+    items: list[str], *, files_from: str | None, recursive: bool, ext: list[str], relative: bool, shard: str | None
+) -> InputSpec:
+    """The inputs the command line names (``--ext`` and ``--shard`` parsed)."""
+    from ..inputs import InputSpec, parse_extensions, parse_shard
+
+    return InputSpec(
+        items=items,
+        files_from=files_from,
+        recursive=recursive,
+        extensions=parse_extensions(ext),
+        relative=relative,
+        shard=parse_shard(shard),
+    )
+
+
+def batch_options(
+    *,
+    out: str,
+    fmt: BatchFormat,
+    workers: int | None,
+    unordered: bool,
+    resume: bool,
+    force: bool,
+    quiet: bool,
+    engine: Engine,
+    ray_address: str | None,
+    actors: int | None,
+    gpus_per_actor: float | None,
+) -> BatchOptions:
+    """The run's options, once the flags that exclude or need each other are checked."""
+    ray: dict[str, object] = {"ray_address": ray_address, "actors": actors, "gpus_per_actor": gpus_per_actor}
+    check_flags(out=out, resume=resume, force=force, engine=engine, workers=workers, ray=ray)
+    return BatchOptions(
+        out=out,
+        fmt=fmt,
+        workers=workers,
+        unordered=unordered,
+        resume=resume,
+        force=force,
+        progress=not quiet,
+        engine=engine,
+        ray_address=ray_address,
+        actors=actors,
+        gpus_per_actor=gpus_per_actor,
+    )
 
 
 def output_format(out: str) -> BatchFormat:
