@@ -147,15 +147,16 @@ def test_no_private_attribute_of_another_module():
 
 
 def test_commands_are_thin():
-    """cli.py and each command module under 450 lines, no command function over ~40 lines (docstring
-    included; the signature, one flag a line as ruff formats it, is not counted), and no option object
-    built positionally anywhere."""
+    """cli.py and each command module under 450 lines, no command function over ~40 lines of code (its
+    signature, one flag a line as ruff formats it, and its docstring, the command's --help page, are not
+    counted), and no option object built positionally anywhere."""
     for path in [PACKAGE / "cli.py", *sources("commands")]:
         text = path.read_text(encoding="utf-8")
         assert len(text.splitlines()) < 450
         for node in ast.walk(ast.parse(text)):
             if isinstance(node, ast.FunctionDef):
-                length = node.end_lineno - node.body[0].lineno + 1
+                code = node.body[1:] if ast.get_docstring(node) is not None and len(node.body) > 1 else node.body
+                length = node.end_lineno - code[0].lineno + 1
                 assert length <= 45, f"{path.stem}.{node.name} is {length} lines"
     options = (
         "TagOptions",
