@@ -203,3 +203,12 @@ def test_the_size_check_finds_what_it_looks_for(tmp_path, monkeypatch):
     monkeypatch.setattr(sys.modules[__name__], "PACKAGE", package)
     with pytest.raises(AssertionError, match="long.py:1 f: 61 lines"):
         test_modules_and_functions_stay_small()
+
+
+def test_the_readme_names_every_module():
+    """README's architecture picture and table name every module and sub-package, so a newcomer can find
+    where a job lives (and a new module is placed there when it is made)."""
+    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Architecture", 1)[1]
+    missing = [module for module in MODULES if module != "__main__" and not re.search(rf"\b{module}\b", section)]
+    assert not missing, f"README's architecture section does not name {missing}"
