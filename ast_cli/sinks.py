@@ -9,15 +9,17 @@ A record is written with one ``write`` call, so a killed run leaves at most the 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
-import warnings
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 from .errors import OutputExistsError, UsageError
 from .files import write_atomic
 from .writers import FolderWriter, Scan, folder_writer, get_writer, writes_folder
+
+_log = logging.getLogger(__name__)
 
 SETTINGS_SUFFIX = ".ast.json"  # tags.csv -> tags.csv.ast.json
 FOLDER_SETTINGS = ".ast-batch.json"  # inside the folder of a format written as one file a record (audacity)
@@ -123,9 +125,7 @@ class FileSink(Sink):
             _RawText(self._file).write(found.kept)
             os.fsync(self._file.fileno())
         if found.damaged:
-            warnings.warn(
-                f"{self.path}: {found.damaged} damaged line(s) left out; their files are tagged again", stacklevel=3
-            )
+            _log.warning(f"{self.path}: {found.damaged} damaged line(s) left out; their files are tagged again")
 
     def done(self, name: str) -> bool:
         return name in self.names
