@@ -75,6 +75,7 @@ def jsonl(path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines()]
 
 
+@pytest.mark.slow
 def test_whole_tree_to_csv_goes_past_bad_files(capsys, tree, tiny_model_dir, tmp_path):
     root, good, bad = tree
     out = tmp_path / "tags.csv"
@@ -312,6 +313,7 @@ def wait_for_records(path: Path, n: int, proc: subprocess.Popen, timeout: float 
     raise AssertionError("no progress")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig,fmt", [(signal.SIGINT, "json"), (signal.SIGKILL, "jsonl"), (signal.SIGTERM, "csv")])
 def test_stopped_run_resumes_with_every_file_once(tree, tiny_model_dir, tmp_path, sig, fmt):
     root, good, bad = tree
@@ -340,6 +342,7 @@ def test_stopped_run_resumes_with_every_file_once(tree, tiny_model_dir, tmp_path
     assert sorted(paths) == sorted(str(p) for p in good + bad)  # every file exactly once
 
 
+@pytest.mark.slow
 def test_streams_into_a_pipe_as_files_finish(tree, tiny_model_dir):
     """The first record reaches the reader long before the run ends; a closed pipe ends it quietly."""
     root, good, _ = tree
@@ -396,6 +399,7 @@ def test_summary_of_a_run_that_read_nothing_gives_no_rate():
     assert busy == "3 tagged, 0 failed; 2.0 s, 1.50 files/s, 15x real time"
 
 
+@pytest.mark.slow
 def test_with_workers_records_stream_and_a_kill_loses_only_the_files_in_flight(tiny_model_dir, tmp_path):
     """--workers 2: records reach the output while the run goes on (they used to wait for the end,
     when one worker starved the other), and after SIGKILL --resume adds each missing file exactly once."""
@@ -438,6 +442,7 @@ def test_with_workers_records_stream_and_a_kill_loses_only_the_files_in_flight(t
     assert sorted(paths) == sorted(str(p) for p in folder.iterdir()) and len(paths) == 300
 
 
+@pytest.mark.slow
 def test_the_worker_holding_the_oldest_file_is_read_first(tiny_model_dir, wav):
     """Both workers have a message waiting at every read: files still finish in input order (0, 1, 2,
     3). Reading whichever worker came first in the list gave 0, 2, 1, 3 and worse: a worker that was

@@ -29,6 +29,7 @@ def test_without_a_gpu_the_gpu_parts_are_skipped_saying_why():
     assert "machine: " in proc.stdout and "--precision auto -> " in proc.stdout  # the CPU, its flags, the precision
 
 
+@pytest.mark.slow
 def test_every_part_of_the_gpu_check_runs_on_the_cpu():
     proc = run("--self-test")
     assert proc.returncode == 0, proc.stdout + proc.stderr

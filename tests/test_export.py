@@ -166,6 +166,7 @@ def exported(tmp_path_factory, tiny_model_dir):
         pytest.param("onnx-fp16", marks=needs_ort),
     ],
 )
+@pytest.mark.slow
 def test_graph_exports_give_the_package_scores(exported, name):
     got, job = exported["results"][name]
     want = exported["package"]["scores"]

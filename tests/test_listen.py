@@ -70,6 +70,7 @@ def listen(capsys, monkeypatch, data: bytes, *args) -> tuple[int, list[dict], st
     return code, [json.loads(line) for line in out.splitlines()], err
 
 
+@pytest.mark.slow
 def test_results_arrive_while_the_audio_does(tiny_model_dir):
     """A feeder writes 8 s of audio at real-time pace: the first record comes before it has finished
     (8 s leaves room for a slow start on a busy machine: the import of torch alone can take 4 s there),
@@ -231,6 +232,7 @@ def test_without_sounddevice_the_microphone_says_what_to_install(capsys, tiny_mo
     assert "pip install 'ast-cli[listen]'" in err and err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_falling_behind_skips_to_the_newest_audio(tiny_model_dir, tmp_path):
     """A live source (a pipe) far faster than the tagger, 60 s of audio with a 0.05-s hop: hops are
     skipped, said once, counted; a file on stdin is tagged hop by hop instead."""

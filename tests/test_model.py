@@ -32,6 +32,7 @@ def max_diff(hf, ours, frames: int, batch: int = 2) -> float:
         return (hf(x).logits - ours(x)).abs().max().item()
 
 
+@pytest.mark.slow
 def test_full_size_default_config_matches_transformers():
     hf, ours = hf_and_ours(0, num_labels=527)
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in hf.parameters())

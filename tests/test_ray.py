@@ -68,6 +68,7 @@ def ray_batch(cluster, *args) -> list[str]:
 
 
 # -- the tests --------------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.ray
 def test_records_equal_the_local_engine_and_both_nodes_work(cluster, tree, tiny_model_dir, tmp_path, capsys):
     root, good, bad = tree
@@ -102,6 +103,7 @@ def test_records_equal_the_local_engine_and_both_nodes_work(cluster, tree, tiny_
     assert len({scored for _, _, scored, _ in work}) == 2, "the model ran on one node only"
 
 
+@pytest.mark.slow
 @pytest.mark.ray
 def test_a_killed_model_actor_is_retried_and_every_file_is_written_once(cluster, tree, tiny_model_dir, tmp_path):
     root, good, bad = tree
@@ -125,6 +127,7 @@ def test_a_killed_model_actor_is_retried_and_every_file_is_written_once(cluster,
     }  # (Ray restarts it; the other actor may finish first)
 
 
+@pytest.mark.slow
 @pytest.mark.ray
 def test_ctrl_c_then_resume_gives_every_file_once(cluster, tree, tiny_model_dir, tmp_path):
     root, good, bad = tree

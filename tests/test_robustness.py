@@ -324,6 +324,7 @@ def _decode(data: bytes, from_stdin: bool):
             sys.stdin = stdin
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(damaged_files(), st.booleans())
 def test_damaged_bytes_raise_only_audio_errors(data, from_stdin):
@@ -404,6 +405,7 @@ def test_ctrl_c_gives_a_one_line_summary_and_exit_130(tiny_model_dir, wav):
     assert out == b""
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_finetune_says_how_to_resume(tiny_model_dir, tmp_path):
     data = tmp_path / "data"
     make_sound_dataset(data, per_class=2)
@@ -635,6 +637,7 @@ def test_an_export_that_cannot_fit_is_refused_before_it_writes(capsys, tiny_mode
     assert list(tmp_path.iterdir()) == []  # no temporary file either
 
 
+@pytest.mark.slow
 def test_sigterm_at_any_moment_then_resume_gives_every_file_once(tiny_model_dir, tmp_path):
     """SIGTERM at random moments of a batch run: exit 143, no good file recorded as failed, and after
     --resume every file is in the output exactly once."""

@@ -77,6 +77,7 @@ def trained(tmp_path_factory, base16):
 
 
 # -- learning and the checkpoint ------------------------------------------------------------------
+@pytest.mark.slow
 def test_tiny_model_learns_the_synthetic_classes(trained, capsys):
     data, out, summary = trained
     history = _history(out)
@@ -285,6 +286,7 @@ def test_metrics_log_the_rate_each_epoch_trained_at(tmp_path, base16):
     assert logged == pytest.approx([1e-3, 1e-3, 5e-4, 2.5e-4], rel=1e-12)
 
 
+@pytest.mark.slow
 def test_cosine_schedule():
     """scratch and probe: the linear warm-up of one epoch (at most 1000 steps), then half a cosine from
     the peak to 0 at the end of the run, against torch's LinearLR + CosineAnnealingLR."""
@@ -312,6 +314,7 @@ def test_cosine_schedule():
 
 
 # -- resume --------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_resume_after_kill_gives_the_weights_of_an_uninterrupted_run(tmp_path, base16):
     data = tmp_path / "data"
     make_sound_dataset(data, per_class=6, seed=1)
@@ -383,6 +386,7 @@ def test_resume_after_kill_gives_the_weights_of_an_uninterrupted_run(tmp_path, b
 
 
 # -- DDP -------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_ddp_on_two_gloo_processes(tmp_path, base16):
     train, val = tmp_path / "train", tmp_path / "val"
     make_sound_dataset(train, per_class=6, seed=2)
@@ -903,6 +907,7 @@ def spoken_digits(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_scratch_recipe_learns_spoken_digits(tmp_path, spoken_digits, capsys):
     """The issue's check: from a small random base, the defaults (the scratch recipe, chosen and said
     on the first line) learn 10 spoken digits to at least 0.8 validation accuracy in 8 epochs (about 45 s
@@ -964,6 +969,7 @@ def test_an_audioset_shaped_base_picks_the_authors_recipe(tmp_path, capsys):
     )
 
 
+@pytest.mark.slow
 def test_mixup_and_specaugment_still_learn(tmp_path, base16):
     """With mixup and both SpecAugment masks on, the scratch recipe still learns the four generated classes."""
     data = tmp_path / "data"
