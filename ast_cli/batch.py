@@ -114,6 +114,8 @@ def run_settings(
     # recorded only when not the default: a settings file without the key means the default
     if tagger.spec.frontend != FeatureFrontend.transformers:
         settings["frontend"] = tagger.spec.frontend
+    if options.thresholds is not None:  # the values, not the file's name: an edited file changes results
+        settings["thresholds"] = {k.lower(): v for k, v in sorted(options.thresholds.per_label.items())}
     return settings
 
 

@@ -6,17 +6,22 @@ as the authors evaluate; the scores are the model's logits.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from . import data as D
 from . import metrics, plots
 from .devices import autocast
-from .errors import UsageError
+from .errors import InvalidValue, UsageError
 from .spec import ModelSpec
+from .thresholds import write_thresholds as write_file
+
+_log = logging.getLogger(__name__)
 
 
 def predict(forward: Callable[[torch.Tensor], torch.Tensor], loader) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,15 +62,22 @@ def evaluate(
     labels_csv: str | None = None,
     batch_size: int = 16,
     plot: str | None = None,
+    write_thresholds: str | None = None,
+    target_precision: float | None = None,
 ) -> dict[str, Any]:
     """Metrics of the model ``spec`` names on a folder-per-class set (or ``labels_csv``, multi-label
     data), whose class names must be the model's labels. A plain string is a ``ModelSpec`` source.
     ``plot``: a PNG of the confusion matrix or the per-class AP (``plots.report_picture``), when
-    matplotlib is installed (else one line says how to get it)."""
+    matplotlib is installed (else one line says how to get it). ``write_thresholds``: a file of
+    per-label thresholds (``thresholds.py``) chosen on these clips for the best F1, or for
+    ``target_precision``; ``ast tag/batch/listen --thresholds`` apply it."""
     from .inference import load_model
 
-    if plot and not Path(plot).parent.is_dir():
-        raise UsageError(f"--plot {plot}: no such folder {Path(plot).parent}")
+    for flag, path in (("--plot", plot), ("--write-thresholds", write_thresholds)):
+        if path and not Path(path).parent.is_dir():
+            raise UsageError(f"{flag} {path}: no such folder {Path(path).parent}")
+    if target_precision is not None and not 0.0 < target_precision <= 1.0:
+        raise InvalidValue("target_precision", f"must be within (0, 1], got {target_precision}")
     draw = bool(plot) and plots.available()  # before the wait: without matplotlib, say so at once
     tagger = load_model(spec)  # weights cast once; int8 quantized
     config, pre = tagger.config, tagger.preprocessor
@@ -80,10 +92,39 @@ def evaluate(
     report = score(logits, targets, config.labels, multi)
     if draw and plot:
         plots.report_picture(report, plot)
+    if write_thresholds:
+        scores = tagger.activate(logits, None).numpy()
+        activation = tagger.default_activation()
+        document = thresholds_document(scores, targets.numpy(), config.labels, target_precision, activation)
+        write_file(write_thresholds, {"model": tagger.spec.source, "data": str(data_dir), **document})
+        report["thresholds"] = {"file": str(write_thresholds), "labels": len(document["thresholds"])}
     return {
         "model": tagger.spec.source,
         "data": str(data_dir),
         "problem_type": "multi_label" if multi else "single_label",
         "skipped": len(found.skipped),
         **report,
+    }
+
+
+def thresholds_document(
+    scores: np.ndarray, targets: np.ndarray, labels: list[str], target_precision: float | None, activation: str
+) -> dict[str, Any]:
+    """What ``--write-thresholds`` writes: the criterion, each label's threshold (those that have one)
+    and how it does on the clips it was chosen on. Labels left without one are logged."""
+    per_label = metrics.best_thresholds(scores, targets, labels, target_precision)
+    missing = [label for label, row in per_label.items() if row["threshold"] is None]
+    if missing:
+        why = (
+            "no clip of theirs"
+            if target_precision is None
+            else f"no clip of theirs, or precision {target_precision} unreached"
+        )
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        _log.warning(f"no threshold for {len(missing)} label(s) ({why}): {shown}; they use --threshold")
+    return {
+        "activation": activation,
+        "criterion": "f1" if target_precision is None else f"precision>={target_precision}",
+        "thresholds": {label: row["threshold"] for label, row in per_label.items() if row["threshold"] is not None},
+        "per_label": {label: row for label, row in per_label.items() if row["threshold"] is not None},
     }

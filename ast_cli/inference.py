@@ -117,7 +117,14 @@ class Tagger:
         return 1 if self.device.type == "cpu" else 8
 
     def record_maker(self, options: TagOptions) -> RecordMaker:
-        """What turns this model's results into records (unknown --include/--exclude labels fail here)."""
+        """What turns this model's results into records (unknown --include/--exclude labels fail here,
+        and a thresholds file chosen on scores of another activation)."""
+        chosen, used = options.thresholds, options.activation or self.default_activation()
+        if chosen is not None and chosen.activation not in (None, used):
+            raise UsageError(
+                f"{chosen.source}: its thresholds are for {chosen.activation} scores, this run gives {used} scores",
+                hint=f"run with --activation {chosen.activation}, or choose thresholds for these scores",
+            )
         return RecordMaker(self.labels, options, self.window_hop_frames(options)[0])
 
     # -- audio -> windows -------------------------------------------------------------------

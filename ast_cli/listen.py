@@ -104,21 +104,23 @@ class Active:
 
 @dataclass
 class Events:
-    """Hysteresis over the hop scores: a label starts when it reaches ``threshold`` and ends once it
+    """Hysteresis over the hop scores: a label starts when it reaches its threshold (one for all, or
+    (C,): each label's own from --thresholds, else --threshold; -inf labels take no part) and ends once it
     has stayed below it for ``hold`` seconds, so one bark is one event, not one a hop."""
 
     labels: list[str]
     mask: torch.Tensor
-    threshold: float
+    threshold: float | torch.Tensor
     hold: float
     active: dict[int, Active] = field(default_factory=dict)
 
     def update(self, scores: torch.Tensor, end_s: float) -> list[dict]:
         out = []
-        for i in torch.nonzero(self.mask).flatten().tolist():
+        cut = torch.as_tensor(self.threshold, dtype=torch.float64).expand(len(self.labels))
+        for i in torch.nonzero(self.mask & torch.isfinite(cut)).flatten().tolist():
             score = float(scores[i])
             state = self.active.get(i)
-            if score >= self.threshold:
+            if score >= float(cut[i]):
                 if state is None:
                     self.active[i] = Active(end_s, score, last_above_s=end_s)
                     out.append(
@@ -167,26 +169,23 @@ class Summary:
         return f"listened to {self.audio_s:.1f} s of audio: {self.hops} hop(s) tagged, {self.skipped} skipped{mean}"
 
 
-def event_threshold(events: bool, options: TagOptions) -> float | None:
-    """The score at which an event starts (None without ``events``); ``events`` needs a threshold."""
-    if not events:
-        return None
-    if options.threshold is None:
-        raise UsageError("--events needs --threshold", hint="e.g. --events --threshold 0.5")
-    return options.threshold
+def check_events(events: bool, options: TagOptions) -> bool:
+    """``events``, once it is known to have thresholds (--threshold, or --thresholds FILE)."""
+    if events and options.threshold is None and options.thresholds is None:
+        raise UsageError("--events needs --threshold", hint="e.g. --events --threshold 0.5, or --thresholds FILE")
+    return events
 
 
 class HopTagger:
     """The tagging side of ``listen``: a hop's window in, its record (or the events it gives) out."""
 
-    def __init__(
-        self, tagger: Tagger, options: TagOptions, emit: Callable[[dict], None], threshold: float | None, hold_s: float
-    ):
+    def __init__(self, tagger: Tagger, options: TagOptions, emit: Callable[[dict], None], events: bool, hold_s: float):
         window, _ = tagger.window_hop_frames(options)
         self.tagger, self.options, self.emit = tagger, options, emit
         self.maker = tagger.record_maker(options)
         self.spec = tagger.window_spec(options)
-        self.events = Events(tagger.labels, self.maker.mask, threshold, hold_s) if threshold is not None else None
+        cut = self.maker.cut
+        self.events = Events(tagger.labels, self.maker.mask, cut, hold_s) if events and cut is not None else None
         self.window_samples = (window - 1) * (SAMPLE_RATE // FRAMES_PER_SECOND) + FRAME_LENGTH
 
     def tag(self, samples: np.ndarray, end: int) -> None:
@@ -227,7 +226,7 @@ def listen(
     ends (its last audio tagged); a KeyboardInterrupt propagates with ``summary`` up to date."""
     if not (hop_s > 0 and hold_s >= 0):
         raise UsageError(f"--hop must be a positive number of seconds and --hold 0 or more, got {hop_s} and {hold_s}")
-    hops = HopTagger(tagger, options, emit, event_threshold(events, options), hold_s)
+    hops = HopTagger(tagger, options, emit, check_events(events, options), hold_s)
     hop = max(1, round(hop_s * SAMPLE_RATE))
     recent = Recent(
         hops.window_samples + 2 * hop, ahead=None if live else 2 * hop
@@ -273,7 +272,7 @@ def run_listen(
     JSON line a record (or an event), flushed at once."""
     from .output import isatty
 
-    event_threshold(how.events, options)  # before the source is opened (a microphone, a pipe)
+    check_events(how.events, options)  # before the source is opened (a microphone, a pipe)
     with contextlib.ExitStack() as stack:
         source = open_source(how, options.channel, stack)
         emit = stack.enter_context(LiveView(stream)) if isatty(stream) and not how.events else print_record(stream)

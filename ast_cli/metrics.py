@@ -1,4 +1,5 @@
-"""Scores of a classifier on labelled clips, as the AST authors compute them (no sklearn, no scipy).
+"""Scores of a classifier on labelled clips, as the AST authors compute them (no sklearn, no scipy), and
+the per-label thresholds ``ast eval --write-thresholds`` chooses.
 
 Single-label: accuracy, macro-F1, per-class accuracy (recall) and the confusion matrix.
 Multi-label: mAP, mAUC and d-prime, the authors' ``src/utilities/stats.py`` and ``traintest.py``:
@@ -131,6 +132,57 @@ def multi_label(scores: np.ndarray | torch.Tensor, targets: np.ndarray, labels: 
             {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in c.items()} for c in per_class
         ],
     }
+
+
+# -- decisions ---------------------------------------------------------------------------------
+def best_thresholds(
+    scores: np.ndarray | torch.Tensor, targets: np.ndarray, labels: list[str], target_precision: float | None = None
+) -> dict[str, dict[str, Any]]:
+    """Per label, the score at or above which it is best reported: the one of highest F1 or, with
+    ``target_precision``, the lowest whose precision reaches it (the most recall at that precision).
+
+    ``scores`` (N, C) as ``ast tag`` reports them, ``targets`` (N, C) 0/1. The candidates are the scores
+    themselves, as sklearn's ``precision_recall_curve`` takes them; the threshold returned lies halfway
+    between the chosen score and the next lower one. A label without positives, or
+    whose target precision no threshold reaches, gets ``threshold`` None."""
+    scores = np.asarray(scores, dtype=np.float64)
+    targets = np.asarray(targets, dtype=np.float64) > 0.5
+    chosen: dict[str, dict[str, Any]] = {}
+    for k, label in enumerate(labels):
+        y, s = targets[:, k], scores[:, k]
+        positives = int(y.sum())
+        row: dict[str, Any] = {"threshold": None, "f1": None, "precision": None, "recall": None, "support": positives}
+        if positives:
+            order = np.argsort(-s, kind="mergesort")
+            last = np.r_[np.flatnonzero(np.diff(s[order])), len(s) - 1]
+            tps, fps = _ranked(y, s)
+            at = s[order][last]  # the score of each step, highest first
+            precision, recall = tps / (tps + fps), tps / positives
+            f1 = 2 * tps / (tps + fps + positives)
+            if target_precision is None:
+                best = int(np.argmax(f1))  # the first (highest) threshold of the best F1
+            else:
+                reached = np.flatnonzero(precision >= target_precision - 1e-12)
+                best = int(reached[-1]) if len(reached) else -1
+            if best >= 0:
+                # halfway to the next lower score: the same decisions on these clips, and a margin for others
+                below = at[best + 1] if best + 1 < len(at) else at[best]
+                row.update(
+                    threshold=float((at[best] + below) / 2),
+                    f1=float(f1[best]),
+                    precision=float(precision[best]),
+                    recall=float(recall[best]),
+                )
+        chosen[label] = row
+    return chosen
+
+
+def f1_at(scores: np.ndarray, targets: np.ndarray, cut: np.ndarray) -> np.ndarray:
+    """(C,) F1 of each label reported where its score is at or above ``cut`` (C,) (NaN cut: never)."""
+    predicted = np.asarray(scores, dtype=np.float64) >= np.asarray(cut, dtype=np.float64)[None]
+    truth = np.asarray(targets, dtype=np.float64) > 0.5
+    tp = (predicted & truth).sum(0)
+    return 2 * tp / np.maximum(predicted.sum(0) + truth.sum(0), 1)
 
 
 def main_metric(report: dict[str, Any]) -> tuple[str, float]:

@@ -17,6 +17,7 @@ from enum import Enum
 from typing import TypeVar
 
 from .errors import InvalidValue, UsageError
+from .thresholds import Thresholds
 
 C = TypeVar("C", bound="Choice")
 
@@ -185,6 +186,7 @@ class TagOptions:
 
     top: int = 5  # 0: every label
     threshold: float | None = None
+    thresholds: Thresholds | None = None  # per label (a thresholds file); --threshold for the others
     window: float | None = None
     hop: float | None = None
     aggregate: Aggregate = Aggregate.max
@@ -205,6 +207,11 @@ class TagOptions:
             raise InvalidValue("top", f"must be 0 (all labels) or more, got {self.top}")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0 and self.activation != Activation.none:
             raise InvalidValue("threshold", f"must be within [0, 1], got {self.threshold}")
+        if self.thresholds is not None and self.activation != Activation.none:
+            outside = {k: v for k, v in self.thresholds.per_label.items() if not 0.0 <= v <= 1.0}
+            if outside:
+                label, value = next(iter(outside.items()))
+                raise InvalidValue("thresholds", f"{self.thresholds.source}: {label!r} has {value}, outside [0, 1]")
         for name in ("window", "hop"):
             value = getattr(self, name)
             if value is not None and not (value > 0 and math.isfinite(value)):

@@ -101,15 +101,15 @@ def render_models(models: list, fmt: ReportFormat, stream: IO[str]) -> None:
         console(stream, soft_wrap=True).print(table)
 
 
-def to_json(record: Any) -> str:
+def to_json(record: Any, indent: int | None = None) -> str:
     """One line of JSON, UTF-8 text as it is, except two escapes: a file name that is not valid UTF-8
     (Python keeps its bytes as lone surrogates) as \\udcXX, so the output stays valid UTF-8; and the
     characters besides \\n that line readers such as str.splitlines break at (U+0085, U+2028, U+2029).
-    A NaN or infinite number is null: JSON has no NaN."""
+    A NaN or infinite number is null: JSON has no NaN. ``indent``: a document for people (``ast eval``)."""
     try:
-        text = json.dumps(record, ensure_ascii=False, allow_nan=False)
+        text = json.dumps(record, ensure_ascii=False, allow_nan=False, indent=indent)
     except ValueError:
-        text = json.dumps(_finite(record), ensure_ascii=False, allow_nan=False)
+        text = json.dumps(_finite(record), ensure_ascii=False, allow_nan=False, indent=indent)
     return _ESCAPE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 

@@ -2,12 +2,13 @@
 ``{"path", "duration_s", "labels": [{"label", "index", "score"}], "windows"?, "scores"?, "events"?, "error"?}``.
 
 The scores are aggregated over windows, masked by ``--include``/``--exclude``, cut by ``--threshold``
-and ``--top``, and rounded to ``SCORE_DECIMALS``.
+or each label's own (``--thresholds``) and ``--top``, and rounded to ``SCORE_DECIMALS``.
 """
 
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -74,23 +75,36 @@ class FileResult:
 def label_mask(labels: Sequence[str], include: Sequence[str], exclude: Sequence[str]) -> torch.Tensor:
     """(C,) bool: which labels may be reported. Names match case-insensitively; an unknown name is a
     UsageError that suggests the closest ones."""
-    index = {label.lower(): i for i, label in enumerate(labels)}
-
-    def lookup(name: str) -> int:
-        if name.lower() in index:
-            return index[name.lower()]
-        close = difflib.get_close_matches(name.lower(), list(index), n=3)
-        hint = (
-            ("did you mean " + ", ".join(repr(labels[index[c]]) for c in close) + "?") if close else "see 'ast labels'"
-        )
-        raise UsageError(f"unknown label {name!r}", hint=hint)
-
     mask = torch.zeros(len(labels), dtype=torch.bool) if include else torch.ones(len(labels), dtype=torch.bool)
     for name in include:
-        mask[lookup(name)] = True
+        mask[_lookup(labels, name)] = True
     for name in exclude:
-        mask[lookup(name)] = False
+        mask[_lookup(labels, name)] = False
     return mask
+
+
+def _lookup(labels: Sequence[str], name: str, where: str = "") -> int:
+    """The index of label ``name`` (any case); an unknown one is a UsageError naming the closest."""
+    index = {label.lower(): i for i, label in enumerate(labels)}
+    if name.lower() in index:
+        return index[name.lower()]
+    close = difflib.get_close_matches(name.lower(), list(index), n=3)
+    hint = ("did you mean " + ", ".join(repr(labels[index[c]]) for c in close) + "?") if close else "see 'ast labels'"
+    raise UsageError(f"{where}unknown label {name!r}", hint=hint)
+
+
+def label_thresholds(labels: Sequence[str], options: TagOptions) -> torch.Tensor | None:
+    """(C,) the score at or above which each label is reported: its own (``--thresholds``), else
+    ``--threshold``, else -inf (always); None when neither is given. A label of the file the model
+    does not have is a UsageError that suggests the closest ones."""
+    if options.thresholds is None and options.threshold is None:
+        return None
+    default = -math.inf if options.threshold is None else options.threshold
+    cut = torch.full((len(labels),), default, dtype=torch.float64)
+    if options.thresholds is not None:
+        for name, value in options.thresholds.per_label.items():
+            cut[_lookup(labels, name, f"{options.thresholds.source}: ")] = value
+    return cut
 
 
 class RecordMaker:
@@ -102,6 +116,7 @@ class RecordMaker:
         self.options = options
         self.window = window
         self.mask = label_mask(self.labels, options.include, options.exclude)
+        self.cut = label_thresholds(self.labels, options)
 
     @property
     def score_columns(self) -> list[str] | None:
@@ -148,9 +163,9 @@ class RecordMaker:
 
     def select(self, scores: torch.Tensor) -> list[dict]:
         keep = self.mask.clone()
-        if self.options.threshold is not None:
+        if self.cut is not None:
             # scores are reported to 6 decimals: a threshold equal to a reported score keeps it
-            keep &= scores >= self.options.threshold - SCORE_HALF_ULP
+            keep &= scores >= self.cut - SCORE_HALF_ULP
         idx = torch.nonzero(keep).flatten()
         order = idx[torch.argsort(scores[idx], descending=True, stable=True)]
         if self.options.top:

@@ -43,17 +43,20 @@ from ..params.tagging import (
     AllScores,
     Channel,
     Exclude,
+    ExcludeFrom,
     FrontendOpt,
     Hop,
     Include,
+    IncludeFrom,
     Merge,
     Threshold,
+    ThresholdsFile,
     Timeline,
     Top,
     Window,
 )
 from ..spec import ModelSpec
-from .common import exit_with, load
+from .common import exit_with, label_lists, load, thresholds_of
 
 if TYPE_CHECKING:
     from ..inputs import InputSpec
@@ -74,12 +77,15 @@ def batch(
     labels: LabelNames = None,
     top: Top = 5,
     threshold: Threshold = None,
+    thresholds: ThresholdsFile = None,
     window: Window = None,
     hop: Hop = None,
     aggregate: AggregateOpt = Aggregate.max,
     activation: ActivationOpt = None,
     include: Include = [],
     exclude: Exclude = [],
+    include_from: IncludeFrom = None,
+    exclude_from: ExcludeFrom = None,
     timeline: Timeline = False,
     merge: Merge = False,
     all_scores: AllScores = False,
@@ -120,11 +126,10 @@ def batch(
     """
     from ..batch import run_batch
 
-    fmt = fmt or output_format(out)
     found = input_spec(inputs, files_from=files_from, recursive=recursive, ext=ext, relative=relative, shard=shard)
     options = batch_options(
         out=out,
-        fmt=fmt,
+        fmt=fmt or output_format(out),
         workers=workers,
         unordered=unordered,
         resume=resume,
@@ -135,9 +140,11 @@ def batch(
         actors=actors,
         gpus_per_actor=gpus_per_actor,
     )
+    include, exclude = label_lists(include, include_from, exclude, exclude_from)
     tag_options = TagOptions(
         top=top,
         threshold=threshold,
+        thresholds=thresholds_of(thresholds),
         window=window,
         hop=hop,
         aggregate=aggregate,

@@ -1,5 +1,5 @@
 """What several commands share: loading the model a spec names, the exit status of a run, one read
-of standard input."""
+of standard input, label lists and thresholds files."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from ..spec import ModelSpec
 
 if TYPE_CHECKING:
     from ..inference import Tagger
+    from ..thresholds import Thresholds
 
 
 def load(spec: ModelSpec) -> Tagger:
@@ -24,6 +25,25 @@ def load(spec: ModelSpec) -> Tagger:
 def exit_with(failed: int) -> NoReturn:
     """Exit 1 when an input failed (the others were still processed), else 0."""
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+def label_lists(
+    include: list[str], include_from: str | None, exclude: list[str], exclude_from: str | None
+) -> tuple[list[str], list[str]]:
+    """--include/--exclude with the labels of --include-from/--exclude-from added."""
+    from ..thresholds import read_label_list
+
+    return (
+        [*include, *(read_label_list(include_from) if include_from else [])],
+        [*exclude, *(read_label_list(exclude_from) if exclude_from else [])],
+    )
+
+
+def thresholds_of(path: str | None) -> Thresholds | None:
+    """--thresholds FILE, read."""
+    from ..thresholds import read_thresholds
+
+    return read_thresholds(path) if path else None
 
 
 def stdin_once(files: list[str]) -> None:

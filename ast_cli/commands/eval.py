@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
 import typer
 
 from ..hub import DEFAULT_MODEL
 from ..options import Device, Precision, ReportFormat
 from ..params.common import Debug, Quiet, Report, Threads
 from ..params.model import DeviceOpt, FStride, InputTdim, Model, ModelNormStats, PrecisionOpt, TStride
-from ..params.training import ClassFolders, ClipsPerPass, EvalPlot, LabelsCsv
+from ..params.training import ClassFolders, ClipsPerPass, EvalPlot, LabelsCsv, TargetPrecision, WriteThresholds
 from ..spec import ModelSpec
 
 
@@ -27,6 +25,8 @@ def evaluate(
     tstride: TStride = None,
     input_tdim: InputTdim = None,
     plot: EvalPlot = None,
+    write_thresholds: WriteThresholds = None,
+    target_precision: TargetPrecision = None,
     threads: Threads = None,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -34,10 +34,17 @@ def evaluate(
     """Score a model on labelled clips: accuracy, macro-F1, per-class accuracy and the confusion matrix;
     mAP, mAUC and d-prime for multi-label data (--labels).
 
-    Example: ast eval test-sounds/ -m my-model --format json --plot confusion.png
+    Examples:
+
+      ast eval test-sounds/ -m my-model --format json --plot confusion.png
+
+      ast eval val-sounds/ -m my-model --write-thresholds thresholds.json
+
+      ast batch recordings/ -m my-model -o tags.csv --thresholds thresholds.json
     """
     from ..evaluation import evaluate as run_evaluate
     from ..metrics import format_report
+    from ..output import to_json
 
     # --labels names the data's labels (a multi-label CSV), not the model's
     spec = ModelSpec(
@@ -49,5 +56,13 @@ def evaluate(
         tstride=tstride,
         input_tdim=input_tdim,
     )
-    report = run_evaluate(spec, data_dir, labels_csv=labels, batch_size=batch_size, plot=plot)
-    typer.echo(json.dumps(report, indent=2) if fmt == ReportFormat.json else format_report(report))
+    report = run_evaluate(
+        spec,
+        data_dir,
+        labels_csv=labels,
+        batch_size=batch_size,
+        plot=plot,
+        write_thresholds=write_thresholds,
+        target_precision=target_precision,
+    )
+    typer.echo(to_json(report, indent=2) if fmt == ReportFormat.json else format_report(report))

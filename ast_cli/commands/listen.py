@@ -25,9 +25,20 @@ from ..params.listen import (
     SampleFormatOpt,
 )
 from ..params.model import DeviceOpt, LabelNames, Model, ModelNormStats, PrecisionOpt
-from ..params.tagging import ActivationOpt, Channel, Exclude, Include, Threshold, Top, Window
+from ..params.tagging import (
+    ActivationOpt,
+    Channel,
+    Exclude,
+    ExcludeFrom,
+    Include,
+    IncludeFrom,
+    Threshold,
+    ThresholdsFile,
+    Top,
+    Window,
+)
 from ..spec import ModelSpec
-from .common import load
+from .common import label_lists, load, thresholds_of
 
 if TYPE_CHECKING:  # the model is loaded only when a command runs: torch stays out of the CLI's import
     from ..inference import Tagger
@@ -41,6 +52,7 @@ def listen(
     labels: LabelNames = None,
     top: Top = 5,
     threshold: Threshold = None,
+    thresholds: ThresholdsFile = None,
     window: Window = None,
     hop: ListenHop = 1.0,
     events: Events = False,
@@ -48,6 +60,8 @@ def listen(
     activation: ActivationOpt = None,
     include: Include = [],
     exclude: Exclude = [],
+    include_from: IncludeFrom = None,
+    exclude_from: ExcludeFrom = None,
     channel: Channel = "mean",
     raw: Raw = False,
     rate: Rate = None,
@@ -79,9 +93,11 @@ def listen(
     how = ListenOptions(source=source, input_device=input_device, hop=hop, events=events, hold=hold, raw=pcm)
     if source is None:
         livesources.import_sounddevice()  # before the model loads: say at once what to install
+    include, exclude = label_lists(include, include_from, exclude, exclude_from)
     options = TagOptions(
         top=top,
         threshold=threshold,
+        thresholds=thresholds_of(thresholds),
         window=window,
         activation=activation,
         include=include,

@@ -25,17 +25,20 @@ from ..params.tagging import (
     AudioFiles,
     Channel,
     Exclude,
+    ExcludeFrom,
     FrontendOpt,
     Hop,
     Include,
+    IncludeFrom,
     TagFormat,
     Threshold,
+    ThresholdsFile,
     Timeline,
     Top,
     Window,
 )
 from ..spec import ModelSpec
-from .common import exit_with, load, stdin_once
+from .common import exit_with, label_lists, load, stdin_once, thresholds_of
 
 
 def tag(
@@ -44,12 +47,15 @@ def tag(
     labels: LabelNames = None,
     top: Top = 5,
     threshold: Threshold = None,
+    thresholds: ThresholdsFile = None,
     window: Window = None,
     hop: Hop = None,
     aggregate: AggregateOpt = Aggregate.max,
     activation: ActivationOpt = None,
     include: Include = [],
     exclude: Exclude = [],
+    include_from: IncludeFrom = None,
+    exclude_from: ExcludeFrom = None,
     timeline: Timeline = False,
     fmt: TagFormat = None,
     channel: Channel = "mean",
@@ -81,9 +87,11 @@ def tag(
 
     paths = with_folders(files)
     stdin_once(paths)
+    include, exclude = label_lists(include, include_from, exclude, exclude_from)
     options = TagOptions(
         top=top,
         threshold=threshold,
+        thresholds=thresholds_of(thresholds),
         window=window,
         hop=hop,
         aggregate=aggregate,

@@ -31,6 +31,23 @@ Threshold = Annotated[
         help="Keep labels scoring at least this.",
     ),
 ]
+ThresholdsFile = Annotated[
+    str | None,
+    typer.Option(
+        "--thresholds",
+        metavar="FILE",
+        help="Each label's own threshold: a file of 'ast eval --write-thresholds', or label,threshold "
+        "lines. Labels not in it use --threshold.",
+    ),
+]
+IncludeFrom = Annotated[
+    str | None,
+    typer.Option("--include-from", metavar="FILE", help="Only report the labels listed in FILE (one a line)."),
+]
+ExcludeFrom = Annotated[
+    str | None,
+    typer.Option("--exclude-from", metavar="FILE", help="Never report the labels listed in FILE (one a line)."),
+]
 Window = Annotated[
     float | None,
     typer.Option(

@@ -229,6 +229,23 @@ EvalPlot = Annotated[
         "(multi-label) into this PNG (needs matplotlib).",
     ),
 ]
+WriteThresholds = Annotated[
+    str | None,
+    typer.Option(
+        "--write-thresholds",
+        metavar="FILE",
+        help="Also choose each label's threshold on these clips (best F1, or --target-precision) "
+        "and write them to FILE, for --thresholds of tag, batch and listen.",
+    ),
+]
+TargetPrecision = Annotated[
+    float | None,
+    typer.Option(
+        "--target-precision",
+        metavar="P",
+        help="With --write-thresholds: each label's lowest threshold whose precision reaches P (0-1].",
+    ),
+]
 LoaderWorkers = Annotated[
     int,
     typer.Option(
