@@ -96,7 +96,8 @@ def _read_pickle(path: Path, select: Select, most_bytes: int | None) -> dict[str
     if not isinstance(state, dict) or not _has_tensors(state):
         raise ModelError(f"{path}: holds no model weights (an optimizer or training-state file?)")
     # a copy of each: a mapped tensor would read the file again later (and see it if it were rewritten)
-    return {k: v.clone() for k, v in state.items() if isinstance(v, torch.Tensor) and select(str(k))}
+    chosen = [k for k, v in state.items() if isinstance(v, torch.Tensor) and select(str(k))]
+    return {str(k): state[k].clone() for k in chosen}
 
 
 def _pickle_bounds(path: Path, most_bytes: int | None) -> bool:
@@ -136,9 +137,9 @@ def _read_safetensors(path: Path, select: Select, matrix_dtype: torch.dtype | No
     try:
         with open(path, "rb") as f:
             header, base = safetensors_header(f, path)
-            for name, entry in header.items():
-                if not select(name):
-                    continue
+            chosen = [name for name in header if select(name)]  # every name judged before any tensor is read
+            for name in chosen:
+                entry = header[name]
                 dtype = _SAFETENSORS_DTYPES.get(entry.dtype)
                 if dtype is None:
                     raise ModelError(
