@@ -13,10 +13,11 @@ from typing import Any
 import torch
 
 from . import hub
-from .config import NORM_STATS, ASTConfig, parse_stats, read_json, read_labels_csv
+from .config import NORM_STATS, ASTConfig, parse_stats, read_labels_csv
 from .errors import ModelError, OfflineError
 from .evidence import FLAGS, Architecture, authors_architecture, read_evidence
-from .layouts import authors_to_native, is_authors_layout, is_hf_layout
+from .jsonfiles import MB, read_json
+from .layouts import authors_to_native, authors_uses, is_authors_layout, is_hf_layout
 from .weights import read_state_dict
 
 _log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def read_sidecar(path: Path) -> dict[str, Any]:
     sidecar = sidecar_path(path)
     if not sidecar.is_file():
         return {}
-    data = read_json(sidecar)
+    data = read_json(sidecar, MB)  # six numbers and a file name
     known = {"fstride", "tstride", "input_tdim", "mean", "std", "labels"}
     if not isinstance(data, dict) or set(data) - known:
         unknown = f"unknown: {', '.join(sorted(set(data) - known))}" if isinstance(data, dict) else None
@@ -154,9 +155,16 @@ def authors_labels(path: Path, spec: str, labels: str | None) -> list[str]:
 
 
 def _authors_weights(path: Path, spec: str) -> dict[str, torch.Tensor]:
-    sd = read_state_dict(path)
-    if is_hf_layout(sd):
-        raise ModelError(f"{spec}: transformers weights without a config.json", hint="give the folder with config.json")
+    """The native weights of an authors' file: only the tensors an AST uses are read (``authors_uses``)."""
+
+    def select(key: str) -> bool:
+        if is_hf_layout([key]):
+            raise ModelError(
+                f"{spec}: transformers weights without a config.json", hint="give the folder with config.json"
+            )
+        return authors_uses(key, spec)
+
+    sd = read_state_dict(path, select)
     if not is_authors_layout(sd):
         raise ModelError(
             f"{spec}: not an AST checkpoint (no module.v.* / mlp_head weights)",

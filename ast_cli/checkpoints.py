@@ -21,9 +21,9 @@ from .authors import authors_checkpoint
 from .config import ASTConfig, PreprocessorConfig, parse_stats, read_labels_csv
 from .errors import ModelError
 from .files import AtomicPath, ensure_space
-from .layouts import adapt_pos_embed, hf_to_native, is_hf_layout, is_matrix, native_to_hf
+from .layouts import adapt_pos_embed, hf_to_native, hf_uses, is_hf_layout, is_matrix, native_to_hf
 from .model import AST
-from .weights import check_shapes, first_line, read_state_dict
+from .weights import check_shapes, first_line, most_bytes, read_state_dict
 
 
 @dataclass
@@ -179,13 +179,15 @@ def _load_hub(
         raise ModelError(f"{spec}: no weights (model.safetensors or pytorch_model.bin)")
     if weights.suffix == ".safetensors":
         check_shapes(config, weights, spec)
-    sd = read_state_dict(weights, matrix_dtype)
+    sd = read_state_dict(weights, lambda key: hf_uses(key, str(weights)), matrix_dtype, most_bytes(config))
     if not is_hf_layout(sd):
         raise ModelError(f"{weights}: not transformers' AST weights (no audio_spectrogram_transformer.* keys)")
-    saved_grid = config.grid
+    saved_grid, config_length = config.grid, config.max_length
     if max_length and max_length != config.max_length:
         config = config.replace(max_length=max_length)
     model = build_model(config, hf_to_native(sd), spec, saved_grid=saved_grid, matrix_dtype=matrix_dtype)
+    if pre_path:  # once the model loads: a warning of its max_length would otherwise precede another error
+        preprocessor.check_against(model.config.replace(max_length=config_length), pre_path)
     return Checkpoint(model, preprocessor, spec)
 
 

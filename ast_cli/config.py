@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import logging
 import math
 import os
 from dataclasses import dataclass, field
@@ -16,7 +17,9 @@ from typing import Any, ClassVar, TypeVar
 
 from .errors import InvalidValue, ModelError
 from .files import write_atomic
+from .jsonfiles import MB, read_json
 
+_log = logging.getLogger(__name__)  # warning: a preprocessor_config.json whose max_length is not config.json's
 MODEL_TYPE = "audio-spectrogram-transformer"
 ARCHITECTURE = "ASTForAudioClassification"
 
@@ -90,6 +93,7 @@ class JsonFile:
     """A config read from and saved as ``FILE`` in a model folder (``from_dict``/``to_dict`` give its content)."""
 
     FILE: ClassVar[str] = ""
+    MOST_BYTES: ClassVar[int] = MB  # refused unread beyond this (jsonfiles.read_json)
 
     @classmethod
     def from_dict(cls: type[J], data: dict[str, Any]) -> J:
@@ -102,7 +106,7 @@ class JsonFile:
     def from_file(cls: type[J], path: str | os.PathLike) -> J:
         """``cls.from_dict`` of a JSON file; a validation error names the file's full path (a cached Hub file's too)."""
         try:
-            return cls.from_dict(read_json(path))
+            return cls.from_dict(read_json(path, cls.MOST_BYTES, cls.FILE))
         except ModelError as exc:
             message = (
                 exc.message.replace(f"{cls.FILE}:", f"{path}:", 1)
@@ -141,6 +145,8 @@ class ASTConfig(JsonFile):
     classifier_layer_norm_eps: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # keys we do not interpret, written back unchanged
     FILE: ClassVar[str] = "config.json"
+    # MAX_LABELS labels named twice (id2label, label2id) at ~100 bytes each, with room
+    MOST_BYTES: ClassVar[int] = 32 * MB
 
     def __post_init__(self) -> None:
         self.validate()
@@ -309,11 +315,38 @@ class PreprocessorConfig(JsonFile):
             number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
             if not number or value <= 0 or value % 1:
                 raise ModelError(f"preprocessor_config.json: '{name}' must be a positive whole number, got {value!r}")
+            if value > _INT_FIELDS.get(name, value):
+                most = _INT_FIELDS[name]
+                raise ModelError(
+                    f"preprocessor_config.json: '{name}' is {value}, more than any AST takes (at most {most})"
+                )
         if self.std <= 0:
             raise ModelError(f"preprocessor_config.json: std must be positive, got {self.std}")
+        if not isinstance(self.do_normalize, bool):
+            raise ModelError(
+                f"preprocessor_config.json: 'do_normalize' must be true or false, got {self.do_normalize!r}"
+            )
+        if self.extra.get("feature_size", 1) != 1:  # values a sample: ASTFeatureExtractor takes mono waveforms
+            raise ModelError(
+                f"preprocessor_config.json: 'feature_size' must be 1 (mono), got {self.extra['feature_size']!r}"
+            )
         if self.sampling_rate != 16000:
             raise ModelError(
                 f"preprocessor_config.json: sampling_rate {self.sampling_rate} is not supported: AST models take 16 kHz"
+            )
+
+    def check_against(self, config: ASTConfig, path: str | os.PathLike) -> None:
+        """Mel bins other than config.json's are refused (the model takes those); another max_length is
+        announced: the window is config.json's (the position table's), ``ast stats --write`` may differ."""
+        if self.num_mel_bins != config.num_mel_bins:
+            raise ModelError(
+                f"{path}: 'num_mel_bins' is {self.num_mel_bins}, config.json's is {config.num_mel_bins}",
+                hint="the model takes config.json's: make them equal",
+            )
+        if self.max_length != config.max_length:
+            frames = config.max_length
+            _log.warning(
+                f"{path}: 'max_length' is {self.max_length}, config.json's {frames}: windows of {frames} frames"
             )
 
     @classmethod
@@ -359,18 +392,6 @@ def read_labels_csv(path: str | os.PathLike) -> list[str]:
 def patch_grid(num_mel_bins: int, frames: int, patch: int, fstride: int, tstride: int) -> tuple[int, int]:
     """Number of patches along frequency and time (as Conv2d computes them, no padding)."""
     return (num_mel_bins - patch) // fstride + 1, (frames - patch) // tstride + 1
-
-
-def read_json(path: str | os.PathLike) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as exc:
-        raise ModelError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    except UnicodeDecodeError:
-        raise ModelError(f"{path}: not valid JSON (not UTF-8 text)") from None
-    except OSError as exc:
-        raise ModelError(f"{path}: cannot read ({exc.strerror})") from None
 
 
 def write_json(path: Path, data: Any) -> Path:

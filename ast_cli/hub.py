@@ -7,7 +7,6 @@ first), so HF_HUB_OFFLINE and machines without a network work once a model was f
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import re
@@ -16,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal, TypedDict, overload
 
-from .config import MODEL_TYPE
+from .config import MODEL_TYPE, ASTConfig
 from .errors import ModelError, OfflineError
+from .jsonfiles import read_json
 
 DEFAULT_MODEL = "MIT/ast-finetuned-audioset-10-10-0.4593"  # 527 AudioSet labels, 0.459 mAP
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -250,6 +250,6 @@ def _scan(include_all: bool):
 
 def _is_ast_config(path: Path) -> bool:
     try:
-        return json.loads(path.read_text(encoding="utf-8")).get("model_type") == MODEL_TYPE
-    except (OSError, ValueError, AttributeError):
+        return read_json(path, ASTConfig.MOST_BYTES).get("model_type") == MODEL_TYPE
+    except (ModelError, AttributeError):
         return False

@@ -5,15 +5,16 @@ Three layouts name the same tensors:
 - transformers' (every Hub file): ``audio_spectrogram_transformer.encoder.layer.N.attention.attention.query.weight``,
   ``classifier.layernorm``, ``classifier.dense``; query, key and value apart;
 - the authors' ``.pth``: DataParallel's ``module.v.*`` (timm's names) and ``module.mlp_head.{0,1}.*``.
-Renaming lives here (``hf_to_native``, ``native_to_hf``, ``authors_to_native``; ``hf_native_key`` for
-one name, which the shape checks of ``weights`` use too), position-embedding adaptation in
+Renaming lives here (``hf_to_native``, ``native_to_hf``, ``authors_to_native``; ``hf_native_key`` and
+``authors_native_key`` for one name, which the shape checks of ``weights`` use too, and ``hf_uses`` and
+``authors_uses``, which choose the tensors to read by name), position-embedding adaptation in
 ``adapt_pos_embed``: nowhere else.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 
@@ -64,12 +65,13 @@ _NATIVE_BLOCK = {
 _HF_LAYER = re.compile(r"(?:encoder\.layer|layers)\.(\d+)\.(.+)$")
 
 
-def is_hf_layout(sd: dict[str, torch.Tensor]) -> bool:
-    return any(k.startswith((HF_PREFIX, "embeddings.")) for k in sd)
+def is_hf_layout(keys: Iterable[str]) -> bool:
+    """Whether the keys (a state dict's) are transformers' names."""
+    return any(k.startswith((HF_PREFIX, "embeddings.")) for k in keys)
 
 
-def is_authors_layout(sd: dict[str, torch.Tensor]) -> bool:
-    return any(k.startswith(("module.v.", "v.cls_token", "module.mlp_head")) for k in sd)
+def is_authors_layout(keys: Iterable[str]) -> bool:
+    return any(k.startswith(("module.v.", "v.cls_token", "module.mlp_head")) for k in keys)
 
 
 def is_matrix(key: str, shape: Sequence[int]) -> bool:
@@ -95,6 +97,31 @@ def hf_native_key(key: str) -> str | None:
             rest = re.sub(pattern, repl, rest, count=1)
             break
     return f"blocks.{index}.{rest}"
+
+
+# Every weight of ours (``model.AST``): a key that renames to anything else is no AST's.
+_NATIVE = re.compile(
+    r"cls_token|dist_token|pos_embed|(?:patch_embed\.proj|norm|fc_norm|head"
+    r"|blocks\.\d+\.(?:norm1|norm2|attn\.qkv|attn\.proj|mlp\.fc1|mlp\.fc2|[qkv]))\.(?:weight|bias)"
+)
+
+
+def hf_uses(key: str, source: str) -> bool:
+    """Whether an AST reads this key of transformers' layout, decided by its name before its bytes are
+    read: False for a key of no AST (another head's buffers: ignored, never read); an AST's name for a
+    weight no AST has is refused."""
+    return _uses(key, hf_native_key(key), source)
+
+
+def authors_uses(key: str, source: str) -> bool:
+    """``hf_uses`` for the authors' layout (the DeiT heads ``v.head``/``v.head_dist`` are ignored)."""
+    return _uses(key, authors_native_key(key), source)
+
+
+def _uses(key: str, native: str | None, source: str) -> bool:
+    if native is not None and not _NATIVE.fullmatch(native):
+        raise ModelError(f"{source}: weights do not match an AST ({key!r} is a weight no AST has)")
+    return native is not None
 
 
 def hf_to_native(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -144,21 +171,24 @@ def native_to_hf(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def authors_native_key(key: str) -> str | None:
+    """Our name of one of the authors' keys (their timm names under ``module.v.``, ``module.mlp_head.{0,1}``);
+    None for the DeiT heads ``head``/``head_dist`` that AST never uses and for keys of no AST."""
+    k = key.removeprefix("module.")
+    if k.startswith("v.head"):  # and v.head_dist
+        return None
+    if k.startswith("v."):
+        return k[2:]
+    for prefix, ours in (("mlp_head.0.", "fc_norm."), ("mlp_head.1.", "head.")):
+        if k.startswith(prefix):
+            return ours + k[len(prefix) :]
+    return None
+
+
 def authors_to_native(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The authors' ``module.v.*`` / ``module.mlp_head.{0,1}.*`` keys -> ours (their timm names, minus
     the DeiT heads ``head``/``head_dist`` that AST never uses), as transformers' conversion script does."""
-    out: dict[str, torch.Tensor] = {}
-    for key, value in sd.items():
-        k = key.removeprefix("module.")
-        if k.startswith("v.head"):  # and v.head_dist
-            continue
-        if k.startswith("v."):
-            out[k[2:]] = value
-        elif k.startswith("mlp_head.0."):
-            out["fc_norm." + k[len("mlp_head.0.") :]] = value
-        elif k.startswith("mlp_head.1."):
-            out["head." + k[len("mlp_head.1.") :]] = value
-    return out
+    return {native: value for key, value in sd.items() if (native := authors_native_key(key)) is not None}
 
 
 def adapt_pos_embed(pos: torch.Tensor, old_grid: tuple[int, int], new_grid: tuple[int, int]) -> torch.Tensor:

@@ -1,6 +1,11 @@
-"""Weight files: safetensors (read whole, or mapped one tensor at a time and cast as read) and PyTorch
-pickles loaded with ``weights_only=True`` (never arbitrary code); the shapes in a safetensors header
-checked against a config before any tensor is read.
+"""Weight files: safetensors (mapped one tensor at a time, cast as read where asked) and PyTorch pickles
+loaded with ``weights_only=True`` (never arbitrary code); the shapes in a safetensors header checked
+against a config before any tensor is read.
+
+A model file is checked against bounds before anything is allocated for it: a safetensors header's
+size, nesting and entries (known dtypes, offsets inside the file that overlap nowhere and hold exactly
+dtype x shape), a PyTorch file's size and its pickle's. Only the tensors the network uses are read,
+chosen by name (``layouts.hf_uses``/``authors_uses``); the bytes of the others are never touched.
 
 A safetensors file is 8 bytes of header length (little-endian), a JSON header (name -> dtype, shape,
 data_offsets relative to the end of the header) and the tensors' bytes.
@@ -8,13 +13,15 @@ data_offsets relative to the end of the header) and the tensors' bytes.
 
 from __future__ import annotations
 
-import json
 import math
 import mmap
 import os
 import pickle
 import re
 import warnings
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -22,8 +29,12 @@ import torch
 
 from .config import ASTConfig
 from .errors import ModelError, UnsafeCheckpointError
+from .jsonfiles import MB, loads
 from .layouts import hf_native_key, is_matrix
 
+# The dtypes of the safetensors format and their sizes in bytes; the ones an AST's weights may have read as torch's.
+_DTYPE_SIZES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2}
+_DTYPE_SIZES |= {"I32": 4, "U32": 4, "F32": 4, "F64": 8, "I64": 8, "U64": 8}
 _SAFETENSORS_DTYPES = {
     "F32": torch.float32,
     "F16": torch.float16,
@@ -31,35 +42,47 @@ _SAFETENSORS_DTYPES = {
     "F64": torch.float64,
     "I64": torch.int64,
 }
+# A header names each tensor in ~100 bytes: an AST's has ~200 (~30 KB). The format's own limit is 100 MB.
+MAX_HEADER = 16 * MB
+# A PyTorch file's pickle holds names and storage references, not tensor data: ~100 bytes a tensor.
+MAX_PICKLE = 64 * MB
+# A pickle without the zip container (torch.save before 1.6) is read whole: larger ones are refused.
+MAX_LEGACY = 1 << 30
 _WRAPPERS = ("state_dict", "model", "model_state_dict")  # what training scripts put the weights under
+Select = Callable[[str], bool]  # layouts.hf_uses/authors_uses with the source bound: read this key?
 
 
-def read_state_dict(path: str | os.PathLike, matrix_dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
-    """Tensors of a safetensors file or a pickle loaded with ``weights_only=True`` (never arbitrary code).
+@dataclass(frozen=True)
+class Entry:
+    """One tensor of a safetensors header: its dtype, shape and bytes [start, end) of the data."""
+
+    dtype: str
+    shape: list[int]
+    start: int
+    end: int
+
+
+def read_state_dict(
+    path: str | os.PathLike, select: Select, matrix_dtype: torch.dtype | None = None, most_bytes: int | None = None
+) -> dict[str, torch.Tensor]:
+    """The tensors ``select`` keeps, by name before any is read, of a safetensors file or a PyTorch
+    file loaded with ``weights_only=True`` (never arbitrary code); the bytes of the others are never read.
 
     ``matrix_dtype`` (safetensors only): the weight matrices (``*.weight`` of 2 or more dimensions:
-    Linear and Conv layers) are read one at a time and cast as they come, so the fp32 file is never
-    resident whole next to its cast copy; everything else stays as stored."""
+    Linear and Conv layers) are cast as each is read, so the fp32 file is never resident whole next to
+    its cast copy; everything else stays as stored. ``most_bytes``: a PyTorch file's largest size."""
     path = Path(path)
-    if path.suffix == ".safetensors" and matrix_dtype is not None:
-        sd = _read_safetensors_cast(path, matrix_dtype)
-        if sd is not None:
-            return sd
     if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise ModelError(f"{path}: not a readable safetensors file ({exc})") from None
-    return _read_pickle(path)
+        return _read_safetensors(path, select, matrix_dtype)
+    return _read_pickle(path, select, most_bytes)
 
 
-def _read_pickle(path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a PyTorch file, unwrapped from a training script's ``{"state_dict": ...}``."""
+def _read_pickle(path: Path, select: Select, most_bytes: int | None) -> dict[str, torch.Tensor]:
+    """The selected tensors of a PyTorch file, unwrapped from a training script's ``{"state_dict": ...}``.
+    A zip-format file (torch.save since 1.6) is mapped, so only the selected tensors are read."""
+    zipped = _pickle_bounds(path, most_bytes)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)
     except pickle.UnpicklingError as exc:
         raise UnsafeCheckpointError(
             f"{path}: refused to load: the pickle holds more than tensors and could run code ({first_line(exc)})",
@@ -72,47 +95,125 @@ def _read_pickle(path: Path) -> dict[str, torch.Tensor]:
             state = state[key]
     if not isinstance(state, dict) or not _has_tensors(state):
         raise ModelError(f"{path}: holds no model weights (an optimizer or training-state file?)")
-    return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    # a copy of each: a mapped tensor would read the file again later (and see it if it were rewritten)
+    chosen = [k for k, v in state.items() if isinstance(v, torch.Tensor) and select(str(k))]
+    return {str(k): state[k].clone() for k in chosen}
 
 
-def _read_safetensors_cast(path: Path, matrix_dtype: torch.dtype) -> dict[str, torch.Tensor] | None:
-    """The tensors of a safetensors file, each mapped on its own and unmapped once copied: the weight
-    matrices cast to ``matrix_dtype``, the rest copied as stored. The file is never mapped whole, so
-    its pages do not stay resident next to the cast copy. None for anything unusual: ``load_file``
-    then reads the file and reports what is wrong with it."""
+def _pickle_bounds(path: Path, most_bytes: int | None) -> bool:
+    """Whether a PyTorch file is a zip (torch.save since 1.6), after refusing one larger than
+    ``most_bytes``, a legacy one larger than ``MAX_LEGACY`` (read whole) or a zip whose pickle is larger
+    than ``MAX_PICKLE`` (a state dict's pickle holds only names)."""
+    try:
+        size = path.stat().st_size
+        zipped = zipfile.is_zipfile(path)
+        pickles = (
+            [i.file_size for i in zipfile.ZipFile(path).infolist() if i.filename.endswith(".pkl")] if zipped else []
+        )
+    except (OSError, zipfile.BadZipFile, ValueError) as exc:
+        raise ModelError(f"{path}: not a readable PyTorch checkpoint ({first_line(exc)})") from None
+    hint = "the file is damaged, or not these weights"
+    if most_bytes is not None and size > most_bytes:
+        raise ModelError(
+            f"{path}: {_mb(size)}, more than the weights of its config.json take ({_mb(most_bytes)})", hint=hint
+        )
+    if not zipped and size > MAX_LEGACY:
+        raise ModelError(
+            f"{path}: {_mb(size)} in PyTorch's legacy format, read whole (at most {_mb(MAX_LEGACY)})",
+            hint="save it again with torch.save (the zip format, read a tensor at a time) or as safetensors",
+        )
+    if sum(pickles) > MAX_PICKLE:
+        raise ModelError(
+            f"{path}: its pickle is {_mb(sum(pickles))}, more than weights need (at most {_mb(MAX_PICKLE)})", hint=hint
+        )
+    return zipped
+
+
+def _read_safetensors(path: Path, select: Select, matrix_dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
+    """The selected tensors of a safetensors file, each mapped on its own and unmapped once copied (the
+    weight matrices cast to ``matrix_dtype``): the file is never mapped whole, so its pages do not stay
+    resident next to the copy, and the tensors not selected are never mapped or read."""
+    out = {}
     try:
         with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            header, base = safetensors_header(f, size)
-            if header is None:
-                return None
-            out = {}
-            for name, info in header.items():
-                start, end = info["data_offsets"]
-                dtype, shape = _SAFETENSORS_DTYPES[info["dtype"]], info["shape"]
-                if not 0 <= start <= end <= size - base or end - start != math.prod(shape) * dtype.itemsize:
-                    return None
-                cast = matrix_dtype if is_matrix(name, shape) and dtype.is_floating_point else None
-                out[name] = _mapped_copy(f.fileno(), base + start, end - start, dtype, shape, cast)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, BufferError, RuntimeError):
-        return None
+            header, base = safetensors_header(f, path)
+            chosen = [name for name in header if select(name)]  # every name judged before any tensor is read
+            for name in chosen:
+                entry = header[name]
+                dtype = _SAFETENSORS_DTYPES.get(entry.dtype)
+                if dtype is None:
+                    raise ModelError(
+                        f"{path}: not a readable safetensors file ({name!r} is {entry.dtype}, no AST weight's dtype)"
+                    )
+                cast = (
+                    matrix_dtype if matrix_dtype and is_matrix(name, entry.shape) and dtype.is_floating_point else None
+                )
+                out[name] = _mapped_copy(
+                    f.fileno(), base + entry.start, entry.end - entry.start, dtype, entry.shape, cast
+                )
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read ({exc.strerror})") from None
     return out
 
 
-def safetensors_header(f: IO[bytes], size: int) -> tuple[dict[str, Any] | None, int]:
-    """The JSON header of an open safetensors file of ``size`` bytes (name -> dtype, shape,
-    data_offsets; ``__metadata__`` left out) and where its data starts; None when it is not one."""
+def safetensors_header(f: IO[bytes], path: Path) -> tuple[dict[str, Entry], int]:
+    """The tensors named in the header of an open safetensors file (``__metadata__`` left out) and where
+    its data starts, every entry checked before any data is read: a known dtype, a shape of whole
+    numbers, bytes inside the file that overlap no other tensor's and that dtype x shape fill exactly."""
+    size = os.fstat(f.fileno()).st_size
     n = int.from_bytes(f.read(8), "little")
-    if not 2 <= n <= min(size - 8, 100 << 20):
-        return None, 0
+    if not 2 <= n <= size - 8:
+        raise _unreadable(path, f"a header of {n} bytes in a file of {size}")
+    if n > MAX_HEADER:
+        raise _unreadable(path, f"a header of {_mb(n)}, more than weights need (at most {_mb(MAX_HEADER)})")
     try:
-        header = json.loads(f.read(n))
-    except ValueError:
-        return None, 0
+        header = loads(f.read(n), "its header")
+    except ModelError as exc:
+        raise _unreadable(path, exc.message) from None
     if not isinstance(header, dict):
-        return None, 0
+        raise _unreadable(path, "its header is not a JSON object")
     header.pop("__metadata__", None)
-    return header, 8 + n
+    entries = {str(name): _entry(path, str(name), info, size - 8 - n) for name, info in header.items()}
+    previous: tuple[str, Entry] | None = None
+    for name, entry in sorted(entries.items(), key=lambda item: (item[1].start, item[1].end)):
+        if previous and entry.start < previous[1].end and entry.start < entry.end:
+            raise _unreadable(path, f"{previous[0]!r} and {name!r} overlap")
+        if entry.end > entry.start:
+            previous = (name, entry)
+    return entries, 8 + n
+
+
+def _entry(path: Path, name: str, info: Any, data_size: int) -> Entry:
+    """One header entry, checked: a dtype of the format, a list of whole numbers for the shape, offsets
+    inside the data that hold exactly dtype x shape."""
+    if not isinstance(info, dict) or not {"dtype", "shape", "data_offsets"} <= set(info):
+        raise _unreadable(path, f"{name!r} lacks a dtype, shape or data_offsets")
+    dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+    if dtype not in _DTYPE_SIZES:
+        raise _unreadable(path, f"{name!r} has an unknown dtype {dtype!r}")
+    if not isinstance(shape, list) or not all(_count(d) for d in shape):
+        raise _unreadable(path, f"{name!r} has a shape that is not a list of whole numbers: {shape!r}")
+    if not isinstance(offsets, list) or len(offsets) != 2 or not all(_count(o) for o in offsets):
+        raise _unreadable(path, f"{name!r} has data_offsets that are not two whole numbers: {offsets!r}")
+    start, end = offsets
+    if not start <= end <= data_size:
+        raise _unreadable(path, f"{name!r} lies outside the file (bytes {start} to {end} of {data_size})")
+    needed = math.prod(shape) * _DTYPE_SIZES[dtype]
+    if end - start != needed:
+        raise _unreadable(path, f"{name!r} has {end - start} bytes, its {dtype} {tuple(shape)} needs {needed}")
+    return Entry(dtype, shape, start, end)
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _unreadable(path: Path, reason: str) -> ModelError:
+    return ModelError(f"{path}: not a readable safetensors file ({reason})")
+
+
+def _mb(n: int) -> str:
+    return f"{n / MB:.1f} MB"
 
 
 def _mapped_copy(
@@ -137,16 +238,14 @@ def check_shapes(config: ASTConfig, path: Path, source: str) -> None:
     or built: a config that disagrees with its weights is named field by field."""
     try:
         with open(path, "rb") as f:
-            header, _ = safetensors_header(f, os.fstat(f.fileno()).st_size)
-    except OSError:
-        return
-    if not header:
-        return  # not readable as safetensors: reading it says why
-    shapes = {}
-    for name, info in header.items():
+            header, _ = safetensors_header(f, path)
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read ({exc.strerror})") from None
+    shapes: dict[str, list[Any]] = {}
+    for name, entry in header.items():
         native = hf_native_key(name)
-        if native is not None and isinstance(info, dict) and isinstance(info.get("shape"), list):
-            shapes[native] = info["shape"]
+        if native is not None:
+            shapes[native] = entry.shape
     layers = {int(m.group(1)) for name in shapes if (m := re.match(r"blocks\.(\d+)\.", name))}
     found = {  # the head first: the mistake people make most (id2label edited by hand)
         "num_labels": (shapes.get("head.weight") or [None])[0],
@@ -167,6 +266,16 @@ def check_shapes(config: ASTConfig, path: Path, source: str) -> None:
             f"{source}: config.json says {field} {wanted}, the weights have {value}",
             hint="config.json must describe these weights",
         )
+
+
+def most_bytes(config: ASTConfig) -> int:
+    """The largest PyTorch file the weights of ``config`` make: every parameter in float64, twice (a
+    tensor saved as a view saves its whole storage), and room for the pickle."""
+    from .model import AST
+
+    with torch.device("meta"):
+        parameters = sum(p.numel() for p in AST(config).parameters())
+    return 16 * parameters + MAX_PICKLE
 
 
 def _has_tensors(d: dict) -> bool:

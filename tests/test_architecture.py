@@ -64,6 +64,7 @@ LAYERS = {  # higher numbers may import lower ones (and their own layer, without
         "recipes",
         "recipe_text",
         "config",
+        "jsonfiles",
         "hub",
         "inputs",
         "output",
