@@ -68,6 +68,7 @@ LAYERS = {  # higher numbers may import lower ones (and their own layer, without
         "inputs",
         "output",
         "writers",
+        "readback",
         "progress",
         "files",
         "errors",
