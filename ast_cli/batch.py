@@ -28,11 +28,13 @@ import torch
 
 from . import threads
 from .errors import EXIT_USAGE, OutputError, Terminated, UsageError
+from .features import FRAMES_PER_SECOND
 from .inference import Tagger
 from .inputs import Counts, Input, InputSpec
 from .options import BatchFormat, BatchOptions, Engine, FeatureFrontend, TagOptions
 from .pipeline import Pipeline
 from .progress import Progress
+from .readback import Expect
 from .records import RecordMaker
 from .sinks import Sink, check_settings, open_sink, settings_path, write_settings
 from .version import __version__
@@ -214,7 +216,11 @@ def _open_output(
         raise UsageError(
             "no audio files to tag", hint=f"looked for {', '.join(sorted(inputs.extensions)[:8])}, ... (--ext)"
         )
-    sink = open_sink(options.out, options.fmt, writer_options, resume=options.resume, force=options.force)
+    # what --resume keeps: records of the recorded hop (check_settings made it this run's), in input order
+    expect = Expect(hop_s=settings["hop_frames"] / FRAMES_PER_SECOND, ordered=not options.unordered)
+    sink = open_sink(
+        options.out, options.fmt, writer_options, resume=options.resume, force=options.force, expect=expect
+    )
     if options.out != "-":
         write_settings(side, settings, __version__)
     return sink, summary, _chain(first, items)

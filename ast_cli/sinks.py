@@ -17,7 +17,8 @@ from typing import IO, Any, BinaryIO
 
 from .errors import OutputExistsError, UsageError
 from .files import write_atomic
-from .writers import FolderWriter, Scan, folder_writer, get_writer, writes_folder
+from .readback import Expect, Scan
+from .writers import FolderWriter, folder_writer, get_writer, writes_folder
 
 _log = logging.getLogger(__name__)
 
@@ -90,9 +91,18 @@ class StreamSink(Sink):
 
 class FileSink(Sink):
     """A document (CSV, TSV, JSON, JSON Lines) in a file, appended to record by record; resumable
-    after any stop: the format's writer reads back what an earlier run left (``Writer.scan``)."""
+    after any stop: the format's writer reads back what an earlier run left (``Writer.scan``) and keeps
+    the records that pass ``expect`` (``readback.py``)."""
 
-    def __init__(self, path: str, fmt: str, writer_options: dict[str, Any], resume: bool, truncate: bool = False):
+    def __init__(
+        self,
+        path: str,
+        fmt: str,
+        writer_options: dict[str, Any],
+        resume: bool,
+        truncate: bool = False,
+        expect: Expect | None = None,
+    ):
         self.path = path
         self.names: set[str] = set()
         self._file = open(path, "ab", buffering=0)
@@ -103,7 +113,7 @@ class FileSink(Sink):
             if truncate:
                 self._file.truncate(0)
             elif resume:
-                found = self.writer.scan(read_text(path), path)
+                found = self.writer.scan(read_text(path), path, expect or Expect())
                 self.names, self.writer.count, kept = found.names, found.count, found.kept
                 self._keep(found)
             if not kept:
@@ -113,8 +123,8 @@ class FileSink(Sink):
             raise
 
     def _keep(self, found: Scan) -> None:
-        """Leave only the whole records of an earlier run: cut a torn tail, or rewrite the file
-        without the damaged lines inside it (their files are tagged again)."""
+        """Leave only the records of an earlier run that ``scan`` kept: cut a torn tail, or rewrite the
+        file without what it left out (damaged lines, incomplete timelines, duplicates), saying so."""
         with open(self.path, "rb") as f:
             data = f.read()
         kept = found.kept.encode("utf-8", errors="surrogateescape")
@@ -124,8 +134,9 @@ class FileSink(Sink):
             self._file.truncate(0)
             _RawText(self._file).write(found.kept)
             os.fsync(self._file.fileno())
-        if found.damaged:
-            _log.warning(f"{self.path}: {found.damaged} damaged line(s) left out; their files are tagged again")
+        warning = found.warning(self.path)
+        if warning:
+            _log.warning(warning)
 
     def done(self, name: str) -> bool:
         return name in self.names
@@ -187,9 +198,12 @@ class FolderSink(Sink):
         os.close(self._lock)
 
 
-def open_sink(out: str, fmt: str, writer_options: dict[str, Any], *, resume: bool, force: bool) -> Sink:
+def open_sink(
+    out: str, fmt: str, writer_options: dict[str, Any], *, resume: bool, force: bool, expect: Expect | None = None
+) -> Sink:
     """Where ``ast batch`` writes: standard output for ``-``, else a file, or a folder for a format
-    written as one file a record. Refuses an output that exists unless ``resume`` or ``force``."""
+    written as one file a record. Refuses an output that exists unless ``resume`` or ``force``;
+    ``expect``: what ``resume`` keeps of it."""
     if out == "-":
         if writes_folder(fmt):
             raise UsageError(f"--format {fmt} writes a folder of label files", hint="give -o FOLDER")
@@ -209,7 +223,7 @@ def open_sink(out: str, fmt: str, writer_options: dict[str, Any], *, resume: boo
     parent = os.path.dirname(out)
     if parent:
         os.makedirs(parent, exist_ok=True)
-    return FileSink(out, fmt, writer_options, resume, truncate=force and not resume)
+    return FileSink(out, fmt, writer_options, resume, truncate=force and not resume, expect=expect)
 
 
 def lock(fd: int, path: str) -> None:

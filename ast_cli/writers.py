@@ -3,7 +3,7 @@ csv, tsv and audacity.
 
 A writer knows the text of a document's head (``head``), of one record (``render``) and of its end
 (``end``), and how to read back what an earlier run left in an output (``scan``, for ``ast batch
---resume``). Every format is made from the same JSON record (see README, "JSON record"):
+--resume``: ``readback.py``). Every format is made from the same JSON record (see README, "JSON record"):
 ``{"path", "duration_s", "labels": [{"label", "index", "score"}], "windows"?: [...], "error"?}``.
 No torch here.
 """
@@ -14,14 +14,14 @@ import csv
 import io
 import json
 import math
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import PurePath
 from typing import IO, Any, ClassVar, Protocol, TypeVar
 
-from .errors import UsageError
 from .options import BatchFormat, RecordFormat
 from .output import console, render_record, to_json
+from .readback import Expect, Scan, scan_json, scan_jsonl, scan_table
 
 F = TypeVar("F", bound="type[Writer | FolderWriter]")
 
@@ -80,17 +80,6 @@ class TextStream(Protocol):
     def flush(self) -> None: ...
 
 
-@dataclass
-class Scan:
-    """What an earlier run left in an output: the paths and number of its whole records, those
-    records' text (``kept``, header included) and how many damaged lines were left out."""
-
-    names: set[str]
-    count: int
-    kept: str
-    damaged: int = 0
-
-
 class Writer:
     """Writes records one by one on a text stream; ``close()`` finishes the document.
 
@@ -132,9 +121,13 @@ class Writer:
         """The text that closes the document (the JSON array's ``]``)."""
         return ""
 
-    def scan(self, text: str, path: str) -> Scan:
-        """The whole records of an output this writer wrote, read back for ``--resume``."""
+    def scan(self, text: str, path: str, expect: Expect) -> Scan:
+        """The whole records of an output this writer wrote, read back for ``--resume`` (``readback``)."""
         raise NotImplementedError(f"{self.fmt} output cannot be resumed")
+
+    def expect(self, expect: Expect) -> Expect:
+        """``expect`` with this writer's layout: what its records hold."""
+        return replace(expect, timeline=self.timeline, merge=self.merge, score_columns=self.score_columns)
 
     def start(self) -> None:
         if self.head():
@@ -175,9 +168,8 @@ class JsonlWriter(Writer):
     def render(self, record: dict[str, Any]) -> str:
         return to_json(record) + "\n"
 
-    def scan(self, text: str, path: str) -> Scan:
-        entries, damaged = scan_lines(text.split("\n")[:-1])  # what follows the last newline is torn
-        return Scan({name for name, _ in entries}, len(entries), "".join(piece + "\n" for _, piece in entries), damaged)
+    def scan(self, text: str, path: str, expect: Expect) -> Scan:
+        return scan_jsonl(text, self.expect(expect))
 
 
 @register(RecordFormat.json)
@@ -190,17 +182,8 @@ class JsonWriter(Writer):
     def end(self) -> str:
         return "[]\n" if self.count == 0 else "\n]\n"
 
-    def scan(self, text: str, path: str) -> Scan:
-        lines = text.split("\n")
-        if lines[0] != "[":
-            return Scan(set(), 0, "")
-        body = lines[1:]
-        while body and body[-1] in ("", "]"):  # the closing bracket and the newline after it
-            body.pop()
-        torn = bool(body) and json_record(body[-1].removesuffix(",")) is None and not text.endswith("\n")
-        entries, damaged = scan_lines([line.removesuffix(",") for line in (body[:-1] if torn else body)])
-        kept = "[\n" + ",\n".join(piece for _, piece in entries) if entries else ""
-        return Scan({name for name, _ in entries}, len(entries), kept, damaged)
+    def scan(self, text: str, path: str, expect: Expect) -> Scan:
+        return scan_json(text, self.expect(expect))
 
 
 @register(RecordFormat.csv)
@@ -260,31 +243,8 @@ class CsvWriter(Writer):
             (quoted if any("\r" in str(cell) for cell in row) else plain).writerow(row)
         return buffer.getvalue()
 
-    def scan(self, text: str, path: str) -> Scan:
-        """The header's text, then each whole row; rows of the wrong width are damage. With several
-        rows a record (--timeline, --merge), the last file's rows go: they may be partial (a full disk)."""
-        header = self.header()
-        head, entries, damaged = "", [], 0
-        try:
-            for row, piece in csv_rows(text, self.delimiter):
-                if not piece.endswith("\n"):
-                    break  # torn
-                if not head:
-                    if row != header:
-                        raise resume_mismatch(path)
-                    head = piece
-                elif len(row) != len(header) or not row[0]:
-                    damaged += 1
-                else:
-                    entries.append((row[0], piece))
-        except csv.Error:
-            pass  # a torn quoted field at the end
-        if header[1] == "start_s" and entries:  # several rows a record: the last file's may be partial
-            last = entries[-1][0]
-            while entries and entries[-1][0] == last:
-                entries.pop()
-        kept = head + "".join(piece for _, piece in entries)
-        return Scan({name for name, _ in entries}, len(entries), kept, damaged)
+    def scan(self, text: str, path: str, expect: Expect) -> Scan:
+        return scan_table(text, path, self.header(), self.delimiter, self.expect(expect))
 
 
 @register(RecordFormat.tsv)
@@ -322,52 +282,6 @@ class AudacityWriter(FolderWriter):
 
     def render(self, record: dict[str, Any]) -> str:
         return "".join(f"{e['start_s']:.6f}\t{e['end_s']:.6f}\t{e['label']}\n" for e in record.get("events", []))
-
-
-# -- reading back --------------------------------------------------------------------------------
-def scan_lines(lines: list[str]) -> tuple[list[tuple[str, str]], int]:
-    """(path, line) of each line holding a record; the count of the others (blank lines too)."""
-    entries, damaged = [], 0
-    for line in lines:
-        record = json_record(line)
-        if record is None:
-            damaged += 1
-        else:
-            entries.append((record["path"], line))
-    return entries, damaged
-
-
-def csv_rows(text: str, delimiter: str) -> Iterator[tuple[list[str], str]]:
-    """Each row of ``text`` with the text it was read from (a torn last row has no newline)."""
-    lines = [line + "\n" for line in text.split("\n")]
-    lines[-1] = lines[-1][:-1]  # the last piece had no newline
-    consumed = 0
-
-    def feed() -> Iterator[str]:  # csv.reader takes one line at a time and never reads past the row it returns
-        nonlocal consumed
-        for line in lines:
-            consumed += len(line)
-            yield line
-
-    start = 0
-    for row in csv.reader(feed(), delimiter=delimiter):
-        yield row, text[start:consumed]
-        start = consumed
-
-
-def json_record(line: str) -> dict[str, Any] | None:
-    try:
-        record = json.loads(line)
-    except ValueError:
-        return None
-    return record if isinstance(record, dict) and isinstance(record.get("path"), str) else None
-
-
-def resume_mismatch(path: str) -> UsageError:
-    return UsageError(
-        f"--resume: {path} has other columns than this run would write",
-        hint="resume with the same --top/--timeline/--merge/--all-scores, or use --force",
-    )
 
 
 def num(value: float | None) -> str:

@@ -70,6 +70,7 @@ LAYERS = {  # higher numbers may import lower ones (and their own layer, without
         "output",
         "writers",
         "thresholds",
+        "readback",
         "progress",
         "files",
         "errors",

@@ -509,8 +509,8 @@ def test_a_second_writer_of_the_same_output_stops_at_once(capsys, tiny_model_dir
 
 
 def test_resume_keeps_whole_records_only(capsys, tiny_model_dir, tmp_path):
-    """A blank or broken line inside a jsonl output is reported and its file tagged again (the records
-    after it are kept); a --timeline CSV keeps only whole files."""
+    """A blank or broken line inside a jsonl output is reported and its file tagged again (with the
+    records after it, which keeps input order); a --timeline CSV keeps only whole files."""
     folder = tmp_path / "in"
     folder.mkdir()
     for i in range(4):
@@ -531,3 +531,163 @@ def test_resume_keeps_whole_records_only(capsys, tiny_model_dir, tmp_path):
     again = list(csv.DictReader(io.StringIO(csv_out.read_text())))
     per_file = {p: sum(r["path"] == p for r in again) for p in {r["path"] for r in again}}
     assert len(per_file) == 4 and len(set(per_file.values())) == 1  # every file with all its window rows
+
+
+# -- --resume keeps only what it verified ---------------------------------------------------------------
+CLIPS = [(0.3, 8000), (1.28, 16000), (1.9, 22050), (2.6, 44100), (3.33, 16000), (4.0, 8000)]  # (s, Hz)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    """Six clips of other lengths and rates: one shorter than the tiny model's 1.28-s window, one of
+    exactly a window, the others with an end-aligned last window."""
+    folder = tmp_path_factory.mktemp("clips")
+    for i, (seconds, sr) in enumerate(CLIPS):
+        sf.write(folder / f"{i}.wav", tone(seconds, sr, seed=i), sr)
+    return folder
+
+
+def rows_of(lines: list[str], name: str) -> list[int]:
+    """The indices of the CSV/TSV lines of clip ``name`` (e.g. "4.wav")."""
+    return [i for i, line in enumerate(lines) if f"{name}," in line or f"{name}\t" in line]
+
+
+def line_of(lines: list[str], name: str) -> int:
+    """The index of the first line of clip ``name``."""
+    return next(i for i, line in enumerate(lines) if any(f"{name}{end}" in line for end in '",\t'))
+
+
+def edit_record(line: str, change) -> str:
+    """A JSON line (of JSON Lines, or of an array, its comma kept) with ``change(record)`` applied."""
+    comma = "," if line.endswith(",") else ""
+    record = json.loads(line.removesuffix(","))
+    change(record)
+    return json.dumps(record, ensure_ascii=False) + comma
+
+
+def duplicate_line(lines, name):  # the issue's first case: 7 records for 6 files
+    return [*lines[:-1], lines[line_of(lines, name)], lines[-1]]
+
+
+def drop_middle_row(lines, name):  # the issue's second case: a timeline with a middle row deleted
+    rows = rows_of(lines, name)
+    return [line for i, line in enumerate(lines) if i != rows[len(rows) // 2]]
+
+
+def widen_row(lines, name):
+    i = rows_of(lines, name)[-1]
+    return [*lines[:i], lines[i] + lines[i][-1:] + "x", *lines[i + 1 :]]
+
+
+def split_line(lines, name):
+    i = line_of(lines, name)
+    return [*lines[:i], lines[i][:30], lines[i][30:], *lines[i + 1 :]]
+
+
+def text_score(lines, name):
+    i = line_of(lines, name)
+    return [*lines[:i], edit_record(lines[i], lambda r: r["labels"][0].update(score="high")), *lines[i + 1 :]]
+
+
+def nan_score(lines, name):
+    i = line_of(lines, name)
+    return [*lines[:i], lines[i].replace('"score": ', '"score": NaN, "was": ', 1), *lines[i + 1 :]]
+
+
+def missing_key(lines, name):
+    i = line_of(lines, name)
+    return [*lines[:i], edit_record(lines[i], lambda r: r.pop("labels")), *lines[i + 1 :]]
+
+
+def drop_window(lines, name, which=1):
+    i = line_of(lines, name)
+    return [*lines[:i], edit_record(lines[i], lambda r: r["windows"].pop(which)), *lines[i + 1 :]]
+
+
+def drop_last_window(lines, name):
+    return drop_window(lines, name, -1)
+
+
+def no_closing_bracket(lines, name):  # and a blank line inside: dropped, no record lost
+    i = line_of(lines, name)
+    return [*lines[:i], "", *lines[i:-2]]
+
+
+def blank_label(lines, name):
+    i = rows_of(lines, name)[0]
+    cells = lines[i].split(",")
+    return [*lines[:i], ",".join([*cells[:3], "", *cells[4:]]), *lines[i + 1 :]]
+
+
+DAMAGE = [  # (format, flags, damage, clip, what the warning says)
+    ("jsonl", [], duplicate_line, "2.wav", "1 duplicate record(s) left out (the first kept)"),
+    ("csv", ["--timeline"], drop_middle_row, "4.wav", "1 record(s) with missing or misplaced windows"),
+    ("tsv", ["--timeline"], widen_row, "3.wav", "damaged line(s) left out"),
+    ("csv", [], duplicate_line, "1.wav", "1 duplicate record(s) left out"),
+    ("tsv", ["--all-scores"], widen_row, "3.wav", "1 damaged line(s) left out"),
+    ("csv", ["--merge", "--threshold", "0"], blank_label, "2.wav", "damaged line(s) left out"),
+    ("json", [], duplicate_line, "3.wav", "1 duplicate record(s) left out"),
+    ("json", ["--top", "2"], text_score, "2.wav", "1 damaged line(s) left out"),
+    ("json", [], no_closing_bracket, "2.wav", "1 damaged line(s) left out"),
+    ("jsonl", [], split_line, "1.wav", "2 damaged line(s) left out"),
+    ("jsonl", [], nan_score, "3.wav", "1 damaged line(s) left out"),
+    ("jsonl", ["--all-scores"], missing_key, "2.wav", "1 damaged line(s) left out"),
+    ("jsonl", ["--timeline"], drop_window, "4.wav", "1 record(s) with missing or misplaced windows"),
+    ("json", ["--timeline"], drop_last_window, "5.wav", "1 record(s) with missing or misplaced windows"),
+    ("json", ["--merge"], drop_window, "3.wav", "1 record(s) with missing or misplaced windows"),
+]
+
+
+@pytest.mark.parametrize("fmt,flags,damage,clip,said", DAMAGE, ids=lambda x: getattr(x, "__name__", None))
+def test_resume_of_a_damaged_output_gives_each_input_once_whole_and_in_order(
+    capsys, clips, tiny_model_dir, tmp_path, fmt, flags, damage, clip, said
+):
+    """Whatever was damaged inside an output (a duplicated record, a lost timeline row, a row of the
+    wrong width, a field of the wrong type, NaN, a line split in two, no closing bracket), --resume
+    says so in one warning (-q keeps it) and ends with what a clean run writes: every input once,
+    whole, in input order."""
+    out = tmp_path / f"tags.{fmt}"
+    common = [clips, "-o", out, "-m", tiny_model_dir, "--workers", "0", "-q", *flags]
+    assert run(capsys, "batch", *common)[0] == 0
+    clean = out.read_text(encoding="utf-8")
+    out.write_text("\n".join(damage(clean.split("\n"), clip)), encoding="utf-8")
+    code, _, err = run(capsys, "batch", *common, "--resume")
+    warnings = [line for line in err.splitlines() if line.startswith("ast: warning:")]
+    assert code == 0 and len(warnings) == 1 and str(out) in warnings[0] and said in warnings[0], err
+    assert out.read_text(encoding="utf-8") == clean
+
+
+def test_resume_unordered_keeps_the_records_after_the_damage(capsys, clips, tiny_model_dir, tmp_path):
+    """With --unordered, only the damaged record's file is tagged again (appended): each input once."""
+    out = tmp_path / "tags.jsonl"
+    common = [clips, "-o", out, "-m", tiny_model_dir, "--workers", "0", "-q"]
+    assert run(capsys, "batch", *common)[0] == 0
+    clean = out.read_text(encoding="utf-8").split("\n")
+    out.write_text("\n".join(split_line(clean, "1.wav")), encoding="utf-8")
+    code, _, err = run(capsys, "batch", *common, "--resume", "--unordered")
+    assert code == 0 and "1 tagged" in err and "5 already in the output" in err and "input order" not in err
+    assert sorted(out.read_text(encoding="utf-8").split("\n")) == sorted(clean)
+
+
+def test_resume_of_a_damaged_output_in_order_says_what_it_tags_again(capsys, clips, tiny_model_dir, tmp_path):
+    out = tmp_path / "tags.jsonl"
+    common = [clips, "-o", out, "-m", tiny_model_dir, "--workers", "0", "-q"]
+    assert run(capsys, "batch", *common)[0] == 0
+    out.write_text("\n".join(split_line(out.read_text().split("\n"), "1.wav")))
+    code, _, err = run(capsys, "batch", *common, "--resume")
+    assert "4 record(s) after the first damaged one left out to keep input order" in err
+    assert "5 tagged" in err and "1 already in the output" in err
+
+
+@pytest.mark.parametrize("fmt,flags", [("jsonl", ["--timeline"]), ("json", ["--merge"]), ("csv", []), ("tsv", [])])
+def test_resume_keeps_a_whole_output_whole(capsys, clips, tiny_model_dir, tmp_path, fmt, flags):
+    """Every record of an undamaged output passes the checks (windows of clips of every length and
+    rate included): nothing is said, nothing tagged again; a record of a file no longer among the
+    inputs stays."""
+    out = tmp_path / f"tags.{fmt}"
+    common = ["-o", out, "-m", tiny_model_dir, "--workers", "0", "-q", *flags]
+    assert run(capsys, "batch", clips, *common)[0] == 0
+    clean = out.read_bytes()
+    code, _, err = run(capsys, "batch", *sorted(clips.iterdir())[1:], *common, "--resume")
+    assert code == 0 and "warning" not in err and "0 tagged" in err and "5 already in the output" in err
+    assert out.read_bytes() == clean

@@ -146,3 +146,47 @@ def test_a_model_that_gives_nan_scores_fails_each_file_saying_why(tiny_model_dir
         else:
             record = _strict_json(out)[0] if fmt == "json" else _strict_json(out)
             assert record["labels"] == [] and "NaN or infinite scores" in record["error"]
+
+
+# -- reading an output back (--resume) ----------------------------------------------------------------
+def test_a_timeline_is_whole_from_0_a_hop_apart_to_the_end():
+    from ast_cli.readback import TIMELINE, timeline_problem
+
+    def problem(starts, duration=None, hop=0.64, window=1.28):
+        # a window's end: its start plus the window, at most where the fbank stops (short of the end)
+        last_frame = 1e9 if duration is None else duration - (0.02 if duration > window else 0)
+        return timeline_problem(starts, [round(min(s + window, last_frame), 3) for s in starts], duration, hop)
+
+    assert problem([0.0, 0.64, 1.28, 1.3], 2.6) is None  # the last window aligned with the end
+    assert problem([0.0], 0.3) is None and problem([], 0.01) is None  # shorter than a window, than a frame
+    assert problem([0.0, 0.64, 1.3], 2.6) == TIMELINE  # a middle window gone
+    assert problem([0.0, 0.64, 0.64, 1.28, 1.3], 2.6) == TIMELINE  # one twice
+    assert problem([0.64, 1.28, 1.3], 2.6) == TIMELINE  # the first gone
+    assert problem([0.0, 0.64, 1.28], 2.6) == TIMELINE  # the last gone: it does not reach the duration
+    assert problem([], 2.6) == TIMELINE
+    # CSV writes 6 significant digits: a 5-hour recording's starts are a tenth of a second off
+    starts = [float(f"{18000 + 0.64 * k:.6g}") for k in range(20)]
+    assert timeline_problem([0.0, *starts[1:]], starts, None, 0.64) == TIMELINE  # not from 0...
+    assert all(abs(b - a - 0.64) < 0.1 for a, b in zip(starts, starts[1:], strict=False))
+    from ast_cli.readback import spaced
+
+    assert spaced(starts, 0.64) and not spaced([*starts[:5], *starts[6:]], 0.64)
+
+
+def test_resume_reads_back_what_a_quote_never_closed_swallowed_as_damage():
+    from ast_cli.readback import Expect, scan_table
+
+    header = ["path", "duration_s", "label_1", "score_1", "error"]
+    text = 'path,duration_s,label_1,score_1,error\na.wav,1,Dog,0.5,\n"b.wav,1,Dog,0.5,\nc.wav,1,Dog,0.5,\n'
+    scan = scan_table(text, "t.csv", header, ",", Expect())
+    assert scan.names == {"a.wav"} and scan.damaged == 2 and scan.kept == text[: text.index('"')]
+    assert "2 damaged line(s) left out" in (scan.warning("t.csv") or "")
+
+
+def test_resume_of_a_json_array_without_its_first_line_keeps_the_records_under_a_new_one():
+    from ast_cli.readback import Expect, scan_json
+
+    line = '{"path": "a.wav", "duration_s": 1.0, "labels": []}'
+    scan = scan_json('[{"pa\n' + line + ",\n" + line.replace("a.wav", "b.wav")[:-5], Expect(ordered=False))
+    assert scan.names == {"a.wav"} and scan.kept == "[\n" + line and scan.damaged == 1  # b.wav: torn
+    assert json.loads(scan.kept + "\n]") == [json.loads(line)]
