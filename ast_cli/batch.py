@@ -14,6 +14,7 @@ chunks, and no list of the whole collection is kept (the resume set holds output
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -21,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -218,12 +220,43 @@ def _open_output(
         )
     # what --resume keeps: records of the recorded hop (check_settings made it this run's), in input order
     expect = Expect(hop_s=settings["hop_frames"] / FRAMES_PER_SECOND, ordered=not options.unordered)
-    sink = open_sink(
-        options.out, options.fmt, writer_options, resume=options.resume, force=options.force, expect=expect
-    )
-    if options.out != "-":
-        write_settings(side, settings, __version__)
+    sink = _open_sink(options, writer_options, side, settings, expect)
     return sink, summary, _chain(first, items)
+
+
+def _open_sink(
+    options: BatchOptions, writer_options: dict[str, Any], side: Path, settings: dict, expect: Expect
+) -> Sink:
+    """The sink, then its settings beside it, both before the first record. A write the machine stops
+    here (a full disk) leaves no output that was not there before: the next run starts as this one
+    would have (exit 2, nothing was written)."""
+    created = options.out != "-" and not os.path.exists(options.out)
+    try:
+        sink = open_sink(
+            options.out, options.fmt, writer_options, resume=options.resume, force=options.force, expect=expect
+        )
+    except OSError as exc:
+        if created:
+            _remove_new_output(options.out)
+        raise write_error(exc, options.out, 0, resumable=False) from None
+    if options.out == "-":
+        return sink
+    try:
+        write_settings(side, settings, __version__)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            sink.close()
+        if created:
+            _remove_new_output(options.out)
+        raise write_error(exc, str(side), 0, resumable=False) from None
+    return sink
+
+
+def _remove_new_output(out: str) -> None:
+    """The output file this run made and could not start (at most a header in it)."""
+    with contextlib.suppress(OSError):
+        if os.path.isfile(out):
+            os.unlink(out)
 
 
 def _write_records(

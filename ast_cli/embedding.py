@@ -139,25 +139,43 @@ class EmbeddingWriter:
         return record
 
     def close(self) -> None:
-        if self._stream is not None:
-            if self._stream is not sys.stdout:
-                self._stream.close()
-        elif self._target is not None:
-            with self._target.open("wb") as f:
+        """Complete the file; failing (a full disk), leave ``out`` as it was and no temporary."""
+        try:
+            if self._stream is not None:
+                if self._stream is not sys.stdout:
+                    self._stream.close()
+            elif self._target is not None:
                 if self.suffix == ".npy":
-                    np.save(f, self._matrix())
+                    matrix = self._matrix()
+                    self._target.write_with(lambda f: np.save(f, matrix))
                 else:
-                    np.savez(f, **self._arrays())
-        if self._target is not None:
-            self._target.commit()
-            self._target = None
+                    with self._target.open("wb") as f:
+                        np.savez(f, **self._arrays())
+            if self._target is not None:
+                self._target.commit()
+                self._target = None
+        except BaseException as exc:
+            self.abort()
+            named = self.named(exc)
+            if named is exc:
+                raise
+            raise named from exc
+
+    def named(self, exc: BaseException) -> BaseException:
+        """``exc`` naming ``out`` when the machine stopped the write (``files.AtomicPath.named``)."""
+        return exc if self._target is None else self._target.named(exc)
 
     def abort(self) -> None:
-        """Leave ``out`` as it was (an interrupted run): the temporary file goes."""
-        if self._stream is not None and self._stream is not sys.stdout:
-            self._stream.close()
-        if self._target is not None:
-            self._target.abort()
+        """Leave ``out`` as it was (an interrupted run): the temporary file goes, even when closing it
+        fails (the buffer it could not flush to a full disk)."""
+        try:
+            if self._stream is not None and self._stream is not sys.stdout:
+                self._stream.close()
+        except OSError:
+            pass
+        finally:
+            if self._target is not None:
+                self._target.abort()
 
     def _matrix(self) -> np.ndarray:
         """(files, D) float32; a failed input is a row of NaN, so row i is always input i."""
@@ -219,8 +237,11 @@ def write_embeddings(
         writer.abort()
         kept = "" if out == "-" else f"; {out} was not written"
         raise Interrupted(f"interrupted after {done} of {total} file(s){kept}") from None
-    except BaseException:
+    except BaseException as exc:
         writer.abort()
-        raise
+        named = writer.named(exc)
+        if named is exc:
+            raise
+        raise named from exc
     writer.close()
     return failed

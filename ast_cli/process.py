@@ -43,6 +43,7 @@ from .errors import (
     InvalidValue,
     Terminated,
 )
+from .files import os_error_of
 
 # OSErrors that come from the machine, not from ast: each with what to do; the first ones mean the
 # output's place is unusable, so nothing could start (exit 2); the others stop a run partway (exit 1)
@@ -53,6 +54,7 @@ ENVIRONMENT_ERRORS = {
     errno.ENOSPC: "free some space and run the command again",
     errno.EDQUOT: "over the disk quota: free some space and run the command again",
     errno.EIO: "the disk reported an input/output error",
+    errno.EFBIG: "the file is larger than this file system allows: write somewhere else",
 }
 CANNOT_START = {errno.EROFS, errno.EACCES, errno.ENAMETOOLONG}
 _debug = False  # --debug of the command that runs: tracebacks with the one-line errors
@@ -246,16 +248,15 @@ def _run(app: typer.Typer, args: list[str]) -> int:
     except BrokenPipeError:
         _silence_stdout()
         return EXIT_BROKEN_PIPE
-    except OSError as exc:
-        if exc.errno not in ENVIRONMENT_ERRORS:
+    except Exception as exc:
+        cause = os_error_of(exc)  # an OSError, or a library's error that wraps one (torch, safetensors)
+        if cause is None or cause.errno not in ENVIRONMENT_ERRORS:
             return _bug(exc)
         if _debug:  # the environment, not a bug: what happened where, and what to do
             traceback.print_exc()
-        what = ENVIRONMENT_ERRORS[exc.errno]
-        error(f"{exc.filename or 'a file'}: {exc.strerror} ({what}; nothing half-written is left)")
-        return EXIT_USAGE if exc.errno in CANNOT_START else EXIT_FAILED
-    except Exception as exc:
-        return _bug(exc)
+        what = ENVIRONMENT_ERRORS[cause.errno]
+        error(f"{cause.filename or 'a file'}: {cause.strerror} ({what}; nothing half-written is left)")
+        return EXIT_USAGE if cause.errno in CANNOT_START else EXIT_FAILED
 
 
 # A core object names the field it refuses (errors.InvalidValue); the command line names the flag.

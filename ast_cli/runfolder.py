@@ -11,6 +11,7 @@ finished run removes the state (``--keep-state`` keeps it) and the marker.
 from __future__ import annotations
 
 import json
+import os
 import random
 import shlex
 import shutil
@@ -22,7 +23,7 @@ import torch
 
 from . import hub, plots
 from .config import write_json
-from .errors import OutputExistsError, UsageError
+from .errors import EXIT_USAGE, OutputError, OutputExistsError, UsageError
 from .files import AtomicPath, atomic_open, remove_stale_temporaries, write_atomic
 from .finetune_options import FinetuneOptions
 
@@ -79,10 +80,16 @@ def state_path(out: Path) -> Path | None:
 
 
 def unstarted(out: Path) -> bool:
-    """Whether ``out`` holds only what a run stopped before its first epoch leaves (or nothing)."""
+    """Whether ``out`` holds only what a run stopped before its first saved state leaves (or nothing).
+    Marked ``.incomplete`` and without ``metrics.jsonl`` (written after the state), a run saved no
+    state: its model, if any, is one that no ``--resume`` can continue (a disk that filled, or a kill,
+    between the model and the state)."""
     if not out.is_dir() or state_path(out):
         return False
-    return all(entry.name in LEFTOVERS or ".tmp" in entry.name for entry in out.iterdir())
+    names = {entry.name for entry in out.iterdir() if ".tmp" not in entry.name}
+    if hub.INCOMPLETE_FILE in names and METRICS_FILE not in names:
+        return names <= LEFTOVERS | set(MODEL_FILES) | set(PICTURES)
+    return names <= LEFTOVERS
 
 
 def check_out_dir(out: Path, *, resume: bool, force: bool) -> bool:
@@ -174,8 +181,8 @@ def set_rng(state: dict[str, Any]) -> None:
 
 def save_state(out: Path, state: TrainState) -> None:
     """``state`` into ``.train_state/state.pt``, written atomically."""
-    with AtomicPath(out / STATE_FILE) as target:
-        torch.save(state, target.tmp)
+    with AtomicPath(out / STATE_FILE) as target:  # a full disk: the last saved state stays
+        target.write_with(lambda f: torch.save(state, f))
 
 
 def load_state(path: Path) -> TrainState:
@@ -208,16 +215,40 @@ def interrupted_summary(out: Path, epochs: int, command: list[str] | None = None
     """What Ctrl-C leaves, and the command that goes on from there (``command`` without --force, which
     would start again, and with --resume after a saved epoch). metrics.jsonl lists the epochs whose state
     was saved (it is written after the state)."""
-    try:
-        done = sum(1 for line in (out / METRICS_FILE).read_text(encoding="utf-8").splitlines() if line.strip())
-    except OSError:
-        done = 0
+    done = saved_epochs(out)
     if not done:
         again = f"; to start again: {shlex.join(continue_command(command, resume=False))}" if command else ""
         return f"interrupted before the first of {epochs} epoch(s) finished; nothing to resume from{again}"
     if not command:
         return f"interrupted after {done} of {epochs} epoch(s); the same command with --resume continues from there"
     return f"interrupted after {done} of {epochs} epoch(s); to continue: {shlex.join(continue_command(command))}"
+
+
+def saved_epochs(out: Path) -> int:
+    """The epochs whose state was saved: metrics.jsonl's lines (it is written after the state)."""
+    try:
+        return sum(1 for line in (out / METRICS_FILE).read_text(encoding="utf-8").splitlines() if line.strip())
+    except OSError:
+        return 0
+
+
+def stopped_by_the_disk(exc: OSError, out: Path, epochs: int, command: list[str] | None = None) -> OutputError:
+    """A full disk (or quota) stopped the run: the file it could not write, and the command that goes on
+    once there is room: --resume after a saved epoch (its state is whole: states are written
+    atomically), else the same command, which starts the folder afresh (``unstarted``)."""
+    what = f"{exc.filename or out}: {exc.strerror or os.strerror(exc.errno or 0)}"
+    done = saved_epochs(out) if state_path(out) else 0
+    if done:
+        again = shlex.join(continue_command(command)) if command else "the same command with --resume"
+        return OutputError(
+            f"{what} after {done} of {epochs} epoch(s) were saved", hint=f"free some space, then: {again}"
+        )
+    again = shlex.join(continue_command(command, resume=False)) if command else "the same command"
+    return OutputError(
+        f"{what} before the first of {epochs} epoch(s) was saved",
+        hint=f"free some space, then start again with: {again}",
+        exit_code=EXIT_USAGE,
+    )
 
 
 def continue_command(command: list[str], resume: bool = True) -> list[str]:

@@ -37,6 +37,7 @@ from .config import PreprocessorConfig
 from .devices import resolve_device, resolve_precision
 from .errors import Interrupted
 from .evaluation import score
+from .files import FULL
 from .finetune_options import FinetuneOptions
 from .metrics import format_report, main_metric
 from .model import AST
@@ -118,6 +119,10 @@ def finetune(
             return _run(ctx, data_dir, state, base, recipe)
     except KeyboardInterrupt:
         raise Interrupted(folder.interrupted_summary(out, values.epochs, command)) from None
+    except OSError as exc:
+        if exc.errno not in FULL:
+            raise
+        raise folder.stopped_by_the_disk(exc, out, values.epochs, command) from exc
     finally:
         world.stop()
 

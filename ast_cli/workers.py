@@ -9,11 +9,16 @@ message) when the file cannot be read. A source that scores windows itself (Ray'
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing as mp
 import multiprocessing.connection as mp_connection
+import multiprocessing.util as mp_util
+import os
+import shutil
 import signal
 from collections import deque
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.context import ForkServerContext, SpawnContext
 from typing import Protocol
@@ -25,6 +30,10 @@ FILES_PER_WORKER = 2  # in flight per worker: one decoding, one queued so it nev
 WORKER_PRELOAD = ("ast_cli.workers", "soundfile", "torchaudio.functional", "torchaudio.compliance.kaldi")
 MAX_AHEAD = 256  # files taken past the one the in-order output waits on: bounds what a slow file holds back
 POLL_SECONDS = 0.5  # how often a waiting main process checks its workers and the progress line
+# multiprocessing's folder of the process that starts the forkserver (it holds the server's socket):
+# handed to the forkserver, which removes it when it ends, so a parent killed with SIGKILL leaves no
+# pymp-* folder behind (the forkserver ends when its parent does)
+TEMP_FOLDER_ENV = "AST_FORKSERVER_TEMP"
 
 
 class Source(Protocol):
@@ -106,7 +115,8 @@ class WorkerPool:
         process = self.ctx.Process(
             target=_worker_main, args=(self.spec, tasks_r, results_w), daemon=True, name="ast-decode"
         )
-        process.start()
+        with _temp_folder_for_the_forkserver(self.ctx):
+            process.start()  # the first start starts the forkserver
         tasks_r.close()  # the worker's ends live in the worker only: its death closes them
         results_w.close()
         return _Worker(process, tasks_w, results_r)
@@ -171,6 +181,32 @@ class _Worker:
                 conn.close()
             except OSError:
                 pass
+
+
+@contextmanager
+def _temp_folder_for_the_forkserver(ctx: ForkServerContext | SpawnContext) -> Iterator[None]:
+    """Name this process's multiprocessing folder in the environment a forkserver started now inherits;
+    only then: no other child of this process (ffmpeg, a nested ast) may take it for its own."""
+    if not isinstance(ctx, ForkServerContext):
+        yield
+        return
+    os.environ[TEMP_FOLDER_ENV] = mp_util.get_temp_dir()
+    try:
+        yield
+    finally:
+        os.environ.pop(TEMP_FOLDER_ENV, None)
+
+
+def _remove_at_exit_what_the_parent_named() -> None:
+    """In the forkserver (which imports this module first thing, ``WORKER_PRELOAD``): remove the
+    parent's multiprocessing folder when the server ends. The name leaves the environment here, so the
+    workers forked from the server do not carry it (they end with ``os._exit`` in any case)."""
+    folder = os.environ.pop(TEMP_FOLDER_ENV, None)
+    if folder:
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+
+
+_remove_at_exit_what_the_parent_named()
 
 
 def _oldest(worker: _Worker) -> float:

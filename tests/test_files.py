@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
 
 import pytest
 
-from ast_cli.files import AtomicPath, remove_stale_temporaries, write_atomic
+from ast_cli.files import AtomicPath, os_error_of, remove_stale_temporaries, write_atomic
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
@@ -40,3 +41,22 @@ def test_temporaries_of_a_killed_process_are_removed_and_live_ones_kept(tmp_path
         p.write_text("x")
     assert remove_stale_temporaries(tmp_path) == [stale]
     assert not stale.exists() and live.exists() and other.exists()
+
+
+def test_the_first_write_into_a_folder_removes_a_killed_process_temporaries(tmp_path):
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
+    stale = tmp_path / f".e.npy.{dead}-abcdef.tmp"
+    stale.write_text("half")
+    write_atomic(tmp_path / "other.json", "{}\n")
+    assert not stale.exists()
+
+
+def test_a_failure_names_the_target_and_the_errno_a_library_wraps(tmp_path):
+    path = tmp_path / "model.safetensors"
+    with pytest.raises(OSError) as caught:
+        with AtomicPath(path):
+            raise RuntimeError("Error while serializing: I/O error: No space left on device (os error 28)")
+    assert (caught.value.errno, caught.value.filename) == (errno.ENOSPC, str(path))
+    assert os_error_of(ValueError("plain")) is None and list(tmp_path.iterdir()) == []

@@ -768,3 +768,190 @@ def test_a_really_full_disk_and_a_really_read_only_folder(capsys, tiny_model_dir
     assert subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], capture_output=True).returncode == 0
     code, _, err = run(capsys, "embed", folder / "00.wav", "-m", tiny_model_dir, "-o", small_disk / "e.npy", "-q")
     assert code == 2 and "Read-only file system" in err and err.count("\n") == 1, err
+
+
+# -- full disks and temporaries (issue 24) -----------------------------------------------------------
+def fill(disk: Path, leave: int) -> Path:
+    """Fill ``disk`` up to ``leave`` bytes free (tmpfs counts whole 4 kB pages)."""
+    filler = disk / "filler"
+    with open(filler, "wb") as f:
+        try:
+            f.write(b"\0" * (1 << 20))
+        except OSError:
+            pass
+    if leave:
+        os.truncate(filler, filler.stat().st_size - leave)
+    return filler
+
+
+def left_on(disk: Path) -> list[str]:
+    return sorted(p.name for p in disk.iterdir() if p.name != "filler")
+
+
+@pytest.mark.parametrize("leave", [0, 4096])
+def test_a_batch_that_cannot_start_on_a_full_disk_leaves_nothing(capsys, tiny_model_dir, tmp_path, small_disk, leave):
+    """0 or 4 kB free: the output or its settings cannot be written. Exit 2, one line naming the file,
+    no 0-byte output: the next run starts, plain or with --resume, once there is room."""
+    folder = tmp_path / "in"
+    tone_files(folder, 3, 0.3)
+    filler = fill(small_disk, leave)
+    out = small_disk / "tags.csv"
+    code, _, err = run(capsys, "batch", folder, "-o", out, "-m", tiny_model_dir, "-q")
+    assert code == 2 and err.count("\n") == 1 and "a bug" not in err, err
+    assert err.startswith(f"ast: error: {out}") and "No space left on device (nothing was written" in err, err
+    assert left_on(small_disk) == []
+    filler.unlink()
+    assert run(capsys, "batch", folder, "-o", out, "-m", tiny_model_dir, "-q", "--resume")[0] == 0
+    assert len(out.read_text().splitlines()) == 4 and left_on(small_disk) == ["tags.csv", "tags.csv.ast.json"]
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".jsonl", ".npz"])
+def test_an_embedding_file_on_a_full_disk_is_named_and_leaves_no_temporary(
+    capsys, tiny_model_dir, wav, small_disk, suffix
+):
+    fill(small_disk, 0)
+    out = small_disk / f"e{suffix}"
+    code, _, err = run(capsys, "embed", wav(0.5), wav(0.6, name="b.wav"), "-m", tiny_model_dir, "-o", out, "-q")
+    assert code == 1 and err.count("\n") == 1 and "a bug" not in err, err
+    assert err.startswith(f"ast: error: {out}: No space left on device (") and "nothing half-written" in err
+    assert left_on(small_disk) == []
+
+
+def test_stats_write_on_a_full_disk_names_the_file(capsys, wav, small_disk):
+    fill(small_disk, 0)
+    target = small_disk / "model"
+    code, _, err = run(capsys, "stats", wav(0.5), "--write", target, "-q")
+    assert code == 1 and "a bug" not in err and err.count("\n") == 1, err
+    assert err.startswith(f"ast: error: {target / 'preprocessor_config.json'}: No space left on device"), err
+    assert left_on(target) == []
+
+
+def test_a_write_stopped_by_the_disk_inside_torch_or_numpy_names_the_file(tmp_path, monkeypatch):
+    """Simulated: torch.save wraps a failed write in a RuntimeError ("inline_container.cc"), numpy's
+    tofile raises an OSError without an errno; the message still names the file and the reason."""
+    import ast_cli.embedding
+    import ast_cli.files
+    from ast_cli.files import AtomicPath
+
+    def enospc(self, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def torch_like(f):
+        try:
+            f.write(b"x" * 100)
+            f.flush()
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534") from None
+
+    monkeypatch.setattr(ast_cli.files._WriteOnly, "write", enospc)  # what a full disk does to a write
+    with pytest.raises(OSError) as caught:
+        with AtomicPath(tmp_path / "state.pt") as target:
+            target.write_with(torch_like)
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(tmp_path / "state.pt")
+    writer = ast_cli.embedding.EmbeddingWriter(str(tmp_path / "e.npy"), False, 300)
+    writer.items = [ast_cli.embedding.FileEmbedding("a.wav", 1.0, np.zeros(300, np.float32))]
+    with pytest.raises(OSError) as caught:
+        writer.close()
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(tmp_path / "e.npy")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_torch_and_numpy_on_a_really_full_disk_name_the_file(small_disk):
+    """torch.save to a path raises "unexpected pos" without an errno, np.save to a file "requested and
+    written" without one: written through ``AtomicPath.write_with``, the ENOSPC and the file come out."""
+    import torch
+
+    from ast_cli.files import AtomicPath
+
+    fill(small_disk, 0)
+    for name, save in [
+        ("state.pt", lambda f: torch.save({"w": torch.zeros(1 << 16)}, f)),
+        ("e.npy", lambda f: np.save(f, np.zeros(1 << 16, np.float32))),
+    ]:
+        with pytest.raises(OSError) as caught:
+            with AtomicPath(small_disk / name) as target:
+                target.write_with(save)
+        assert (caught.value.errno, caught.value.filename) == (errno.ENOSPC, str(small_disk / name))
+    assert left_on(small_disk) == []
+
+
+@pytest.mark.parametrize("fail_at", [1, 2])
+def test_a_finetune_whose_state_save_fails_goes_on_as_the_message_says(capsys, tiny_model_dir, tmp_path, fail_at):
+    """The disk fills as the state of epoch ``fail_at`` is saved (torch's RuntimeError around the
+    ENOSPC): one line naming the state file and the command that goes on; that command finishes."""
+    import torch
+
+    data = tmp_path / "data"
+    make_sound_dataset(data, per_class=3)
+    out = tmp_path / "out"
+    args = ["finetune", data, "-o", out, "--base", tiny_model_dir, "--epochs", "2", "--workers", "0", "-q"]
+    real, calls = torch.save, []
+
+    def save(obj, f, *rest, **kwargs):
+        calls.append(1)
+        if len(calls) == fail_at:
+            try:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            except OSError:
+                raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0") from None
+        return real(obj, f, *rest, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch, "save", save)
+        code, _, err = run(capsys, *args)
+    state = out / ".train_state" / "state.pt"
+    assert code == (2 if fail_at == 1 else 1) and err.count("\n") == 1 and "a bug" not in err, err
+    assert err.startswith(f"ast: error: {state}: No space left on device"), err
+    again = "--resume" if fail_at == 2 else "start again with"
+    assert again in err and "--force" not in err, err
+    assert not list(out.rglob("*.tmp"))
+    code, _, err = run(capsys, *args, *(["--resume"] if fail_at == 2 else []))
+    assert code == 0, err
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2 and not (out / ".incomplete").exists()
+
+
+@pytest.mark.parametrize("command", ["embed", "stats", "export"])
+def test_the_next_run_removes_the_temporaries_a_killed_run_left(capsys, tiny_model_dir, wav, tmp_path, command):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    names = {"embed": "e.npy", "stats": "preprocessor_config.json", "export": "m.pt"}
+    stale = folder / f".{names[command]}.{dead.stdout.strip()}-abcdef.tmp"
+    live = folder / f".{names[command]}.{os.getpid()}-abcdef.tmp"
+    stale.write_bytes(b"half")
+    live.write_bytes(b"busy")
+    args = {
+        "embed": ["embed", wav(0.5), "-m", tiny_model_dir, "-o", folder / "e.npy"],
+        "stats": ["stats", wav(0.5), "--write", folder],
+        "export": ["export", tiny_model_dir, "-o", folder / "m.pt", "--format", "torchscript"],
+    }[command]
+    run(capsys, *args, "-q")
+    assert not stale.exists() and live.exists()
+
+
+def test_decode_workers_leave_nothing_in_tmp_when_their_parent_is_killed(tiny_model_dir, tmp_path):
+    """multiprocessing's pymp-* folder (the forkserver's socket) goes with the forkserver, which ends
+    when its parent does: SIGKILL of ast batch leaves nothing in the temporary folder."""
+    folder = tmp_path / "in"
+    tone_files(folder, 2, 0.3)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    cmd = [sys.executable, "-m", "ast_cli", "batch", "--files-from", "-", "-o", str(tmp_path / "o.csv")]
+    cmd += ["-m", str(tiny_model_dir), "--workers", "2", "-q"]
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    assert proc.stdin is not None
+    proc.stdin.write(f"{folder / '00.wav'}\n")  # then the pipe stays open: the run waits for more names
+    proc.stdin.flush()
+    deadline = time.monotonic() + 120
+    while not list(scratch.glob("pymp-*")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert list(scratch.glob("pymp-*")) and proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+    time.sleep(1.0)  # the workers are up
+    proc.kill()
+    proc.wait()
+    proc.stdin.close()
+    deadline = time.monotonic() + 30
+    while list(scratch.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert list(scratch.iterdir()) == []
