@@ -17,6 +17,7 @@ from . import metrics, plots
 from .devices import autocast
 from .errors import UsageError
 from .spec import ModelSpec
+from .targets import model_files, refuse_overlap
 
 
 def predict(forward: Callable[[torch.Tensor], torch.Tensor], loader) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,11 +67,15 @@ def evaluate(
 
     if plot and not Path(plot).parent.is_dir():
         raise UsageError(f"--plot {plot}: no such folder {Path(plot).parent}")
+    source = spec if isinstance(spec, str) else spec.source
+    plotted = [plot] if plot else []
+    refuse_overlap(plotted, model_files(source, labels_csv))  # never over the model or the labels
     draw = bool(plot) and plots.available()  # before the wait: without matplotlib, say so at once
     tagger = load_model(spec)  # weights cast once; int8 quantized
     config, pre = tagger.config, tagger.preprocessor
     found = D.csv_labels(labels_csv, data_dir) if labels_csv else D.folder_classes(data_dir)
     found = D.relabel(found, config.labels, f"model {tagger.spec.source}")
+    refuse_overlap(plotted, (clip.path for clip in found.clips))  # nor over a clip
     found, fbanks, _ = D.scan(found, config.num_mel_bins)
     mean, std = (pre.mean, pre.std) if pre.do_normalize else (0.0, 0.5)  # (x - 0) / (2 * 0.5) = x
     dataset = D.ClipDataset(found, config.max_length, mean, std, fbanks=fbanks, num_mel_bins=config.num_mel_bins)

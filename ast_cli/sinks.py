@@ -17,6 +17,7 @@ from typing import IO, Any, BinaryIO
 
 from .errors import OutputExistsError, UsageError
 from .files import write_atomic
+from .targets import open_stream
 from .writers import FolderWriter, Scan, folder_writer, get_writer, writes_folder
 
 _log = logging.getLogger(__name__)
@@ -78,14 +79,21 @@ class Sink:
 class StreamSink(Sink):
     """Records on standard output as each file is done (a pipe reader sees them at once)."""
 
-    def __init__(self, fmt: str, writer_options: dict[str, Any], stream: IO[str] | None = None):
-        self.writer = get_writer(fmt, stream or sys.stdout, **writer_options)
+    def __init__(
+        self, fmt: str, writer_options: dict[str, Any], stream: IO[str] | None = None, path: str | None = None
+    ):
+        self._file = None if path is None else open_stream(path)  # a special file named by -o: its own descriptor
+        self.writer = get_writer(fmt, stream or (_RawText(self._file) if self._file else sys.stdout), **writer_options)
 
     def write(self, record: dict[str, Any]) -> None:
         self.writer.write(record)
 
     def close(self) -> None:
-        self.writer.close()
+        try:
+            self.writer.close()
+        finally:
+            if self._file is not None:
+                self._file.close()
 
 
 class FileSink(Sink):
@@ -187,13 +195,16 @@ class FolderSink(Sink):
         os.close(self._lock)
 
 
-def open_sink(out: str, fmt: str, writer_options: dict[str, Any], *, resume: bool, force: bool) -> Sink:
-    """Where ``ast batch`` writes: standard output for ``-``, else a file, or a folder for a format
-    written as one file a record. Refuses an output that exists unless ``resume`` or ``force``."""
-    if out == "-":
+def open_sink(
+    out: str, fmt: str, writer_options: dict[str, Any], *, resume: bool, force: bool, stream: bool = False
+) -> Sink:
+    """Where ``ast batch`` writes: standard output for ``-``, a special file (``stream``: a pipe, a
+    device, /dev/stdout) appended to as a stream, else a file, or a folder for a format written as one
+    file a record. Refuses an output file that exists unless ``resume`` or ``force``."""
+    if out == "-" or stream:
         if writes_folder(fmt):
             raise UsageError(f"--format {fmt} writes a folder of label files", hint="give -o FOLDER")
-        return StreamSink(fmt, writer_options)
+        return StreamSink(fmt, writer_options, path=None if out == "-" else out)
     if writes_folder(fmt):
         if os.path.exists(out) and not os.path.isdir(out):
             raise UsageError(f"{out}: --format {fmt} writes a folder of label files, and this is a file")

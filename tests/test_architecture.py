@@ -66,6 +66,7 @@ LAYERS = {  # higher numbers may import lower ones (and their own layer, without
         "config",
         "hub",
         "inputs",
+        "targets",
         "output",
         "writers",
         "progress",
