@@ -14,22 +14,23 @@ chunks, and no list of the whole collection is kept (the resume set holds output
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import itertools
 import os
 import signal
+import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import torch
 
 from . import threads
-from .errors import EXIT_USAGE, OutputError, Terminated, UsageError
+from .errors import Terminated, UsageError
 from .features import FRAMES_PER_SECOND
 from .inference import Tagger
 from .inputs import Counts, Input, InputSpec
@@ -38,8 +39,8 @@ from .pipeline import Pipeline
 from .progress import Progress
 from .readback import Expect
 from .records import RecordMaker
-from .sinks import Sink, check_settings, open_sink, settings_path, write_settings
-from .version import __version__
+from .sinks import Sink, check_settings, open_batch_output, settings_path, write_error
+from .targets import Target, model_files, refuse_overlap, target
 from .windows import WindowSpec
 from .workers import InlineSource, Source, WorkerPool
 
@@ -131,11 +132,11 @@ def run_batch(
         tag_options = dataclasses.replace(tag_options, merge=True)
     maker = tagger.record_maker(tag_options)  # unknown labels fail before any work
     spec = tagger.window_spec(tag_options)
-    if options.out != "-":  # before anything is opened for writing: never write over an input
-        _check_output(inputs, options)
+    out = None if options.out == "-" else target(options.out)
+    stdin = None if out is None else _check_output(inputs, options, out, tagger)  # never write over an input
     ray = _ray_source(tagger, spec, tag_options, options)  # a cluster that cannot be reached leaves no output
     try:
-        sink, summary, items = _open_output(tagger, inputs, tag_options, options, maker, ray)
+        sink, summary, items = _open_output(tagger, inputs, tag_options, options, maker, ray, out, stdin)
     except BaseException:
         if ray is not None:
             ray.close()
@@ -162,24 +163,62 @@ def run_batch(
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if stdin is not None:
+            stdin.close()
         source.close()
         progress.close()
         _close_output(sink, summary, options, start, say)
     return summary
 
 
-def _check_output(inputs: InputSpec, options: BatchOptions) -> None:
-    """Refuse an output that is, or (for label tracks) holds or lies in, one of the inputs."""
-    if options.fmt == BatchFormat.audacity and inputs.overlaps(options.out):
+def _check_output(inputs: InputSpec, options: BatchOptions, out: Target, tagger: Tagger) -> IO[str] | None:
+    """Refuse an output that is one of the inputs (or the model's files), or would be found among them
+    once written, or (for label tracks) is, holds or lies in an input folder; and ``--resume`` on a
+    stream. Returns standard input's path list when it had to be read here (see below), else None.
+
+    The inputs are a generator, and the output is opened (truncated with ``--force``, cut back with
+    ``--resume``) before most of them are known. An output that does not exist yet holds no bytes to
+    lose: it is refused when an argument would find it, and a ``--files-from`` line naming it becomes
+    an error record (``Pipeline``). An output that exists is compared by identity with every input
+    first, one name at a time (a stat each, no list kept): the one way to see it through ``**``,
+    linked folders, hard links and path lists before its bytes are gone. Standard input cannot be
+    read twice, so its list is kept in a temporary file for the run."""
+    if out.stream:
+        if options.resume:
+            raise UsageError(
+                f"{out.path}: --resume needs an output file, and this is a stream",
+                hint="a stream is written from the start: leave out --resume",
+            )
+        return None
+    if options.fmt == BatchFormat.audacity:
+        if inputs.overlaps(options.out):
+            raise UsageError(
+                f"{options.out}: the label folder is, holds or lies in an input folder",
+                hint="write the labels outside the folders being tagged",
+            )
+        return None
+    found_in = inputs.would_find(options.out)
+    if found_in is not None:
         raise UsageError(
-            f"{options.out}: the label folder is, holds or lies in an input folder",
-            hint="write the labels outside the folders being tagged",
-        )
-    if options.fmt != BatchFormat.audacity and inputs.would_read(options.out):
-        raise UsageError(
-            f"{options.out}: the output would be one of the inputs",
+            f"{options.out}: the output would be read as an input (found by {found_in})",
             hint="write it outside the files and folders being tagged",
         )
+    if not out.exists:
+        return None
+    stdin = _spool(sys.stdin) if inputs.files_from == "-" else None
+    listed = (item.path for item in inputs.iter(stdin=stdin))
+    refuse_overlap([out], itertools.chain(model_files(tagger.spec.source, tagger.spec.labels), listed))
+    if stdin is not None:
+        stdin.seek(0)
+    return stdin
+
+
+def _spool(lines: Iterable[str]) -> IO[str]:
+    """Standard input's lines in an unnamed temporary file (on disk: a list of millions of paths)."""
+    spool = tempfile.TemporaryFile("w+", encoding="utf-8", errors="surrogateescape", newline="\n")
+    spool.writelines(lines)
+    spool.seek(0)
+    return spool
 
 
 def _ray_source(tagger: Tagger, spec: WindowSpec, tag_options: TagOptions, options: BatchOptions) -> RaySource | None:
@@ -198,6 +237,8 @@ def _open_output(
     options: BatchOptions,
     maker: RecordMaker,
     ray: RaySource | None,
+    out: Target | None,
+    stdin: Iterable[str] | None,
 ) -> tuple[Sink, Summary, Iterator[Input]]:
     """The sink (its settings checked with ``--resume``, then written beside it), the summary to fill
     and the inputs, once the first is known to exist."""
@@ -212,7 +253,7 @@ def _open_output(
         score_columns=maker.score_columns,
     )
     summary = Summary()
-    items = inputs.iter(summary.counts)
+    items = inputs.iter(summary.counts, stdin)
     first = next(items, None)
     if first is None and not summary.counts.other_shard:
         raise UsageError(
@@ -220,43 +261,9 @@ def _open_output(
         )
     # what --resume keeps: records of the recorded hop (check_settings made it this run's), in input order
     expect = Expect(hop_s=settings["hop_frames"] / FRAMES_PER_SECOND, ordered=not options.unordered)
-    sink = _open_sink(options, writer_options, side, settings, expect)
+    stream = out is None or out.stream  # a stream (/dev/stdout, a pipe, a terminal) gets no file beside it
+    sink = open_batch_output(options, writer_options, side, settings, expect, stream=stream)
     return sink, summary, _chain(first, items)
-
-
-def _open_sink(
-    options: BatchOptions, writer_options: dict[str, Any], side: Path, settings: dict, expect: Expect
-) -> Sink:
-    """The sink, then its settings beside it, both before the first record. A write the machine stops
-    here (a full disk) leaves no output that was not there before: the next run starts as this one
-    would have (exit 2, nothing was written)."""
-    created = options.out != "-" and not os.path.exists(options.out)
-    try:
-        sink = open_sink(
-            options.out, options.fmt, writer_options, resume=options.resume, force=options.force, expect=expect
-        )
-    except OSError as exc:
-        if created:
-            _remove_new_output(options.out)
-        raise write_error(exc, options.out, 0, resumable=False) from None
-    if options.out == "-":
-        return sink
-    try:
-        write_settings(side, settings, __version__)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            sink.close()
-        if created:
-            _remove_new_output(options.out)
-        raise write_error(exc, str(side), 0, resumable=False) from None
-    return sink
-
-
-def _remove_new_output(out: str) -> None:
-    """The output file this run made and could not start (at most a header in it)."""
-    with contextlib.suppress(OSError):
-        if os.path.isfile(out):
-            os.unlink(out)
 
 
 def _write_records(
@@ -304,18 +311,6 @@ def _close_output(sink: Sink, summary: Summary, options: BatchOptions, start: fl
         for pattern in summary.counts.unmatched:
             log(f"warning: {pattern}: no file matches")
         log(summary.line() + (" (continue with --resume)" if summary.stopped and options.out != "-" else ""))
-
-
-def write_error(exc: OSError, out: str, written: int, resumable: bool) -> OutputError:
-    """What the environment did to the output (a full disk, a read-only or vanished folder), as one line."""
-    what = exc.strerror or type(exc).__name__
-    where = exc.filename or out
-    if written == 0:
-        return OutputError(
-            f"{where}: {what} (nothing was written)", hint="free space or choose another -o", exit_code=EXIT_USAGE
-        )
-    again = "; run the same command with --resume when there is room" if resumable else ""
-    return OutputError(f"{where}: {what} after {written} record(s){again}", hint="what was written stays valid")
 
 
 def _chain(first: Input | None, rest: Iterator[Input]) -> Iterator[Input]:

@@ -29,6 +29,7 @@ from .files import AtomicPath
 from .inference import Tagger
 from .options import TagOptions
 from .output import to_json
+from .targets import refuse_overlap, target
 from .windows import batched
 
 SUFFIXES = (".jsonl", ".npy", ".npz")  # the output format is the file's suffix
@@ -74,13 +75,16 @@ def embed_files(tagger: Tagger, sources: Iterable[str], options: TagOptions) -> 
             yield FileEmbedding(source, error=str(exc))
 
 
-def check_output(out: str, timeline: bool, force: bool) -> str:
-    """The output's format (its suffix), or a UsageError before any work is done."""
+def check_output(out: str, timeline: bool, force: bool, reads: Iterable[str] = ()) -> str:
+    """The output's format (its suffix), or a UsageError before any work is done: also when ``out`` is
+    one of ``reads`` (the inputs and the model's files). A stream (a pipe, /dev/stdout) without a
+    suffix takes JSON Lines, as ``-`` does."""
     if out == "-":
         return ".jsonl"
+    where = target(out)
     if Path(out).is_dir():
         raise UsageError(f"-o {out}: is a directory", hint="give a file name ending in .jsonl, .npy or .npz")
-    suffix = Path(out).suffix.lower()
+    suffix = _format_of(out, where.stream)
     if suffix not in SUFFIXES:
         raise UsageError(
             f"-o {out}: unknown format {suffix or '(no suffix)'!r}",
@@ -90,9 +94,15 @@ def check_output(out: str, timeline: bool, force: bool) -> str:
         raise UsageError(
             "--timeline does not fit in a .npy file (one array of files x dimensions)", hint="write .npz or .jsonl"
         )
-    if os.path.lexists(out) and not force:
+    refuse_overlap([where], reads)
+    if os.path.lexists(out) and not force and not where.stream:
         raise OutputExistsError(f"{out} exists", hint="use --force to overwrite it, or another -o")
     return suffix
+
+
+def _format_of(out: str, stream: bool) -> str:
+    suffix = Path(out).suffix.lower()
+    return ".jsonl" if out == "-" or (stream and suffix not in SUFFIXES) else suffix
 
 
 class EmbeddingWriter:
@@ -101,13 +111,17 @@ class EmbeddingWriter:
     def __init__(self, out: str, timeline: bool, dims: int):
         self.out = out
         self.dims = dims  # the model's width: a failed input is a NaN row of it
-        self.suffix = ".jsonl" if out == "-" else Path(out).suffix.lower()
+        self.stream = out != "-" and target(out).stream  # a pipe, a device: written in place, never replaced
+        self.suffix = _format_of(out, self.stream)
         self.timeline = timeline
         self.items: list[FileEmbedding] = []
         self._target: AtomicPath | None = None
         self._stream: IO[str] | None = None  # JSON Lines only: the arrays are written whole by close()
         if out == "-":
             self._stream = sys.stdout
+        elif self.stream:
+            if self.suffix == ".jsonl":
+                self._stream = open(out, "a", encoding="utf-8", errors="surrogateescape")
         else:
             self._target = AtomicPath(out)
             if self.suffix == ".jsonl":
@@ -139,12 +153,19 @@ class EmbeddingWriter:
         return record
 
     def close(self) -> None:
-        """Complete the file; failing (a full disk), leave ``out`` as it was and no temporary."""
+        """Complete the file; failing (a full disk), leave ``out`` as it was and no temporary. A stream
+        (a pipe, a device) gets the arrays written in place."""
         try:
             if self._stream is not None:
                 if self._stream is not sys.stdout:
                     self._stream.close()
-            elif self._target is not None:
+            elif self._target is None:
+                with open(self.out, "ab") as device:
+                    if self.suffix == ".npy":
+                        np.save(device, self._matrix())
+                    else:
+                        np.savez(device, **self._arrays())
+            else:
                 if self.suffix == ".npy":
                     matrix = self._matrix()
                     self._target.write_with(lambda f: np.save(f, matrix))

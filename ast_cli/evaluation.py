@@ -19,6 +19,7 @@ from . import metrics, plots
 from .devices import autocast
 from .errors import InvalidValue, UsageError
 from .spec import ModelSpec
+from .targets import model_files, refuse_overlap
 from .thresholds import write_thresholds as write_file
 
 _log = logging.getLogger(__name__)
@@ -78,11 +79,15 @@ def evaluate(
             raise UsageError(f"{flag} {path}: no such folder {Path(path).parent}")
     if target_precision is not None and not 0.0 < target_precision <= 1.0:
         raise InvalidValue("target_precision", f"must be within (0, 1], got {target_precision}")
+    source = spec if isinstance(spec, str) else spec.source
+    written = [path for path in (plot, write_thresholds) if path]
+    refuse_overlap(written, model_files(source, labels_csv))  # never over the model or the labels
     draw = bool(plot) and plots.available()  # before the wait: without matplotlib, say so at once
     tagger = load_model(spec)  # weights cast once; int8 quantized
     config, pre = tagger.config, tagger.preprocessor
     found = D.csv_labels(labels_csv, data_dir) if labels_csv else D.folder_classes(data_dir)
     found = D.relabel(found, config.labels, f"model {tagger.spec.source}")
+    refuse_overlap(written, (clip.path for clip in found.clips))  # nor over a clip
     found, fbanks, _ = D.scan(found, config.num_mel_bins)
     mean, std = (pre.mean, pre.std) if pre.do_normalize else (0.0, 0.5)  # (x - 0) / (2 * 0.5) = x
     dataset = D.ClipDataset(found, config.max_length, mean, std, fbanks=fbanks, num_mel_bins=config.num_mel_bins)

@@ -35,6 +35,7 @@ from .inference import Tagger
 from .model import AST
 from .options import Activation, ExportFormat, ExportOptions, ExportPrecision, Precision
 from .spec import ModelSpec
+from .targets import SAVED_FILES, model_files, refuse_overlap
 
 DTYPES = {
     ExportPrecision.fp32: torch.float32,
@@ -126,8 +127,8 @@ def export(
         hint = ONNX_HINT if fmt == ExportFormat.onnx else "pip install transformers"
         raise UsageError(f"--verify needs {runtime}, which is not installed", hint=hint)
     out = Path(out)
-    _check_output(out, fmt, options.force)
     spec = ModelSpec(source=spec) if isinstance(spec, str) else spec
+    _check_output(out, fmt, options.force, model_files(spec.source, spec.labels))
     status(f"loading {spec.source}")
     checkpoint = load(
         spec.source,
@@ -161,7 +162,9 @@ def export(
     return result
 
 
-def _check_output(out: Path, fmt: ExportFormat, force: bool) -> None:
+def _check_output(out: Path, fmt: ExportFormat, force: bool, reads: list[str]) -> None:
+    written = [out / name for name in SAVED_FILES] if fmt == ExportFormat.hub else [out]
+    refuse_overlap(written, reads, no_stream="export writes a file and loads it back to check it")
     if fmt == ExportFormat.hub:
         if out.exists() and not out.is_dir():
             raise UsageError(f"{out}: exists and is not a folder", hint="the Hub layout is a folder")

@@ -131,6 +131,32 @@ def with_folders(items: Sequence[str], extensions: frozenset[str] | None = None)
     return found
 
 
+def _would_list(pattern: str, path: str) -> bool:
+    """Whether ``glob.glob(pattern, recursive=True)`` lists ``path`` once it exists: its name matches
+    the pattern's last part (a hidden name only a pattern starting with a dot) and its folder is one the
+    other parts match, compared by identity (a ``**`` matching no folder, a linked folder)."""
+    head, tail = os.path.split(pattern)
+    if tail == "**":  # data/** lists every file below data, at any depth
+        head, tail = pattern, "*"
+    name = os.path.basename(path)
+    if not fnmatch.fnmatchcase(name, tail) or (name.startswith(".") and not tail.startswith(".")):
+        return False
+    try:
+        folder = os.stat(os.path.dirname(path) or os.curdir)
+    except OSError:
+        return False
+    # a trailing separator makes glob list folders only
+    heads = glob.iglob(os.path.join(head, ""), recursive=True) if glob.has_magic(head) else iter([head])
+    for candidate in heads:
+        try:
+            st = os.stat(candidate or os.curdir)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (folder.st_dev, folder.st_ino):
+            return True
+    return False
+
+
 def read_path_list(source: str, stdin: Iterable[str] | None = None) -> Iterator[str]:
     """The paths in a file, one a line (``-``: standard input, or ``stdin``), blank lines skipped. A
     name is kept as written but for its line ending (names may begin or end with spaces)."""
@@ -186,10 +212,12 @@ class InputSpec:
                 continue
             yield item
 
-    def would_read(self, path: str) -> bool:
-        """Whether ``path`` is, or would be found as, one of the inputs: a file given by name (the same
-        file), matched by a glob pattern, or below a folder that is walked (with an audio extension).
-        The paths of --files-from are not read here: ``ast batch`` checks each as it comes."""
+    def would_find(self, path: str) -> str | None:
+        """The argument that would read ``path`` (existing or not), None if none would: a file given by
+        name (the same file), a glob pattern that would list it, or a folder below which it would be
+        found (with an audio extension). The paths of --files-from are not read here: an output that
+        exists is compared with each (``targets.refuse_overlap``), one that does not is skipped by the
+        run if a line names it."""
         target = os.path.realpath(path)
         for item in self.items:
             if os.path.isdir(item):
@@ -198,13 +226,13 @@ class InputSpec:
                 parts = inside.split(os.sep)
                 if inside != os.curdir and parts[0] != os.pardir and not any(p.startswith(".") for p in parts):
                     if (self.recursive or len(parts) == 1) and os.path.splitext(target)[1].lower() in self.extensions:
-                        return True
+                        return item
             elif glob.has_magic(item) and not os.path.lexists(item):
-                if fnmatch.fnmatch(target, os.path.realpath(item)) or fnmatch.fnmatch(path, item):
-                    return True
+                if _would_list(item, path):
+                    return item
             elif os.path.exists(item) and os.path.exists(path) and os.path.samefile(item, path):
-                return True
-        return False
+                return item
+        return None
 
     def overlaps(self, folder: str) -> bool:
         """Whether ``folder`` (an output folder) is an input folder, or holds one, or lies in one."""

@@ -13,6 +13,7 @@ import math
 import os
 from typing import Any
 
+from . import targets
 from .files import AtomicPath
 
 DPI = 100
@@ -55,6 +56,11 @@ def _figure(size: tuple[int, int]):
 
 
 def _save(fig, path: str | os.PathLike) -> None:
+    """Atomically to a file; into a stream (a pipe, /dev/stdout) as it is, never replacing it."""
+    if targets.target(path).stream:
+        with targets.open_stream(os.fspath(path)) as f:
+            fig.savefig(f, format="png", dpi=DPI)
+        return
     with AtomicPath(path) as target:
         fig.savefig(target.tmp, format="png", dpi=DPI)
 

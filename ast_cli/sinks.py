@@ -8,6 +8,7 @@ A record is written with one ``write`` call, so a killed run leaves at most the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -15,9 +16,12 @@ import sys
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
-from .errors import OutputExistsError, UsageError
+from .errors import EXIT_USAGE, OutputError, OutputExistsError, UsageError
 from .files import write_atomic
+from .options import BatchOptions
 from .readback import Expect, Scan
+from .targets import open_stream
+from .version import __version__
 from .writers import FolderWriter, folder_writer, get_writer, writes_folder
 
 _log = logging.getLogger(__name__)
@@ -79,14 +83,21 @@ class Sink:
 class StreamSink(Sink):
     """Records on standard output as each file is done (a pipe reader sees them at once)."""
 
-    def __init__(self, fmt: str, writer_options: dict[str, Any], stream: IO[str] | None = None):
-        self.writer = get_writer(fmt, stream or sys.stdout, **writer_options)
+    def __init__(
+        self, fmt: str, writer_options: dict[str, Any], stream: IO[str] | None = None, path: str | None = None
+    ):
+        self._file = None if path is None else open_stream(path)  # a special file named by -o: its own descriptor
+        self.writer = get_writer(fmt, stream or (_RawText(self._file) if self._file else sys.stdout), **writer_options)
 
     def write(self, record: dict[str, Any]) -> None:
         self.writer.write(record)
 
     def close(self) -> None:
-        self.writer.close()
+        try:
+            self.writer.close()
+        finally:
+            if self._file is not None:
+                self._file.close()
 
 
 class FileSink(Sink):
@@ -199,15 +210,23 @@ class FolderSink(Sink):
 
 
 def open_sink(
-    out: str, fmt: str, writer_options: dict[str, Any], *, resume: bool, force: bool, expect: Expect | None = None
+    out: str,
+    fmt: str,
+    writer_options: dict[str, Any],
+    *,
+    resume: bool,
+    force: bool,
+    expect: Expect | None = None,
+    stream: bool = False,
 ) -> Sink:
-    """Where ``ast batch`` writes: standard output for ``-``, else a file, or a folder for a format
-    written as one file a record. Refuses an output that exists unless ``resume`` or ``force``;
-    ``expect``: what ``resume`` keeps of it."""
-    if out == "-":
+    """Where ``ast batch`` writes: standard output for ``-``, a special file (``stream``: a pipe, a
+    device, /dev/stdout) appended to as a stream, else a file, or a folder for a format written as one
+    file a record. Refuses an output file that exists unless ``resume`` or ``force``; ``expect``: what
+    ``resume`` keeps of it."""
+    if out == "-" or stream:
         if writes_folder(fmt):
             raise UsageError(f"--format {fmt} writes a folder of label files", hint="give -o FOLDER")
-        return StreamSink(fmt, writer_options)
+        return StreamSink(fmt, writer_options, path=None if out == "-" else out)
     if writes_folder(fmt):
         if os.path.exists(out) and not os.path.isdir(out):
             raise UsageError(f"{out}: --format {fmt} writes a folder of label files, and this is a file")
@@ -262,3 +281,56 @@ class _RawText:
 
     def flush(self) -> None:
         pass
+
+
+def open_batch_output(
+    options: BatchOptions, writer_options: dict[str, Any], side: Path, settings: dict, expect: Expect, *, stream: bool
+) -> Sink:
+    """``ast batch``'s sink, then its settings beside it, both before the first record. A write the machine stops
+    here (a full disk) leaves no output that was not there before: the next run starts as this one
+    would have (exit 2, nothing was written)."""
+    created = not stream and not os.path.exists(options.out)
+    try:
+        sink = open_sink(
+            options.out,
+            options.fmt,
+            writer_options,
+            resume=options.resume,
+            force=options.force,
+            expect=expect,
+            stream=stream,
+        )
+    except OSError as exc:
+        if created:
+            remove_new_output(options.out)
+        raise write_error(exc, options.out, 0, resumable=False) from None
+    if stream:
+        return sink
+    try:
+        write_settings(side, settings, __version__)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            sink.close()
+        if created:
+            remove_new_output(options.out)
+        raise write_error(exc, str(side), 0, resumable=False) from None
+    return sink
+
+
+def remove_new_output(out: str) -> None:
+    """The output file this run made and could not start (at most a header in it)."""
+    with contextlib.suppress(OSError):
+        if os.path.isfile(out):
+            os.unlink(out)
+
+
+def write_error(exc: OSError, out: str, written: int, resumable: bool) -> OutputError:
+    """What the environment did to the output (a full disk, a read-only or vanished folder), as one line."""
+    what = exc.strerror or type(exc).__name__
+    where = exc.filename or out
+    if written == 0:
+        return OutputError(
+            f"{where}: {what} (nothing was written)", hint="free space or choose another -o", exit_code=EXIT_USAGE
+        )
+    again = "; run the same command with --resume when there is room" if resumable else ""
+    return OutputError(f"{where}: {what} after {written} record(s){again}", hint="what was written stays valid")

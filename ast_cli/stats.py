@@ -37,6 +37,7 @@ from .features import fbank
 from .inputs import AUDIO_EXTENSIONS, read_path_list, walk
 from .options import ReportFormat, StatsMethod, StatsOptions, as_choice
 from .progress import bar as progress_bar
+from .targets import refuse_overlap
 
 # The authors' get_norm_stats.py settings (AudioSet): audio_conf and the DataLoader's batch size.
 TARGET_LENGTH = 1024
@@ -293,6 +294,12 @@ def augmented_item(
 
 
 # -- output --------------------------------------------------------------------------------------
+def check_write(directory: str | os.PathLike | None, paths: Sequence[str | os.PathLike[str]]) -> None:
+    """Refuse ``--write DIR`` whose preprocessor_config.json is one of the clips, before any is read."""
+    if directory:
+        refuse_overlap([Path(directory) / "preprocessor_config.json"], paths)
+
+
 def write_stats(stats: Stats, directory: str | os.PathLike) -> Path:
     """Set mean/std in ``directory/preprocessor_config.json``, keeping its other keys (a new file
     gets the feature extractor's defaults with ``max_length`` the statistics' target length)."""

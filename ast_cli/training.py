@@ -44,6 +44,7 @@ from .model import AST
 from .preparation import Clips, initial_model, load_base, load_data, recipe_for_base, resumed_model
 from .recipe_text import describe
 from .recipes import RecipeValues, loss_name
+from .targets import SAVED_FILES, model_files, refuse_overlap
 from .trainer import HEAD, Trainer, World
 
 _log = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ def finetune(
     world = World.from_env()
     out = Path(out_dir)
     resuming = folder.check_out_dir(out, resume=options.resume, force=options.force)
+    refuse_overlap([out / name for name in SAVED_FILES], model_files(options.base))  # never over the base
     device = resolve_device(options.device)
     if device.type == "cuda" and world.size > 1:
         device = torch.device("cuda", world.local_rank)

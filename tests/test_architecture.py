@@ -67,6 +67,7 @@ LAYERS = {  # higher numbers may import lower ones (and their own layer, without
         "jsonfiles",
         "hub",
         "inputs",
+        "targets",
         "output",
         "writers",
         "thresholds",

@@ -484,11 +484,13 @@ def test_the_output_is_never_one_of_the_inputs(capsys, tiny_model_dir, tmp_path)
     assert (folder / "a.wav").stat().st_size == size and not (folder / "new.wav").exists()
     listing = tmp_path / "list.txt"
     out = tmp_path / "out.jsonl"
-    out.write_text("")
     listing.write_text(f"{folder / 'a.wav'}\n{out}\n")
     code, _, err = run(capsys, "batch", "--files-from", listing, "-o", out, "--force", "-m", tiny_model_dir, "-q")
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert code == 1 and [r.get("error", "") for r in records][1].endswith("is this run's output, not read")
+    # an output that exists is compared with every listed path before it is opened (tests/test_targets.py)
+    code, _, err = run(capsys, "batch", "--files-from", listing, "-o", out, "--force", "-m", tiny_model_dir, "-q")
+    assert code == 2 and "the output is the input" in err and out.read_text().count("\n") == 2
 
 
 def test_a_second_writer_of_the_same_output_stops_at_once(capsys, tiny_model_dir, tmp_path):

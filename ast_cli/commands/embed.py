@@ -55,10 +55,11 @@ def embed(
     """
     from ..embedding import check_output, embed_files, write_embeddings
     from ..inputs import with_folders
+    from ..targets import model_files
 
     paths = with_folders(files)
     stdin_once(paths)
-    check_output(out, timeline, force)
+    check_output(out, timeline, force, reads=[*paths, *model_files(model, labels)])
     options = TagOptions(window=window, hop=hop, channel=channel, batch_size=batch_size)
     spec = ModelSpec(
         source=model,

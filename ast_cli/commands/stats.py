@@ -42,7 +42,7 @@ def stats(
 
     Example: ast stats data/train --format json       ast stats data/ --method exact --write my-model/
     """
-    from ..stats import collect_audio, compute_stats, render_stats, write_stats
+    from ..stats import check_write, collect_audio, compute_stats, render_stats, write_stats
 
     options = StatsOptions(
         method=method,
@@ -54,8 +54,10 @@ def stats(
         seed=seed,
         channel=channel,
     )
+    paths = collect_audio(data, files_from)
+    check_write(write, paths)
     result = compute_stats(
-        collect_audio(data, files_from),
+        paths,
         options.method,
         target_length=options.target_length,
         batch_size=options.batch_size,
