@@ -69,6 +69,7 @@ LAYERS = {  # higher numbers may import lower ones (and their own layer, without
         "output",
         "writers",
         "progress",
+        "chatter",
         "files",
         "errors",
         "version",
