@@ -16,6 +16,7 @@ No torch here.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import os
@@ -110,6 +111,7 @@ def c_output_captured() -> Iterator[list[str]]:
         try:
             if _spill is None:
                 _spill = tempfile.TemporaryFile()
+                atexit.register(_spill.close)
             _spill.seek(0)
             _spill.truncate()
             os.dup2(_spill.fileno(), 2)

@@ -153,6 +153,8 @@ def test_dataloader_workers_end_quietly_when_their_parent_is_killed():
     finally:
         if proc.poll() is None:
             proc.kill()
+        proc.stdout.close()
+        proc.stderr.close()
 
 
 def alive(pid: int) -> bool:
