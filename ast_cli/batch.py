@@ -30,7 +30,7 @@ from typing import IO, TYPE_CHECKING, Any
 import torch
 
 from . import threads
-from .errors import Terminated, UsageError
+from .errors import Interrupted, Terminated, UsageError
 from .features import FRAMES_PER_SECOND
 from .inference import Tagger
 from .inputs import Counts, Input, InputSpec
@@ -73,6 +73,17 @@ class Summary:
     stopped: str | None = None  # why the run stopped early
 
     def line(self) -> str:
+        head = f"{self.stopped}: " if self.stopped else ""
+        return head + self.counts_line()
+
+    def stop_line(self, total: int | None, resumable: bool) -> str:
+        """The one line of a stopped run, as README's exit status table shows it: 'interrupted after 3
+        of 10 file(s)' (the files of this run; 'of' once they are counted), then the counts."""
+        of = f" of {total}" if total is not None else ""
+        again = " (continue with --resume)" if resumable else ""
+        return f"{self.stopped} after {self.tagged + self.failed}{of} file(s): {self.counts_line()}{again}"
+
+    def counts_line(self) -> str:
         parts = [f"{self.tagged} tagged", f"{self.failed} failed"]
         if self.counts.skipped:
             parts.append(f"{self.counts.skipped} skipped (hidden or not audio)")
@@ -86,8 +97,7 @@ class Summary:
             speed += f", {done / self.seconds:.2f} files/s"
             if self.audio_s:
                 speed += f", {self.audio_s / self.seconds:.0f}x real time"
-        head = f"{self.stopped}: " if self.stopped else ""
-        return f"{head}{', '.join(parts)}; {speed}"
+        return f"{', '.join(parts)}; {speed}"
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -156,10 +166,8 @@ def run_batch(
         _write_records(records, sink, summary, progress, say, options, workers)
     except KeyboardInterrupt:
         summary.stopped = "interrupted"
-        raise
     except Terminated:
         summary.stopped = "terminated"
-        raise
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
@@ -168,6 +176,9 @@ def run_batch(
         source.close()
         progress.close()
         _close_output(sink, summary, options, start, say)
+    if summary.stopped in ("interrupted", "terminated"):  # the one line of the stop is the error's
+        stop = Interrupted if summary.stopped == "interrupted" else Terminated
+        raise stop(summary.stop_line(progress.total, resumable=options.out != "-"))
     return summary
 
 
@@ -310,7 +321,8 @@ def _close_output(sink: Sink, summary: Summary, options: BatchOptions, start: fl
         summary.seconds = time.monotonic() - start
         for pattern in summary.counts.unmatched:
             log(f"warning: {pattern}: no file matches")
-        log(summary.line() + (" (continue with --resume)" if summary.stopped and options.out != "-" else ""))
+        if summary.stopped not in ("interrupted", "terminated"):  # those say it in their own line
+            log(summary.line() + (" (continue with --resume)" if summary.stopped and options.out != "-" else ""))
 
 
 def _chain(first: Input | None, rest: Iterator[Input]) -> Iterator[Input]:

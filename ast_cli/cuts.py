@@ -18,7 +18,6 @@ UNKNOWN_FRAMES = 1 << 62  # libsndfile's count for a stream of unknown length (a
 # page after it.
 _CHUNK = re.compile(r"^\s*(data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
 _STREAMED_SIZES = {0, 0xFFFFFFFF, 0x7FFFFFFF}  # a header written before its length was known (a pipe)
-_FFMPEG_CONTEXT = re.compile(r"^\[[^]]*@ 0x[0-9a-f]+\]\s*")  # "[mov,mp4,m4a,3gp,3g2,mj2 @ 0x55f6...] "
 
 
 def read_into(sound_file, out: np.ndarray) -> tuple[int, str]:
@@ -61,12 +60,6 @@ def notes(sound_file, header: int | None, decoded: int, reason: str) -> list[str
     if "lacks an end-of-stream bit" in log or "Junk after the last page" in log:
         found.append("its Ogg stream stops short of its end-of-stream page")
     return found + ([reason] if reason else [])
-
-
-def ffmpeg_note(stderr: str) -> str:
-    """ffmpeg's last complaint, which it prints at ``-v error`` as it goes on past undecodable data."""
-    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
-    return "ffmpeg: " + _FFMPEG_CONTEXT.sub("", lines[-1]) if lines else ""
 
 
 def warn(path: str, found: list[str], decoded_s: float) -> None:

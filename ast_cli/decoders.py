@@ -8,6 +8,7 @@ float32 blocks at that rate. Downmixing and resampling are ``audio``'s.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import stat
@@ -22,11 +23,14 @@ from typing import IO, Any, Protocol
 import numpy as np
 
 from . import cuts
+from .chatter import ChildStderr, c_output_captured, child_line
 from .errors import AudioError
 
 STDIN = "-"
 SPOOL_BYTES = 64 << 20  # stdin kept in memory up to this size, then spilled to a temporary file
 _FLOAT32_OUT = ("-map", "0:a:0", "-f", "f32le", "-acodec", "pcm_f32le", "-")  # first audio stream, raw, to stdout
+
+_log = logging.getLogger(__name__)  # debug: what libsndfile's libraries print
 
 ffmpeg_hint = (
     "install ffmpeg (e.g. 'apt install ffmpeg') to decode formats libsndfile cannot read, "
@@ -68,7 +72,12 @@ class SoundFileDecoder:
         done, reason = 0, ""
         while not reason:
             out = np.empty((n, self.info.channels), dtype=np.float32)
-            got, reason = cuts.read_into(self._sf, out)
+            if self._sf.format == "MP3":  # libmpg123 notes what it skips on stderr
+                with c_output_captured() as said:
+                    got, reason = cuts.read_into(self._sf, out)
+                _log_c_output(self.info.path, said)
+            else:
+                got, reason = cuts.read_into(self._sf, out)
             if got == 0:
                 break
             done += got
@@ -90,7 +99,8 @@ class FfmpegDecoder:
 
     def __init__(self, shown: str, path: str, sf_reason: str, tmp_path: str | None):
         self._tmp_path = tmp_path  # standard input or a pipe written to a file: removed on close
-        rate, channels = _ffprobe(path, shown, sf_reason)
+        self._names = {path: shown}  # ffmpeg names its input in its messages: the user's name, never the temp file
+        rate, channels = _ffprobe(path, shown, sf_reason, self._names)
         self.info = AudioInfo(shown, rate, channels, None)
         self._proc = subprocess.Popen(
             ["ffmpeg", "-nostdin", "-v", "error", "-i", path, *_FLOAT32_OUT],
@@ -98,6 +108,8 @@ class FfmpegDecoder:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
+        assert self._proc.stderr is not None  # Popen was given stderr=PIPE
+        self._stderr = ChildStderr(self._proc.stderr)  # read as it comes: a full pipe would stop ffmpeg
 
     def blocks(self, n: int) -> Iterator[np.ndarray]:
         assert self._proc.stdout is not None  # Popen was given stdout=PIPE
@@ -111,11 +123,12 @@ class FfmpegDecoder:
             usable = len(data) - len(data) % frame_bytes
             done += usable // frame_bytes
             yield np.frombuffer(data[:usable], dtype="<f4").reshape(-1, ch)
-        err = self._proc.stderr.read().decode(errors="replace").strip() if self._proc.stderr else ""
-        if self._proc.wait() != 0:
-            raise AudioError(f"{self.info.path}: ffmpeg could not decode it ({_last_line(err) or 'unknown error'})")
+        failed = self._proc.wait() != 0
+        err = child_line(self._stderr.text(), self._names)
+        if failed:
+            raise AudioError(f"{self.info.path}: ffmpeg could not decode it ({err or 'unknown error'})")
         if err:  # ffmpeg goes on past undecodable data (a cut file: "partial file") and says so
-            cuts.warn(self.info.path, [cuts.ffmpeg_note(err)], done / self.info.sample_rate)
+            cuts.warn(self.info.path, [f"ffmpeg: {err}"], done / self.info.sample_rate)
 
     def close(self) -> None:
         if self._proc.poll() is None:
@@ -152,9 +165,11 @@ def _open(path: str, spool: IO[bytes] | None) -> Decoder:
     # bytes for a path: soundfile encodes str paths strictly, so undecodable names would fail
     target: bytes | IO[bytes] = os.fsencode(path) if spool is None else spool
     try:
-        sound_file = sf.SoundFile(target)
+        sound_file = _sound_file(sf, target, path)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         reason = _sf_reason(exc)
+        if spool is None and reason.startswith("File does not exist"):  # a file _check_path found: libmpg123 refused it
+            reason = "Format not recognised"
         if _looks_like_text(target):  # a .wav that is a text file (an error page, a list): ffmpeg would not help
             raise AudioError(
                 f"{path}: not audio: it is a text file",
@@ -261,7 +276,7 @@ def _spool(stream: IO[Any], empty: str, hint: str) -> IO[bytes]:
 _PROBED = "stream=sample_rate,channels"
 
 
-def _ffprobe(path: str, shown: str, sf_reason: str) -> tuple[int, int]:
+def _ffprobe(path: str, shown: str, sf_reason: str, names: dict[str, str]) -> tuple[int, int]:
     if shutil.which("ffprobe") is None:
         raise AudioError(f"{shown}: cannot decode audio ({sf_reason}); ffmpeg is installed but ffprobe is not")
     proc = subprocess.run(
@@ -273,11 +288,28 @@ def _ffprobe(path: str, shown: str, sf_reason: str) -> tuple[int, int]:
         stream = json.loads(proc.stdout or b"{}").get("streams", [])[0]
         rate, channels = int(stream["sample_rate"]), int(stream["channels"])
     except (IndexError, KeyError, ValueError, TypeError):
-        reason = _last_line(proc.stderr.decode(errors="replace")) or "no audio stream"
+        reason = child_line(proc.stderr, names) or "no audio stream"
         raise AudioError(f"{shown}: cannot decode audio (libsndfile: {sf_reason}; ffmpeg: {reason})") from None
     if rate <= 0 or channels <= 0:
         raise AudioError(f"{shown}: invalid audio stream ({rate} Hz, {channels} channels)")
     return rate, channels
+
+
+def _sound_file(sf: Any, target: bytes | IO[bytes], path: str) -> Any:
+    """libsndfile's ``SoundFile`` of ``target``. libmpg123, which it tries on what no other format
+    claims, prints notes on stderr: they are logged (with --debug), not shown."""
+    said: list[str] = []
+    try:
+        with c_output_captured() as said:
+            return sf.SoundFile(target)
+    finally:
+        _log_c_output(path, said)
+
+
+def _log_c_output(path: str, lines: list[str]) -> None:
+    """What libsndfile's libraries printed, with --debug only: their notes, not our message."""
+    for line in lines:
+        _log.debug("%s: libsndfile: %s", path, line)
 
 
 def _sf_reason(exc: Exception) -> str:
@@ -286,8 +318,3 @@ def _sf_reason(exc: Exception) -> str:
     if text.startswith("Error opening") and ": " in text:
         text = text.split(": ", 1)[1]
     return text.rstrip(".") or type(exc).__name__
-
-
-def _last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1].strip() if lines else ""

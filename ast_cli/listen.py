@@ -3,9 +3,10 @@ microphone).
 
 A reader thread turns the source into 16 kHz mono blocks and keeps the last window of them in a
 bounded buffer; the tagger wakes every ``hop`` seconds of audio and tags the newest window. When
-tagging falls behind the audio, it skips to the newest window instead of queueing (the skipped hops
-are counted), so memory stays at one window however long it runs. Every hop gives a record
-``{"start_s", "end_s", "labels"}``; with ``events`` only changes are reported, with hysteresis.
+tagging falls behind the audio, or a stalled source sends a burst, it skips to the newest window
+instead of queueing (the skipped hops are counted, the cause said once), so memory stays at one
+window however long it runs. Every hop gives a record ``{"start_s", "end_s", "labels"}``; with
+``events`` only changes are reported, with hysteresis.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from .inference import Tagger
 from .livesources import open_source
 from .options import ListenOptions, TagOptions
 
-_log = logging.getLogger(__name__)  # warning: tagging falls behind the audio (once a run)
+_log = logging.getLogger(__name__)  # warnings: tagging falls behind the audio, the source stalls (once a run)
 
 
 # -- the rolling window ---------------------------------------------------------------------------
@@ -169,6 +170,49 @@ class Summary:
         return f"listened to {self.audio_s:.1f} s of audio: {self.hops} hop(s) tagged, {self.skipped} skipped{mean}"
 
 
+class Lag:
+    """Why a live source got whole hops ahead of the tagger, said once for each cause: tagging slower
+    than the audio (a hop takes longer to tag than it lasts), or, while tagging keeps up, a source that
+    stalled (no new audio for a hop or more, then a burst) or sends faster than real time (a file piped in)."""
+
+    def __init__(self, hop_s: float):
+        self.hop_s = hop_s
+        self.tag_s = 0.0  # how long the last hop took to tag
+        self.said: set[str] = set()
+
+    @contextlib.contextmanager
+    def tagging(self) -> Iterator[None]:
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.tag_s = time.monotonic() - start
+
+    def skipped(self, came_s: float, waited_s: float) -> None:
+        """Whole hops were skipped: ``came_s`` seconds of audio came since the last hop tagged, and the
+        tagger waited ``waited_s`` for them."""
+        slow = self.tag_s > self.hop_s
+        if ("slow" if slow else "burst") in self.said:
+            return
+        self.said.add("slow" if slow else "burst")
+        if slow:
+            _log.warning(
+                f"tagging falls behind the audio: a hop takes {self.tag_s:.2f} s to tag, longer than the "
+                f"{self.hop_s} s hop; skipping to the newest (try a longer --hop)"
+            )
+            return
+        keeps_up = f"tagging keeps up ({self.tag_s:.3f} s a {self.hop_s} s hop); skipping to the newest"
+        if waited_s >= self.hop_s:
+            _log.warning(
+                f"the source stalled: no new audio for {waited_s:.1f} s, then {came_s:.1f} s at once; {keeps_up}"
+            )
+        else:
+            _log.warning(
+                f"the source sends audio faster than it plays ({came_s:.1f} s at once); {keeps_up} "
+                "(to tag every hop of a file, redirect it: ast listen - < FILE)"
+            )
+
+
 def check_events(events: bool, options: TagOptions) -> bool:
     """``events``, once it is known to have thresholds (--threshold, or --thresholds FILE)."""
     if events and options.threshold is None and options.thresholds is None:
@@ -232,23 +276,20 @@ def listen(
         hops.window_samples + 2 * hop, ahead=None if live else 2 * hop
     )  # a window and what came after it was due
     threading.Thread(target=read_into, args=(blocks, rate, recent, hop), name="ast-listen-reader", daemon=True).start()
-    due, tagged_to, warned = hop, 0, False
+    due, tagged_to, lag = hop, 0, Lag(hop_s)
     while True:
+        asked = time.monotonic()
         samples, total, arrived, ended = recent.wait_for(due)
         summary.audio_s = total / SAMPLE_RATE
         if total > tagged_to and len(samples) >= FRAME_LENGTH:
             behind = live and total - due >= hop  # whole hops came while the last one was tagged: go to the newest
             if behind:  # (a file or in-memory source is read no faster than it is tagged: never behind, every hop)
                 summary.skipped += (total - due) // hop
-                if not warned:
-                    _log.warning(
-                        "tagging falls behind the audio: skipping to the newest "
-                        f"(a hop takes longer than {hop_s} s here; try a longer --hop)"
-                    )
-                    warned = True
+                lag.skipped((total - tagged_to) / SAMPLE_RATE, waited_s=time.monotonic() - asked)
             end = total if behind or total < due else due  # on time: the window ends where the hop is due
             samples = samples[: len(samples) - (total - end)][-hops.window_samples :]
-            hops.tag(samples, end)
+            with lag.tagging():
+                hops.tag(samples, end)
             summary.hops += 1
             summary.latency_total_s += time.monotonic() - arrived
             tagged_to = end

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import shutil
 import stat
@@ -19,10 +20,12 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from .chatter import ChildStderr, child_line
 from .errors import AudioError, UsageError
 from .options import ListenOptions, RawFormat
 from .wavheader import read_wav_header
 
+_log = logging.getLogger(__name__)  # warning: ffmpeg decoded past damaged audio
 DTYPES = {"s16le": ("<i2", 32768.0), "s32le": ("<i4", 2147483648.0), "f32le": ("<f4", 1.0)}
 READ_SECONDS = 0.1  # how much a read of the source asks for: the latency it adds at most
 
@@ -165,15 +168,49 @@ def ffmpeg_stream(source: Prefixed) -> Iterator[BinaryIO]:
         ["ffmpeg", "-nostdin", "-v", "error", "-i", "pipe:0", "-f", "wav", "-acodec", "pcm_f32le", "pipe:1"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
-    # both pipes were asked for, and Popen's default buffering makes them a BufferedWriter and Reader
+    # the pipes were asked for, and Popen's default buffering makes them a BufferedWriter and Readers
     assert isinstance(proc.stdin, io.BufferedWriter) and isinstance(proc.stdout, io.BufferedReader)
+    assert proc.stderr is not None
     threading.Thread(target=pump, args=(source, proc.stdin), name="ast-listen-ffmpeg", daemon=True).start()
     try:
-        yield proc.stdout
+        yield FfmpegOutput(proc, proc.stdout, ChildStderr(proc.stderr))
     finally:
         proc.kill()
         proc.wait()
+
+
+class FfmpegOutput(io.BufferedIOBase, BinaryIO):
+    """ffmpeg's decoded stream; at its end, what ffmpeg said on stderr folded into one line: an
+    ``AudioError`` when it failed ("Invalid data found when processing input"), else a warning."""
+
+    def __init__(self, proc: subprocess.Popen, stdout: io.BufferedReader, stderr: ChildStderr):
+        super().__init__()
+        self.proc, self.stdout, self.stderr = proc, stdout, stderr
+        self.ended = False
+
+    def read(self, n: int | None = -1) -> bytes:
+        return self._checked(self.stdout.read(n))
+
+    def read1(self, n: int = -1) -> bytes:
+        return self._checked(self.stdout.read1(n))
+
+    def _checked(self, data: bytes) -> bytes:
+        if data or self.ended:
+            return data
+        self.ended = True
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=5)  # its output ended: it is exiting
+        said = child_line(self.stderr.text(), {"pipe:0": "-"})
+        if self.proc.returncode not in (0, None):
+            raise AudioError(
+                f"-: ffmpeg could not decode standard input ({said or 'unknown error'})",
+                hint="send WAV or a format ffmpeg reads, or raw PCM with --raw --rate R --channels C",
+            )
+        if said:
+            _log.warning("-: damaged audio on standard input, decoded past it (ffmpeg: %s)", said)
+        return data
 
 
 def pump(source: Prefixed, sink: BinaryIO) -> None:

@@ -24,13 +24,13 @@ import re
 import signal
 import sys
 import traceback
-import warnings
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 import typer
 import typer.main
 
+from .chatter import one_line, one_line_warnings
 from .errors import (
     EXIT_BROKEN_PIPE,
     EXIT_FAILED,
@@ -95,10 +95,7 @@ def prepare(*, quiet: bool, needs_torch: bool) -> None:
     if quiet:
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 
-    def show(message, category, filename, lineno, file=None, line=None):
-        print(f"ast: warning: {one_line(str(message))}", file=sys.stderr)
-
-    warnings.showwarning = show
+    one_line_warnings()
     if needs_torch:
         _import_torch()
 
@@ -159,13 +156,6 @@ def error(message: str) -> None:
 def status(message: str) -> None:
     """``ast: message`` on stderr: what a long step is doing."""
     print(f"ast: {one_line(message)}", file=sys.stderr, flush=True)
-
-
-def one_line(text: str) -> str:
-    """Control characters (a newline or an escape sequence in a file name) escaped, so every message
-    stays one line and cannot drive the terminal; so are the lone surrogates of a file name that is not
-    UTF-8, which a strict stderr could not encode."""
-    return re.sub("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]", lambda m: repr(m.group())[1:-1], text)
 
 
 def usage_message(exc: typer.TyperException) -> str:

@@ -19,7 +19,9 @@ then the ``Trainer`` through its epochs; messages go to the ``log`` callback, or
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -30,7 +32,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from . import checkpoints, plots, probe, threads
+from . import chatter, checkpoints, plots, probe, threads
 from . import data as D
 from . import runfolder as folder
 from .config import PreprocessorConfig
@@ -239,9 +241,15 @@ def _batches(ctx: Context, train_set: ItemSet, val_set: ItemSet) -> Batches:
     pin = ctx.device.type == "cuda"  # page-locked batches: the non_blocking copies to the GPU are then asynchronous
     # a probe's items are rows of a tensor in memory: worker processes would cost more than they save
     workers = 0 if options.freeze_backbone else options.workers
-    loader = DataLoader(train_set, ctx.values.batch_size, sampler=sampler, num_workers=workers, pin_memory=pin)
+    # a worker ends without a word when this process is killed (no ConnectionResetError traceback)
+    quiet = functools.partial(chatter.die_with_parent, os.getpid())
+    loader = DataLoader(
+        train_set, ctx.values.batch_size, sampler=sampler, num_workers=workers, pin_memory=pin, worker_init_fn=quiet
+    )
     val_part = Subset(val_set, range(world.rank, len(val_set), world.size))
-    val_loader = DataLoader(val_part, 2 * ctx.values.batch_size, num_workers=workers, pin_memory=pin)
+    val_loader = DataLoader(
+        val_part, 2 * ctx.values.batch_size, num_workers=workers, pin_memory=pin, worker_init_fn=quiet
+    )
     # the model keeps the CPUs: DataLoader workers (one thread each) wait for most of a step, which
     # they fill in a few ms a clip; torchrun processes on a CPU share them (docs/performance.md)
     threads.for_model(workers=0, processes=world.size)

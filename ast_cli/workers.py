@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from multiprocessing.context import ForkServerContext, SpawnContext
 from typing import Protocol
 
-from . import threads
+from . import chatter, threads
 from .windows import WindowSpec, decode
 
 FILES_PER_WORKER = 2  # in flight per worker: one decoding, one queued so it never idles
@@ -215,10 +215,12 @@ def _oldest(worker: _Worker) -> float:
 
 
 def _worker_main(spec: WindowSpec, tasks: mp_connection.Connection, results: mp_connection.Connection) -> None:
-    """A decode worker: one thread for torch (the model has the cores), Ctrl-C left to the parent;
-    it ends when its task pipe closes (the parent finished, or was killed)."""
+    """A decode worker: one thread for torch (the model has the cores), Ctrl-C left to the parent,
+    warnings (a cut file) as one line as in the parent; it ends when its task pipe closes (the parent
+    finished, or was killed)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threads.worker()
+    chatter.one_line_warnings()
     try:
         while True:
             task = tasks.recv()

@@ -73,6 +73,7 @@ LAYERS = {  # higher numbers may import lower ones (and their own layer, without
         "thresholds",
         "readback",
         "progress",
+        "chatter",
         "files",
         "errors",
         "version",

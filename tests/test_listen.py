@@ -284,7 +284,11 @@ def test_falling_behind_skips_to_the_newest_audio(tiny_model_dir, tmp_path):
         assert np.median(settled[half:]) - np.median(settled[:half]) < 16 * 1024, rss
     skipped = int(err.split(" skipped")[0].rsplit(" ", 1)[-1])
     assert skipped > 0 and len(records) + skipped >= 600 / 0.05 - 2
-    assert err.count("falls behind") == 1 and records[-1]["end_s"] == 600.0
+    # the tiny model tags a hop in less than its 0.05 s: the source outruns it; on a busy machine a hop
+    # may also take longer than it lasts. Each cause is said once (test_each_cause_of_skipping_...)
+    said = [line for line in err.splitlines() if "skipping to the newest" in line]
+    assert 1 <= len(said) <= 2 and all(sum(cause in line for line in said) <= 1 for cause in CAUSES), err
+    assert records[-1]["end_s"] == 600.0
 
 
 def test_events_have_hysteresis():
@@ -350,3 +354,48 @@ def test_one_burst_is_one_pair_of_events(capsys, monkeypatch, tiny_model_dir):
     assert code == 0, err
     assert [r["event"] for r in records] == ["start", "end"], records
     assert 3.0 <= records[0]["time_s"] <= 5.5 and 3.0 <= records[1]["end_s"] <= 6.5
+
+
+CAUSES = ("falls behind", "the source stalled", "faster than it plays")  # why hops were skipped
+
+
+def hop_source(pieces: list[tuple[float, float]]):
+    """Mono 16-kHz blocks of silence: (seconds of audio, then seconds of wall time to wait) each."""
+    for seconds, pause in pieces:
+        yield np.zeros(int(16000 * seconds), dtype=np.float32)
+        time.sleep(pause)
+
+
+@pytest.mark.parametrize(
+    "cause,pieces,tag_s",
+    [
+        # 2 s at real time (0.1 s every 0.1 s), then nothing for 3 s, then 3 s at once; a hop takes ms
+        ("the source stalled: no new audio for", [(0.1, 0.1)] * 19 + [(0.1, 3.0), (3.0, 0.0)], 0.0),
+        # audio at real time, a hop takes 1 s to tag: tagging is the slow side
+        ("tagging falls behind the audio: a hop takes", [(0.1, 0.1)] * 40, 1.0),
+        # 4 s at once, as `cat file |` gives it, tagging keeping up
+        ("faster than it plays", [(4.0, 0.0)], 0.0),
+    ],
+)
+def test_each_cause_of_skipping_has_its_own_line(tiny_model_dir, monkeypatch, caplog, cause, pieces, tag_s):
+    """A stalled source is not blamed on slow tagging (the issue: "falls behind ... a hop takes longer than
+    1.0 s" while the latency was 0.03 s), nor slow tagging on the source: one line, the right cause."""
+    from ast_cli import listen as L
+    from ast_cli.checkpoints import load
+    from ast_cli.inference import Tagger
+    from ast_cli.options import TagOptions
+
+    tagger = Tagger(load(str(tiny_model_dir)), ModelSpec(device="cpu", precision="fp32"))
+    warm = L.HopTagger(tagger, TagOptions(), lambda record: None, None, 0.0)
+    warm.tag(np.zeros(16000, np.float32), 16000)  # the first call's imports and allocations: not a hop's time
+    real_tag = L.HopTagger.tag
+
+    def tag(self, samples, end):
+        time.sleep(tag_s)
+        real_tag(self, samples, end)
+
+    monkeypatch.setattr(L.HopTagger, "tag", tag)
+    summary = L.Summary()
+    L.listen(tagger, hop_source(pieces), 16000, TagOptions(), emit=lambda r: None, summary=summary, hop_s=0.5)
+    said = [r.getMessage() for r in caplog.records if "skipping to the newest" in r.getMessage()]
+    assert summary.skipped > 0 and len(said) == 1 and cause in said[0], said
