@@ -316,6 +316,7 @@ def run_listen(
     check_events(how.events, options)  # before the source is opened (a microphone, a pipe)
     with contextlib.ExitStack() as stack:
         source = open_source(how, options.channel, stack)
+        _log.debug(f"listening to {how.source or 'the microphone'} at {source.rate} Hz, a hop every {how.hop} s")
         emit = stack.enter_context(LiveView(stream)) if isatty(stream) and not how.events else print_record(stream)
         return listen(
             tagger,

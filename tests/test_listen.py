@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -72,12 +73,11 @@ def listen(capsys, monkeypatch, data: bytes, *args) -> tuple[int, list[dict], st
 
 @pytest.mark.slow
 def test_results_arrive_while_the_audio_does(tiny_model_dir):
-    """A feeder writes 8 s of audio at real-time pace: the first record comes before it has finished
-    (8 s leaves room for a slow start on a busy machine: the import of torch alone can take 4 s there),
-    and each record's end is where the audio was (one a hop, within one hop)."""
-    feeder = subprocess.Popen(
-        [sys.executable, "-c", FEEDER, "16000", "8", "0.25"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+    """A feeder writes 8 s of audio at real-time pace: the first record comes before it has finished,
+    and each record's end is where the audio was (one a hop, within one hop). The feeder starts once the
+    listener says (--debug) that it listens: audio piped in while torch still loads would arrive as a
+    burst, which a live listener rightly skips."""
+    read_end, write_end = os.pipe()
     cmd = [
         sys.executable,
         "-m",
@@ -93,11 +93,18 @@ def test_results_arrive_while_the_audio_does(tiny_model_dir):
         str(tiny_model_dir),
         "--hop",
         "1",
+        "--debug",
     ]
-    proc = subprocess.Popen(
-        cmd, stdin=feeder.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
+    proc = subprocess.Popen(cmd, stdin=read_end, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    os.close(read_end)
+    said = []
+    while not any("ast: debug: listening to -" in line for line in said):
+        said.append(proc.stderr.readline())
+        assert said[-1], "".join(said)  # the listener ended before it listened
+    feeder = subprocess.Popen(
+        [sys.executable, "-c", FEEDER, "16000", "8", "0.25"], stdout=write_end, stderr=subprocess.PIPE
     )
-    feeder.stdout.close()
+    os.close(write_end)
     first = proc.stdout.readline()
     first_at = time.monotonic()
     rest, err = proc.communicate(timeout=120)

@@ -142,14 +142,16 @@ def test_an_unused_4_gb_tensor_is_never_mapped_or_read(model, monkeypatch):
 def test_an_unused_4_gb_tensor_costs_no_memory(model):
     """In a fresh process: the peak resident memory of loading stays far below the unused tensor's 4 GB."""
     _with_unused_4gb_tensor(model / "model.safetensors", "other_head.weight")
+    # the growth of the peak over what importing torch and the package took, which varies with the
+    # environment (threads, allocator): the weights the model uses are a few MB, the unused tensor 4 GB
     script = (
-        "import resource, sys; from ast_cli.checkpoints import load; load(sys.argv[1]);"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        "import resource, sys; from ast_cli.checkpoints import load; peak = lambda: resource.getrusage("
+        "resource.RUSAGE_SELF).ru_maxrss; before = peak(); load(sys.argv[1]); print(peak() - before)"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-c", script, str(model)], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
-    assert int(proc.stdout) < 1_500_000, f"{int(proc.stdout) // 1024} MB resident"  # KB: torch itself takes ~400 MB
+    assert int(proc.stdout) < 1_000_000, f"loading grew the peak by {int(proc.stdout) // 1024} MB"  # KB
 
 
 def test_a_4_gb_tensor_named_like_no_weight_of_an_ast_is_refused_unread(capsys, model, wav, monkeypatch):
