@@ -32,6 +32,7 @@ LAYERS = {  # higher numbers may import lower ones (and their own layer, without
         "probe",
         "data",
         "evaluation",
+        "detection",
         "metrics",
         "plots",
         "export",

@@ -256,3 +256,61 @@ LoaderWorkers = Annotated[
     ),
 ]
 ClipsPerPass = Annotated[int, typer.Option("--batch-size", min=1, metavar="N", help="Clips per forward pass.")]
+
+# -- eval against strong labels (detection.py) ----------------------------------------------------
+StrongLabels = Annotated[
+    str | None,
+    typer.Option(
+        "--strong-labels",
+        metavar="TSV",
+        help="Event-level evaluation: a DCASE ground-truth TSV (filename, onset, offset, event_label; "
+        "filenames relative to DIR, a folder of recordings). Reports event-based and segment-based F1 "
+        "and PSDS (needs the sed extra).",
+    ),
+]
+EventThreshold = Annotated[
+    float | None,
+    typer.Option(
+        "--threshold",
+        "-t",
+        metavar="SCORE",
+        help="With --strong-labels: a label is active where its score is at least this, for F1 (default 0.5).",
+    ),
+]
+EventThresholds = Annotated[
+    str | None,
+    typer.Option(
+        "--thresholds",
+        metavar="FILE",
+        help="With --strong-labels: each label's own threshold (a file of --write-thresholds, or "
+        "label,threshold lines); labels not in it use --threshold.",
+    ),
+]
+Collar = Annotated[
+    float | None,
+    typer.Option(
+        "--collar",
+        min=0.0,
+        metavar="SECONDS",
+        help="With --strong-labels: event-based F1's onset and offset collar (default 0.2, DCASE).",
+    ),
+]
+OffsetCollarRate = Annotated[
+    float | None,
+    typer.Option(
+        "--offset-collar-rate",
+        min=0.0,
+        metavar="SHARE",
+        help="With --strong-labels: the offset collar is at least this share of the event's length "
+        "(default 0.2, DCASE).",
+    ),
+]
+Segment = Annotated[
+    float | None,
+    typer.Option(
+        "--segment",
+        min=0.0,
+        metavar="SECONDS",
+        help="With --strong-labels: segment-based F1's segment length (default 1.0).",
+    ),
+]
