@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from . import process
-from .commands import batch, embed, export, finetune, labels, listen, models, stats, tag
+from .commands import batch, clips, embed, export, finetune, labels, listen, models, stats, tag
 from .commands import eval as evaluate
 from .version import __version__
 
@@ -73,6 +73,7 @@ register(app, "export", export.export)
 register(app, "finetune", finetune.finetune)
 register(app, "eval", evaluate.evaluate)
 register(app, "embed", embed.embed)
+register(app, "clips", clips.clips, needs_torch=False)
 register(app, "listen", listen.listen, no_args_is_help=False)
 register(app, "labels", labels.labels_command, needs_torch=False, no_args_is_help=False)
 app.add_typer(models_app, name="models")

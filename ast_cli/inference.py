@@ -8,7 +8,7 @@ into windows (``windows.py``) and runs them; ``records.py`` turns its scores int
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -193,11 +193,15 @@ class Tagger:
         options = options or TagOptions(**kwargs)
         return self.record_maker(options).record(self.run(source, options, sample_rate))
 
-    def run(self, source, options: TagOptions, sample_rate: int | None = None) -> FileResult:
-        """Per-window scores of one input."""
+    def run(
+        self, source, options: TagOptions, sample_rate: int | None = None, watch: Callable[[Window], None] | None = None
+    ) -> FileResult:
+        """Per-window scores of one input; ``watch`` sees each window as it is cut (progress, pictures)."""
         if isinstance(source, np.ndarray) and sample_rate is None:
             raise UsageError("tagging an array needs its sample_rate")
         windows, meta = self.windows(source, options, sample_rate)
+        if watch is not None:
+            windows = _watched(windows, watch)
         result = FileResult(path="<array>" if isinstance(source, np.ndarray) else os.fspath(source))
         for batch in batched(windows, self.windows_per_batch(options)):
             scores = self.scores(torch.stack([w.features for w in batch]), options.activation)
@@ -205,3 +209,9 @@ class Tagger:
             result.scores.extend(scores)
         result.duration_s = meta["duration_s"]
         return result
+
+
+def _watched(windows: Iterator[Window], watch: Callable[[Window], None]) -> Iterator[Window]:
+    for window in windows:
+        watch(window)
+        yield window

@@ -1,4 +1,5 @@
-"""Pictures of a training run and of an evaluation, as PNG files (matplotlib, the ``plot`` extra).
+"""Pictures of a training run, of an evaluation and of a tagged recording, as PNG files (matplotlib,
+the ``plot`` extra).
 
 matplotlib is imported only when a picture is drawn, and only its object API (``Figure`` with the Agg
 canvas): no pyplot, no global backend, no window. Without matplotlib ``available()`` says once on
@@ -13,12 +14,16 @@ import math
 import os
 from typing import Any
 
+import numpy as np
+
 from . import targets
 from .files import AtomicPath
 
 DPI = 100
 TRAINING_PNG, CONFUSION_PNG, AP_PNG = "training.png", "confusion.png", "per_class_ap.png"  # what ast finetune writes
 TRAINING_SIZE = (1200, 450)  # pixels: loss, validation metric and learning rate per epoch, side by side
+TAG_SIZE = (1200, 800)  # pixels: ast tag --plot, the spectrogram above the labels' scores
+TAG_LABELS = 8  # at most this many labels' lines beneath the spectrogram: more are unreadable
 AP_ROW = 22  # pixels per class of the per-class AP bars
 INSTALL_HINT = "pip install 'ast-cli[plot]' (matplotlib)"
 _log = logging.getLogger(__name__)  # warning: no pictures without matplotlib (once a process)
@@ -143,3 +148,89 @@ def ap_bars(report: dict[str, Any], path: str | os.PathLike) -> None:
 def report_picture(report: dict[str, Any], path: str | os.PathLike) -> None:
     """``ast eval --plot``: the confusion matrix of single-label data, the per-class AP bars of multi-label data."""
     (ap_bars if "mAP" in report else confusion)(report, path)
+
+
+class FrameStrip:
+    """A recording's log-mel frames kept for its picture, at most ``MAX_COLUMNS`` columns whatever its
+    length: past that, neighbouring columns are averaged in pairs, so a column is the mean of ``pool``
+    frames (a power of two). Frames arrive window by window; overlapping frames are taken once."""
+
+    MAX_COLUMNS = 4096  # about 3.4 columns a pixel of TAG_SIZE's width: detail enough, 2 MB of floats at most
+
+    def __init__(self) -> None:
+        self.pool = 1
+        self.frames = 0  # frames taken so far
+        self._columns: list[np.ndarray] = []  # (n, F) blocks of pooled columns
+        self._count = 0  # columns in them
+        self._pending: np.ndarray | None = None  # (< pool, F) frames of the column being filled
+
+    def add(self, start: int, frames: np.ndarray) -> None:
+        """``frames`` (n, F) from frame ``start``; a gap before it (a hop longer than the window) is blank."""
+        if start > self.frames:
+            frames = np.concatenate([np.full((start - self.frames, frames.shape[1]), np.nan, np.float32), frames])
+            start = self.frames
+        new = frames[self.frames - start :]
+        if not len(new):
+            return
+        self.frames += len(new)
+        buf = new if self._pending is None else np.concatenate([self._pending, new])
+        whole = len(buf) // self.pool * self.pool
+        if whole:
+            self._columns.append(buf[:whole].reshape(-1, self.pool, buf.shape[1]).mean(1))  # (n / pool, F)
+            self._count += whole // self.pool
+        self._pending = buf[whole:] if whole < len(buf) else None
+        while self._count > self.MAX_COLUMNS:
+            self._halve()
+
+    def _halve(self) -> None:
+        cols = np.concatenate(self._columns)
+        even = len(cols) // 2 * 2
+        self._columns = [cols[:even].reshape(-1, 2, cols.shape[1]).mean(1)]
+        self._count = even // 2
+        if even < len(cols):  # the odd column goes back to the frames still being pooled
+            odd = np.repeat(cols[even:], self.pool, axis=0)
+            self._pending = odd if self._pending is None else np.concatenate([odd, self._pending])
+        self.pool *= 2
+
+    def image(self) -> np.ndarray:
+        """(F, columns): low bins first, as ``imshow(origin='lower')`` draws them."""
+        parts = list(self._columns)
+        if self._pending is not None:
+            parts.append(self._pending.mean(0, keepdims=True))
+        if not parts:
+            return np.zeros((1, 1), np.float32)
+        return np.concatenate(parts).T
+
+
+def tag_picture(
+    strip: FrameStrip,
+    *,
+    seconds: float,
+    windows: list[tuple[float, float]],
+    scores: np.ndarray,
+    labels: list[str],
+    path: str | os.PathLike,
+    title: str,
+) -> None:
+    """``ast tag --plot``: the log-mel spectrogram over the recording's ``seconds`` and, beneath it on
+    the same time axis, each of ``labels``' score in every window ((start_s, end_s) in ``windows``;
+    ``scores`` (W, len(labels))), at the window's centre, as PANNs' sound event detection plots show them."""
+    fig = _figure(TAG_SIZE)
+    spec, activity = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+    image = strip.image()
+    spec.imshow(image, origin="lower", aspect="auto", cmap="magma", extent=(0, seconds, 0, image.shape[0]))
+    spec.set_ylabel("mel bin")
+    spec.set_title(title)
+    centres = [(start + end) / 2 for start, end in windows]
+    for k, label in enumerate(labels):
+        activity.plot(centres, scores[:, k], marker="." if len(centres) < 50 else None, label=label)
+    if labels:
+        activity.legend(loc="upper right", fontsize=8, ncol=2 if len(labels) > 4 else 1)
+    else:
+        activity.text(0.5, 0.5, "no label reported", ha="center", va="center", transform=activity.transAxes)
+    activity.set_xlim(0, max(seconds, 1e-3))
+    activity.set_xlabel("time (s)")
+    activity.set_ylabel("score (each window)")
+    activity.grid(alpha=0.3)
+    fig.tight_layout()
+    _save(fig, path)

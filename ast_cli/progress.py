@@ -1,14 +1,19 @@
 """Progress on stderr, for every command: ``Progress`` for a batch run (a tqdm bar at a terminal, a
-plain status line every 10 s otherwise), ``bar`` for a loop over known work (stats, an epoch).
+plain status line every 10 s otherwise), ``bar`` for a loop over known work (stats, an epoch, clips),
+``TagBars`` for ``ast tag`` (files, and seconds of a long file; at a terminal only), and ``cleared``
+and ``logging_above`` to write lines while a bar is on the screen.
 
 No torch here.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
 from .output import isatty
@@ -110,3 +115,79 @@ def bar(
         dynamic_ncols=True,
         leave=False,
     )
+
+
+class TagBars:
+    """``ast tag``'s bars, at a terminal only: files done when there are several, and seconds of the
+    current file's audio cut into windows. A bar shows after ``DELAY`` seconds, so a quick run shows
+    none; both are cleared when done."""
+
+    DELAY = 1.0  # seconds
+
+    def __init__(self, files: int, enabled: bool = True, stream: IO[str] | None = None):
+        self.stream = stream or sys.stderr
+        self.shown = enabled and isatty(self.stream)
+        self._files = self._bar(files, "file", None, 0) if self.shown and files > 1 else None
+        self._seconds: Any = None
+
+    def _bar(self, total: int | None, unit: str, desc: str | None, position: int) -> Any:
+        from tqdm import tqdm
+
+        return tqdm(
+            total=total,
+            unit=unit,
+            desc=desc,
+            file=self.stream,
+            dynamic_ncols=True,
+            leave=False,
+            delay=self.DELAY,
+            position=position,
+        )
+
+    def start(self, name: str, seconds: float | None) -> None:
+        """A file begins: ``seconds`` of audio in it (None: not known before it is read)."""
+        if self.shown:
+            total = None if seconds is None else max(1, round(seconds))
+            self._seconds = self._bar(total, "s", os.path.basename(name) or name, int(self._files is not None))
+
+    def reached(self, seconds: float) -> None:
+        """The file's audio is cut into windows up to ``seconds``."""
+        if self._seconds is not None and int(seconds) > self._seconds.n:
+            self._seconds.update(int(seconds) - self._seconds.n)
+
+    def done(self) -> None:
+        if self._seconds is not None:
+            self._seconds.close()
+            self._seconds = None
+        if self._files is not None:
+            self._files.update(1)
+
+    def close(self) -> None:
+        if self._seconds is not None:
+            self._seconds.close()
+            self._seconds = None
+        if self._files is not None:
+            self._files.close()
+            self._files = None
+
+
+@contextlib.contextmanager
+def cleared() -> Iterator[None]:
+    """Any bar on the terminal cleared for the block and drawn again after: for a result line on
+    stdout or a message on stderr while bars are shown."""
+    from tqdm import tqdm
+
+    with tqdm.external_write_mode():
+        yield
+
+
+@contextlib.contextmanager
+def logging_above(shown: bool) -> Iterator[None]:
+    """While ``shown``, the package's log lines (warnings about a file) are written above the bars."""
+    if not shown:
+        yield
+        return
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    with logging_redirect_tqdm(loggers=[logging.getLogger("ast_cli")]):
+        yield

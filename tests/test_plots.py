@@ -158,3 +158,44 @@ def test_importing_the_cli_imports_no_matplotlib():
 
     code = "import sys, ast_cli.cli; sys.exit('matplotlib' in sys.modules or 'torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_tag_plot_is_the_spectrogram_with_the_labels_over_time(tmp_path, tiny_model_dir, wav, capsys):
+    audio = wav(7.0, sr=22050)
+    png = tmp_path / "tagged.png"
+    code = main(["tag", str(audio), "-m", str(tiny_model_dir), "-f", "jsonl", "--plot", str(png)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert out.count("\n") == 1  # the record is still written
+    assert _size(_png(png)) == plots.TAG_SIZE
+
+
+def test_tag_plot_of_a_long_recording_keeps_few_columns():
+    strip = plots.FrameStrip()
+    frames = np.arange(10_000 * 4, dtype=np.float32).reshape(10_000, 4)
+    for start in range(0, 9_001, 500):  # overlapping windows of 1000 frames every 500
+        strip.add(start, frames[start : start + 1000])
+    image = strip.image()
+    assert strip.frames == 10_000 and image.shape[0] == 4
+    assert image.shape[1] <= plots.FrameStrip.MAX_COLUMNS
+    assert abs(image[0].mean() - frames[:, 0].mean()) < 1e-3 * frames[:, 0].mean()  # each frame counted once
+
+
+def test_tag_plot_takes_one_input(tmp_path, tiny_model_dir, wav, capsys):
+    a, b = wav(1.0, name="a.wav"), wav(1.0, name="b.wav")
+    code = main(["tag", str(a), str(b), "-m", str(tiny_model_dir), "--plot", str(tmp_path / "x.png")])
+    _, err = capsys.readouterr()
+    assert code == 2 and "--plot draws one recording, got 2 inputs" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_tag_plot_without_matplotlib_says_how_and_still_tags(tmp_path, tiny_model_dir, wav, monkeypatch, capsys):
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib: ImportError
+    monkeypatch.setattr(plots, "_warned", False)
+    png = tmp_path / "x.png"
+    code = main(["tag", str(wav(1.0)), "-m", str(tiny_model_dir), "-f", "jsonl", "--plot", str(png)])
+    out, err = capsys.readouterr()
+    assert code == 0 and out.count("\n") == 1 and not png.exists()
+    assert err.count("pip install 'ast-cli[plot]'") == 1

@@ -31,6 +31,7 @@ from ..params.tagging import (
     Include,
     IncludeFrom,
     TagFormat,
+    TagPlot,
     Threshold,
     ThresholdsFile,
     Timeline,
@@ -58,6 +59,7 @@ def tag(
     exclude_from: ExcludeFrom = None,
     timeline: Timeline = False,
     fmt: TagFormat = None,
+    plot: TagPlot = None,
     channel: Channel = "mean",
     device: DeviceOpt = Device.auto,
     precision: PrecisionOpt = Precision.auto,
@@ -80,6 +82,8 @@ def tag(
       ast tag recordings/ --format csv > tags.csv
 
       ast tag *.flac --format jsonl | jq '.labels[0]'
+
+      ast tag long.flac --plot long.png
     """
     from ..inputs import with_folders
     from ..output import default_format
@@ -114,4 +118,14 @@ def tag(
         frontend=frontend,
     )
     fmt = fmt or default_format(sys.stdout)
-    exit_with(run_tag(load(spec), paths, options, fmt=fmt, stream=sys.stdout, on_error=process.error))
+    tagged = run_tag(
+        load(spec),
+        paths,
+        options,
+        fmt=fmt,
+        stream=sys.stdout,
+        on_error=process.error,
+        plot=plot,
+        progress=not quiet,
+    )
+    exit_with(tagged)

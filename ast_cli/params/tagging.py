@@ -130,6 +130,16 @@ TagFormat = Annotated[
     ),
 ]
 
+TagPlot = Annotated[
+    str | None,
+    typer.Option(
+        "--plot",
+        metavar="FILE.png",
+        help="Also draw the input's log-mel spectrogram with its top labels' scores over time into this "
+        "PNG (one input; needs matplotlib).",
+    ),
+]
+
 # -- embed ----------------------------------------------------------------------------------------
 EmbedOutput = Annotated[
     str,
