@@ -14,18 +14,14 @@ chunks, and no list of the whole collection is kept (the resume set holds output
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
 import os
 import signal
-import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -35,12 +31,13 @@ from .features import FRAMES_PER_SECOND
 from .inference import Tagger
 from .inputs import Counts, Input, InputSpec
 from .options import BatchFormat, BatchOptions, Engine, FeatureFrontend, TagOptions
+from .outputs import Output, check_outputs, open_outputs, outputs_of, plan_outputs, run_options
 from .pipeline import Pipeline
 from .progress import Progress
 from .readback import Expect
 from .records import RecordMaker
-from .sinks import Sink, check_settings, open_batch_output, settings_path, write_error
-from .targets import Target, model_files, refuse_overlap, target
+from .sinks import Sink, write_error
+from .targets import model_files
 from .windows import WindowSpec
 from .workers import InlineSource, Source, WorkerPool
 
@@ -137,16 +134,17 @@ def run_settings(
 def run_batch(
     tagger: Tagger, inputs: InputSpec, tag_options: TagOptions, options: BatchOptions, log: Log | None = None
 ) -> Summary:
-    """Tag every input into ``options.out``; returns the summary (also printed through ``log``)."""
-    if options.fmt == BatchFormat.audacity and not tag_options.merge:  # a label track holds events
-        tag_options = dataclasses.replace(tag_options, merge=True)
+    """Tag every input into ``options.out`` (and ``options.more_outputs``); returns the summary (also
+    printed through ``log``)."""
+    outputs = plan_outputs(options, tag_options)
+    tag_options = run_options(outputs)  # windows and events where any output holds them
     maker = tagger.record_maker(tag_options)  # unknown labels fail before any work
     spec = tagger.window_spec(tag_options)
-    out = None if options.out == "-" else target(options.out)
-    stdin = None if out is None else _check_output(inputs, options, out, tagger)  # never write over an input
+    model = model_files(tagger.spec.source, tagger.spec.labels)
+    stdin = check_outputs(outputs, inputs, options.resume, model)  # never write over an input
     ray = _ray_source(tagger, spec, tag_options, options)  # a cluster that cannot be reached leaves no output
     try:
-        sink, summary, items = _open_output(tagger, inputs, tag_options, options, maker, ray, out, stdin)
+        sink, summary, items = _open_output(tagger, inputs, options, maker, ray, outputs, stdin)
     except BaseException:
         if ray is not None:
             ray.close()
@@ -178,58 +176,13 @@ def run_batch(
         _close_output(sink, summary, options, start, say)
     if summary.stopped in ("interrupted", "terminated"):  # the one line of the stop is the error's
         stop = Interrupted if summary.stopped == "interrupted" else Terminated
-        raise stop(summary.stop_line(progress.total, resumable=options.out != "-"))
+        raise stop(summary.stop_line(progress.total, resumable=resumable(options)))
     return summary
 
 
-def _check_output(inputs: InputSpec, options: BatchOptions, out: Target, tagger: Tagger) -> IO[str] | None:
-    """Refuse an output that is one of the inputs (or the model's files), or would be found among them
-    once written, or (for label tracks) is, holds or lies in an input folder; and ``--resume`` on a
-    stream. Returns standard input's path list when it had to be read here (see below), else None.
-
-    The inputs are a generator, and the output is opened (truncated with ``--force``, cut back with
-    ``--resume``) before most of them are known. An output that does not exist yet holds no bytes to
-    lose: it is refused when an argument would find it, and a ``--files-from`` line naming it becomes
-    an error record (``Pipeline``). An output that exists is compared by identity with every input
-    first, one name at a time (a stat each, no list kept): the one way to see it through ``**``,
-    linked folders, hard links and path lists before its bytes are gone. Standard input cannot be
-    read twice, so its list is kept in a temporary file for the run."""
-    if out.stream:
-        if options.resume:
-            raise UsageError(
-                f"{out.path}: --resume needs an output file, and this is a stream",
-                hint="a stream is written from the start: leave out --resume",
-            )
-        return None
-    if options.fmt == BatchFormat.audacity:
-        if inputs.overlaps(options.out):
-            raise UsageError(
-                f"{options.out}: the label folder is, holds or lies in an input folder",
-                hint="write the labels outside the folders being tagged",
-            )
-        return None
-    found_in = inputs.would_find(options.out)
-    if found_in is not None:
-        raise UsageError(
-            f"{options.out}: the output would be read as an input (found by {found_in})",
-            hint="write it outside the files and folders being tagged",
-        )
-    if not out.exists:
-        return None
-    stdin = _spool(sys.stdin) if inputs.files_from == "-" else None
-    listed = (item.path for item in inputs.iter(stdin=stdin))
-    refuse_overlap([out], itertools.chain(model_files(tagger.spec.source, tagger.spec.labels), listed))
-    if stdin is not None:
-        stdin.seek(0)
-    return stdin
-
-
-def _spool(lines: Iterable[str]) -> IO[str]:
-    """Standard input's lines in an unnamed temporary file (on disk: a list of millions of paths)."""
-    spool = tempfile.TemporaryFile("w+", encoding="utf-8", errors="surrogateescape", newline="\n")
-    spool.writelines(lines)
-    spool.seek(0)
-    return spool
+def resumable(options: BatchOptions) -> bool:
+    """Whether ``--resume`` can continue the run: every output is a file or a folder."""
+    return all(out != "-" for out, _ in outputs_of(options))
 
 
 def _ray_source(tagger: Tagger, spec: WindowSpec, tag_options: TagOptions, options: BatchOptions) -> RaySource | None:
@@ -244,25 +197,15 @@ def _ray_source(tagger: Tagger, spec: WindowSpec, tag_options: TagOptions, optio
 def _open_output(
     tagger: Tagger,
     inputs: InputSpec,
-    tag_options: TagOptions,
     options: BatchOptions,
     maker: RecordMaker,
     ray: RaySource | None,
-    out: Target | None,
+    outputs: list[Output],
     stdin: Iterable[str] | None,
 ) -> tuple[Sink, Summary, Iterator[Input]]:
-    """The sink (its settings checked with ``--resume``, then written beside it), the summary to fill
-    and the inputs, once the first is known to exist."""
-    settings = run_settings(tagger, tag_options, inputs, options.fmt, precision=ray.precision if ray else None)
-    side = settings_path(options.out, options.fmt)
-    if options.resume and (side.exists() or os.path.exists(options.out)):
-        check_settings(side, settings)
-    writer_options = dict(
-        columns=tag_options.top or len(tagger.labels),
-        timeline=tag_options.timeline,
-        merge=tag_options.merge,
-        score_columns=maker.score_columns,
-    )
+    """The sink (each output's settings checked with ``--resume``, then written beside it), the summary
+    to fill and the inputs, once the first is known to exist."""
+    precision = ray.precision if ray else None
     summary = Summary()
     items = inputs.iter(summary.counts, stdin)
     first = next(items, None)
@@ -270,10 +213,21 @@ def _open_output(
         raise UsageError(
             "no audio files to tag", hint=f"looked for {', '.join(sorted(inputs.extensions)[:8])}, ... (--ext)"
         )
+    window, hop = tagger.window_hop_frames(maker.options)
     # what --resume keeps: records of the recorded hop (check_settings made it this run's), in input order
-    expect = Expect(hop_s=settings["hop_frames"] / FRAMES_PER_SECOND, ordered=not options.unordered)
-    stream = out is None or out.stream  # a stream (/dev/stdout, a pipe, a terminal) gets no file beside it
-    sink = open_batch_output(options, writer_options, side, settings, expect, stream=stream)
+    expect = Expect(hop_s=hop / FRAMES_PER_SECOND, ordered=not options.unordered)
+    sink = open_outputs(
+        outputs,
+        options,
+        layout=lambda output: dict(
+            columns=output.own.top or len(tagger.labels),
+            timeline=output.own.timeline,
+            merge=output.own.merge,
+            score_columns=maker.score_columns,
+        ),
+        settings=lambda output: run_settings(tagger, output.own, inputs, output.fmt, precision=precision),
+        expect=expect,
+    )
     return sink, summary, _chain(first, items)
 
 
@@ -300,7 +254,7 @@ def _write_records(
             raise
         except OSError as exc:
             summary.stopped = "stopped"
-            raise write_error(exc, options.out, summary.tagged + summary.failed, resumable=options.out != "-") from None
+            raise write_error(exc, options.out, summary.tagged + summary.failed, resumable=resumable(options)) from None
         summary.failed += failed
         summary.tagged += not failed
         summary.audio_s += record["duration_s"] or 0.0
@@ -322,7 +276,7 @@ def _close_output(sink: Sink, summary: Summary, options: BatchOptions, start: fl
         for pattern in summary.counts.unmatched:
             log(f"warning: {pattern}: no file matches")
         if summary.stopped not in ("interrupted", "terminated"):  # those say it in their own line
-            log(summary.line() + (" (continue with --resume)" if summary.stopped and options.out != "-" else ""))
+            log(summary.line() + (" (continue with --resume)" if summary.stopped and resumable(options) else ""))
 
 
 def _chain(first: Input | None, rest: Iterator[Input]) -> Iterator[Input]:

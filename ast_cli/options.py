@@ -52,13 +52,16 @@ class RecordFormat(Choice):
 
 
 class BatchFormat(Choice):
-    """``ast batch``: the output file (a folder of label tracks for audacity)."""
+    """``ast batch``: the output file (a folder of one label file an input for audacity and raven)."""
 
     csv = "csv"
     tsv = "tsv"
     json = "json"
     jsonl = "jsonl"
     audacity = "audacity"
+    events_csv = "events-csv"  # one row an event (DCASE's and BirdNET's layout): path, start_s, end_s, label, ...
+    events_tsv = "events-tsv"
+    raven = "raven"  # Raven Pro selection tables
 
 
 class ReportFormat(Choice):
@@ -238,6 +241,7 @@ class BatchOptions:
     ray_address: str | None = None  # None: RAY_ADDRESS or a running cluster, else a Ray started for the run
     actors: int | None = None  # model replicas; None: one per GPU of the cluster, else one per node
     gpus_per_actor: float | None = None  # None: 1 where the cluster has GPUs, else 0
+    more_outputs: Sequence[tuple[str, BatchFormat]] = ()  # (out, fmt) written from the same run besides out
 
     def __post_init__(self) -> None:
         self.fmt = as_choice(BatchFormat, self.fmt, "fmt")
@@ -245,7 +249,7 @@ class BatchOptions:
         check_engine(self)
         if self.workers is not None and self.workers < 0:
             raise InvalidValue("workers", f"must be 0 (decode in the main process) or more, got {self.workers}")
-        if self.resume and self.out == "-":
+        if self.resume and "-" in [self.out, *(out for out, _ in self.more_outputs)]:
             raise InvalidValue("resume", "needs an output file, not standard output ('-')")
         if self.resume and self.force:
             raise InvalidValue("resume", "cannot go with force: one continues the output, the other replaces it")

@@ -325,6 +325,48 @@ def csv_rows(text: str, delimiter: str) -> Iterator[tuple[list[str] | None, str]
         yield None, text[start:]
 
 
+# -- event tables ----------------------------------------------------------------------------------
+def scan_events(text: str, path: str, header: list[str], delimiter: str, expect: Expect) -> Scan:
+    """An event table: the header's row, then a unit a file's consecutive rows, each row whole (width,
+    times, label, index, score) and a file's events in order of start. A file without events has no
+    row, so it is tagged again; the last file's rows go, as a full disk may have cut them."""
+    rows = csv_rows(text, delimiter)
+    head = next(rows, None)
+    if head is None or not head[1].endswith("\n"):
+        return Scan()  # not even the header is whole
+    if head[0] != header:
+        raise UsageError(f"--resume: {path} has other columns than this run would write", hint="use --force")
+    units: list[Unit] = []
+    for row, piece in rows:
+        if not piece.endswith("\n"):
+            break  # torn
+        if row == []:
+            units.append(Unit(None, piece, BLANK))
+            continue
+        damaged = row is None or not event_row_ok(row, len(header))
+        name, last = (row[0] if row else ""), (units[-1] if units else None)
+        if last is not None and last.problem != BLANK and (name == last.name or (damaged and not name)):
+            last.text, last.problem = last.text + piece, last.problem or (DAMAGED if damaged else None)
+            last.rows += [] if row is None else [row]
+        else:
+            units.append(Unit(name or None, piece, DAMAGED if damaged else None, [] if row is None else [row]))
+    for unit in units:
+        starts = [float(row[1]) for row in unit.rows] if unit.problem is None else []
+        unit.problem = unit.problem or (None if starts == sorted(starts) else DAMAGED)
+    whole = [i for i, unit in enumerate(units) if unit.problem != BLANK]
+    if whole:
+        del units[whole[-1]]
+    return keep(units, expect.ordered, lambda texts: head[1] + "".join(texts))
+
+
+def event_row_ok(row: list[str], width: int) -> bool:
+    """A row of an event table: path, start_s, end_s, label, index, score."""
+    if len(row) != width or not row[0] or not row[3] or not row[4].isdigit():
+        return False
+    start, end = number(row[1]), number(row[2])
+    return start is not None and end is not None and start <= end and number(row[5]) is not None
+
+
 # -- JSON Lines, JSON ------------------------------------------------------------------------------
 def scan_jsonl(text: str, expect: Expect) -> Scan:
     """One record a line; what follows the last newline is torn."""

@@ -1,6 +1,6 @@
 """Where ``ast batch`` records go: a file (flushed record by record, resumable), standard output, or a
-folder of Audacity label tracks. Also the settings recorded beside an output, which ``--resume``
-compares before it appends.
+folder of one file an input (Audacity label tracks, Raven selection tables). Also the settings
+recorded beside an output, which ``--resume`` compares before it appends.
 
 A record is written with one ``write`` call, so a killed run leaves at most the tail of one record;
 ``--resume`` finds the last whole record, cuts the file there and goes on. No torch here.
@@ -284,26 +284,28 @@ class _RawText:
 
 
 def open_batch_output(
-    options: BatchOptions, writer_options: dict[str, Any], side: Path, settings: dict, expect: Expect, *, stream: bool
+    out: str,
+    fmt: str,
+    options: BatchOptions,
+    writer_options: dict[str, Any],
+    side: Path,
+    settings: dict,
+    expect: Expect,
+    *,
+    stream: bool,
 ) -> Sink:
-    """``ast batch``'s sink, then its settings beside it, both before the first record. A write the machine stops
-    here (a full disk) leaves no output that was not there before: the next run starts as this one
-    would have (exit 2, nothing was written)."""
-    created = not stream and not os.path.exists(options.out)
+    """The sink of one ``ast batch`` output, then its settings beside it, both before the first record. A
+    write the machine stops here (a full disk) leaves no output that was not there before: the next
+    run starts as this one would have (exit 2, nothing was written)."""
+    created = not stream and not os.path.exists(out)
     try:
         sink = open_sink(
-            options.out,
-            options.fmt,
-            writer_options,
-            resume=options.resume,
-            force=options.force,
-            expect=expect,
-            stream=stream,
+            out, fmt, writer_options, resume=options.resume, force=options.force, expect=expect, stream=stream
         )
     except OSError as exc:
         if created:
-            remove_new_output(options.out)
-        raise write_error(exc, options.out, 0, resumable=False) from None
+            remove_new_output(out)
+        raise write_error(exc, out, 0, resumable=False) from None
     if stream:
         return sink
     try:
@@ -312,16 +314,21 @@ def open_batch_output(
         with contextlib.suppress(OSError):
             sink.close()
         if created:
-            remove_new_output(options.out)
+            remove_new_output(out)
         raise write_error(exc, str(side), 0, resumable=False) from None
     return sink
 
 
-def remove_new_output(out: str) -> None:
-    """The output file this run made and could not start (at most a header in it)."""
+def remove_new_output(out: str, side: Path | None = None) -> None:
+    """The output this run made and could not start (at most a header in it, or an empty folder), and
+    its settings file."""
     with contextlib.suppress(OSError):
+        if side is not None:
+            side.unlink(missing_ok=True)
         if os.path.isfile(out):
             os.unlink(out)
+        elif os.path.isdir(out):
+            os.rmdir(out)
 
 
 def write_error(exc: OSError, out: str, written: int, resumable: bool) -> OutputError:

@@ -1,5 +1,6 @@
 """One writer a format, found by its format value (as whisper's ``get_writer``): table, json, jsonl,
-csv, tsv and audacity.
+csv, tsv, the event tables (events-csv, events-tsv), and the folders of audacity label tracks and
+Raven selection tables.
 
 A writer knows the text of a document's head (``head``), of one record (``render``) and of its end
 (``end``), and how to read back what an earlier run left in an output (``scan``, for ``ast batch
@@ -21,7 +22,7 @@ from typing import IO, Any, ClassVar, Protocol, TypeVar
 
 from .options import BatchFormat, RecordFormat
 from .output import console, render_record, to_json
-from .readback import Expect, Scan, scan_json, scan_jsonl, scan_table
+from .readback import Expect, Scan, scan_events, scan_json, scan_jsonl, scan_table
 
 F = TypeVar("F", bound="type[Writer | FolderWriter]")
 
@@ -72,6 +73,12 @@ def writes_folder(fmt: str) -> bool:
     return str(fmt) in FOLDERS
 
 
+def writes_events(fmt: str) -> bool:
+    """Whether ``fmt`` is made of a record's events only (its run merges windows: ``--merge``)."""
+    cls = DOCUMENTS.get(str(fmt)) or FOLDERS.get(str(fmt))
+    return cls is not None and cls.events
+
+
 class TextStream(Protocol):
     """Where a document goes: a text file, standard output, or ``sinks``' face on a raw file."""
 
@@ -91,6 +98,7 @@ class Writer:
     """
 
     fmt: ClassVar[str] = ""
+    events: ClassVar[bool] = False  # made of the record's events alone
 
     def __init__(
         self,
@@ -254,15 +262,49 @@ class TsvWriter(CsvWriter):
     delimiter: ClassVar[str] = "\t"
 
 
+@register(BatchFormat.events_csv)
+class EventsCsvWriter(CsvWriter):
+    """One row an event, nothing else: ``path, start_s, end_s, label, index, score``, times in seconds
+    as the JSON record has them (to the millisecond). The columns of DCASE's event lists
+    (filename, onset, offset, event_label) come first, in their order; a file without events, or
+    that failed, has no row."""
+
+    events = True
+    HEADER: ClassVar[list[str]] = ["path", "start_s", "end_s", "label", "index", "score"]
+
+    def header(self) -> list[str]:
+        return list(self.HEADER)
+
+    def rows(self, record: dict[str, Any]) -> list[list[Any]]:
+        return [
+            [record["path"], seconds(e["start_s"]), seconds(e["end_s"]), e["label"], e["index"], num(e["score"])]
+            for e in record.get("events", [])
+        ]
+
+    def scan(self, text: str, path: str, expect: Expect) -> Scan:
+        return scan_events(text, path, self.header(), self.delimiter, self.expect(expect))
+
+
+@register(BatchFormat.events_tsv)
+class EventsTsvWriter(EventsCsvWriter):
+    """The event table tab-separated, as DCASE's tools read it."""
+
+    delimiter: ClassVar[str] = "\t"
+
+
 class FolderWriter:
     """A format written as a folder of files, one a record: ``path_of`` a record's file in the folder,
     ``render`` its text, ``failure`` the line a failed record adds to ``FAILURES``."""
 
     fmt: ClassVar[str] = ""
+    events: ClassVar[bool] = False  # made of the record's events alone
     FAILURES: ClassVar[str] = "errors.jsonl"
+    SUFFIX: ClassVar[str] = ".txt"  # added to the input's name: a.wav -> a.wav.txt
 
     def path_of(self, name: str) -> PurePath:
-        raise NotImplementedError
+        """The record's file in the folder: its path made relative (no root, no ``..``), plus ``SUFFIX``."""
+        parts = [p for p in PurePath(name).parts if p not in ("..", ".") and p != PurePath(name).anchor]
+        return PurePath(*parts[:-1], (parts[-1] if parts else "stdin") + self.SUFFIX)
 
     def render(self, record: dict[str, Any]) -> str:
         raise NotImplementedError
@@ -276,12 +318,47 @@ class AudacityWriter(FolderWriter):
     """One Audacity label track a file: ``<name>.txt`` with ``start<TAB>end<TAB>label`` lines (the
     merged events); failures go to ``errors.jsonl``."""
 
-    def path_of(self, name: str) -> PurePath:
-        parts = [p for p in PurePath(name).parts if p not in ("..", ".") and p != PurePath(name).anchor]
-        return PurePath(*parts[:-1], (parts[-1] if parts else "stdin") + ".txt")
+    events = True
 
     def render(self, record: dict[str, Any]) -> str:
         return "".join(f"{e['start_s']:.6f}\t{e['end_s']:.6f}\t{e['label']}\n" for e in record.get("events", []))
+
+
+RAVEN_HEADER = (
+    "Selection",
+    "View",
+    "Channel",
+    "Begin Time (s)",
+    "End Time (s)",
+    "Low Freq (Hz)",
+    "High Freq (Hz)",
+    "Annotation",
+    "Score",
+)
+RAVEN_HIGH_HZ = 8000  # the model hears audio resampled to 16 kHz: nothing above its Nyquist frequency
+
+
+@register(BatchFormat.raven)
+class RavenWriter(FolderWriter):
+    """One Raven Pro selection table a file, ``<name>.selections.txt``: tab-separated, ``RAVEN_HEADER``,
+    one selection an event over the band the model hears (Raven: File > Open Selection Table, with the
+    recording open); a file without events gets the header alone. Failures go to ``errors.jsonl``."""
+
+    events = True
+    SUFFIX = ".selections.txt"
+
+    def render(self, record: dict[str, Any]) -> str:
+        lines = ["\t".join(RAVEN_HEADER)]
+        for n, e in enumerate(record.get("events", []), 1):
+            label = " ".join(str(e["label"]).split())  # a tab or a newline in a label would break the table
+            times = f"{seconds(e['start_s'])}\t{seconds(e['end_s'])}"
+            lines.append(f"{n}\tSpectrogram 1\t1\t{times}\t0\t{RAVEN_HIGH_HZ}\t{label}\t{num(e['score'])}")
+        return "\n".join(lines) + "\n"
+
+
+def seconds(value: float) -> str:
+    """A time cell: seconds to the millisecond, as the JSON record rounds them."""
+    return f"{value:.3f}"
 
 
 def num(value: float | None) -> str:

@@ -20,6 +20,7 @@ LAYERS = {  # higher numbers may import lower ones (and their own layer, without
         "pipeline",
         "workers",
         "distributed",
+        "outputs",
         "sinks",
         "embedding",
         "clips",

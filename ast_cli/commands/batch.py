@@ -66,8 +66,8 @@ RAY_FLAGS = {"ray_address": "--ray-address", "actors": "--actors", "gpus_per_act
 
 def batch(
     inputs: BatchInputs = [],
-    out: BatchOutput = "-",
-    fmt: BatchFormatOpt = None,
+    out: BatchOutput = [],
+    fmt: BatchFormatOpt = [],
     files_from: FilesFrom = None,
     recursive: Recursive = True,
     ext: Extensions = [],
@@ -110,11 +110,11 @@ def batch(
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
-    """Tag whole collections into CSV, TSV, JSON, JSON Lines or Audacity labels: streaming, resumable.
+    """Tag collections into CSV, TSV, JSON, JSON Lines, event tables, Audacity or Raven labels; resumable.
 
     Examples:
 
-      ast batch recordings/ -o tags.csv
+      ast batch recordings/ -o tags.csv -o raven/ -f csv -f raven       (two outputs from one run)
 
       find /data -name '*.flac' | ast batch --files-from - -o - | jq .labels[0]
 
@@ -128,8 +128,8 @@ def batch(
 
     found = input_spec(inputs, files_from=files_from, recursive=recursive, ext=ext, relative=relative, shard=shard)
     options = batch_options(
-        out=out,
-        fmt=fmt or output_format(out),
+        outs=out,
+        fmts=fmt,
         workers=workers,
         unordered=unordered,
         resume=resume,
@@ -189,8 +189,8 @@ def input_spec(
 
 def batch_options(
     *,
-    out: str,
-    fmt: BatchFormat,
+    outs: list[str],
+    fmts: list[BatchFormat],
     workers: int | None,
     unordered: bool,
     resume: bool,
@@ -201,12 +201,16 @@ def batch_options(
     actors: int | None,
     gpus_per_actor: float | None,
 ) -> BatchOptions:
-    """The run's options, once the flags that exclude or need each other are checked."""
+    """The run's options, once the flags that exclude or need each other are checked (``outs``: every
+    -o, none for standard output; ``fmts``: every --format, none to take each from its -o)."""
+    outs = outs or ["-"]
+    fmts = output_formats(outs, fmts)
     ray: dict[str, object] = {"ray_address": ray_address, "actors": actors, "gpus_per_actor": gpus_per_actor}
-    check_flags(out=out, resume=resume, force=force, engine=engine, workers=workers, ray=ray)
+    check_flags(outs=outs, resume=resume, force=force, engine=engine, workers=workers, ray=ray)
     return BatchOptions(
-        out=out,
-        fmt=fmt,
+        out=outs[0],
+        fmt=fmts[0],
+        more_outputs=list(zip(outs[1:], fmts[1:], strict=True)),
         workers=workers,
         unordered=unordered,
         resume=resume,
@@ -219,6 +223,18 @@ def batch_options(
     )
 
 
+def output_formats(outs: list[str], fmts: list[BatchFormat]) -> list[BatchFormat]:
+    """Each output's format: one --format per -o, in the same order, or none (each from its extension)."""
+    if not fmts:
+        return [output_format(out) for out in outs]
+    if len(fmts) != len(outs):
+        raise UsageError(
+            f"{len(outs)} output(s) (-o) and {len(fmts)} --format",
+            hint="give one --format per -o, in the same order, or none (each from its file's extension)",
+        )
+    return fmts
+
+
 def output_format(out: str) -> BatchFormat:
     """The format OUT's extension names; JSON Lines on standard output."""
     from ..output import format_from_path
@@ -227,13 +243,13 @@ def output_format(out: str) -> BatchFormat:
         return BatchFormat.jsonl
     fmt = format_from_path(out)
     if not fmt:
-        hint = "give --format csv, tsv, json, jsonl or audacity"
+        hint = "give --format csv, tsv, json, jsonl, events-csv, events-tsv, audacity or raven"
         raise UsageError(f"cannot tell the output format from {out!r}", hint=hint)
     return fmt
 
 
 def check_flags(
-    *, out: str, resume: bool, force: bool, engine: Engine, workers: int | None, ray: dict[str, object]
+    *, outs: list[str], resume: bool, force: bool, engine: Engine, workers: int | None, ray: dict[str, object]
 ) -> None:
     """The flags that exclude or need each other (``BatchOptions`` checks each value)."""
     if engine == Engine.local:
@@ -245,7 +261,7 @@ def check_flags(
             "--workers is for --engine local",
             hint="with --engine ray decoding runs in Ray's CPU tasks; --actors sets the model replicas",
         )
-    if resume and out == "-":
-        raise UsageError("--resume needs an output file", hint="give -o FILE")
+    if resume and "-" in outs:
+        raise UsageError("--resume needs an output file", hint="give -o FILE, not standard output ('-')")
     if resume and force:
         raise UsageError("--resume and --force exclude each other")

@@ -22,21 +22,25 @@ BatchInputs = Annotated[
 
 # -- outputs --------------------------------------------------------------------------------------
 BatchFormatOpt = Annotated[
-    BatchFormat | None,
+    list[BatchFormat],
     typer.Option(
         "--format",
         "-f",
-        help="Output format (default: from OUT's extension; jsonl on stdout).",
+        metavar="<" + "|".join(f.value for f in BatchFormat) + ">",
+        show_default=False,
+        help="Output format (default: from OUT's extension; jsonl on stdout); with several -o, one "
+        "--format each, in their order, or none.",
     ),
 ]
 BatchOutput = Annotated[
-    str,
+    list[str],
     typer.Option(
         "--output",
         "-o",
         metavar="OUT",
         show_default=False,
-        help="Output file ('-': standard output), or a folder for --format audacity.",
+        help="Output file ('-': standard output, the default), or a folder for --format audacity or "
+        "raven; repeat for several outputs from one run.",
     ),
 ]
 
