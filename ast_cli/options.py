@@ -196,6 +196,7 @@ class TagOptions:
     exclude: Sequence[str] = ()
     channel: str | int = "mean"
     batch_size: int | None = None  # windows a forward pass; None: Tagger.windows_per_batch decides
+    crop_short: bool = False  # windows shorter than the model's input cut after their last patch, not padded
     all_scores: bool = False  # also every label's score: "scores" {label: score} in the record
     merge: bool = False  # also "events": consecutive windows carrying a label joined (implies timeline)
 
