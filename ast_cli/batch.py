@@ -126,6 +126,8 @@ def run_settings(
     # recorded only when not the default: a settings file without the key means the default
     if tagger.spec.frontend != FeatureFrontend.transformers:
         settings["frontend"] = tagger.spec.frontend
+    if options.crop_short:
+        settings["crop_short"] = True
     if options.thresholds is not None:  # the values, not the file's name: an edited file changes results
         settings["thresholds"] = {k.lower(): v for k, v in sorted(options.thresholds.per_label.items())}
     return settings
@@ -189,6 +191,8 @@ def _ray_source(tagger: Tagger, spec: WindowSpec, tag_options: TagOptions, optio
     """With ``--engine ray``, the cluster's source, joined before the output is opened."""
     if options.engine != Engine.ray:
         return None
+    if tag_options.crop_short:  # Ray Data batches windows of many files: rows of one length each
+        raise UsageError("--crop-short is not available with --engine ray", hint="use --engine local")
     from .distributed import RaySource
 
     return RaySource(tagger, spec, tag_options, options)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .checkpoints import Checkpoint, load
-from .config import ASTConfig, PreprocessorConfig
+from .config import ASTConfig, PreprocessorConfig, patch_grid
 from .devices import (
     autocast,
     cast_matmul_weights,
@@ -29,6 +29,7 @@ from .devices import (
 from .errors import UsageError
 from .features import FRAMES_PER_SECOND
 from .hub import DEFAULT_MODEL
+from .layouts import leading_pos_embed
 from .model import AST
 from .options import Activation, FeatureFrontend, Precision, TagOptions
 from .records import FileResult, RecordMaker
@@ -86,6 +87,7 @@ class Tagger:
         self.config: ASTConfig = checkpoint.model.config
         self.preprocessor: PreprocessorConfig = checkpoint.preprocessor
         self.labels = self.config.labels
+        self._positions: dict[int, torch.Tensor] = {}  # --crop-short: position tables by input frames
 
     # -- settings --------------------------------------------------------------------------
     @property
@@ -142,6 +144,7 @@ class Tagger:
             do_normalize=p.do_normalize,
             channel=options.channel,
             remove_dc=self.spec.frontend == FeatureFrontend.authors,
+            crop=(self.config.patch_size, self.config.time_stride) if options.crop_short else None,
         )
 
     def windows(
@@ -157,7 +160,7 @@ class Tagger:
         """(B, T, F) normalised features -> (B, C) float32 logits on the CPU."""
         x = features.to(self.device, non_blocking=True)
         with autocast(self.device, self.dtype):
-            out = self.model(x)
+            out = self.model(x, self.position_table(x.shape[1]))
         return out.float().cpu()
 
     @torch.inference_mode()
@@ -165,8 +168,20 @@ class Tagger:
         """(B, T, F) -> (B, D): the pooled (cls + distillation) / 2 embedding before the head."""
         x = features.to(self.device, non_blocking=True)
         with autocast(self.device, self.dtype):
-            out = self.model.forward_features(x)
+            out = self.model.forward_features(x, self.position_table(x.shape[1]))
         return out.float().cpu()
+
+    def position_table(self, frames: int) -> torch.Tensor | None:
+        """The position embeddings of a window cropped to ``frames`` frames (``--crop-short``): the
+        patches' positions in the padded window, so the cropped window differs from it only by the
+        padding's patches it leaves out. None for a full window: the model's own table."""
+        if frames == self.window_frames:
+            return None
+        if frames not in self._positions:
+            c = self.config
+            t = patch_grid(c.num_mel_bins, frames, c.patch_size, c.frequency_stride, c.time_stride)[1]
+            self._positions[frames] = leading_pos_embed(self.model.pos_embed.detach(), c.grid, t)
+        return self._positions[frames]
 
     def scores(self, features: torch.Tensor, activation: str | None = None) -> torch.Tensor:
         """(B, T, F) normalised features -> (B, C) scores with the model's (or the given) activation."""

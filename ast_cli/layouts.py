@@ -1,4 +1,4 @@
-"""Key layouts: every table that names an AST's weights, and the one adaptation of its position table.
+"""Key layouts: every table that names an AST's weights, and the adaptations of its position table.
 
 Three layouts name the same tensors:
 - ours (``model.AST``, timm's names): ``blocks.N.attn.qkv.weight``, ``fc_norm``, ``head``;
@@ -8,7 +8,7 @@ Three layouts name the same tensors:
 Renaming lives here (``hf_to_native``, ``native_to_hf``, ``authors_to_native``; ``hf_native_key`` and
 ``authors_native_key`` for one name, which the shape checks of ``weights`` use too, and ``hf_uses`` and
 ``authors_uses``, which choose the tensors to read by name), position-embedding adaptation in
-``adapt_pos_embed``: nowhere else.
+``adapt_pos_embed`` (and ``leading_pos_embed`` for inputs cropped at run time): nowhere else.
 """
 
 from __future__ import annotations
@@ -213,3 +213,14 @@ def adapt_pos_embed(pos: torch.Tensor, old_grid: tuple[int, int], new_grid: tupl
         grid = torch.nn.functional.interpolate(grid, size=(f1, t1), mode="bilinear")
     grid = grid.permute(0, 2, 3, 1).reshape(1, f1 * t1, D).to(pos.dtype)  # (1, f*t, D)
     return torch.cat([tokens, grid], dim=1)
+
+
+def leading_pos_embed(pos: torch.Tensor, grid: tuple[int, int], t: int) -> torch.Tensor:
+    """(1, 2 + f*t, D): the position embeddings of the first ``t`` time columns of ``grid`` (f, t0),
+    the ones a shorter input's patches have when it is zero-padded to the full length (``ast tag
+    --crop-short``). Not ``adapt_pos_embed``'s cut around the centre, which would move every patch
+    to another position than the padded input gives it (docs/performance.md measures both)."""
+    f, t0 = grid
+    D = pos.shape[-1]
+    table = pos[:, 2:].reshape(1, f, t0, D)[:, :, :t]  # (1, f, t, D): frequency-major, as PatchEmbed flattens
+    return torch.cat([pos[:, :2], table.reshape(1, f * t, D)], dim=1)

@@ -123,11 +123,13 @@ class AST(nn.Module):
         for p in (self.cls_token, self.dist_token, self.pos_embed):
             nn.init.trunc_normal_(p, std=std)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T, F) normalised log-mel -> (B, D) pooled embedding: mean of the cls and distillation outputs."""
+    def forward_features(self, x: torch.Tensor, pos_embed: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, F) normalised log-mel -> (B, D) pooled embedding: mean of the cls and distillation outputs.
+        ``pos_embed`` (1, N+2, D): the position table of a shorter input's N patches (None: the model's own)."""
         x = self.patch_embed(x)  # (B, N, D)
         tokens = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), self.dist_token.expand(x.shape[0], -1, -1)], 1)
-        x = self.pos_drop(torch.cat([tokens, x], dim=1) + self.pos_embed)  # (B, N+2, D)
+        pos = self.pos_embed if pos_embed is None else pos_embed
+        x = self.pos_drop(torch.cat([tokens, x], dim=1) + pos)  # (B, N+2, D)
         for block in self.blocks:
             x = block(x)
         x = self.norm(x)
@@ -136,9 +138,9 @@ class AST(nn.Module):
     def forward_head(self, pooled: torch.Tensor) -> torch.Tensor:
         return self.head(self.fc_norm(pooled))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, pos_embed: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T, F) -> (B, num_labels) logits."""
-        return self.forward_head(self.forward_features(x))
+        return self.forward_head(self.forward_features(x, pos_embed))
 
     def reset_classifier(self, num_labels: int) -> None:
         """A fresh head of ``num_labels`` outputs (fine-tuning); the head's LayerNorm is kept."""

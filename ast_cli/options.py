@@ -1,11 +1,10 @@
 """What each command's core takes: the closed choices (str-valued Enums) and the option objects
 (``ast finetune``'s are in ``finetune_options``).
 
-The Enums are the only list of each choice: Typer validates and completes them and ``--help`` shows
-their values; ``Choice.parse`` gives Python callers the same one-line error. Option objects are
-keyword-only dataclasses that check their own values, so a new field never shifts another and a bad
-value fails before any model is loaded. No torch or numpy here: the CLI builds these before it pays
-for the heavy imports.
+The Enums are the only list of each choice: Typer validates and completes them, ``--help`` shows their
+values, ``Choice.parse`` gives Python callers the same one-line error. Option objects are keyword-only
+dataclasses that check their own values, so a new field never shifts another and a bad value fails
+before any model is loaded. No torch or numpy here: the CLI builds these before the heavy imports.
 """
 
 from __future__ import annotations
@@ -199,6 +198,7 @@ class TagOptions:
     exclude: Sequence[str] = ()
     channel: str | int = "mean"
     batch_size: int | None = None  # windows a forward pass; None: Tagger.windows_per_batch decides
+    crop_short: bool = False  # windows shorter than the model's input cut after their last patch, not padded
     all_scores: bool = False  # also every label's score: "scores" {label: score} in the record
     merge: bool = False  # also "events": consecutive windows carrying a label joined (implies timeline)
 

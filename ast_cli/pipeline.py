@@ -104,8 +104,11 @@ class Pipeline:
         return self.next_seq - self.next_out < self.source.max_ahead
 
     def _score_batch(self) -> None:
-        """One forward pass over up to ``batch_size`` waiting windows, of any files."""
-        batch = [self.pending.popleft() for _ in range(min(self.batch_size, len(self.pending)))]
+        """One forward pass over up to ``batch_size`` waiting windows of one length, of any files."""
+        shape = self.pending[0][2].shape  # --crop-short: windows of other lengths wait for the next batch
+        batch: list[tuple[int, int, np.ndarray]] = []
+        while self.pending and len(batch) < self.batch_size and self.pending[0][2].shape == shape:
+            batch.append(self.pending.popleft())
         features = torch.from_numpy(np.stack([w[2] for w in batch]))  # (B, T, F)
         scores = self.tagger.scores(features, self.options.activation)  # (B, C)
         for (seq, start, _), row in zip(batch, scores, strict=True):

@@ -45,9 +45,10 @@ def check_settings(path: Path, settings: dict[str, Any]) -> None:
             f"--resume: {path} is missing or unreadable, so the settings of the earlier run are unknown",
             hint="use --force to start over",
         ) from None
+    keys = [*settings, *(key for key in recorded if key not in settings)]  # a key kept only when not the default
     differ = [
         f"{key} {recorded.get(key)!r} -> {settings.get(key)!r}"
-        for key in settings
+        for key in keys
         if recorded.get(key) != settings.get(key)
     ]
     if differ:

@@ -2,7 +2,8 @@
 into windows of the model's input length, each padded and normalised.
 
 A recording shorter than a window is one zero-padded window, exactly what transformers' feature
-extractor makes of it; the last window of a long recording is aligned with its end so no window is
+extractor makes of it (``--crop-short``: cut after the patches that cover its audio instead,
+``cropped_frames``); the last window of a long recording is aligned with its end so no window is
 mostly padding. Memory stays at about one window plus one decoded block whatever the length.
 """
 
@@ -28,7 +29,7 @@ CHUNK_WINDOWS = 4  # windows per decode message (ast batch): ~2 MB of features a
 class Window:
     start: int  # first frame
     frames: int  # frames of audio in it (the rest is padding)
-    features: torch.Tensor  # (T, F) normalised, T = the model's max_length
+    features: torch.Tensor  # (T, F) normalised, T = the model's max_length (cropped_frames with --crop-short)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,10 +45,21 @@ class WindowSpec:
     do_normalize: bool = True
     channel: str | int = "mean"
     remove_dc: bool = False  # the authors' loader: each window's waveform minus its mean before the fbank
+    crop: tuple[int, int] | None = None  # --crop-short: the model's (patch size, time stride) in frames
 
     def prepare(self, feats: torch.Tensor) -> torch.Tensor:
-        feats = pad_or_cut(feats, self.max_length)  # (T, F): padding before normalisation, as the reference
+        frames = self.max_length if self.crop is None else cropped_frames(len(feats), self.max_length, *self.crop)
+        feats = pad_or_cut(feats, frames)  # (T, F): padding before normalisation, as the reference
         return normalize(feats, self.mean, self.std) if self.do_normalize else feats
+
+
+def cropped_frames(frames: int, max_length: int, patch: int, stride: int) -> int:
+    """The frames a window of ``frames`` frames of audio keeps with ``--crop-short``: the fewest whose
+    patches (``patch`` wide, every ``stride``) cover all of them, padding included as the full window
+    pads; ``max_length`` where those are all the model's patches anyway."""
+    steps = max(-(-(frames - patch) // stride), 0)  # ceil: the last patch reaches past the last frame
+    full = (max_length - patch) // stride  # strides to the full window's last patch
+    return max_length if steps >= full else patch + steps * stride
 
 
 def iter_windows(

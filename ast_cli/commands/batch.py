@@ -42,6 +42,7 @@ from ..params.tagging import (
     AggregateOpt,
     AllScores,
     Channel,
+    CropShort,
     Exclude,
     ExcludeFrom,
     FrontendOpt,
@@ -93,6 +94,7 @@ def batch(
     device: DeviceOpt = Device.auto,
     precision: PrecisionOpt = Precision.auto,
     batch_size: WindowsPerPass = None,
+    crop_short: CropShort = False,
     workers: Workers = None,
     unordered: Unordered = False,
     resume: Resume = False,
@@ -140,7 +142,6 @@ def batch(
         actors=actors,
         gpus_per_actor=gpus_per_actor,
     )
-    include, exclude = label_lists(include, include_from, exclude, exclude_from)
     tag_options = TagOptions(
         top=top,
         threshold=threshold,
@@ -150,10 +151,10 @@ def batch(
         aggregate=aggregate,
         activation=activation,
         timeline=timeline,
-        include=include,
-        exclude=exclude,
+        **label_lists(include, include_from, exclude, exclude_from),
         channel=channel,
         batch_size=batch_size,
+        crop_short=crop_short,
         all_scores=all_scores,
         merge=merge,
     )

@@ -3,7 +3,7 @@ of standard input, label lists and thresholds files."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, TypedDict
 
 import typer
 
@@ -27,16 +27,21 @@ def exit_with(failed: int) -> NoReturn:
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
 
 
+class LabelLists(TypedDict):
+    include: list[str]
+    exclude: list[str]
+
+
 def label_lists(
     include: list[str], include_from: str | None, exclude: list[str], exclude_from: str | None
-) -> tuple[list[str], list[str]]:
-    """--include/--exclude with the labels of --include-from/--exclude-from added."""
+) -> LabelLists:
+    """``TagOptions``' include and exclude: --include/--exclude, plus the labels of --include-from/--exclude-from."""
     from ..thresholds import read_label_list
 
-    return (
-        [*include, *(read_label_list(include_from) if include_from else [])],
-        [*exclude, *(read_label_list(exclude_from) if exclude_from else [])],
-    )
+    return {
+        "include": [*include, *(read_label_list(include_from) if include_from else [])],
+        "exclude": [*exclude, *(read_label_list(exclude_from) if exclude_from else [])],
+    }
 
 
 def thresholds_of(path: str | None) -> Thresholds | None:

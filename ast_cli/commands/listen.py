@@ -93,15 +93,13 @@ def listen(
     how = ListenOptions(source=source, input_device=input_device, hop=hop, events=events, hold=hold, raw=pcm)
     if source is None:
         livesources.import_sounddevice()  # before the model loads: say at once what to install
-    include, exclude = label_lists(include, include_from, exclude, exclude_from)
     options = TagOptions(
         top=top,
         threshold=threshold,
         thresholds=thresholds_of(thresholds),
         window=window,
         activation=activation,
-        include=include,
-        exclude=exclude,
+        **label_lists(include, include_from, exclude, exclude_from),
         channel=channel,
     )
     tagger = load(ModelSpec(source=model, labels=labels, device=device, precision=precision, norm_stats=norm_stats))

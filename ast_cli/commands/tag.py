@@ -24,6 +24,7 @@ from ..params.tagging import (
     AggregateOpt,
     AudioFiles,
     Channel,
+    CropShort,
     Exclude,
     ExcludeFrom,
     FrontendOpt,
@@ -64,6 +65,7 @@ def tag(
     device: DeviceOpt = Device.auto,
     precision: PrecisionOpt = Precision.auto,
     batch_size: WindowsPerPass = None,
+    crop_short: CropShort = False,
     frontend: FrontendOpt = FeatureFrontend.transformers,
     norm_stats: ModelNormStats = None,
     fstride: FStride = None,
@@ -91,7 +93,6 @@ def tag(
 
     paths = with_folders(files)
     stdin_once(paths)
-    include, exclude = label_lists(include, include_from, exclude, exclude_from)
     options = TagOptions(
         top=top,
         threshold=threshold,
@@ -101,10 +102,10 @@ def tag(
         aggregate=aggregate,
         activation=activation,
         timeline=timeline,
-        include=include,
-        exclude=exclude,
+        **label_lists(include, include_from, exclude, exclude_from),
         channel=channel,
         batch_size=batch_size,
+        crop_short=crop_short,
     )
     spec = ModelSpec(
         source=model,

@@ -64,6 +64,14 @@ Hop = Annotated[
         help="Hop between windows (default: half a window).",
     ),
 ]
+CropShort = Annotated[
+    bool,
+    typer.Option(
+        "--crop-short",
+        help="Run a window shorter than the model's input (a short clip, or a shorter --window) on its own "
+        "patches instead of padding it: faster, scores differ slightly (docs/performance.md).",
+    ),
+]
 AggregateOpt = Annotated[Aggregate, typer.Option("--aggregate", help="Combine window scores per label.")]
 ActivationOpt = Annotated[
     Activation | None,
