@@ -1,6 +1,6 @@
 """Do ``ast finetune``'s defaults learn from a new random base as well as a plain training loop? Issue 25.
 
-    python benchmarks/finetune_defaults.py [--sets digits-20 digits-50 digits5-50 digits-100] [--epochs 8]
+    python benchmarks/finetune_defaults.py [--sets digits-20 digits-50 digits5-50 digits-100 digits-200] [--epochs 8]
                                            [--base new:small] [--stride 16] [--set-flag lr=5e-4 ...]
 
 For each data set of spoken words (espeak-ng, ``tests/helpers.make_spoken_digits``: voices, speeds,
@@ -42,6 +42,7 @@ SETS = {
     "digits-50": (10, 50, ALL_VOICES),
     "digits5-50": (5, 50, ALL_VOICES),
     "digits-100": (10, 100, ALL_VOICES),
+    "digits-200": (10, 200, ALL_VOICES),
 }
 REFERENCE_LR, REFERENCE_BATCH = 5e-4, 32  # the issue's plain AdamW loop
 TEST_PER_CLASS = 20
