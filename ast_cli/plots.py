@@ -102,9 +102,12 @@ def confusion(report: dict[str, Any], path: str | os.PathLike, title: str = "con
     labels, matrix = report["confusion_matrix"]["labels"], report["confusion_matrix"]["matrix"]
     n = len(labels)
     fig = _figure(confusion_size(n))
+    from matplotlib.ticker import MaxNLocator
+
     ax = fig.subplots()
     image = ax.imshow(matrix, cmap="Blues")
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    # the cells are counts of clips: whole ticks only (no 0.5 clips)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, ticks=MaxNLocator(integer=True))
     ax.set_xticks(range(n), labels, rotation=90 if n > 6 else 0)
     ax.set_yticks(range(n), labels)
     ax.set_xlabel("predicted")

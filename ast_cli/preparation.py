@@ -33,8 +33,20 @@ class Clips(NamedTuple):
     val_fbanks: list[Any]
 
 
+NEW = "new:"  # --base new:SIZE: a fresh AST of a named size, no file
+NEW_SIZES: dict[str, dict[str, Any]] = {  # hidden size, layers, heads, MLP width
+    "tiny": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 256},
+    "small": {"hidden_size": 192, "num_hidden_layers": 4, "num_attention_heads": 3, "intermediate_size": 768},
+    # the AudioSet model's architecture (ASTConfig's defaults)
+    "base": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072},
+}
+NEW_MAX_LENGTH = 1024  # frames of a new base: the AudioSet model's; the run cuts it to the data's length
+
+
 def load_base(options: FinetuneOptions) -> checkpoints.Checkpoint:
     """The base model, before any data is read: a missing or unreachable base fails at once."""
+    if options.base.startswith(NEW):
+        return new_base(options)
     try:
         return checkpoints.load(
             options.base,
@@ -48,8 +60,36 @@ def load_base(options: FinetuneOptions) -> checkpoints.Checkpoint:
         raise type(exc)(f"--base {exc.message}", hint=hint) from None
 
 
+def new_base(options: FinetuneOptions) -> checkpoints.Checkpoint:
+    """``--base new:SIZE``: a random AST of that size, initialised as transformers initialises
+    ASTForAudioClassification: Linear and conv weights normal of std ``initializer_range`` (0.02; drawn
+    truncated at +-2, which at this std cuts nothing), biases 0, LayerNorms 1 and 0, the cls and
+    distillation tokens and the position embeddings 0 (``ASTPreTrainedModel._init_weights``); from ``--seed``;
+    ``--fstride``/``--tstride`` set its patch grid (default the authors' 10/10)."""
+    size = options.base[len(NEW) :]
+    if size not in NEW_SIZES:
+        names = ", ".join(NEW + name for name in NEW_SIZES)
+        raise ModelError(f"--base {options.base}: no such size", hint=f"give one of {names}")
+    config = ASTConfig(
+        **NEW_SIZES[size],
+        max_length=options.target_length or NEW_MAX_LENGTH,
+        frequency_stride=options.fstride or ASTConfig.frequency_stride,
+        time_stride=options.tstride or ASTConfig.time_stride,
+    )
+    torch.manual_seed(options.seed)
+    model = AST(config).eval()
+    with torch.no_grad():  # transformers' ASTPreTrainedModel._init_weights zeroes the tokens and positions
+        for token in (model.cls_token, model.dist_token, model.pos_embed):
+            token.zero_()
+    return checkpoints.Checkpoint(model, PreprocessorConfig(max_length=config.max_length), options.base)
+
+
 def recipe_for_base(spec: str, config: ASTConfig) -> tuple[bool, str]:
-    """Whether the base learned AudioSet (``recipes.learned_audioset``), and why it is taken to."""
+    """Whether the base learned AudioSet (``recipes.learned_audioset``), and why it is taken to; a new
+    base (``new:SIZE``) is said as what it is."""
+    if spec.startswith(NEW):
+        size = spec[len(NEW) :]
+        return False, f"a new {size} AST ({config.hidden_size} wide, {config.num_hidden_layers} layers), random init"
     return learned_audioset(spec, config.num_labels, config.hidden_size)
 
 

@@ -43,7 +43,7 @@ from .files import FULL
 from .finetune_options import FinetuneOptions
 from .metrics import format_report, main_metric
 from .model import AST
-from .preparation import Clips, initial_model, load_base, load_data, recipe_for_base, resumed_model
+from .preparation import NEW, Clips, initial_model, load_base, load_data, recipe_for_base, resumed_model
 from .recipe_text import describe
 from .recipes import RecipeValues, loss_name
 from .targets import SAVED_FILES, model_files, refuse_overlap
@@ -105,7 +105,7 @@ def finetune(
     base = load_base(options)  # before the data is read: a base that cannot be loaded fails at once
     pretrained, why = recipe_for_base(options.base, base.model.config)
     # the recipe's values in the flags left to it; target_length, timem and warmup may stay None (from the data)
-    options = options.for_base(pretrained, base.model.config.hidden_size).resolved()
+    options = options.for_base(pretrained).resolved()
     values = options.values()
     line = describe(
         options.recipe, values, why=why, multi_label=bool(options.labels_csv), probe=options.freeze_backbone
@@ -224,7 +224,9 @@ def _datasets(
             f"linear probe: the backbone's embedding of each clip is computed once and cached in "
             f"{probe.cache_dir()}; augmentation (--mixup, --freqm, --timem) does not apply"
         )
-    key = probe.model_key(options, model.config, pre, ctx.dtype)
+    # a new base (new:SIZE) is its name and the seed that drew it: no file tells one draw from another
+    keyed = replace(options, base=f"{options.base} seed {options.seed}") if options.base.startswith(NEW) else options
+    key = probe.model_key(keyed, model.config, pre, ctx.dtype)
     model.to(ctx.device)
     train_set, val_set = (
         probe.EmbeddingSet(model, part, feats, pre, key, ctx.device, ctx.dtype, 2 * ctx.values.batch_size, ctx.bars)

@@ -79,9 +79,17 @@ def finetune(
     other (the first line says which); esc50, speechcommands, audioset and audioset-balanced are the authors' runs as
     they ran them. A flag given wins over the recipe.
 
-    Example: ast finetune sounds/ -o my-model --epochs 10      then: ast tag -m my-model clip.wav
-    The authors' ESC-50 run: ast finetune esc50/ -o esc-model --recipe esc50 --norm-stats esc50
-    Several devices: torchrun --nproc-per-node 2 -m ast_cli finetune sounds/ -o my-model
+    Examples:
+
+      ast finetune sounds/ -o my-model --epochs 10
+
+      ast finetune sounds/ -o small-model --base new:small --epochs 16
+
+      ast finetune esc50/ -o esc-model --recipe esc50 --norm-stats esc50
+
+      ast finetune sounds/ -o probe --freeze-backbone
+
+      torchrun --nproc-per-node 2 -m ast_cli finetune sounds/ -o my-model
     """
     from .. import training
 

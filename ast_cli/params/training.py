@@ -117,7 +117,9 @@ Base = Annotated[
     typer.Option(
         "--base",
         metavar="MODEL",
-        help="Model to start from: anything 'ast tag -m' accepts.",
+        help="Model to start from: anything 'ast tag -m' accepts, or new:tiny, new:small, new:base for a new AST "
+        "of that size (64, 192 or 768 wide; 2, 4 or 12 layers) with transformers' random initialisation, drawn "
+        "from --seed (--fstride/--tstride: its patch strides, default 10).",
     ),
 ]
 ValDir = Annotated[
