@@ -10,7 +10,6 @@ over all thresholds. Nothing is counted by hand here.
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 import warnings
@@ -23,6 +22,7 @@ import numpy as np
 
 from .errors import UsageError
 from .features import FRAMES_PER_SECOND
+from .records import closest_labels
 from .thresholds import Thresholds
 
 _log = logging.getLogger(__name__)
@@ -59,8 +59,7 @@ def _label(name: str, labels: Sequence[str], where: str) -> str:
     index = {label.lower(): label for label in labels}
     if name.lower() in index:
         return index[name.lower()]
-    close = difflib.get_close_matches(name.lower(), list(index), n=3)
-    hint = ("did you mean " + ", ".join(repr(index[c]) for c in close) + "?") if close else "see 'ast labels -m MODEL'"
+    hint = closest_labels(name, labels, "see 'ast labels -m MODEL'")
     raise UsageError(f"{where}: label {name!r} is not one of the model's", hint=hint)
 
 

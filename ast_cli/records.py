@@ -76,21 +76,32 @@ def label_mask(labels: Sequence[str], include: Sequence[str], exclude: Sequence[
     """(C,) bool: which labels may be reported. Names match case-insensitively; an unknown name is a
     UsageError that suggests the closest ones."""
     mask = torch.zeros(len(labels), dtype=torch.bool) if include else torch.ones(len(labels), dtype=torch.bool)
+    index = _index(labels)
     for name in include:
-        mask[_lookup(labels, name)] = True
+        mask[_lookup(index, labels, name)] = True
     for name in exclude:
-        mask[_lookup(labels, name)] = False
+        mask[_lookup(index, labels, name)] = False
     return mask
 
 
-def _lookup(labels: Sequence[str], name: str, where: str = "") -> int:
+def _index(labels: Sequence[str]) -> dict[str, int]:
+    """Each label's position by its lower-case name, built once for a run's lookups."""
+    return {label.lower(): i for i, label in enumerate(labels)}
+
+
+def _lookup(index: dict[str, int], labels: Sequence[str], name: str, where: str = "") -> int:
     """The index of label ``name`` (any case); an unknown one is a UsageError naming the closest."""
-    index = {label.lower(): i for i, label in enumerate(labels)}
     if name.lower() in index:
         return index[name.lower()]
-    close = difflib.get_close_matches(name.lower(), list(index), n=3)
-    hint = ("did you mean " + ", ".join(repr(labels[index[c]]) for c in close) + "?") if close else "see 'ast labels'"
-    raise UsageError(f"{where}unknown label {name!r}", hint=hint)
+    raise UsageError(f"{where}unknown label {name!r}", hint=closest_labels(name, labels, "see 'ast labels'"))
+
+
+def closest_labels(name: str, labels: Sequence[str], otherwise: str) -> str:
+    """The hint for an unknown label name: up to three of ``labels`` that it resembles (any case), else
+    ``otherwise``."""
+    spelled = {label.lower(): label for label in labels}
+    close = difflib.get_close_matches(name.lower(), list(spelled), n=3)
+    return ("did you mean " + ", ".join(repr(spelled[c]) for c in close) + "?") if close else otherwise
 
 
 def label_thresholds(labels: Sequence[str], options: TagOptions) -> torch.Tensor | None:
@@ -102,8 +113,9 @@ def label_thresholds(labels: Sequence[str], options: TagOptions) -> torch.Tensor
     default = -math.inf if options.threshold is None else options.threshold
     cut = torch.full((len(labels),), default, dtype=torch.float64)
     if options.thresholds is not None:
+        index = _index(labels)
         for name, value in options.thresholds.per_label.items():
-            cut[_lookup(labels, name, f"{options.thresholds.source}: ")] = value
+            cut[_lookup(index, labels, name, f"{options.thresholds.source}: ")] = value
     return cut
 
 

@@ -66,12 +66,14 @@ def read_thresholds(path: str | os.PathLike) -> Thresholds:
         activation = None
         items = _rows(text, path)
     per_label: dict[str, float] = {}
+    seen: set[str] = set()
     for label, value in items:
         number = _number(value)
         if number is None:
             raise UsageError(f"{path}: the threshold of {label!r} is not a finite number: {value!r}")
-        if str(label).lower() in (k.lower() for k in per_label):
+        if str(label).lower() in seen:
             raise UsageError(f"{path}: {label!r} is given twice")
+        seen.add(str(label).lower())
         per_label[str(label)] = number
     if not per_label:
         raise UsageError(f"{path}: no thresholds in it", hint="one label,threshold line a label")
