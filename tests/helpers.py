@@ -150,10 +150,17 @@ def espeak() -> str | None:
 def make_spoken_digits(
     root, per_class: int = 40, seed: int = 0, voices=ESPEAK_VOICES, speeds=(130, 200), pitches=(30, 70)
 ) -> dict[str, list]:
-    """DATA_DIR/<digit>/<digit>_NN.wav: ``per_class`` clips of each English digit word spoken by espeak-ng,
-    each in one of ``voices`` (accent and voice variant), at a speed (words a minute) and pitch drawn from
-    the ranges, then light noise (30 dB below the speech) and 0-0.15 s of leading silence; 16 kHz. A folder
-    already holding the same set is reused (a session cache)."""
+    """DATA_DIR/<digit>/<digit>_NN.wav: ``per_class`` clips of each English digit word (``make_spoken_words``)."""
+    return make_spoken_words(root, DIGITS, per_class, seed, voices, speeds, pitches)
+
+
+def make_spoken_words(
+    root, words, per_class: int = 40, seed: int = 0, voices=ESPEAK_VOICES, speeds=(130, 200), pitches=(30, 70)
+) -> dict[str, list]:
+    """DATA_DIR/<word>/<word>_NN.wav: ``per_class`` clips of each word spoken by espeak-ng, each in one of
+    ``voices`` (accent and voice variant), at a speed (words a minute) and pitch drawn from the ranges, then
+    light noise (30 dB below the speech) and 0-0.15 s of leading silence; 16 kHz. A folder already holding
+    the same set is reused (a session cache)."""
     import subprocess
     import tempfile
     from pathlib import Path
@@ -164,16 +171,18 @@ def make_spoken_digits(
     root = Path(root)
     done = root / ".complete"
     recipe = f"{per_class} {seed} {voices} {speeds} {pitches}"
+    if tuple(words) != DIGITS:  # the digits' recipe line stays as it was: their caches hold
+        recipe += f" {tuple(words)}"
     if done.exists() and done.read_text() == recipe:
-        return {d: sorted((root / d).glob("*.wav")) for d in DIGITS}
+        return {w: sorted((root / w).glob("*.wav")) for w in words}
     rng = np.random.default_rng(seed)
     paths: dict[str, list] = {}
     resample = torchaudio.transforms.Resample(22050, 16000)  # espeak-ng speaks at 22.05 kHz; one kernel for all clips
     with tempfile.TemporaryDirectory() as scratch:
         raw = Path(scratch) / "raw.wav"
-        for digit in DIGITS:
-            (root / digit).mkdir(parents=True, exist_ok=True)
-            paths[digit] = []
+        for word in words:
+            (root / word).mkdir(parents=True, exist_ok=True)
+            paths[word] = []
             for i in range(per_class):
                 voice = str(rng.choice(voices))
                 speed, pitch = (
@@ -181,7 +190,7 @@ def make_spoken_digits(
                     int(rng.integers(pitches[0], pitches[1] + 1)),
                 )
                 subprocess.run(
-                    [espeak(), "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(raw), digit],
+                    [espeak(), "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(raw), word],
                     check=True,
                     capture_output=True,
                 )
@@ -190,9 +199,9 @@ def make_spoken_digits(
                 wave = wave + rng.standard_normal(len(wave)).astype(np.float32) * 0.03 * float(
                     np.sqrt(np.mean(wave**2)) + 1e-4
                 )
-                path = root / digit / f"{digit}_{i:02d}.wav"
+                path = root / word / f"{word}_{i:02d}.wav"
                 sf.write(path, np.clip(wave, -1, 1), 16000)
-                paths[digit].append(path)
+                paths[word].append(path)
     done.write_text(recipe)
     return paths
 
