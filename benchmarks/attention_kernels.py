@@ -33,91 +33,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ast_cli import threads
 
 threads.openmp_environment()  # as the ast process does, before torch loads
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="ast-inductor-"))  # compile times: cold
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import full_size_checkpoint, git_revision, machine  # noqa: E402
-from limit import best_seconds  # noqa: E402
+from shape_floor import Dims, linear_rate, print_floor  # noqa: E402
 
 Kernel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (B, h, N, e) q, k, v -> out
-
-
-@dataclass(frozen=True)
-class Dims:
-    tokens: int
-    width: int
-    heads: int
-    mlp: int
-    layers: int
-
-    @property
-    def head(self) -> int:
-        return self.width // self.heads
-
-    @property
-    def linear_flops(self) -> int:
-        n, d = self.tokens, self.width
-        return self.layers * 2 * n * (d * 3 * d + d * d + 2 * d * self.mlp)
-
-    @property
-    def attention_flops(self) -> int:
-        return self.layers * 4 * self.heads * self.tokens**2 * self.head  # QK^T and PV
-
-
-def linear_rate(dims: Dims, rounds: int) -> float:
-    """bf16 TFLOP/s of one block's four Linear layers (weights stored (out, in) as nn.Linear holds them)."""
-    n, d, m = dims.tokens, dims.width, dims.mlp
-    shapes = [(d, 3 * d), (d, d), (d, m), (m, d)]
-    mats = [(torch.randn(n, k, dtype=torch.bfloat16), torch.randn(o, k, dtype=torch.bfloat16)) for k, o in shapes]
-    seconds = best_seconds(lambda: [F.linear(a, w) for a, w in mats], rounds)
-    return dims.linear_flops / dims.layers / seconds / 1e12
-
-
-def attention_parts(dims: Dims, rounds: int) -> dict[str, float]:
-    """Seconds a layer: QK^T and PV as bmm into preallocated outputs (a fresh 35 MB output is
-    mapped and faulted in on every call), and torch's softmax on 128 query rows at a time (in cache)."""
-    h, n, e = dims.heads, dims.tokens, dims.head
-    q, k, v = (torch.randn(h, n, e, dtype=torch.bfloat16) for _ in range(3))
-    kt, scores = k.transpose(1, 2).contiguous(), torch.empty(h, n, n, dtype=torch.bfloat16)
-    out, rows = torch.empty(h, n, e, dtype=torch.bfloat16), torch.randn(h, min(128, n), n)
-    chunks = -(-n // rows.shape[1])
-    return {
-        "QK^T": best_seconds(lambda: torch.bmm(q, kt, out=scores), rounds),
-        "PV": best_seconds(lambda: torch.bmm(scores, v, out=out), rounds),
-        "QK^T, fresh output": best_seconds(lambda: torch.bmm(q, kt), rounds),
-        "softmax": chunks * best_seconds(lambda: torch.softmax(rows, -1), rounds),
-    }
-
-
-def copy_bandwidth(rounds: int, mib: int = 256) -> float:
-    """GB/s (bytes read + written) of copying a large fp32 tensor: what memory-bound ops can reach."""
-    src = torch.empty(mib << 18)
-    dst = torch.empty_like(src)
-    return 2 * src.numel() * 4 / best_seconds(lambda: dst.copy_(src), rounds) / 1e9
-
-
-def elementwise_parts(dims: Dims, rounds: int) -> dict[str, tuple[int, float, int]]:
-    """Each elementwise op of a window alone at its size: (calls a window, seconds a call, bytes a call)."""
-    n, d, m, layers = dims.tokens, dims.width, dims.mlp, dims.layers
-    x = torch.randn(1, n, d)
-    xb, hb = x.bfloat16(), torch.randn(1, n, m, dtype=torch.bfloat16)
-    weight, bias = torch.ones(d), torch.zeros(d)
-    out = torch.empty(n, m, dtype=torch.bfloat16)
-    fill_bias = torch.zeros(m, dtype=torch.bfloat16)
-    t = lambda fn: best_seconds(fn, rounds)  # noqa: E731
-    return {
-        "LayerNorm (fp32)": (2 * layers + 1, t(lambda: F.layer_norm(x, (d,), weight, bias)), 8 * n * d),
-        "GELU (bf16)": (layers, t(lambda: F.gelu(hb)), 4 * n * m),
-        "residual add (fp32 + bf16)": (2 * layers, t(lambda: x + xb), 10 * n * d),
-        "cast fp32 -> bf16 (Linear inputs)": (2 * layers, t(lambda: x.to(torch.bfloat16)), 6 * n * d),
-        "bias fill of addmm (fc1 size)": (layers, t(lambda: out.copy_(fill_bias.expand(n, m))), 2 * n * m),
-        "attention output transpose": (
-            layers,
-            t(lambda: xb.view(1, n, dims.heads, -1).transpose(1, 2).clone()),
-            4 * n * d,
-        ),
-    }
 
 
 CATEGORIES = (
@@ -168,6 +92,45 @@ def profile_window(run: Callable[[], object], profiles: int) -> dict[str, float]
         for name, seconds in totals.items():
             seen[name].append(seconds)
     return {name: statistics.median(values) for name, values in seen.items()}
+
+
+def module_times(tagger, features: torch.Tensor, windows: int) -> dict[str, float]:
+    """Seconds a window by module kind without the profiler (forward hooks and perf_counter), median
+    over ``windows``: Linear modules (their input casts and bias fill included), attention's core (the
+    Attention module less its qkv and proj Linears), GELU, LayerNorm, and the whole window."""
+    from ast_cli.model import Attention
+
+    kinds = {torch.nn.Linear: "Linear layers", torch.nn.GELU: "GELU", torch.nn.LayerNorm: "LayerNorm"}
+    kinds[Attention] = "attention core"
+    inner = [lin for m in tagger.model.modules() if isinstance(m, Attention) for lin in (m.qkv, m.proj)]
+    spent: dict[str, float] = {}
+    handles = []
+    for module in tagger.model.modules():
+        kind = kinds.get(type(module))
+        if kind is None:
+            continue
+        starts: list[float] = []
+
+        def done(*_, kind=kind, starts=starts, inside=module in inner):
+            seconds = time.perf_counter() - starts.pop()
+            spent[kind] = spent.get(kind, 0.0) + seconds
+            if inside:  # counted as a Linear layer, not as attention's core
+                spent["attention core"] = spent.get("attention core", 0.0) - seconds
+
+        handles.append(module.register_forward_pre_hook(lambda *_, s=starts: s.append(time.perf_counter())))
+        handles.append(module.register_forward_hook(done))
+    rows: dict[str, list[float]] = {}
+    tagger.logits(features)
+    for _ in range(windows):
+        spent.clear()
+        start = time.perf_counter()
+        tagger.logits(features)
+        spent["window"] = time.perf_counter() - start
+        for kind, seconds in spent.items():
+            rows.setdefault(kind, []).append(seconds)
+    for handle in handles:
+        handle.remove()
+    return {kind: statistics.median(values) for kind, values in rows.items()}
 
 
 def attention_forward(module, kernel: Kernel, contiguous: bool = False) -> Callable:
@@ -282,29 +245,6 @@ def interleave(runs: list[Variant], rounds: int) -> None:
             variant.times.append(time.perf_counter() - start)
 
 
-def print_floor(dims: Dims, rate: float, rounds: int) -> float:
-    floor = (dims.linear_flops + dims.attention_flops) / rate / 1e12
-    print(
-        f"Linear layers' shapes, bf16: {rate:.3f} TFLOP/s. One window: {dims.linear_flops / 1e9:.0f} GFLOP Linear + "
-        f"{dims.attention_flops / 1e9:.0f} GFLOP attention; floor at that rate {floor:.3f} s\n"
-    )
-    parts, per_layer = attention_parts(dims, rounds), dims.attention_flops / dims.layers / 2
-    bandwidth = copy_bandwidth(rounds)
-    print("| shape-aware floor: part, at its own shape | s a window | rate |\n|---|---|---|")
-    print(f"| Linear layers (bf16 GEMM) | {dims.linear_flops / rate / 1e12:.4f} | {rate:.3f} TFLOP/s |")
-    for name in ("QK^T", "PV", "QK^T, fresh output"):
-        seconds = parts[name] * dims.layers
-        print(f"| attention {name} (bmm, bf16) | {seconds:.4f} | {per_layer / parts[name] / 1e12:.3f} TFLOP/s |")
-    print(f"| softmax (torch, fp32, 128 rows in cache) | {parts['softmax'] * dims.layers:.4f} | |")
-    print(f"| large copy (256 MiB fp32) | | {bandwidth:.1f} GB/s |\n")
-    print("| elementwise op, alone at its size | calls | s a window | GB/s | s at copy bandwidth |")
-    print("|---|---|---|---|---|")
-    for name, (calls, seconds, size) in elementwise_parts(dims, rounds).items():
-        gbs, bound = size / seconds / 1e9, calls * size / bandwidth / 1e9
-        print(f"| {name} | {calls} | {calls * seconds:.4f} | {gbs:.1f} | {bound:.4f} |")
-    return floor
-
-
 def print_profile(tagger, features: torch.Tensor, dims: Dims, profiles: int) -> None:
     by_category = profile_window(lambda: tagger.logits(features), profiles)
     total = sum(by_category.values())
@@ -315,6 +255,16 @@ def print_profile(tagger, features: torch.Tensor, dims: Dims, profiles: int) -> 
         gflop, rate = (f"{f / 1e9:.0f}", f"{f / seconds / 1e12:.3f}") if f and seconds else ("", "")
         print(f"| {name} | {seconds:.4f} | {seconds / total:.0%} | {gflop} | {rate} |")
     print(f"| all (median of {profiles} profiled windows per category) | {total:.4f} | 100% | | |")
+    hooked = module_times(tagger, features, max(profiles, 3))
+    window = hooked.pop("window")
+    hooked["the rest (residual adds, patch embedding, tokens, hooks)"] = window - sum(hooked.values())
+    flops["Linear layers"], flops["attention core"] = dims.linear_flops, dims.attention_flops
+    print("\n| default path, no profiler (module hooks) | s | share | TFLOP/s |\n|---|---|---|---|")
+    for name, seconds in hooked.items():
+        f = flops.get(name)
+        print(f"| {name} | {seconds:.4f} | {seconds / window:.0%} | {f'{f / seconds / 1e12:.3f}' if f else ''} |")
+    rate = (dims.linear_flops + dims.attention_flops) / window / 1e12
+    print(f"| the window (median) | {window:.4f} | 100% | {rate:.3f} |")
 
 
 def print_variants(runs: list[Variant], floor: float, reference: torch.Tensor) -> None:
