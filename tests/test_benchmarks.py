@@ -49,3 +49,26 @@ def test_benchmarks_name_the_cpu_flags_that_decide_the_speed():
         sys.path.pop(0)
     flags = Path("/proc/cpuinfo").read_text().split()
     assert cpu_flags() == [flag for flag in SPEED_FLAGS if flag in flags]
+
+
+@pytest.mark.slow
+def test_the_attention_kernels_benchmark_runs_every_part_with_a_tiny_model():
+    """benchmarks/attention_kernels.py --self-test: the floor at each part's shapes, the profile and
+    every kernel tried (torch.compile included), each with its errors against fp32."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "attention_kernels.py"), "--self-test"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "machine: " in out and "--precision auto -> " in out and "load average at the end" in out
+    for part in ("attention QK^T (bmm, bf16)", "GELU (bf16)", "| Linear GEMMs |", "| attention core |"):
+        assert part in out
+    kernels = [line for line in out.splitlines() if line.startswith("| SDPA") or line.startswith("| torch.compile")]
+    assert len(kernels) == 5  # three SDPA rows, two compile modes (max-autotune is left out of the self-test)
+    for row in kernels:
+        score_err = float(row.split("|")[7])
+        assert score_err < 0.05  # the bf16 tolerance of tests/test_inference.py
