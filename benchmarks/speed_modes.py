@@ -9,8 +9,9 @@ trained here. Issue 27.
    the default (`--precision auto`), `--keep-tokens 0.7` and `0.5`, `--precision int8`,
    `--crop-short` on 1-s and 2-s clips, and `--crop-short` with `--keep-tokens 0.7`. After a warm-up
    call each, the modes take turns in every round; best and median of the rounds, the speed-up over
-   the default (best against best) and the ratio to the floor: the full window's FLOPs at the bf16
-   matrix-product rate measured at the model's shapes in this run (`limit.py`). The FLOPs of each
+   the default (best against best) and the ratio to the floor: the full window's FLOPs, and the
+   mode's own, at the bf16 matrix-product rate measured at the model's shapes in this run
+   (`limit.py`; int8 against the bf16 rate too). The FLOPs of each
    mode (Linear layers and attention, as `limit.py` counts them) are computed from the token counts
    each layer sees (`model.pruning_layers`, `model.kept_tokens`) and printed against the default's.
 2. Agreement: a model fine-tuned here with `ast finetune --base new:small` (4 layers, 192 wide, the
@@ -108,13 +109,14 @@ def speed(rounds: int) -> None:
     )
     print(
         f"| mode | patch tokens in | FLOPs vs default | s a window, best of {rounds} | median | speed-up | "
-        "x floor |\n|---|---|---|---|---|---|---|"
+        "x the full window's floor | x its own floor |\n|---|---|---|---|---|---|---|---|"
     )
     for name, (_, n, keep) in runs.items():
         best = min(seconds[name])
         print(
             f"| {name} | {n} | {window_flops(n, keep) / full:.2f} | {best:.3f} | "
-            f"{statistics.median(seconds[name]):.3f} | {base / best:.2f}x | {best / (full / rate):.2f} |"
+            f"{statistics.median(seconds[name]):.3f} | {base / best:.2f}x | {best / (full / rate):.2f} | "
+            f"{best / (window_flops(n, keep) / rate):.2f} |"
         )
 
 
