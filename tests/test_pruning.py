@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 
 import pytest
 import torch
-from helpers import random_model, run, tiny_config
+from helpers import random_model, ray_cluster, run, tiny_config
 
 import ast_cli
 from ast_cli.model import AST, kept_tokens, pruning_layers
@@ -113,37 +114,50 @@ def test_the_flag_refuses_a_rate_outside_zero_to_one(capsys, tiny_model_dir, wav
     assert "--keep-tokens must be a fraction in (0, 1]" in err and len(err.strip().splitlines()) == 1
 
 
+def labels_of(jsonl: str) -> list[list[tuple[str, float]]]:
+    return [[(x["label"], round(x["score"], 4)) for x in json.loads(line)["labels"]] for line in jsonl.splitlines()]
+
+
 def test_tag_and_batch_prune_alike_and_resume_refuses_a_change_of_the_rate(capsys, tiny_model_dir, wav, tmp_path):
     files = [wav(1.0, name="a.wav"), wav(2.5, name="b.wav", freq=880.0)]
     out = tmp_path / "t.jsonl"
     common = [*files, "-o", out, "-m", tiny_model_dir, "--precision", "fp32", "--workers", "0", "-q", "-k", "0"]
     code, _, err = run(capsys, "batch", *common, "--keep-tokens", "0.5")
     assert code == 0, err
-    code, tagged, _ = run(capsys, "tag", *files, "-m", tiny_model_dir, "--precision", "fp32", "-k", "0", "-f", "jsonl")
-    code_pruned, pruned, _ = run(
-        capsys,
-        "tag",
-        *files,
-        "-m",
-        tiny_model_dir,
-        "--precision",
-        "fp32",
-        "-k",
-        "0",
-        "-f",
-        "jsonl",
-        "--keep-tokens",
-        "0.5",
-    )
+    tag = ["tag", *files, "-m", tiny_model_dir, "--precision", "fp32", "-k", "0", "-f", "jsonl"]
+    (code, tagged, _), (code_pruned, pruned, _) = run(capsys, *tag), run(capsys, *tag, "--keep-tokens", "0.5")
     assert code == code_pruned == 0
-    scores = [[(x["label"], round(x["score"], 4)) for x in json.loads(line)["labels"]] for line in pruned.splitlines()]
-    assert [
-        [(x["label"], round(x["score"], 4)) for x in json.loads(line)["labels"]]
-        for line in out.read_text().splitlines()
-    ] == scores
-    assert pruned != tagged
+    assert labels_of(out.read_text()) == labels_of(pruned) != labels_of(tagged)
     assert json.loads(settings_path(str(out), "jsonl").read_text())["settings"]["keep_tokens"] == 0.5
     code, _, err = run(capsys, "batch", *common, "--resume")
     assert code == 2 and "keep_tokens 0.5 -> None" in err
     code, _, err = run(capsys, "batch", *common, "--resume", "--keep-tokens", "0.7")
     assert code == 2 and "keep_tokens 0.5 -> 0.7" in err
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_ray_actors_prune_as_the_local_engine_does(tiny_model_dir, wav, tmp_path, capsys):
+    pytest.importorskip("ray")
+    from test_ray import ROOT, ray_batch
+
+    files = [wav(1.0, name="a.wav"), wav(2.5, name="b.wav", freq=880.0)]
+    common = ["-m", tiny_model_dir, "--top", "0", "--precision", "fp32", "--keep-tokens", "0.5"]
+    assert run(capsys, "batch", *files, "-o", tmp_path / "local.jsonl", *common, "-q")[0] == 0
+    with ray_cluster(nodes=1, cpus=1) as cluster:
+        done = subprocess.run(
+            ray_batch(cluster, *files, "-o", tmp_path / "ray.jsonl", *common),
+            cwd=ROOT,
+            env=cluster[1],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    assert done.returncode == 0, done.stderr
+    local, ray = (
+        [json.loads(line) for line in (tmp_path / n).read_text().splitlines()] for n in ("local.jsonl", "ray.jsonl")
+    )
+    for a, b in zip(local, ray, strict=True):
+        sa, sb = {x["index"]: x["score"] for x in a["labels"]}, {x["index"]: x["score"] for x in b["labels"]}
+        assert sa.keys() == sb.keys() and max(abs(sa[k] - sb[k]) for k in sa) <= 2e-6
+    assert json.loads(settings_path(str(tmp_path / "ray.jsonl"), "jsonl").read_text())["settings"]["keep_tokens"] == 0.5
