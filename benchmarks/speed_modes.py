@@ -22,7 +22,8 @@ trained here. Issue 27.
    top-1 agreement, top-5 overlap (mean |top-5 and top-5 in common| / 5), the largest and the mean
    absolute score difference (softmax scores), and the accuracy of each. Also on 1-s and 2-s clips
    (one event over noise), padded to the window as by default, where the padding's patches are the
-   ones pruning should drop first.
+   ones pruning should drop first. A diagnostic row (not a flag) prunes in the last of the rule's
+   layers only (layer 3 of the model's 4).
 """
 
 from __future__ import annotations
@@ -173,18 +174,35 @@ def agreement_rows(reference: torch.Tensor, scores: dict[str, torch.Tensor], lab
     return rows
 
 
+def scored(tagger, crop: bool, last_only: bool, paths: list[Path]) -> torch.Tensor:
+    """(clips, C) scores of the first window of each path; ``last_only``: pruning in the last of the
+    layers the rule names only (layer 3 of 4), to see whether pruning early is what costs."""
+    from ast_cli import model
+    from ast_cli.options import TagOptions
+
+    rule = model.pruning_layers
+    if last_only:
+        model.pruning_layers = lambda depth: rule(depth)[-1:]
+    try:
+        return torch.stack([tagger.run(p, TagOptions(crop_short=crop)).scores[0] for p in paths])
+    finally:
+        model.pruning_layers = rule
+
+
 def agreement(work: Path, per_class: int, epochs: int, test_per_class: int) -> None:
     from ast_cli.inference import load_model
     from ast_cli.options import TagOptions
 
     model = str(trained_model(work, per_class, epochs))
     default = load_model(model, device="cpu", precision="auto")
-    modes = {
-        "fp32 (for scale: the default's precision)": (load_model(model, device="cpu", precision="fp32"), False),
-        "--precision int8": (load_model(model, device="cpu", precision="int8"), False),
+    pruned = {r: load_model(model, device="cpu", precision="auto", keep_tokens=r) for r in KEEP_RATES}
+    modes = {  # name: (tagger, --crop-short, pruning in the last layer only)
+        "fp32 (for scale: the default's precision)": (load_model(model, device="cpu", precision="fp32"), False, False),
+        "--precision int8": (load_model(model, device="cpu", precision="int8"), False, False),
+        **{f"--keep-tokens {r}": (t, False, False) for r, t in pruned.items()},
         **{
-            f"--keep-tokens {r}": (load_model(model, device="cpu", precision="auto", keep_tokens=r), False)
-            for r in KEEP_RATES
+            f"--keep-tokens {r}, in the last of its layers only (diagnostic)": (t, False, True)
+            for r, t in pruned.items()
         },
     }
     tests = {"10.24-s clips, 1-3 events": event_clips(work / "test-10s", test_per_class, 10.24, (1, 3), seed=1)}
@@ -197,12 +215,9 @@ def agreement(work: Path, per_class: int, epochs: int, test_per_class: int) -> N
         reference = torch.stack([default.run(p, TagOptions()).scores[0] for p, _ in clips])
         runs = dict(modes)
         if "padded" in name:
-            runs["--crop-short"] = (default, True)
-            runs["--crop-short --keep-tokens 0.7"] = (modes["--keep-tokens 0.7"][0], True)
-        scores = {
-            mode: torch.stack([t.run(p, TagOptions(crop_short=crop)).scores[0] for p, _ in clips])
-            for mode, (t, crop) in runs.items()
-        }
+            runs["--crop-short"] = (default, True, False)
+            runs["--crop-short --keep-tokens 0.7"] = (pruned[0.7], True, False)
+        scores = {mode: scored(*run, [p for p, _ in clips]) for mode, run in runs.items()}
         print(
             f"\n{name}: {len(clips)} held-out clips, {len(SOUND_CLASSES)} classes (chance 0.08), against the default\n"
         )
