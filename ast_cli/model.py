@@ -141,7 +141,7 @@ def pruning_layers(depth: int) -> tuple[int, ...]:
 
 def kept_tokens(patches: int, rate: float) -> int:
     """Patch tokens a pruning layer keeps of ``patches``: ceil(rate x patches), at least one."""
-    return max(1, math.ceil(rate * patches - 1e-9))
+    return max(1, math.ceil(rate * patches - 1e-9))  # - 1e-9: 0.7 x 100 is 70.00000000000001 in binary floats
 
 
 class AST(nn.Module):

@@ -75,8 +75,8 @@ KeepTokens = Annotated[
     typer.Option(
         "--keep-tokens",
         metavar="RATE",
-        help="Opt-in token pruning: in 3 later layers keep only this fraction (0-1] of the patch tokens, "
-        "those the class tokens attend to most. Faster; changes the scores (docs/performance.md).",
+        help="Opt-in token pruning: in later layers (4, 7, 10 of 12) keep only this fraction (0-1] of the "
+        "patch tokens, those the class tokens attend to most. Faster; changes the scores (docs/performance.md).",
     ),
 ]
 FStride = Annotated[
