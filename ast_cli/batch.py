@@ -128,6 +128,8 @@ def run_settings(
         settings["frontend"] = tagger.spec.frontend
     if options.crop_short:
         settings["crop_short"] = True
+    if tagger.model.keep_rate < 1:
+        settings["keep_tokens"] = tagger.model.keep_rate
     if options.thresholds is not None:  # the values, not the file's name: an edited file changes results
         settings["thresholds"] = {k.lower(): v for k, v in sorted(options.thresholds.per_label.items())}
     return settings

@@ -76,6 +76,7 @@ class Tagger:
             "int8" if precision == Precision.int8 else precision_name(self.dtype)
         )  # as recorded with results
         self.model: AST = checkpoint.model.to(self.device).eval()
+        self.model.keep_rate = spec.keep_tokens or 1.0  # token pruning (opt-in); recorded by ast batch
         self.attention_precision = precision_name(self.dtype)  # AST_ATTENTION_PRECISION=fp32 changes it for bf16/fp16
         if self.dtype != torch.float32:
             cast_matmul_weights(self.model, self.dtype)

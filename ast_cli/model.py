@@ -4,10 +4,16 @@ A DeiT-style ViT over the log-mel spectrogram: overlapping 16x16 patches, cls + 
 tokens, learned position embeddings, pre-norm blocks, and a LayerNorm + Linear head on the mean of
 the two token outputs. Parameter names follow the authors' timm-based code (``blocks.N.attn.qkv``);
 ``layouts.py`` maps transformers' and the authors' key names onto them.
+
+Token pruning (opt-in, ``AST.keep_rate`` < 1; a setting of the run, not of ``config.json``), as EViT
+(Liang et al., ICLR 2022) without its fusion of the dropped tokens: in the blocks ``pruning_layers``
+names, after their attention, only the ``kept_tokens`` patch tokens the class tokens attend to most
+go on; the cls and distillation tokens always do.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -53,9 +59,26 @@ class Attention(nn.Module):
         self.proj = nn.Linear(config.hidden_size, config.hidden_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attend(*self.project(x))
+
+    def forward_with_class_attention(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The output and (B, N-2) the attention the two class tokens pay each patch token in this layer,
+        averaged over the two and over the heads: the softmax rows of the class queries, from the same q
+        and k, in fp32 (2 queries x N keys a head: SDPA gives no weights)."""
+        q, k, v = self.project(x)
+        scores = q[:, :, :2].float() @ k.float().transpose(-2, -1) * q.shape[-1] ** -0.5  # (B, nh, 2, N)
+        return self.attend(q, k, v), scores.softmax(-1).mean((1, 2))[:, 2:]
+
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, N, C) -> q, k, v, each (B, nh, N, hs)."""
         B, N, C = x.shape
         qkv = self.qkv(x).view(B, N, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)  # (3, B, nh, N, hs)
         q, k, v = qkv.unbind(0)
+        return q, k, v
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        B, nh, N, hs = q.shape
+        C = nh * hs
         dropout = self.dropout if self.training else 0.0
         if self.compute_dtype is None or q.dtype == self.compute_dtype:
             x = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
@@ -87,13 +110,43 @@ class Block(nn.Module):
         self.mlp = MLP(config)
         self.drop = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop(self.attn(self.norm1(x)))
+    def forward(self, x: torch.Tensor, keep: int | None = None) -> torch.Tensor:
+        """``keep``: prune in this block, after its attention, to that many patch tokens (None: keep all)."""
+        if keep is None:
+            x = x + self.drop(self.attn(self.norm1(x)))
+        else:
+            out, attention = self.attn.forward_with_class_attention(self.norm1(x))
+            x = prune(x + self.drop(out), attention, keep)
         x = x + self.drop(self.mlp(self.norm2(x)))
         return x
 
 
+def prune(x: torch.Tensor, attention: torch.Tensor, keep: int) -> torch.Tensor:
+    """(B, 2+N, D) tokens -> (B, 2+keep, D): the class tokens and the ``keep`` patch tokens of the
+    highest ``attention`` (B, N), in their order."""
+    index = attention.topk(keep, dim=1).indices.sort(dim=1).values  # (B, keep)
+    patches = x[:, 2:].gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+    return torch.cat([x[:, :2], patches], dim=1)
+
+
+EVIT_LAYERS = (4, 7, 10)  # EViT's pruning layers in DeiT's 12 (1-based): in AST too, after their attention
+
+
+def pruning_layers(depth: int) -> tuple[int, ...]:
+    """The 0-based blocks that prune in a model of ``depth`` blocks: EViT's 4th, 7th and 10th of 12 at
+    the same fractions of the depth (layer round(depth x n / 12), halves up), repeats merged. 12: 3, 6,
+    9; 4: 0, 1, 2; 6: 1, 3, 4."""
+    return tuple(sorted({math.floor(depth * n / 12 + 0.5) - 1 for n in EVIT_LAYERS} - {-1}))
+
+
+def kept_tokens(patches: int, rate: float) -> int:
+    """Patch tokens a pruning layer keeps of ``patches``: ceil(rate x patches), at least one."""
+    return max(1, math.ceil(rate * patches - 1e-9))  # - 1e-9: 0.7 x 100 is 70.00000000000001 in binary floats
+
+
 class AST(nn.Module):
+    keep_rate: float = 1.0  # token pruning: the fraction of patch tokens each pruning layer keeps (1: none)
+
     def __init__(self, config: ASTConfig):
         super().__init__()
         self.config = config
@@ -130,8 +183,9 @@ class AST(nn.Module):
         tokens = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), self.dist_token.expand(x.shape[0], -1, -1)], 1)
         pos = self.pos_embed if pos_embed is None else pos_embed
         x = self.pos_drop(torch.cat([tokens, x], dim=1) + pos)  # (B, N+2, D)
-        for block in self.blocks:
-            x = block(x)
+        pruning = pruning_layers(len(self.blocks)) if self.keep_rate < 1 else ()
+        for i, block in enumerate(self.blocks):
+            x = block(x, kept_tokens(x.shape[1] - 2, self.keep_rate) if i in pruning else None)
         x = self.norm(x)
         return (x[:, 0] + x[:, 1]) / 2
 

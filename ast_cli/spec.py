@@ -25,7 +25,8 @@ class ModelSpec:
     a ``.pth``'s outputs. ``norm_stats``: (mean, std) over the checkpoint's own (a
     preset name or ``"MEAN,STD"`` is read once, here: after construction it is a pair or None). ``fstride``,
     ``tstride``, ``input_tdim``: an authors' ``.pth``'s architecture where its weights leave it open.
-    ``frontend``: how a waveform becomes the model's log-mel input."""
+    ``frontend``: how a waveform becomes the model's log-mel input. ``keep_tokens``: token pruning's keep
+    rate in (0, 1] (``model.AST.keep_rate``; None or 1: off)."""
 
     source: str = DEFAULT_MODEL
     labels: str | None = None
@@ -36,6 +37,7 @@ class ModelSpec:
     tstride: int | None = None
     input_tdim: int | None = None
     frontend: FeatureFrontend = FeatureFrontend.transformers
+    keep_tokens: float | None = None
 
     def __post_init__(self) -> None:
         # frozen: normalised values are set through object.__setattr__, once, here
@@ -50,6 +52,8 @@ class ModelSpec:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise InvalidValue(name, f"must be a positive number, got {value}")
+        if self.keep_tokens is not None and not 0 < self.keep_tokens <= 1:  # NaN fails too
+            raise InvalidValue("keep_tokens", f"must be a fraction in (0, 1], got {self.keep_tokens}")
 
     def replace(self, **changes: Any) -> ModelSpec:
         """This spec with some fields changed (validated again)."""

@@ -116,6 +116,30 @@ SOUND_CLASSES = (
 )
 
 
+def class_sound(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` samples of one of SOUND_CLASSES (random pitch and timing within the class), peak about 1."""
+    seconds = n / SR
+    t = np.arange(n) / SR
+    jitter = rng.uniform(0.9, 1.1)
+    if kind.startswith("tone"):
+        hz = float(kind.split()[1]) * (1000 if kind.endswith("kHz") else 1)
+        return np.sin(2 * np.pi * hz * jitter * t)
+    if kind == "tremolo tone":
+        return np.sin(2 * np.pi * 1000 * jitter * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 8 * t))
+    if kind == "white noise":
+        return rng.standard_normal(n)
+    if kind == "rumble":  # integrated noise: most energy below ~100 Hz
+        x = np.cumsum(rng.standard_normal(n))
+        return (x - x.mean()) / (np.abs(x).max() + 1e-9)
+    if kind.endswith("chirp"):
+        f0, f1 = (300 * jitter, 6000) if kind.startswith("rising") else (6000, 300 * jitter)
+        return np.sin(2 * np.pi * (f0 * t + (f1 - f0) * t**2 / (2 * seconds)))
+    x = np.zeros(n)  # click trains, 4 or 30 a second
+    period = int(SR / ((4 if kind.startswith("slow") else 30) * jitter))
+    x[int(rng.integers(0, period)) :: period] = 1.0
+    return x
+
+
 def class_clips(
     directory: str | os.PathLike, per_class: int, seconds: float = 2.0, seed: int = 0
 ) -> list[tuple[Path, int]]:
@@ -126,29 +150,10 @@ def class_clips(
     directory.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     n = int(seconds * SR)
-    t = np.arange(n) / SR
     out = []
     for label, kind in enumerate(SOUND_CLASSES):
         for i in range(per_class):
-            jitter = rng.uniform(0.9, 1.1)
-            if kind.startswith("tone"):
-                hz = float(kind.split()[1]) * (1000 if kind.endswith("kHz") else 1)
-                x = np.sin(2 * np.pi * hz * jitter * t)
-            elif kind == "tremolo tone":
-                x = np.sin(2 * np.pi * 1000 * jitter * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 8 * t))
-            elif kind == "white noise":
-                x = rng.standard_normal(n)
-            elif kind == "rumble":  # integrated noise: most energy below ~100 Hz
-                x = np.cumsum(rng.standard_normal(n))
-                x = (x - x.mean()) / (np.abs(x).max() + 1e-9)
-            elif kind.endswith("chirp"):
-                f0, f1 = (300 * jitter, 6000) if kind.startswith("rising") else (6000, 300 * jitter)
-                x = np.sin(2 * np.pi * (f0 * t + (f1 - f0) * t**2 / (2 * seconds)))
-            else:  # click trains, 4 or 30 a second
-                x = np.zeros(n)
-                period = int(SR / ((4 if kind.startswith("slow") else 30) * jitter))
-                x[int(rng.integers(0, period)) :: period] = 1.0
-            x = x * rng.uniform(0.1, 0.8) + 0.003 * rng.standard_normal(n)
+            x = class_sound(kind, n, rng) * rng.uniform(0.1, 0.8) + 0.003 * rng.standard_normal(n)
             (directory / kind).mkdir(exist_ok=True)
             path = directory / kind / f"{i:03d}.wav"
             sf.write(path, np.clip(x, -1, 1).astype(np.float32), SR, subtype="PCM_16")

@@ -8,7 +8,7 @@ from ..errors import UsageError
 from ..hub import DEFAULT_MODEL
 from ..options import Device, Precision, ReportFormat
 from ..params.common import Debug, Quiet, Report, Threads
-from ..params.model import DeviceOpt, FStride, InputTdim, Model, ModelNormStats, PrecisionOpt, TStride
+from ..params.model import DeviceOpt, FStride, InputTdim, KeepTokens, Model, ModelNormStats, PrecisionOpt, TStride
 from ..params.tagging import Hop, Window
 from ..params.training import (
     ClassFolders,
@@ -35,6 +35,7 @@ def evaluate(
     fmt: Report = ReportFormat.table,
     device: DeviceOpt = Device.auto,
     precision: PrecisionOpt = Precision.auto,
+    keep_tokens: KeepTokens = None,
     batch_size: ClipsPerPass = 16,
     norm_stats: ModelNormStats = None,
     fstride: FStride = None,
@@ -72,6 +73,7 @@ def evaluate(
         source=model,
         device=device,
         precision=precision,
+        keep_tokens=keep_tokens,
         norm_stats=norm_stats,
         fstride=fstride,
         tstride=tstride,

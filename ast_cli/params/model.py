@@ -70,6 +70,15 @@ PrecisionOpt = Annotated[
         help="auto: bf16 on CPUs with native bf16, fp16 on CUDA, else fp32; int8: CPU, quantized Linear layers.",
     ),
 ]
+KeepTokens = Annotated[
+    float | None,
+    typer.Option(
+        "--keep-tokens",
+        metavar="RATE",
+        help="Opt-in token pruning: in later layers (4, 7, 10 of 12) keep only this fraction (0-1] of the "
+        "patch tokens, those the class tokens attend to most. Faster; changes the scores (docs/performance.md).",
+    ),
+]
 FStride = Annotated[
     int | None,
     typer.Option(
