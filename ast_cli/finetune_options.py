@@ -12,7 +12,7 @@ from .config import parse_stats
 from .errors import InvalidValue, UsageError
 from .hub import DEFAULT_MODEL
 from .options import Precision, as_choice, check_device
-from .recipes import RECIPE_FLAGS, Recipe, RecipeValues, choose, with_flags
+from .recipes import RECIPE_FLAGS, RECIPES, Recipe, RecipeValues, choose, lr_for_width, with_flags
 
 
 def parse_norm_stats(
@@ -90,11 +90,15 @@ class FinetuneOptions:
         """The recipe's values with the flags given over them (``default``: resolve it with ``for_base`` first)."""
         return with_flags(self.recipe, **{name: getattr(self, name) for name in RECIPE_FLAGS})
 
-    def for_base(self, pretrained: bool) -> FinetuneOptions:
+    def for_base(self, pretrained: bool, hidden_size: int) -> FinetuneOptions:
         """These options for a base that learned AudioSet (``pretrained``) or not: ``default`` becomes
-        ``pretrained`` or ``scratch`` (``probe`` with --freeze-backbone)."""
+        ``pretrained`` or ``scratch`` (``probe`` with --freeze-backbone), and a recipe whose learning rate
+        scales with the width gets the base's (unless --lr was given)."""
         recipe = choose(self.recipe, pretrained=pretrained, freeze_backbone=self.freeze_backbone)
-        return dataclasses.replace(self, recipe=recipe)
+        lr = self.lr
+        if lr is None and RECIPES[recipe].lr_width:
+            lr = lr_for_width(RECIPES[recipe], hidden_size)
+        return dataclasses.replace(self, recipe=recipe, lr=lr)
 
     def resolved(self) -> FinetuneOptions:
         """These options with the recipe's values in the fields left to it (target_length, timem and

@@ -72,7 +72,7 @@ def number(value: float) -> str:
 
 
 def _lr(v: RecipeValues) -> str:
-    return number(v.lr)
+    return f"{number(v.lr)} x {v.lr_width} / width" if v.lr_width else number(v.lr)
 
 
 def _timem(v: RecipeValues) -> str:

@@ -63,6 +63,7 @@ class RecipeValues:
     # adam: the authors' (betas 0.95/0.999, weight decay added to the gradient); adamw: decoupled decay
     optimizer: str = ADAM
     weight_decay: float = 5e-7  # the authors'
+    lr_width: int | None = None  # lr is for a model this wide: a base of hidden size H trains at lr * lr_width / H
 
 
 # The authors' numbers, from egs/esc50/run_esc.sh, egs/speechcommands/run_sc.sh and egs/audioset/run.sh
@@ -74,10 +75,12 @@ class RecipeValues:
 # `scratch` trains a base that has not learned audio (random, small or partly trained) the way small
 # vision and audio transformers are trained from scratch: AdamW (weight decay 0.05) with a short linear
 # warm-up and a cosine decay to 0 over the run, no masking (a random model needs every frame of a small
-# set before it can learn from masked ones), more epochs, at lr 3e-4 whatever the width: from
-# transformers' initialisation (std 0.02, zero positions) 1e-3 left a 192-wide AST at chance for epochs
-# and 3e-3 (the old 1e-3 x 192 / width at 64 wide) a 64-wide one (issue 25; docs/finetune.md, "Defaults
-# against a plain loop", benchmarks/finetune_defaults.py).
+# set before it can learn from masked ones), more epochs, and a learning rate inversely proportional to
+# the width (muP's rule for Adam on hidden matrices): 1e-4 at 192 wide, 3e-4 at 64, 2.5e-5 at 768. From
+# transformers' initialisation (std 0.02, zero positions) 1e-4 at 192 wide was within 0.05 of a plain
+# loop tuned per data set on 5 of 6 sets of 5-50 classes and 20-200 clips a class, where 3e-4 trailed it
+# by 0.08-0.10 on two and 1e-3 stayed near chance (issue 25; docs/finetune.md, "Defaults against a plain
+# loop", benchmarks/finetune_defaults.py).
 # `probe` (--freeze-backbone) trains the head alone on embeddings computed once: a linear model, which
 # wants a large learning rate, many cheap epochs and no augmentation (the embeddings are not augmented).
 # benchmarks/spoken_digits.py measures it; tests/test_training.py::test_scratch_recipe_learns_spoken_digits
@@ -111,7 +114,8 @@ RECIPES: dict[Recipe, RecipeValues] = {
         decay=0.85,
     ),
     Recipe.scratch: RecipeValues(
-        lr=3e-4,
+        lr=1e-4,
+        lr_width=192,
         epochs=30,
         batch_size=16,
         freqm=0,
@@ -221,6 +225,13 @@ def choose(recipe: Recipe, *, pretrained: bool, freeze_backbone: bool) -> Recipe
     if freeze_backbone:
         return Recipe.probe
     return Recipe.pretrained if pretrained else Recipe.scratch
+
+
+def lr_for_width(values: RecipeValues, hidden_size: int) -> float:
+    """The recipe's learning rate for a base ``hidden_size`` wide (``lr_width``: lr * lr_width / H)."""
+    if not values.lr_width:
+        return values.lr
+    return float(f"{values.lr * values.lr_width / hidden_size:.3g}")
 
 
 def with_flags(recipe: Recipe, **given: Any) -> RecipeValues:

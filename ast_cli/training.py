@@ -105,7 +105,7 @@ def finetune(
     base = load_base(options)  # before the data is read: a base that cannot be loaded fails at once
     pretrained, why = recipe_for_base(options.base, base.model.config)
     # the recipe's values in the flags left to it; target_length, timem and warmup may stay None (from the data)
-    options = options.for_base(pretrained).resolved()
+    options = options.for_base(pretrained, base.model.config.hidden_size).resolved()
     values = options.values()
     line = describe(
         options.recipe, values, why=why, multi_label=bool(options.labels_csv), probe=options.freeze_backbone

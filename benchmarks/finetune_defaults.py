@@ -83,6 +83,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="the new base's draw and the runs' shuffling")
     parser.add_argument("--set-flag", nargs="*", default=[], help="NAME=VALUE: a recipe flag over the defaults")
     parser.add_argument("--no-reference", action="store_true", help="the default runs only")
+    parser.add_argument("--reference-lrs", nargs="+", type=float, default=REFERENCE_LRS, help="the reference's grid")
     parser.add_argument("--work", default=None, help="folder for the clips and runs (default: a new temporary one)")
     args = parser.parse_args()
     if espeak() is None:
@@ -91,7 +92,7 @@ def main() -> None:
     flags = {k: float(v) if "." in v or "e" in v else int(v) for k, v in (f.split("=", 1) for f in args.set_flag)}
     work = Path(args.work or tempfile.mkdtemp(prefix="ast-bench-defaults-"))
     tag = ",".join(f"{k}={v}" for k, v in flags.items()) or "defaults"
-    lrs = " / ".join(f"{lr:g}" for lr in REFERENCE_LRS)
+    lrs = " / ".join(f"{lr:g}" for lr in args.reference_lrs)
     print(f"# {args.base}, stride {args.stride}, {args.epochs} epochs, seed {args.seed}, default run: {tag}")
     print(f"| data set | training clips | classes | default | reference (lr {lrs}: held-out) | chosen | difference |")
     print("|---|---|---|---|---|---|---|")
@@ -102,7 +103,7 @@ def main() -> None:
         ref = refs[chosen][1] if chosen else float("nan")
         _, classes, per_class = SETS[name]
         clips = round(classes * per_class * 0.9)
-        cells = " / ".join(f"{refs[lr][1]:.3f}" for lr in REFERENCE_LRS) if refs else "-"
+        cells = " / ".join(f"{refs[lr][1]:.3f}" for lr in args.reference_lrs) if refs else "-"
         print(
             f"| {name} | {clips} | {classes} | {default:.3f} (best epoch {best_epoch}) | {cells} | "
             f"{chosen or 0:g} | {default - ref:+.3f} |",
@@ -131,7 +132,7 @@ def run_set(work: Path, name: str, args, flags: dict, tag: str) -> tuple[float, 
         done.write_text(json.dumps({"accuracy": accuracy, "best_epoch": summary["best_epoch"]}))
     result = json.loads(done.read_text())
     refs = {}
-    for lr in [] if args.no_reference else REFERENCE_LRS:
+    for lr in [] if args.no_reference else args.reference_lrs:
         ref_out = work / f"reference-{name}-{args.base}-{args.stride}-{args.epochs}-{lr:g}-s{args.seed}"
         val = reference(train_dir, out, ref_out, FinetuneOptions(**common), args.epochs, lr)
         refs[lr] = (val, evaluate(ModelSpec(source=str(ref_out), precision="fp32"), str(test_dir))["accuracy"])

@@ -12,7 +12,7 @@ import pytest
 from ast_cli.finetune_options import FinetuneOptions
 from ast_cli.params import training as params
 from ast_cli.recipe_text import defaults_words, describe, markdown_table, number, recipe_help
-from ast_cli.recipes import DEFAULTS, RECIPE_FLAGS, RECIPES, Recipe, RecipeValues, choose, with_flags
+from ast_cli.recipes import DEFAULTS, RECIPE_FLAGS, RECIPES, Recipe, RecipeValues, choose, lr_for_width, with_flags
 
 DOCS = (Path(__file__).resolve().parents[1] / "docs" / "finetune.md").read_text(encoding="utf-8")
 
@@ -60,7 +60,7 @@ def test_the_help_of_recipe_flags_is_rendered_from_the_table():
     ):
         assert defaults_words(field) in _help(alias), field
     assert "pretrained 25, scratch 30, probe 50" in _help(params.Epochs)
-    assert "scratch 3e-4," in _help(params.LearningRate) and "lr 2.5e-4" not in recipe_help()
+    assert "scratch 1e-4 x 192 / width" in _help(params.LearningRate) and "lr 2.5e-4" not in recipe_help()
     for recipe in DEFAULTS:
         values = RECIPES[recipe]
         assert f"{recipe}: " in recipe_help() and f"{values.epochs} epochs, batch {values.batch_size}" in recipe_help()
@@ -85,6 +85,8 @@ def test_choosing_a_recipe():
     assert choose(Recipe.default, pretrained=False, freeze_backbone=False) == Recipe.scratch
     assert choose(Recipe.default, pretrained=True, freeze_backbone=True) == Recipe.probe
     assert choose(Recipe.esc50, pretrained=False, freeze_backbone=True) == Recipe.esc50
+    assert lr_for_width(RECIPES[Recipe.scratch], 64) == 3e-4
+    assert lr_for_width(RECIPES[Recipe.scratch], 768) == 2.5e-5 and lr_for_width(RECIPES[Recipe.esc50], 768) == 1e-5
     assert with_flags(Recipe.esc50, lr=None, epochs=3) == RecipeValues(**{**vars(RECIPES[Recipe.esc50]), "epochs": 3})
     with pytest.raises(ValueError):
         with_flags(Recipe.default)

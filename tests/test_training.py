@@ -724,15 +724,17 @@ def test_cli_passes_every_flag(monkeypatch, tmp_path):
     assert main(["finetune", "d", "-o", "o"]) == 0
     assert seen["options"] == FinetuneOptions()  # the command's defaults are the library's
     # default: the authors' advice from an AudioSet base; from scratch from another
-    assert seen["options"].for_base(True).resolved() == FinetuneOptions(
+    assert seen["options"].for_base(True, 768).resolved() == FinetuneOptions(
         recipe="pretrained", lr=1e-5, epochs=25, batch_size=48, freqm=48, mixup=0.0, weight_decay=5e-7
     )  # timem, warmup, length: from the data
-    assert seen["options"].for_base(False).resolved() == FinetuneOptions(
-        recipe="scratch", lr=3e-4, epochs=30, batch_size=16, freqm=0, timem=0, mixup=0.0, weight_decay=0.05
+    assert seen["options"].for_base(False, 192).resolved() == FinetuneOptions(
+        recipe="scratch", lr=1e-4, epochs=30, batch_size=16, freqm=0, timem=0, mixup=0.0, weight_decay=0.05
     )
-    assert FinetuneOptions(lr=3e-3).for_base(False).resolved().lr == 3e-3  # a flag given wins
-    assert FinetuneOptions(freeze_backbone=True).for_base(True).recipe == "probe"
-    assert FinetuneOptions(recipe="esc50").for_base(False) == FinetuneOptions(recipe="esc50")  # a named recipe stays
+    assert seen["options"].for_base(False, 64).resolved().lr == 3e-4  # scratch: lr x 192 / width
+    assert seen["options"].for_base(False, 768).resolved().lr == 2.5e-5
+    assert FinetuneOptions(lr=3e-3).for_base(False, 64).resolved().lr == 3e-3  # a flag given wins
+    assert FinetuneOptions(freeze_backbone=True).for_base(True, 768).recipe == "probe"
+    assert FinetuneOptions(recipe="esc50").for_base(False, 64) == FinetuneOptions(recipe="esc50")  # named: kept
 
 
 # the authors' run scripts: egs/esc50/run_esc.sh, egs/speechcommands/run_sc.sh,
@@ -925,7 +927,7 @@ def test_scratch_recipe_learns_spoken_digits(tmp_path, spoken_digits, capsys):
     err = capsys.readouterr().err
     assert err.splitlines()[0].startswith(
         "recipe scratch (a new small AST (192 wide, 4 layers), random init): "
-        f"lr 0.0003, epochs {DIGITS_EPOCHS}, batch 16,"
+        f"lr 0.0001, epochs {DIGITS_EPOCHS}, batch 16,"
     )
     assert "AdamW (weight decay 0.05)" in err.splitlines()[0] and "cosine to 0" in err.splitlines()[0]
     recipe = json.loads((out / "recipe.json").read_text())
