@@ -134,8 +134,13 @@ def run_set(work: Path, name: str, args, flags: dict, tag: str) -> tuple[float, 
     refs = {}
     for lr in [] if args.no_reference else args.reference_lrs:
         ref_out = work / f"reference-{name}-{args.base}-{args.stride}-{args.epochs}-{lr:g}-s{args.seed}"
-        val = reference(train_dir, out, ref_out, FinetuneOptions(**common), args.epochs, lr)
-        refs[lr] = (val, evaluate(ModelSpec(source=str(ref_out), precision="fp32"), str(test_dir))["accuracy"])
+        ref_done = ref_out / "benchmark.json"  # a rerun reuses a finished reference run
+        if not ref_done.exists():
+            val = reference(train_dir, out, ref_out, FinetuneOptions(**common), args.epochs, lr)
+            test = evaluate(ModelSpec(source=str(ref_out), precision="fp32"), str(test_dir))["accuracy"]
+            ref_done.write_text(json.dumps({"validation": val, "accuracy": test}))
+        cached = json.loads(ref_done.read_text())
+        refs[lr] = (cached["validation"], cached["accuracy"])
     return result["accuracy"], result["best_epoch"], refs
 
 
