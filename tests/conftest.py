@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -17,6 +18,12 @@ os.environ["AST_CACHE_DIR"] = tempfile.mkdtemp(
 )  # the probe's embeddings: never the user's cache
 os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+# A suite started in the background by a non-interactive shell (`pytest ... &`, a CI runner) inherits
+# SIGINT ignored, and exec passes an ignored signal on: the commands the Ctrl-C tests start would ignore
+# their SIGINT (a Python program keeps an inherited SIG_IGN). The tests model Ctrl-C in a terminal, so
+# the suite takes SIGINT back; a handler, unlike an ignore, is reset to the default at exec.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 import pytest
 import soundfile as sf
