@@ -186,8 +186,48 @@ def f1_at(scores: np.ndarray, targets: np.ndarray, cut: np.ndarray) -> np.ndarra
 
 
 def main_metric(report: dict[str, Any]) -> tuple[str, float]:
-    """The number that picks the best epoch: accuracy (single-label) or mAP (multi-label), as the authors."""
+    """The number that picks the epoch kept: accuracy (single-label) or mAP (multi-label), as the authors."""
     return ("mAP", report["mAP"]) if "mAP" in report else ("accuracy", report["accuracy"])
+
+
+def standard_error(
+    scores: np.ndarray | torch.Tensor,
+    targets: np.ndarray | torch.Tensor,
+    multi_label: bool,
+    *,
+    rounds: int = 20,
+    most: int = 2000,
+    seed: int = 0,
+) -> float:
+    """The standard error of ``main_metric`` over these clips, as drawn from all the clips there could be:
+    how far it moves from one validation set to another of the same size.
+
+    Single-label (``targets`` (N,) class ids): accuracy is a proportion, ``sqrt(p (1 - p) / N)``.
+    Multi-label (``targets`` (N, C) 0/1): mAP has no closed form; the bootstrap (Efron): the standard
+    deviation of the mAP of ``rounds`` resamples with replacement, of at most ``most`` clips (a first draw
+    without replacement above that), scaled by ``sqrt(m / N)``, as a standard error falls with the root of
+    the sample size. Fixed ``seed``: every process of a run gets the same number.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    targets = np.asarray(targets)
+    n = len(targets)
+    if n < 2:
+        return 0.0
+    if not multi_label:
+        p = float((scores.argmax(axis=1) == targets).mean())
+        return math.sqrt(p * (1 - p) / n)
+    rng = np.random.default_rng(seed)
+    pool = rng.choice(n, most, replace=False) if n > most else np.arange(n)
+    maps = []
+    for _ in range(rounds):
+        pick = rng.choice(pool, len(pool))
+        aps = [average_precision(targets[pick, k], scores[pick, k]) for k in range(targets.shape[1])]
+        aps = [a for a in aps if not math.isnan(a)]
+        if aps:
+            maps.append(float(np.mean(aps)))
+    if len(maps) < 2:
+        return 0.0
+    return float(np.std(maps, ddof=1)) * math.sqrt(len(pool) / n)
 
 
 # -- rendering ---------------------------------------------------------------------------------

@@ -70,9 +70,12 @@ def _save(fig, path: str | os.PathLike) -> None:
         fig.savefig(target.tmp, format="png", dpi=DPI)
 
 
-def training_curves(history: list[dict[str, Any]], metric: str, path: str | os.PathLike) -> None:
+def training_curves(
+    history: list[dict[str, Any]], metric: str, path: str | os.PathLike, kept: int | None = None
+) -> None:
     """``metrics.jsonl`` as three panels: training and validation loss, the validation ``metric``
-    (``val_accuracy`` or ``val_mAP``), and the learning rate at each epoch's end."""
+    (``val_accuracy`` or ``val_mAP``) with its highest epoch and the epoch ``kept`` (where another:
+    a later one within one standard error), and the learning rate at each epoch's end."""
     fig = _figure(TRAINING_SIZE)
     loss, score, rate = fig.subplots(1, 3)
     epochs = [r["epoch"] for r in history]
@@ -86,6 +89,9 @@ def training_curves(history: list[dict[str, Any]], metric: str, path: str | os.P
     score.plot(
         [epochs[best]], [values[best]], marker="*", markersize=14, color="tab:red", label=f"best: epoch {epochs[best]}"
     )
+    if kept is not None and kept != epochs[best] and kept in epochs:
+        at, label = epochs.index(kept), f"kept: epoch {kept} (within one standard error)"
+        score.plot([kept], [values[at]], marker="o", markersize=12, fillstyle="none", color="tab:red", label=label)
     score.set_title(metric.replace("val_", "validation "))
     score.legend()
     rate.plot(epochs, [r["lr"] for r in history], marker="o", color="tab:purple")

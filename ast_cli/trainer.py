@@ -79,12 +79,16 @@ class World:
 
 @dataclass
 class RunState:
-    """How far a run got: the epochs done, the best validation score and its epoch, the epochs since it
-    last improved, and one record per epoch (metrics.jsonl). Saved in ``.train_state/`` as a dict of
-    these fields (``to_dict``); ``best_head`` (a probe's best head) only once it exists."""
+    """How far a run got: the epochs done, the highest validation score (``best``, at ``best_at``, with
+    its standard error ``margin``), the epoch kept (``best_epoch``, the model written, and its report), the
+    epochs since the highest score rose, and one record per epoch (metrics.jsonl). Saved in
+    ``.train_state/`` as a dict of these fields (``to_dict``); ``best_head`` (a probe's kept head) only
+    once it exists."""
 
     epoch: int = 0
     best: float = -math.inf
+    best_at: int = 0
+    margin: float = 0.0
     best_epoch: int = 0
     best_report: dict[str, Any] | None = None
     stale: int = 0
@@ -109,18 +113,31 @@ class RunState:
     def from_dict(cls, state: dict[str, Any]) -> RunState:
         return cls(**state)
 
-    def record(self, record: dict[str, Any], value: float, report: dict[str, Any], patience: int) -> bool:
-        """Epoch ``record["epoch"]`` done with validation score ``value``: whether it is the best so far.
-        ``patience`` epochs without a better one stop the run (0: never)."""
+    def record(
+        self, record: dict[str, Any], value: float, report: dict[str, Any], patience: int, error: float = 0.0
+    ) -> bool:
+        """Epoch ``record["epoch"]`` done with validation score ``value``, whose standard error over the
+        validation clips is ``error`` (``metrics.standard_error``): whether its model is the one kept now.
+
+        Kept: the latest epoch whose score is within one standard error of the highest so far, the
+        one-standard-error rule (Breiman et al. 1984; Hastie et al., *Elements of Statistical Learning*,
+        7.10): a lead smaller than the noise of the validation set is no evidence that an earlier, less
+        trained epoch is better. On a small validation set (20 clips: a standard error near 0.1) the first
+        maximum of a noisy curve is often an early epoch; on a large one the rule keeps the highest. An
+        epoch is kept only if it is the highest or later than the one kept, so the model written is always
+        the latest kept. ``patience`` epochs without a higher score stop the run (0: never).
+        """
         self.epoch = record["epoch"]
-        improved = value > self.best
-        if improved:
-            self.best, self.best_epoch, self.best_report, self.stale = value, self.epoch, report, 0
+        if value > self.best:
+            self.best, self.best_at, self.margin, self.stale = value, self.epoch, error, 0
         else:
             self.stale += 1
+        kept = value >= self.best - self.margin
+        if kept:
+            self.best_epoch, self.best_report = self.epoch, report
         self.stopped = bool(patience and self.stale >= patience)
         self.history.append(record)
-        return improved
+        return kept
 
 
 def make_optimizer(model: AST, values: RecipeValues) -> torch.optim.Optimizer:

@@ -41,13 +41,13 @@ from .errors import Interrupted
 from .evaluation import score
 from .files import FULL
 from .finetune_options import FinetuneOptions
-from .metrics import format_report, main_metric
+from .metrics import format_report, main_metric, standard_error
 from .model import AST
 from .preparation import NEW, Clips, initial_model, load_base, load_data, recipe_for_base, resumed_model
 from .recipe_text import describe
 from .recipes import RecipeValues, loss_name
 from .targets import SAVED_FILES, model_files, refuse_overlap
-from .trainer import HEAD, Trainer, World
+from .trainer import HEAD, RunState, Trainer, World
 
 _log = logging.getLogger(__name__)
 ItemSet = Any  # D.ClipDataset (fbanks), or probe.EmbeddingSet (a probe's cached embeddings)
@@ -66,6 +66,7 @@ class Context:
     dtype: torch.dtype
     say: Callable[[str], None]
     bars: bool | None  # None: tqdm's own test, a bar at a terminal only
+    on_epoch: Callable[[AST, PreprocessorConfig, dict[str, Any]], None] | None = None  # finetune's
 
 
 @dataclass
@@ -86,11 +87,14 @@ def finetune(
     log: Callable[[str], None] | None = None,
     progress: bool = True,
     command: list[str] | None = None,
+    on_epoch: Callable[[AST, PreprocessorConfig, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Fine-tune ``options.base`` on ``data_dir`` into ``out_dir``; returns the best epoch's summary.
+    """Fine-tune ``options.base`` on ``data_dir`` into ``out_dir``; returns the kept epoch's summary.
     ``log``: where the run's messages go (None: the ``ast_cli.training`` logger, at INFO); ``progress``:
     bars at a terminal; ``command``: the command line of this run (argv, the program first), for the
-    command that continues it after Ctrl-C."""
+    command that continues it after Ctrl-C; ``on_epoch``: called by the main process after each epoch
+    with the model (in eval mode, as validation left it; the next epoch sets training mode), its feature
+    normalisation and the epoch's metrics.jsonl record, e.g. to score every epoch on other clips."""
     options.validate()  # flags that exclude each other (each value was checked when the options were made)
     world = World.from_env()
     out = Path(out_dir)
@@ -114,7 +118,8 @@ def finetune(
     if options.resume and not resuming:
         recipe["note"] = f"{out}: no epoch of the interrupted run was saved; starting afresh"
     say = (log or _log.info) if world.main else _silent
-    ctx = Context(options, values, out, world, device, dtype, say, None if progress and world.main else False)
+    bars = None if progress and world.main else False
+    ctx = Context(options, values, out, world, device, dtype, say, bars, on_epoch if world.main else None)
     world.start(device)
     try:
         with warnings.catch_warnings():
@@ -174,10 +179,7 @@ def _run(
     if ctx.world.main:
         _finish(ctx, trainer, pre)
     report = run.report
-    ctx.say(
-        f"best epoch {run.best_epoch}: val {main_metric(report)[0]} {run.best:.4f}; model in {ctx.out}\n"
-        f"{format_report(report)}"
-    )
+    ctx.say(f"{kept_line(run)}; model in {ctx.out}\n{format_report(report)}")
     return {"out_dir": str(ctx.out), "best_epoch": run.best_epoch, "epochs": run.epoch, **report}
 
 
@@ -304,6 +306,8 @@ def _epoch(ctx: Context, trainer: Trainer, batches: Batches, train: D.LabelledSe
     logits, targets, val_loss = trainer.validate(batches.val, batches.val_size)
     report = score(logits, targets, train.labels, train.multi_label)
     name, value = main_metric(report)
+    highest = value > trainer.run.best  # its standard error sets how far a later epoch may trail it
+    error = standard_error(*_scored(logits, targets, train.multi_label)) if highest else 0.0
     record = {
         "epoch": epoch + 1,
         "train_loss": loss_sum / max(seen, 1),
@@ -313,15 +317,36 @@ def _epoch(ctx: Context, trainer: Trainer, batches: Batches, train: D.LabelledSe
         "clips_per_s": round(seen / seconds, 2),
         "seconds": round(seconds, 2),
     }
-    if trainer.run.record(record, value, report, ctx.options.patience):
+    if trainer.run.record(record, value, report, ctx.options.patience, error):
         if ctx.options.freeze_backbone:
             trainer.run.best_head = probe.head_state(trainer.model)
         elif ctx.world.main:
             checkpoints.save(trainer.model, pre, ctx.out)
-    best = " (best)" if trainer.run.best_epoch == epoch + 1 else ""
+    if ctx.on_epoch is not None:
+        ctx.on_epoch(trainer.model, pre, record)
+    best = " (kept)" if trainer.run.best_epoch == epoch + 1 else ""
     ctx.say(
         f"epoch {epoch + 1}/{epochs}: train loss {record['train_loss']:.4f}, val loss {record['val_loss']:.4f}, "
         f"val {name} {value:.4f}{best}, {record['clips_per_s']} clips/s"
+    )
+
+
+def _scored(logits: torch.Tensor, targets: torch.Tensor, multi_label: bool) -> tuple[Any, Any, bool]:
+    """``metrics.standard_error``'s arguments, on the scores and targets ``score`` reads."""
+    if multi_label:
+        return torch.sigmoid(logits).numpy(), (targets > 0.5).numpy(), True
+    return logits.numpy(), targets.argmax(1).numpy(), False
+
+
+def kept_line(run: RunState) -> str:
+    """Which epoch was kept and why: the highest validation score, or a later epoch within one standard
+    error of it (``RunState.record``)."""
+    name, value = main_metric(run.report)
+    if run.best_epoch == run.best_at:
+        return f"best epoch {run.best_epoch}: val {name} {value:.4f}"
+    return (
+        f"kept epoch {run.best_epoch}: val {name} {value:.4f}, within one standard error ({run.margin:.4f}) "
+        f"of the highest, {run.best:.4f} at epoch {run.best_at}"
     )
 
 
@@ -333,7 +358,7 @@ def _finish(ctx: Context, trainer: Trainer, pre: PreprocessorConfig) -> None:
         trainer.model.load_state_dict(run.best_head, strict=False)
         checkpoints.save(trainer.model, pre, out)
     if plots.available():
-        plots.training_curves(run.history, "val_" + main_metric(report)[0], out / plots.TRAINING_PNG)
+        plots.training_curves(run.history, "val_" + main_metric(report)[0], out / plots.TRAINING_PNG, run.best_epoch)
         if "confusion_matrix" in report:
             plots.confusion(report, out / plots.CONFUSION_PNG, title=f"confusion matrix, epoch {run.best_epoch}")
         else:
