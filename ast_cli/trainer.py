@@ -111,7 +111,8 @@ class RunState:
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> RunState:
-        return cls(**state)
+        """A saved state; one saved before the one-standard-error rule kept its highest epoch."""
+        return cls(**{"best_at": state.get("best_epoch", 0), **state})
 
     def record(
         self, record: dict[str, Any], value: float, report: dict[str, Any], patience: int, error: float = 0.0

@@ -117,6 +117,8 @@ def test_the_epoch_kept_is_the_latest_within_one_standard_error_of_the_highest()
     kept, state = run([0.5, 0.48, 0.47], [0.1] * 3, patience=2)
     assert state.stopped and state.best_epoch == 3 and state.best_at == 1
     assert RunState.from_dict(state.to_dict()) == state  # the resume state holds the rule's fields
+    before = {k: v for k, v in state.to_dict().items() if k not in ("best_at", "margin")}  # saved before the rule
+    assert (RunState.from_dict(before).best_at, RunState.from_dict(before).margin) == (3, 0.0)
 
 
 # -- learning and the checkpoint ------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""``ast finetune``: fine-tune an AST on a folder-per-class dataset; the best epoch is kept."""
+"""``ast finetune``: fine-tune an AST on a folder-per-class dataset; the best epoch is kept (``RunState.record``)."""
 
 from __future__ import annotations
 
@@ -73,7 +73,8 @@ def finetune(
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
-    """Fine-tune an AST on a folder-per-class dataset; the best epoch is kept in the output folder.
+    """Fine-tune an AST on a folder-per-class dataset; the best epoch is kept in the output folder (the latest within
+    one standard error of the highest validation score: on a small validation set an earlier lead is noise).
 
     --recipe default is the authors' advice for new data from an AudioSet-trained base, a from-scratch recipe from any
     other (the first line says which); esc50, speechcommands, audioset and audioset-balanced are the authors' runs as
