@@ -69,12 +69,21 @@ def reference(train_dir: Path, default_out: Path, out: Path, options, epochs: in
             loss.backward()
             optimizer.step()
     checkpoints.save(model.eval(), pre, out)
-    val = D.ClipDataset(clips.val, model.config.max_length, pre.mean, pre.std, fbanks=clips.val_fbanks)
+    return accuracy(
+        model, D.ClipDataset(clips.val, model.config.max_length, pre.mean, pre.std, fbanks=clips.val_fbanks)
+    )
+
+
+def accuracy(model, items) -> float:
+    """Top-1 accuracy of ``model`` (in eval mode) on a ``ClipDataset``."""
+    import torch
+    from torch.utils.data import DataLoader
+
     right = 0
     with torch.no_grad():
-        for x, y in DataLoader(val, 64):
+        for x, y in DataLoader(items, 64):
             right += int((model(x).argmax(-1) == (y.argmax(-1) if y.ndim == 2 else y)).sum())
-    return right / max(1, len(val))
+    return right / max(1, len(items))
 
 
 def main() -> None:
@@ -149,8 +158,6 @@ def chosen(references: dict[float, tuple[float, float]]) -> float:
 def run_set(work: Path, name: str, args, flags: dict, tag: str, seed: int) -> dict:
     """One seed of data set ``name``: the default run's held-out accuracy, its kept epoch, every epoch's
     validation and held-out accuracy, and per reference lr its (validation, held-out) accuracies."""
-    import torch
-    from torch.utils.data import DataLoader
 
     from ast_cli import data as D
     from ast_cli.evaluation import evaluate
@@ -168,13 +175,10 @@ def run_set(work: Path, name: str, args, flags: dict, tag: str, seed: int) -> di
         test, fbanks, _ = D.scan(D.discover(str(test_dir), None), keep=True, progress=False)
         per_epoch: list[float] = []
 
-        def score_epoch(model, pre, record) -> None:  # every epoch on the held-out clips
-            items = D.ClipDataset(test, model.config.max_length, pre.mean, pre.std, fbanks=fbanks)
-            right = 0
-            with torch.no_grad():  # in eval mode, as validation left it
-                for x, y in DataLoader(items, 64):
-                    right += int((model(x).argmax(-1) == (y.argmax(-1) if y.ndim == 2 else y)).sum())
-            per_epoch.append(right / len(items))
+        def score_epoch(model, pre, record) -> None:  # every epoch on the held-out clips (in eval mode)
+            per_epoch.append(
+                accuracy(model, D.ClipDataset(test, model.config.max_length, pre.mean, pre.std, fbanks=fbanks))
+            )
 
         summary = finetune(
             str(train_dir), str(out), options, log=log or (lambda _: None), progress=False, on_epoch=score_epoch
