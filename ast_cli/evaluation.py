@@ -49,11 +49,17 @@ def model_forward(
     return forward
 
 
+def scored(logits: torch.Tensor, targets: torch.Tensor, multi_label: bool) -> tuple[Any, Any]:
+    """What ``metrics`` reads: sigmoid scores and 0/1 targets (multi-label), or logits and class ids."""
+    if multi_label:
+        return torch.sigmoid(logits).numpy(), (targets > 0.5).numpy()
+    return logits.numpy(), targets.argmax(1).numpy()
+
+
 def score(logits: torch.Tensor, targets: torch.Tensor, labels: list[str], multi_label: bool) -> dict[str, Any]:
     """The report of ``metrics``: mAP/mAUC/d-prime on sigmoid scores, or accuracy/F1 on the argmax."""
-    if multi_label:
-        return metrics.multi_label(torch.sigmoid(logits).numpy(), (targets > 0.5).numpy(), labels)
-    return metrics.single_label(logits.numpy(), targets.argmax(1).numpy(), labels)
+    report = metrics.multi_label if multi_label else metrics.single_label
+    return report(*scored(logits, targets, multi_label), labels)
 
 
 def evaluate(

@@ -38,7 +38,7 @@ from . import runfolder as folder
 from .config import PreprocessorConfig
 from .devices import resolve_device, resolve_precision
 from .errors import Interrupted
-from .evaluation import score
+from .evaluation import score, scored
 from .files import FULL
 from .finetune_options import FinetuneOptions
 from .metrics import format_report, main_metric, standard_error
@@ -307,7 +307,7 @@ def _epoch(ctx: Context, trainer: Trainer, batches: Batches, train: D.LabelledSe
     report = score(logits, targets, train.labels, train.multi_label)
     name, value = main_metric(report)
     highest = value > trainer.run.best  # its standard error sets how far a later epoch may trail it
-    error = standard_error(*_scored(logits, targets, train.multi_label)) if highest else 0.0
+    error = standard_error(*scored(logits, targets, train.multi_label), train.multi_label) if highest else 0.0
     record = {
         "epoch": epoch + 1,
         "train_loss": loss_sum / max(seen, 1),
@@ -329,13 +329,6 @@ def _epoch(ctx: Context, trainer: Trainer, batches: Batches, train: D.LabelledSe
         f"epoch {epoch + 1}/{epochs}: train loss {record['train_loss']:.4f}, val loss {record['val_loss']:.4f}, "
         f"val {name} {value:.4f}{best}, {record['clips_per_s']} clips/s"
     )
-
-
-def _scored(logits: torch.Tensor, targets: torch.Tensor, multi_label: bool) -> tuple[Any, Any, bool]:
-    """``metrics.standard_error``'s arguments, on the scores and targets ``score`` reads."""
-    if multi_label:
-        return torch.sigmoid(logits).numpy(), (targets > 0.5).numpy(), True
-    return logits.numpy(), targets.argmax(1).numpy(), False
 
 
 def kept_line(run: RunState) -> str:
